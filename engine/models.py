@@ -1,0 +1,253 @@
+"""Model layer: load a causal LM + tokenizer (built-in world, local path or Hugging Face name),
+attach a LoRA adapter, add a scalar value head.
+
+The reference policy is the same base with the LoRA adapter disabled (``reference_mode``), so there
+is never a second copy of the weights. Loading is offline and safetensors-only; ``trust_remote_code``
+stays off unless the caller asks for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.config import ConfigError
+from engine.paths import world_dir
+
+log = logging.getLogger(__name__)
+
+WORLD_PREFIX = "world:"
+# LoRA targets per architecture; anything else falls back to every linear layer.
+LORA_TARGETS = {
+    "gpt2": ["c_attn", "c_proj"],
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "mistral": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "qwen3": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "gpt_neox": ["query_key_value", "dense"],
+    "opt": ["q_proj", "k_proj", "v_proj", "out_proj"],
+}
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready for sampling or training, with what it was loaded from."""
+
+    model: nn.Module
+    tokenizer: object  # a transformers PreTrainedTokenizerBase
+    source: str
+    path: Path | None  # local directory, when there is one
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def resolve_source(source: str) -> Path | str:
+    """Map a model source to a local directory, or return a hub name to look up in the local cache.
+
+    ``world:sft-epoch-3`` / ``world:rm`` name the built-in world's artifacts; anything else is a
+    local path (if it exists) or a Hugging Face model name.
+    """
+    source = (source or "").strip()
+    if not source:
+        raise ConfigError("model source is empty: give a world checkpoint, a local path or a model name")
+    if source.startswith(WORLD_PREFIX):
+        name = source[len(WORLD_PREFIX) :]
+        path = world_dir() / name.replace("-epoch-", "/epoch-")
+        if not path.is_dir():
+            raise ConfigError(
+                f"built-in world model {source!r} not found at {path}; run `python -m engine world build`"
+            )
+        return path
+    path = Path(source).expanduser()
+    if path.exists() or source.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise ConfigError(f"model path {source!r} does not exist or is not a directory")
+        return path
+    return source
+
+
+def _check_model_dir(path: Path) -> None:
+    if (path / "adapter_config.json").is_file():
+        return
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"{path} is not a model directory: it has no config.json")
+    if not any(path.glob("*.safetensors")):
+        raise ConfigError(f"{path} has no .safetensors weights (only safetensors are loaded, for safety)")
+
+
+def load_tokenizer(path_or_name: Path | str, *, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(
+            str(path_or_name), local_files_only=True, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load a tokenizer from {str(path_or_name)!r}: {exc}") from exc
+    if tok.pad_token_id is None:
+        # Responses are masked explicitly, so reusing EOS as pad is safe for the policy.
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(
+    source: str,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer, in eval mode (dropout off) on ``device``.
+
+    A directory holding a PEFT adapter (``adapter_config.json``) loads its base model and attaches
+    the adapter, so PPO checkpoints load like any model.
+    """
+    from transformers import AutoModelForCausalLM
+
+    resolved = resolve_source(source)
+    device = torch.device(device) if device is not None else default_device()
+    local = isinstance(resolved, Path)
+    if local:
+        _check_model_dir(resolved)
+    adapter_dir = resolved if local and (resolved / "adapter_config.json").is_file() else None
+    base = _adapter_base(adapter_dir) if adapter_dir else resolved
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(base),
+            local_files_only=True,
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+            dtype=dtype or torch.float32,
+        )
+    except (OSError, ValueError) as exc:
+        hint = "" if local else " (no internet here: it must be a local directory or already in the HF cache)"
+        raise ConfigError(f"cannot load model {source!r}{hint}: {exc}") from exc
+    tokenizer = load_tokenizer(adapter_dir if adapter_dir and _has_tokenizer(adapter_dir) else base, trust_remote_code=trust_remote_code)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    model.to(device).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, source=source, path=resolved if local else None)
+
+
+def _has_tokenizer(path: Path) -> bool:
+    return (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file()
+
+
+def _adapter_base(adapter_dir: Path) -> Path | str:
+    """The base model an adapter was trained on, resolved like any source."""
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise ConfigError(f"{adapter_dir}/adapter_config.json names no base_model_name_or_path")
+    resolved = resolve_source(base)
+    if isinstance(resolved, Path):
+        _check_model_dir(resolved)
+    return resolved
+
+
+def lora_targets(model: nn.Module) -> list[str] | str:
+    model_type = getattr(getattr(model, "config", None), "model_type", "")
+    return LORA_TARGETS.get(model_type, "all-linear")
+
+
+def attach_lora(
+    model: nn.Module, *, r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules: list[str] | None = None
+) -> nn.Module:
+    """Wrap ``model`` in a PEFT LoRA adapter; only the adapter's weights stay trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    if r < 1:
+        raise ConfigError(f"LoRA rank must be >= 1, got {r}")
+    targets = target_modules or lora_targets(model)
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+        fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",  # GPT-2 uses Conv1D
+    )
+    return get_peft_model(model, config)
+
+
+@contextlib.contextmanager
+def reference_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """The reference policy: the same weights with the LoRA adapter switched off."""
+    if hasattr(model, "disable_adapter"):
+        with model.disable_adapter():
+            yield model
+    else:  # no adapter attached: the model is its own reference
+        yield model
+
+
+def hidden_size(model: nn.Module) -> int:
+    config = model.config
+    for name in ("hidden_size", "n_embd", "d_model"):
+        if getattr(config, name, None):
+            return int(getattr(config, name))
+    raise ConfigError(f"cannot tell the hidden size of a {type(model).__name__}")
+
+
+class ValueHead(nn.Module):
+    """Scalar value per position from the policy's last hidden state: (B, L, H) -> (B, L)."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.summary = nn.Linear(hidden, 1)
+        nn.init.normal_(self.summary.weight, std=1.0 / (hidden + 1) ** 0.5)
+        nn.init.zeros_(self.summary.bias)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.summary(hidden_states.to(self.summary.weight.dtype)).squeeze(-1)
+
+
+def backbone_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(transformer body, LM head) of a causal LM, looking through a PEFT wrapper.
+
+    Lets callers run the body once and apply the (vocabulary-sized) head only where logits are
+    needed, e.g. on response positions. LoRA layers live inside the body's modules, so they apply.
+    """
+    inner = model
+    if hasattr(inner, "get_base_model"):  # PeftModel
+        inner = inner.get_base_model()
+    body = getattr(inner, inner.base_model_prefix)
+    head = inner.get_output_embeddings()
+    return body, head
+
+
+def save_value_head(head: ValueHead, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}, str(path))
+
+
+def load_value_head(path: Path, hidden: int, device: torch.device | str = "cpu") -> ValueHead:
+    from safetensors.torch import load_file
+
+    head = ValueHead(hidden)
+    head.load_state_dict(load_file(str(path), device=str(device)))
+    return head.to(device)
+
+
+def set_threads_from_env() -> None:
+    """Honour WORKBENCH_THREADS (tiny models can be slower with more threads on a busy machine)."""
+    threads = os.environ.get("WORKBENCH_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))

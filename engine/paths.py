@@ -1,0 +1,22 @@
+"""Where things live on disk. Environment variables override the defaults (tests use them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """Shipped artifacts of the built-in world (``WORKBENCH_DATA_DIR`` overrides)."""
+    return Path(os.environ.get("WORKBENCH_DATA_DIR", REPO_ROOT / "data"))
+
+
+def world_dir() -> Path:
+    return data_dir() / "world"
+
+
+def runs_dir() -> Path:
+    """Run directories, one per PPO job or import (``WORKBENCH_RUNS_DIR`` overrides)."""
+    return Path(os.environ.get("WORKBENCH_RUNS_DIR", REPO_ROOT / "runs"))

@@ -1,0 +1,111 @@
+"""Reward models: the Bradley-Terry loss, pairwise accuracy, and a uniform scoring interface.
+
+Two kinds load through :func:`load_reward_model`:
+- the built-in world's pooled RM (a causal-LM body + a linear head whose score is the last token's
+  term plus the mean of per-token terms; a last-token head alone plateaued in accuracy on the toy
+  world, see WORLD_NOTES). Mean pooling rewards token spam: the over-optimisation the workbench shows.
+- any Hugging Face ``AutoModelForSequenceClassification`` with one label.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.config import ConfigError
+from engine.models import LoadedModel, _check_model_dir, default_device, load_tokenizer, resolve_source
+
+POOLED_CONFIG = "reward_head.json"
+
+
+class PooledRewardModel(nn.Module):
+    """score = w·h_last + mean_t(w'·h_t) + b over real tokens (B, L) -> (B,)."""
+
+    def __init__(self, body: nn.Module, hidden: int):
+        super().__init__()
+        self.body = body
+        self.last_head = nn.Linear(hidden, 1)
+        self.token_head = nn.Linear(hidden, 1, bias=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.bool()
+        position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        hidden = self.body(input_ids=input_ids, attention_mask=mask.long(), position_ids=position_ids).last_hidden_state
+        last_index = mask.shape[1] - 1 - mask.flip(-1).long().argmax(-1)  # last real token, any padding side
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_index]  # (B, H)
+        per_token = self.token_head(hidden).squeeze(-1)  # (B, L)
+        pooled = (per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        return self.last_head(last).squeeze(-1) + pooled
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        path.mkdir(parents=True, exist_ok=True)
+        self.body.config.save_pretrained(path)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(tensors, str(path / "model.safetensors"))
+        (path / POOLED_CONFIG).write_text(json.dumps({"pooling": "last+mean"}))
+
+    @classmethod
+    def load(cls, path: Path) -> PooledRewardModel:
+        from safetensors.torch import load_file
+        from transformers import AutoConfig, AutoModel
+
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        body = AutoModel.from_config(config)
+        model = cls(body, config.hidden_size)
+        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        return model
+
+
+class SequenceClassifierRM(nn.Module):
+    """Adapter so an HF sequence classifier scores like the pooled RM: (B, L) -> (B,)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask.long()).logits[:, 0]
+
+
+def load_reward_model(source: str, *, device: torch.device | str | None = None) -> LoadedModel:
+    """Load a reward model (built-in pooled RM or an HF sequence classifier), eval mode, frozen."""
+    resolved = resolve_source(source)
+    device = torch.device(device) if device is not None else default_device()
+    if isinstance(resolved, Path) and (resolved / POOLED_CONFIG).is_file():
+        model: nn.Module = PooledRewardModel.load(resolved)
+    else:
+        from transformers import AutoModelForSequenceClassification
+
+        if isinstance(resolved, Path):
+            _check_model_dir(resolved)
+        try:
+            hf = AutoModelForSequenceClassification.from_pretrained(
+                str(resolved), local_files_only=True, use_safetensors=True, num_labels=1
+            )
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot load reward model {source!r}: {exc}") from exc
+        model = SequenceClassifierRM(hf)
+    tokenizer = load_tokenizer(resolved)
+    if getattr(model, "model", None) is not None and model.model.config.pad_token_id is None:
+        model.model.config.pad_token_id = tokenizer.pad_token_id
+    model.to(device).eval().requires_grad_(False)
+    return LoadedModel(model=model, tokenizer=tokenizer, source=source, path=resolved if isinstance(resolved, Path) else None)
+
+
+def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """-log sigma(r_chosen - r_rejected), averaged."""
+    return -F.logsigmoid(chosen - rejected).mean()
+
+
+def pairwise_accuracy(score_a: torch.Tensor, score_b: torch.Tensor, a_better: torch.Tensor) -> float:
+    """Share of pairs the scores order as the labels do (ties count as wrong)."""
+    predicted = score_a > score_b
+    wrong_tie = score_a == score_b
+    correct = (predicted == a_better.bool()) & ~wrong_tie
+    return float(correct.float().mean()) if len(correct) else float("nan")

@@ -1,0 +1,306 @@
+"""Generation with temperature / top-k / top-p and the sampling-space signals, in one place.
+
+For each generated position t with model logits z_t (temperature 1) and the *sampling*
+distribution q_t (temperature, then top-k, then top-p):
+
+- ``entropy``          H(softmax(z_t)) in nats; ``sampling_entropy`` H(q_t)
+- ``max_prob``         max softmax(z_t)
+- ``sampled_prob``     softmax(z_t)[y_t]; ``sampled_prob_q`` q_t[y_t]
+- ``n_candidates``     |support(q_t)|, how many tokens could have been drawn
+- ``logprob``          log softmax(z_t / T)[y_t]: the log-prob PPO uses for ratios and KL, from the
+                       same temperature-scaled logits that sampling used (T = 1 when greedy)
+
+Padding never enters a statistic: every signal is 0 where ``response_mask`` is False.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+from torch import nn
+
+from engine.config import ConfigError, SamplingConfig
+
+NEG_INF = float("-inf")
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of ``values`` where ``mask`` is True (all positions when dim is None).
+
+    Naive equivalent: ``values[mask].mean()``; with ``dim``: per-row means, 0 for empty rows.
+    """
+    mask = mask.to(values.dtype)
+    if dim is None:
+        return (values * mask).sum() / mask.sum().clamp(min=1)
+    return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def scale_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """z / T; T = 0 (greedy) leaves the logits unscaled."""
+    return logits if temperature in (0, 1) else logits / temperature
+
+
+def sampling_logits(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
+    """Logits of the sampling distribution q: temperature, then top-k, then top-p; -inf outside the support.
+
+    Greedy (T = 0) keeps only the argmax. top-k keeps ties with the k-th logit. top-p keeps the
+    smallest prefix of tokens sorted by probability whose mass reaches top_p (at least one token).
+    """
+    if config.greedy:
+        keep = torch.zeros_like(logits, dtype=torch.bool)
+        keep.scatter_(-1, logits.argmax(-1, keepdim=True), True)
+        return logits.masked_fill(~keep, NEG_INF)
+    z = scale_logits(logits.float(), config.temperature)
+    if 0 < config.top_k < z.shape[-1]:
+        kth = torch.topk(z, config.top_k, dim=-1).values[..., -1:]
+        z = z.masked_fill(z < kth, NEG_INF)
+    if config.top_p < 1:
+        sorted_z, order = torch.sort(z, dim=-1, descending=True)
+        probs = torch.softmax(sorted_z, dim=-1)
+        mass_before = torch.cumsum(probs, dim=-1) - probs
+        drop_sorted = mass_before >= config.top_p  # the first token always has mass_before 0
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        z = z.masked_fill(drop, NEG_INF)
+    return z
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of softmax(logits) over the last axis; -inf logits contribute 0.
+
+    Naive equivalent: ``-(p * p.log()).nansum(-1)`` with ``p = logits.softmax(-1)``.
+    """
+    logp = torch.log_softmax(logits, dim=-1)
+    p = logp.exp()
+    return -(p * logp.masked_fill(p == 0, 0.0)).sum(-1)
+
+
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[index] without keeping the full log-softmax: (..., V), (...) -> (...).
+
+    Naive equivalent: ``torch.log_softmax(logits, -1).gather(-1, index[..., None])[..., 0]``.
+    """
+    picked = logits.gather(-1, index.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+@dataclass
+class TokenSignals:
+    """Per-token signals, each (B, T), 0 where the response mask is False."""
+
+    entropy: torch.Tensor
+    sampling_entropy: torch.Tensor
+    max_prob: torch.Tensor
+    sampled_prob: torch.Tensor
+    sampled_prob_q: torch.Tensor
+    n_candidates: torch.Tensor
+    logprob: torch.Tensor
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def summary(self, mask: torch.Tensor) -> dict[str, float]:
+        """Mean of each signal over real tokens."""
+        return {name: float(masked_mean(value.float(), mask)) for name, value in self.as_dict().items()}
+
+
+def token_signals(
+    logits: torch.Tensor, tokens: torch.Tensor, response_mask: torch.Tensor, config: SamplingConfig
+) -> TokenSignals:
+    """All signals from raw model logits (B, T, V), the drawn tokens (B, T) and the mask (B, T)."""
+    z = logits.float()
+    logp = torch.log_softmax(z, dim=-1)  # (B, T, V)
+    p = logp.exp()
+    entropy = -(p * logp).sum(-1)
+    max_prob = p.amax(-1)
+    sampled_prob = p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+    zq = sampling_logits(z, config)
+    logq = torch.log_softmax(zq, dim=-1)
+    q = logq.exp()
+    sampling_entropy = -(q * logq.masked_fill(q == 0, 0.0)).sum(-1)
+    sampled_prob_q = q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    n_candidates = torch.isfinite(zq).sum(-1)
+
+    logprob = sampled_logprob(z, tokens, config.temperature)
+    keep = response_mask.bool()
+    zero = torch.zeros((), dtype=z.dtype, device=z.device)
+    return TokenSignals(
+        entropy=torch.where(keep, entropy, zero),
+        sampling_entropy=torch.where(keep, sampling_entropy, zero),
+        max_prob=torch.where(keep, max_prob, zero),
+        sampled_prob=torch.where(keep, sampled_prob, zero),
+        sampled_prob_q=torch.where(keep, sampled_prob_q, zero),
+        n_candidates=torch.where(keep, n_candidates, torch.zeros_like(n_candidates)),
+        logprob=torch.where(keep, logprob, zero),
+    )
+
+
+def sampled_logprob(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log softmax(z / T)[y]: the PPO log-prob, consistent with how the token was sampled."""
+    return selective_log_softmax(scale_logits(logits.float(), temperature), tokens)
+
+
+def draw(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row from (B, V) logits under the sampling distribution."""
+    if config.greedy:
+        return logits.argmax(-1)
+    probs = torch.softmax(sampling_logits(logits, config), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@dataclass
+class Generation:
+    """A batch of prompts and their sampled responses.
+
+    Prompts are left-padded so every response starts at the same column P.
+    """
+
+    prompt_ids: torch.Tensor  # (B, P)
+    prompt_mask: torch.Tensor  # (B, P) True = real prompt token
+    response_ids: torch.Tensor  # (B, T) pad after EOS
+    response_mask: torch.Tensor  # (B, T) True = generated token (EOS included)
+    logits: torch.Tensor  # (B, T, V) raw model logits at each response position
+    has_eos: torch.Tensor  # (B,) bool
+    config: SamplingConfig
+    hidden: torch.Tensor | None = None  # (B, T, H) last hidden states, when asked for
+
+    @property
+    def sequences(self) -> torch.Tensor:
+        return torch.cat([self.prompt_ids, self.response_ids], dim=1)  # (B, P + T)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return torch.cat([self.prompt_mask, self.response_mask], dim=1)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.response_mask.sum(-1)
+
+    def signals(self, config: SamplingConfig | None = None) -> TokenSignals:
+        """Signals of the drawn tokens; a new ``config`` re-scores the same samples without resampling."""
+        return token_signals(self.logits, self.response_ids, self.response_mask, config or self.config)
+
+
+def encode_prompts(tokenizer, prompts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded (B, P) ids and mask."""
+    if not prompts:
+        raise ConfigError("no prompts given")
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    for prompt, row in zip(prompts, ids, strict=True):
+        if not row:
+            raise ConfigError(f"prompt {prompt!r} encodes to no tokens")
+    width = max(len(r) for r in ids)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.bool)
+    for i, row in enumerate(ids):
+        input_ids[i, width - len(row) :] = torch.tensor(row)
+        mask[i, width - len(row) :] = True
+    return input_ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    config: SamplingConfig,
+    *,
+    eos_token_id: int | None,
+    pad_token_id: int,
+    generator: torch.Generator | None = None,
+    keep_hidden: bool = False,
+) -> Generation:
+    """Sample responses with a KV cache, keeping each position's raw logits for the signals.
+
+    A hand-written loop rather than ``model.generate``: it returns the unprocessed logits of every
+    step (needed for all signals and for temperature-consistent log-probs) with no extra forward
+    pass, and avoids generate()'s per-step logits-processor overhead, which dominates for tiny models.
+    """
+    device = prompt_ids.device
+    batch = prompt_ids.shape[0]
+    attention = prompt_mask.long()
+    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+    out = model(
+        input_ids=prompt_ids,
+        attention_mask=attention,
+        position_ids=position_ids,
+        use_cache=True,
+        output_hidden_states=keep_hidden,
+        logits_to_keep=1,
+    )
+    next_position = position_ids[:, -1:] + 1
+    step_logits, step_hidden, tokens = [], [], []
+    alive = torch.ones(batch, dtype=torch.bool, device=device)
+    has_eos = torch.zeros(batch, dtype=torch.bool, device=device)
+    masks = []
+    for _ in range(config.max_new_tokens):
+        logits = out.logits[:, -1, :].float()  # (B, V)
+        token = draw(logits, config, generator)
+        token = torch.where(alive, token, torch.full_like(token, pad_token_id))
+        step_logits.append(logits)
+        if keep_hidden:
+            step_hidden.append(out.hidden_states[-1][:, -1, :])
+        tokens.append(token)
+        masks.append(alive.clone())
+        if config.stop_at_eos and eos_token_id is not None:
+            is_eos = alive & (token == eos_token_id)
+            has_eos |= is_eos
+            alive &= ~is_eos
+        elif eos_token_id is not None:
+            has_eos |= alive & (token == eos_token_id)
+        if len(tokens) == config.max_new_tokens or not bool(alive.any()):  # sync point, once per step
+            break
+        attention = torch.cat([attention, torch.ones((batch, 1), dtype=attention.dtype, device=device)], dim=1)
+        out = model(
+            input_ids=token.unsqueeze(-1),
+            attention_mask=attention,
+            position_ids=next_position,
+            past_key_values=out.past_key_values,
+            use_cache=True,
+            output_hidden_states=keep_hidden,
+        )
+        next_position = next_position + 1
+    return Generation(
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        response_ids=torch.stack(tokens, 1),
+        response_mask=torch.stack(masks, 1),
+        logits=torch.stack(step_logits, 1),
+        has_eos=has_eos,
+        config=config,
+        hidden=torch.stack(step_hidden, 1) if keep_hidden else None,
+    )
+
+
+def generate_text(
+    loaded, prompts: list[str], config: SamplingConfig, *, seed: int = 0, samples_per_prompt: int = 1
+) -> Generation:
+    """Convenience: encode prompts (each repeated ``samples_per_prompt`` times) and sample."""
+    tok = loaded.tokenizer
+    repeated = [p for p in prompts for _ in range(samples_per_prompt)]
+    ids, mask = encode_prompts(tok, repeated, loaded.device)
+    generator = torch.Generator(device=loaded.device).manual_seed(seed)
+    return generate(
+        loaded.model,
+        ids,
+        mask,
+        config,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        generator=generator,
+    )
+
+
+def decode_tokens(tokenizer, ids: torch.Tensor, mask: torch.Tensor) -> list[list[str]]:
+    """Per-row token strings of the real (masked-in) positions."""
+    rows = []
+    for row, keep in zip(ids.tolist(), mask.tolist(), strict=True):
+        rows.append(tokenizer.convert_ids_to_tokens([t for t, k in zip(row, keep, strict=True) if k]))
+    return rows
+
+
+def nats_to_bits(x: float) -> float:
+    return x / math.log(2)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Create .venv and install everything the app (and, with --test, the test suite) needs.
+# Idempotent: a second run only checks. torch comes first and pinned, so pip takes the CPU wheel
+# that lies on this kind of machine instead of pulling a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+PY="$VENV/bin/python"
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+if [ ! -x "$PY" ]; then
+  python3 -m venv "$VENV"
+  "$PY" -m pip install -q --upgrade pip
+fi
+stamp="$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)-$want_test"
+if [ ! -f "$stamp" ]; then
+  "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q "torch==2.13.0" || "$PY" -m pip install -q torch
+  if [ "$want_test" = 1 ]; then
+    "$PY" -m pip install -q -e ".[test]"
+  else
+    "$PY" -m pip install -q -e .
+  fi
+  touch "$stamp"
+fi
+
+if [ "$want_test" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  # Debian's Chromium for the real-browser tests (Playwright drives it through executable_path).
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium >/dev/null \
+    || echo "setup: could not install chromium; browser tests will be skipped" >&2
+fi
