@@ -3,6 +3,23 @@
 ``from engine.store import ...`` is the public API; the submodules are implementation detail.
 """
 
+from engine.store.failure_modes import DETECTORS, DetectorParams, failure_counts, failure_examples
+from engine.store.files import fingerprint
+from engine.store.queries import (
+    DENSITY_VALUES,
+    families,
+    list_runs,
+    logged_steps,
+    metric_keys,
+    metrics,
+    prompt_drilldown,
+    read_eval,
+    reward_norm_density,
+    step_summary,
+    store_warnings,
+    top_variance_prompts,
+)
+from engine.store.rm_accuracy import logprob_accuracy, reward_spread, rm_gold_agreement
 from engine.store.schema import (
     LOGPROB_ACCURACY,
     LOGPROB_ACCURACY_SCHEMA,
@@ -14,13 +31,33 @@ from engine.store.schema import (
 from engine.store.writer import RunWriter, to_rollout_table, write_eval
 
 __all__ = [
+    "DENSITY_VALUES",
+    "DETECTORS",
     "LOGPROB_ACCURACY",
     "LOGPROB_ACCURACY_SCHEMA",
     "METRIC_SCHEMA",
     "ROLLOUT_SCHEMA",
     "TOKEN_LIST_COLUMNS",
+    "DetectorParams",
     "RunWriter",
+    "failure_counts",
+    "failure_examples",
+    "families",
+    "fingerprint",
+    "list_runs",
+    "logged_steps",
+    "logprob_accuracy",
+    "metric_keys",
+    "metrics",
+    "prompt_drilldown",
+    "read_eval",
+    "reward_norm_density",
+    "reward_spread",
+    "rm_gold_agreement",
     "step_file_name",
+    "step_summary",
+    "store_warnings",
     "to_rollout_table",
+    "top_variance_prompts",
     "write_eval",
 ]

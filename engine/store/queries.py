@@ -1,0 +1,304 @@
+"""The read queries the analysis pages use: runs, reward densities, step summaries, prompts, metrics.
+
+Every function takes run directories, opens a fresh cursor (see ``reader``), runs parameterised SQL
+and returns a pandas DataFrame; an empty store gives an empty frame with the same columns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from engine.config import ConfigError
+from engine.store.files import RunDirs, as_run_dirs, check_file, read_json, scan
+from engine.store.reader import store_cursor
+from engine.store.schema import (
+    LOGPROB_ACCURACY,
+    METRICS_DIR,
+    ROLLOUT_SCHEMA,
+    ROLLOUTS_DIR,
+    RUN_FILE,
+    STATUS_FILE,
+    step_files,
+)
+
+# Scalar columns a density or summary can be computed over (whitelist: they are spliced into SQL).
+DENSITY_VALUES = ("reward", "gold", "mean_entropy", "kl", "length")
+
+# normalised x = x - mean of its prompt's samples at that step + mean of all samples at that step.
+# Per-prompt and per-step means are GROUP BY + join rather than two window functions: same result,
+# one hash aggregate each instead of two sorts over every sample (measured 2-3x faster at 1M rows).
+_NORMALISED_CTE = """
+v AS (
+    SELECT run_id, step, prompt_id, CAST({col} AS DOUBLE) AS x
+    FROM rollouts WHERE {col} IS NOT NULL AND isfinite({col})
+),
+pm AS (SELECT run_id, step, prompt_id, avg(x) AS prompt_mean FROM v GROUP BY ALL),
+sm AS (SELECT run_id, step, avg(x) AS step_mean, count(*) AS n FROM v GROUP BY ALL),
+nv AS (
+    SELECT v.run_id, v.step, v.x AS raw, v.x - pm.prompt_mean + sm.step_mean AS norm, sm.n
+    FROM v JOIN pm USING (run_id, step, prompt_id) JOIN sm USING (run_id, step)
+)"""
+
+
+def _check_value(value: str) -> str:
+    if value not in DENSITY_VALUES:
+        raise ConfigError(f"value must be one of {DENSITY_VALUES}, got {value!r}")
+    return value
+
+
+def _step_range(steps: tuple[int, int] | None) -> tuple[int, int] | None:
+    if steps is None:
+        return None
+    lo, hi = int(steps[0]), int(steps[1])
+    if lo > hi:
+        raise ConfigError(f"step range must be (low, high) with low <= high, got {steps}")
+    return lo, hi
+
+
+def list_runs(runs_dir: Path) -> pd.DataFrame:
+    """One row per run directory under ``runs_dir``: its record, job state, last step and size."""
+    columns = [
+        "run_id", "kind", "created_at", "state", "last_step", "n_steps", "n_rollouts",
+        "heartbeat_age_s", "source", "run_dir",
+    ]  # fmt: skip
+    rows = []
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return pd.DataFrame(columns=columns)
+    for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        record = read_json(run_dir / RUN_FILE)
+        rollout_files = step_files(run_dir / ROLLOUTS_DIR)
+        if record is None and not rollout_files:
+            continue  # not a run (a checkpoint folder, a scratch dir)
+        record = record or {}
+        status = read_json(run_dir / STATUS_FILE) or {}
+        steps = {s for s, _ in rollout_files} | {s for s, _ in step_files(run_dir / METRICS_DIR)}
+        n_rollouts = sum(check_file(p, ROLLOUT_SCHEMA, ()).num_rows for _, p in rollout_files)
+        heartbeat = status.get("heartbeat")
+        rows.append(
+            {
+                "run_id": run_dir.name,
+                "kind": record.get("kind", "unknown"),
+                "created_at": record.get("created_at"),
+                "state": status.get("state", "finished" if record.get("kind") == "import" else "unknown"),
+                "last_step": max(steps) if steps else None,
+                "n_steps": len(steps),
+                "n_rollouts": n_rollouts,
+                "heartbeat_age_s": time.time() - heartbeat if isinstance(heartbeat, int | float) else None,
+                "source": record.get("source", ""),
+                "run_dir": str(run_dir),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=columns).astype({"last_step": "Int64"})
+    return frame.sort_values("created_at", ascending=False, na_position="last", ignore_index=True)
+
+
+def store_warnings(run_dirs: RunDirs) -> list[str]:
+    """Why some files of ``run_dirs`` are skipped (truncated, foreign); [] when all are usable."""
+    return scan(run_dirs).warnings
+
+
+def logged_steps(run_dirs: RunDirs) -> list[int]:
+    """Steps with at least one usable rollout file in any of ``run_dirs``."""
+    with store_cursor(run_dirs) as (cur, _):
+        return [r[0] for r in cur.execute("SELECT DISTINCT step FROM rollouts ORDER BY step").fetchall()]
+
+
+def families(run_dirs: RunDirs) -> list[str]:
+    with store_cursor(run_dirs) as (cur, _):
+        rows = cur.execute(
+            "SELECT DISTINCT prompt_family FROM rollouts WHERE prompt_family IS NOT NULL ORDER BY 1"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def reward_norm_density(
+    run_dirs: RunDirs,
+    value: str = "reward",
+    normalised: bool = True,
+    bins: int = 60,
+    steps: tuple[int, int] | None = None,
+) -> pd.DataFrame:
+    """Histogram of ``value`` per (run_id, step) over one grid shared by all steps, raw or normalised.
+
+    Columns: run_id, step, bin, x (bin centre), left, right, count, density (count / (n * width), so
+    each step's density integrates to 1). Every (run, step) gets all ``bins`` rows, zeros included.
+    """
+    col = _check_value(value)
+    if not isinstance(bins, int) or not 1 <= bins <= 1000:
+        raise ConfigError(f"bins must be an integer in [1, 1000], got {bins!r}")
+    sql = f"""
+    WITH {_NORMALISED_CTE.format(col=col)},
+    pts AS (SELECT run_id, step, n, CASE WHEN ? THEN norm ELSE raw END AS x FROM nv),
+    grid AS (
+        SELECT min(x) AS lo,
+               CASE WHEN max(x) > min(x) THEN (max(x) - min(x)) / ? ELSE 1.0 END AS width
+        FROM pts
+    ),
+    counts AS (
+        SELECT run_id, step, n, least(CAST(floor((x - lo) / width) AS INTEGER), ? - 1) AS bin, count(*) AS c
+        FROM pts, grid GROUP BY ALL
+    ),
+    keys AS (SELECT DISTINCT run_id, step, n FROM pts)
+    SELECT keys.run_id, keys.step, b.bin,
+           lo + (b.bin + 0.5) * width AS x, lo + b.bin * width AS "left", lo + (b.bin + 1) * width AS "right",
+           coalesce(c, 0) AS count, coalesce(c, 0) / (keys.n * width) AS density
+    FROM keys CROSS JOIN (SELECT CAST(range AS INTEGER) AS bin FROM range(?)) b CROSS JOIN grid
+    LEFT JOIN counts USING (run_id, step, bin)
+    ORDER BY keys.run_id, keys.step, b.bin
+    """
+    with store_cursor(run_dirs, _step_range(steps)) as (cur, _):
+        return cur.execute(sql, [bool(normalised), bins, bins, bins]).df()
+
+
+def step_summary(run_dirs: RunDirs, steps: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Per (run_id, step): sample and prompt counts, reward / normalised reward / gold spread,
+    mean within-prompt reward std, mean entropy, KL, length and EOS rate."""
+    sql = f"""
+    WITH {_NORMALISED_CTE.format(col="reward")},
+    within AS (
+        SELECT run_id, step, avg(sd) AS within_prompt_reward_std FROM (
+            SELECT run_id, step, prompt_id, stddev_samp(reward) AS sd FROM rollouts GROUP BY ALL
+        ) GROUP BY ALL
+    ),
+    norm AS (SELECT run_id, step, stddev_samp(norm) AS reward_norm_std FROM nv GROUP BY ALL)
+    SELECT run_id, step,
+        count(*) AS n_samples, count(DISTINCT prompt_id) AS n_prompts,
+        avg(reward) AS reward_mean, stddev_samp(reward) AS reward_std,
+        quantile_cont(reward, 0.1) AS reward_p10, median(reward) AS reward_p50,
+        quantile_cont(reward, 0.9) AS reward_p90,
+        any_value(reward_norm_std) AS reward_norm_std, any_value(within_prompt_reward_std) AS within_prompt_reward_std,
+        avg(gold) AS gold_mean, stddev_samp(gold) AS gold_std,
+        avg(mean_entropy) AS entropy_mean, stddev_samp(mean_entropy) AS entropy_std,
+        avg(kl) AS kl_mean, max(kl) AS kl_max,
+        avg(length) AS length_mean, median(length) AS length_p50,
+        avg(CAST(has_eos AS DOUBLE)) AS eos_rate
+    FROM rollouts LEFT JOIN within USING (run_id, step) LEFT JOIN norm USING (run_id, step)
+    GROUP BY ALL ORDER BY run_id, step
+    """
+    with store_cursor(run_dirs, _step_range(steps)) as (cur, _):
+        return cur.execute(sql).df()
+
+
+def top_variance_prompts(
+    run_dirs: RunDirs,
+    steps: tuple[int, int] | None = None,
+    *,
+    family: str | None = None,
+    reward_range: tuple[float, float] | None = None,
+    length_range: tuple[int, int] | None = None,
+    has_eos: bool | None = None,
+    search: str | None = None,
+    limit: int = 50,
+) -> pd.DataFrame:
+    """Prompts ranked by within-prompt reward variance (sample variance over a step's samples of the
+    prompt, averaged over the steps in range), after filtering samples.
+
+    ``search`` is a case-insensitive literal substring of the prompt or response (no wildcards).
+    """
+    if not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
+    where, params = ["TRUE"], []
+    if family:
+        where.append("prompt_family = ?")
+        params.append(family)
+    if reward_range is not None:
+        where.append("reward BETWEEN ? AND ?")
+        params += [float(reward_range[0]), float(reward_range[1])]
+    if length_range is not None:
+        where.append("length BETWEEN ? AND ?")
+        params += [int(length_range[0]), int(length_range[1])]
+    if has_eos is not None:
+        where.append("has_eos = ?")
+        params.append(bool(has_eos))
+    if search:
+        where.append("(contains(lower(prompt), lower(?)) OR contains(lower(response), lower(?)))")
+        params += [search, search]
+    sql = f"""
+    WITH per_step AS (
+        SELECT run_id, prompt_id, step,
+            any_value(prompt_family) AS prompt_family, any_value(prompt) AS prompt,
+            count(*) AS n, var_samp(reward) AS var, avg(reward) AS mean, min(reward) AS lo, max(reward) AS hi,
+            avg(gold) AS gold, avg(mean_entropy) AS entropy, count(DISTINCT response) AS n_distinct
+        FROM rollouts WHERE {" AND ".join(where)} GROUP BY ALL
+    )
+    SELECT run_id, prompt_id, any_value(prompt_family) AS prompt_family, any_value(prompt) AS prompt,
+        avg(var) AS reward_var, sum(n) AS n_samples, count(*) AS n_steps,
+        min(step) AS first_step, max(step) AS last_step,
+        sum(mean * n) / sum(n) AS reward_mean, min(lo) AS reward_min, max(hi) AS reward_max,
+        avg(gold) AS gold_mean, avg(entropy) AS entropy_mean, avg(n_distinct / n) AS distinct_share
+    FROM per_step GROUP BY ALL
+    ORDER BY reward_var DESC NULLS LAST, run_id, prompt_id
+    LIMIT ?
+    """
+    with store_cursor(run_dirs, _step_range(steps)) as (cur, _):
+        return cur.execute(sql, [*params, limit]).df()
+
+
+def prompt_drilldown(
+    run_dirs: RunDirs,
+    prompt_id: str,
+    steps: tuple[int, int] | None = None,
+    run_id: str | None = None,
+) -> pd.DataFrame:
+    """Every sample of ``prompt_id`` (in ``run_id`` if given) across steps, with its normalised reward
+    (against the prompt's samples and all samples of the same run and step) and per-token lists."""
+    run_filter = "AND run_id = ?" if run_id else ""
+    sql = f"""
+    WITH mine AS (
+        SELECT * FROM rollouts WHERE prompt_id = ? {run_filter}
+    ),
+    step_mean AS (
+        SELECT run_id, step, avg(reward) AS step_mean FROM rollouts
+        WHERE (run_id, step) IN (SELECT DISTINCT run_id, step FROM mine) GROUP BY ALL
+    )
+    SELECT run_id, step, sample_idx, prompt_id, prompt_family, prompt, response,
+        reward, reward - avg(reward) OVER (PARTITION BY run_id, step) + step_mean AS reward_norm,
+        gold, kl, length, has_eos, mean_entropy, tokens, entropy, sampling_entropy, max_prob,
+        sampled_prob, n_candidates, logprob, ref_logprob, temperature, top_p, top_k, checkpoint
+    FROM mine JOIN step_mean USING (run_id, step)
+    ORDER BY run_id, step, sample_idx
+    """
+    params = [prompt_id] + ([run_id] if run_id else [])
+    with store_cursor(run_dirs, _step_range(steps)) as (cur, _):
+        return cur.execute(sql, params).df()
+
+
+def metrics(run_dirs: RunDirs, keys: Sequence[str] | None = None) -> pd.DataFrame:
+    """Long-format metric curves: run_id, step, key, value (only ``keys`` if given)."""
+    sql = "SELECT run_id, step, key, value FROM metrics"
+    params: list = []
+    if keys is not None:
+        sql += " WHERE list_contains(?, key)"
+        params.append(list(keys))
+    with store_cursor(run_dirs) as (cur, _):
+        return cur.execute(sql + " ORDER BY run_id, key, step", params).df()
+
+
+def metric_keys(run_dirs: RunDirs) -> list[str]:
+    with store_cursor(run_dirs) as (cur, _):
+        return [r[0] for r in cur.execute("SELECT DISTINCT key FROM metrics ORDER BY key").fetchall()]
+
+
+def read_eval(run_dirs: RunDirs, name: str = LOGPROB_ACCURACY) -> pd.DataFrame:
+    """``evals/<name>.parquet`` of each run that has one, concatenated (empty frame if none has).
+
+    Unreadable files are skipped; a run without its own ``run_id`` column gets the directory name.
+    """
+    frames = []
+    for run_dir in as_run_dirs(run_dirs):
+        path = run_dir / "evals" / f"{name}.parquet"
+        if not path.is_file():
+            continue
+        try:
+            frame = pd.read_parquet(path)
+        except Exception:  # half-written or foreign: the page says "not computed yet"
+            continue
+        if "run_id" not in frame:
+            frame.insert(0, "run_id", run_dir.name)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,67 @@
+"""Three ways to watch RM accuracy during PPO (the seed's list), per logged step.
+
+1. ``reward_spread``: variance and tail of the reward distribution (PPO-max: coarse, catches big
+   failures such as RM loopholes or KL blow-up, not a slow drift);
+2. ``rm_gold_agreement``: pairwise agreement of the RM with the gold judge on the step's own samples;
+3. ``logprob_accuracy``: the policy's log-prob accuracy on the labelled preference test set,
+   computed by a background job into ``evals/logprob_accuracy.parquet`` (read here, never computed).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from engine.store.files import RunDirs
+from engine.store.queries import _step_range, read_eval
+from engine.store.reader import store_cursor
+from engine.store.schema import LOGPROB_ACCURACY
+
+
+def reward_spread(
+    run_dirs: RunDirs, steps: tuple[int, int] | None = None, tail_sd: float = 3.0
+) -> pd.DataFrame:
+    """Per (run_id, step): reward variance, std, skewness, excess kurtosis, p1/p99 and the share of
+    samples beyond mean +- ``tail_sd`` sd."""
+    sql = """
+    WITH st AS (SELECT run_id, step, avg(reward) AS mu, stddev_samp(reward) AS sd FROM rollouts GROUP BY ALL)
+    SELECT run_id, step, count(*) AS n_samples,
+        var_samp(reward) AS reward_var, any_value(sd) AS reward_std,
+        skewness(reward) AS reward_skew, kurtosis(reward) AS reward_kurtosis,
+        quantile_cont(reward, 0.01) AS reward_p01, quantile_cont(reward, 0.99) AS reward_p99,
+        avg(CASE WHEN sd > 0 AND abs(reward - mu) > ? * sd THEN 1.0 ELSE 0.0 END) AS tail_share
+    FROM rollouts JOIN st USING (run_id, step)
+    WHERE reward IS NOT NULL
+    GROUP BY ALL ORDER BY run_id, step
+    """
+    with store_cursor(run_dirs, _step_range(steps)) as (cur, _):
+        return cur.execute(sql, [float(tail_sd)]).df()
+
+
+def rm_gold_agreement(run_dirs: RunDirs, steps: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Per (run_id, step): over all pairs of samples of the same prompt whose gold scores differ,
+    the share the RM orders like gold (an RM tie counts half). Steps without gold are absent."""
+    sql = """
+    WITH s AS (
+        SELECT run_id, step, prompt_id, reward, gold,
+            row_number() OVER (PARTITION BY run_id, step, prompt_id) AS rid
+        FROM rollouts WHERE gold IS NOT NULL AND reward IS NOT NULL
+    )
+    SELECT a.run_id, a.step, count(*) AS n_pairs,
+        avg(CASE WHEN a.reward = b.reward THEN 0.5
+                 WHEN (a.reward > b.reward) = (a.gold > b.gold) THEN 1.0 ELSE 0.0 END) AS agreement
+    FROM s a JOIN s b
+      ON a.run_id = b.run_id AND a.step = b.step AND a.prompt_id = b.prompt_id AND a.rid < b.rid
+    WHERE a.gold <> b.gold
+    GROUP BY ALL ORDER BY a.run_id, a.step
+    """
+    with store_cursor(run_dirs, _step_range(steps)) as (cur, _):
+        return cur.execute(sql).df()
+
+
+def logprob_accuracy(run_dirs: RunDirs) -> pd.DataFrame:
+    """``evals/logprob_accuracy.parquet`` of the runs (run_id, step, checkpoint, accuracy, n_pairs);
+    an empty frame means not computed yet."""
+    frame = read_eval(run_dirs, LOGPROB_ACCURACY)
+    if frame.empty or not {"step", "accuracy"} <= set(frame.columns):
+        return pd.DataFrame(columns=["run_id", "step", "checkpoint", "accuracy", "n_pairs"])
+    return frame.sort_values(["run_id", "step"], ignore_index=True)
