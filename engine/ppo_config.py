@@ -1,0 +1,303 @@
+"""PPO run configuration: nested frozen dataclasses, validated once, driving the CLI, the Runs page
+form and the ``config`` column of the run record.
+
+Sections: ``model`` (what is trained and what scores it), ``sampling`` (how rollouts are drawn, the
+shared :class:`~engine.config.SamplingConfig`), ``ppo`` (the algorithm's knobs) and ``run`` (batch
+sizes, steps, seed, checkpoints). Batch arithmetic is checked here, once, with a clear message.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import inspect
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from engine.config import ConfigError, SamplingConfig
+
+KLEstimator = Literal["k1", "k3"]
+RewardNorm = Literal["none", "batch", "prompt"]
+KL_ESTIMATORS = ("k1", "k3")
+REWARD_NORMS = ("none", "batch", "prompt")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _positive_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What is trained (policy = base + LoRA) and what scores it."""
+
+    policy: str = ""
+    """Policy base model: a local path or HF name; empty = the built-in world's SFT checkpoint."""
+    sft_epoch: int | None = None
+    """Built-in world only: which SFT epoch to start from (None = the world's default epoch)."""
+    reward_model: str = ""
+    """Reward model: local path or HF sequence classifier; empty = the built-in world's RM."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA alpha (scale = alpha / r)."""
+
+    def __post_init__(self) -> None:
+        _check(_positive_int(self.lora_r), f"lora_r must be an integer >= 1, got {self.lora_r!r}")
+        _check(_positive_int(self.lora_alpha), f"lora_alpha must be an integer >= 1, got {self.lora_alpha!r}")
+        _check(
+            self.sft_epoch is None or (isinstance(self.sft_epoch, int) and self.sft_epoch >= 0),
+            f"sft_epoch must be an integer >= 0 or None, got {self.sft_epoch!r}",
+        )
+
+    @property
+    def uses_world(self) -> bool:
+        """True when the policy comes from the built-in world (which also brings the gold judge)."""
+        return not self.policy
+
+
+@dataclass(frozen=True)
+class PPOHyperConfig:
+    """The algorithm: KL-shaped rewards, GAE, clipped losses, epochs over shuffled minibatches."""
+
+    kl_coef: float = 0.05
+    """Initial coefficient of the per-token KL penalty in the reward (>= 0; 0 = no penalty)."""
+    kl_estimator: KLEstimator = "k1"
+    """Per-token KL estimator: k1 = log p - log p_ref; k3 = (r - 1) - log r with r = p_ref / p."""
+    kl_target: float | None = None
+    """Adaptive KL controller target (sum of KL over a response); None = fixed coefficient."""
+    kl_horizon: int = 10000
+    """Adaptive KL controller horizon in samples (Ziegler et al. 2019)."""
+    gamma: float = 1.0
+    """GAE discount."""
+    lam: float = 0.95
+    """GAE lambda."""
+    cliprange: float = 0.2
+    """Policy ratio clip epsilon."""
+    cliprange_value: float = 0.2
+    """Value clip around the rollout's values."""
+    vf_coef: float = 0.1
+    """Weight of the value loss in the combined loss."""
+    learning_rate: float = 1e-4
+    """AdamW learning rate (LoRA and value head)."""
+    max_grad_norm: float | None = 1.0
+    """Gradient clipping by global norm; None = no clipping."""
+    ppo_epochs: int = 4
+    """Passes over the rollout batch per iteration."""
+    num_minibatches: int = 4
+    """Minibatches per epoch (batch_size must be divisible by it)."""
+    whiten_advantages: bool = True
+    """Whiten advantages over real tokens of the batch."""
+    missing_eos_penalty: float | None = None
+    """Subtracted from the RM score of a response that ends without EOS; None = off."""
+    reward_norm: RewardNorm = "none"
+    """RM score normalisation: none, batch (whiten over the batch) or prompt (subtract the prompt mean, divide by batch std)."""
+    reward_clip: float | None = None
+    """Clip the (normalised) score to [-reward_clip, reward_clip]; None = off."""
+
+    def __post_init__(self) -> None:
+        _check(
+            _finite(self.kl_coef) and self.kl_coef >= 0,
+            f"kl_coef must be a finite number >= 0, got {self.kl_coef!r}",
+        )
+        _check(
+            self.kl_estimator in KL_ESTIMATORS,
+            f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}",
+        )
+        _check(
+            self.kl_target is None or (_finite(self.kl_target) and self.kl_target > 0),
+            f"kl_target must be > 0 or None, got {self.kl_target!r}",
+        )
+        _check(_positive_int(self.kl_horizon), f"kl_horizon must be an integer >= 1, got {self.kl_horizon!r}")
+        _check(_finite(self.gamma) and 0 <= self.gamma <= 1, f"gamma must be in [0, 1], got {self.gamma!r}")
+        _check(_finite(self.lam) and 0 <= self.lam <= 1, f"lam must be in [0, 1], got {self.lam!r}")
+        _check(
+            _finite(self.cliprange) and self.cliprange > 0, f"cliprange must be > 0, got {self.cliprange!r}"
+        )
+        _check(
+            _finite(self.cliprange_value) and self.cliprange_value > 0,
+            f"cliprange_value must be > 0, got {self.cliprange_value!r}",
+        )
+        _check(_finite(self.vf_coef) and self.vf_coef >= 0, f"vf_coef must be >= 0, got {self.vf_coef!r}")
+        _check(
+            _finite(self.learning_rate) and self.learning_rate > 0,
+            f"learning_rate must be > 0, got {self.learning_rate!r}",
+        )
+        _check(
+            self.max_grad_norm is None or (_finite(self.max_grad_norm) and self.max_grad_norm > 0),
+            f"max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}",
+        )
+        _check(_positive_int(self.ppo_epochs), f"ppo_epochs must be an integer >= 1, got {self.ppo_epochs!r}")
+        _check(
+            _positive_int(self.num_minibatches),
+            f"num_minibatches must be an integer >= 1, got {self.num_minibatches!r}",
+        )
+        _check(
+            self.missing_eos_penalty is None or _finite(self.missing_eos_penalty),
+            f"missing_eos_penalty must be a number or None, got {self.missing_eos_penalty!r}",
+        )
+        _check(
+            self.reward_norm in REWARD_NORMS,
+            f"reward_norm must be one of {REWARD_NORMS}, got {self.reward_norm!r}",
+        )
+        _check(
+            self.reward_clip is None or (_finite(self.reward_clip) and self.reward_clip > 0),
+            f"reward_clip must be > 0 or None, got {self.reward_clip!r}",
+        )
+
+    @property
+    def adaptive_kl(self) -> bool:
+        return self.kl_target is not None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Batch sizes, length of the run, prompts, seed and checkpoint cadence."""
+
+    steps: int = 20
+    """PPO iterations (each: rollout, score, update)."""
+    prompts_per_step: int = 16
+    """Distinct prompts per iteration."""
+    samples_per_prompt: int = 4
+    """Responses sampled per prompt (>= 2 makes per-prompt normalisation and variance meaningful)."""
+    families: tuple[str, ...] = ()
+    """Built-in world prompt families to train on; empty = all PPO families."""
+    prompts_file: str = ""
+    """A text file with one prompt per line (instead of the world's PPO prompts)."""
+    seed: int = 0
+    """Seeds prompt order, sampling and minibatch shuffles (each step derives its own generator)."""
+    save_every: int = 5
+    """Save a checkpoint (adapter, value head, optimizer) every N steps, and at the end."""
+    log_rollouts: bool = True
+    """Log every rollout with its per-token signals to the store."""
+
+    def __post_init__(self) -> None:
+        _check(_positive_int(self.steps), f"steps must be an integer >= 1, got {self.steps!r}")
+        _check(
+            _positive_int(self.prompts_per_step),
+            f"prompts_per_step must be an integer >= 1, got {self.prompts_per_step!r}",
+        )
+        _check(
+            _positive_int(self.samples_per_prompt),
+            f"samples_per_prompt must be an integer >= 1, got {self.samples_per_prompt!r}",
+        )
+        _check(
+            isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}"
+        )
+        _check(_positive_int(self.save_every), f"save_every must be an integer >= 1, got {self.save_every!r}")
+        if not isinstance(self.families, tuple):  # lists arrive from JSON and forms
+            object.__setattr__(self, "families", tuple(self.families))
+
+    @property
+    def batch_size(self) -> int:
+        """Sequences per iteration."""
+        return self.prompts_per_step * self.samples_per_prompt
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """A whole PPO run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Policy, reward model and LoRA."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """Rollout sampling: temperature, top-k, top-p, response length, stop at EOS."""
+    ppo: PPOHyperConfig = field(default_factory=PPOHyperConfig)
+    """Algorithm hyper-parameters."""
+    run: RunConfig = field(default_factory=RunConfig)
+    """Batch sizes, steps, seed, checkpoints."""
+
+    def __post_init__(self) -> None:
+        batch, mbs = self.run.batch_size, self.ppo.num_minibatches
+        _check(
+            batch % mbs == 0,
+            f"batch arithmetic: prompts_per_step x samples_per_prompt = {self.run.prompts_per_step} x "
+            f"{self.run.samples_per_prompt} = {batch} sequences is not divisible by num_minibatches = {mbs}",
+        )
+        _check(
+            self.sampling.temperature > 0,
+            "PPO needs temperature > 0 (greedy rollouts have no ratio to optimise)",
+        )
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.run.batch_size // self.ppo.num_minibatches
+
+    @property
+    def optimizer_steps_per_iteration(self) -> int:
+        return self.ppo.ppo_epochs * self.ppo.num_minibatches
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PPOConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (they are typos or a newer format)."""
+        sections = {}
+        for f in dataclasses.fields(cls):
+            section_cls = SECTION_TYPES[f.name]
+            values = dict(data.get(f.name, {}))
+            known = {g.name for g in dataclasses.fields(section_cls)}
+            unknown = sorted(set(values) - known)
+            _check(not unknown, f"unknown {f.name} settings {unknown}")
+            sections[f.name] = section_cls(**values)
+        return cls(**sections)
+
+    def replace(self, **leaves: Any) -> PPOConfig:
+        """A copy with leaf fields (by their flat name, e.g. ``kl_coef=0``) changed and re-validated."""
+        data = self.to_dict()
+        owner = leaf_owners()
+        for name, value in leaves.items():
+            _check(name in owner, f"unknown PPO setting {name!r}")
+            data[owner[name]][name] = value
+        return PPOConfig.from_dict(data)
+
+
+SECTION_TYPES: dict[str, type] = {
+    "model": ModelConfig,
+    "sampling": SamplingConfig,
+    "ppo": PPOHyperConfig,
+    "run": RunConfig,
+}
+
+
+@functools.cache
+def leaf_owners() -> dict[str, str]:
+    """Flat leaf name -> section name; leaf names are unique across sections (the CLI relies on it)."""
+    owners: dict[str, str] = {}
+    for section, section_cls in SECTION_TYPES.items():
+        for f in dataclasses.fields(section_cls):
+            assert f.name not in owners, f"duplicate PPO setting name {f.name}"
+            owners[f.name] = section
+    return owners
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a dataclass (the string literal right after each field)."""
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs

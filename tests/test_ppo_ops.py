@@ -1,0 +1,309 @@
+"""PPO ops against naive references: log-probs, GAE (float64 loop), whitening, KL, losses, masking."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from engine.config import SamplingConfig
+from engine.models import ValueHead, attach_lora, reference_mode
+from engine.ppo import (
+    AdaptiveKLController,
+    explained_variance,
+    gae,
+    kl_per_token,
+    policy_forward,
+    policy_loss,
+    process_scores,
+    reference_logprobs,
+    rollout,
+    shaped_rewards,
+    value_loss,
+    whiten,
+)
+from engine.ppo_config import PPOHyperConfig
+from tests.tiny_models import make_gpt2, make_llama, make_tokenizer
+
+
+def _ragged_mask(B: int, T: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    lengths[0] = T
+    return torch.arange(T)[None, :] < lengths[:, None]  # (B, T) right-padded
+
+
+def _lora_policy(arch: str = "gpt2", seed: int = 0):
+    tok = make_tokenizer()
+    base = make_gpt2(len(tok), seed) if arch == "gpt2" else make_llama(len(tok), seed)
+    model = attach_lora(base, r=4, alpha=8).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():  # a non-zero adapter, so policy != reference
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return model, tok
+
+
+# ---------------------------------------------------------------------------------------- GAE
+
+
+def _gae_loop(rewards, values, mask, gamma, lam):
+    """Plain float64 loop, one sequence at a time, over its real tokens only."""
+    B, T = rewards.shape
+    adv = torch.zeros(B, T, dtype=torch.float64)
+    for b in range(B):
+        n = int(mask[b].sum())
+        last = 0.0
+        for t in reversed(range(n)):
+            next_v = float(values[b, t + 1]) if t + 1 < n else 0.0
+            delta = float(rewards[b, t]) + gamma * next_v - float(values[b, t])
+            last = delta + gamma * lam * last
+            adv[b, t] = last
+    return adv, (adv + values.double()) * mask
+
+
+@pytest.mark.parametrize("gamma,lam", [(1.0, 0.95), (0.9, 1.0), (0.99, 0.0)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gae_matches_float64_loop(gamma, lam, dtype):
+    B, T = 6, 9
+    g = torch.Generator().manual_seed(1)
+    mask = _ragged_mask(B, T)
+    rewards = torch.randn(B, T, generator=g, dtype=torch.float64)
+    values = torch.randn(B, T, generator=g, dtype=torch.float64)
+    # garbage outside the mask must not leak in
+    rewards_g = torch.where(mask, rewards, torch.full_like(rewards, 1e3))
+    values_g = torch.where(mask, values, torch.full_like(values, -1e3))
+    adv, ret = gae(rewards_g.to(dtype), values_g.to(dtype), mask, gamma, lam)
+    ref_adv, ref_ret = _gae_loop(rewards * mask, values * mask, mask, gamma, lam)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(adv.double(), ref_adv, atol=tol, rtol=tol)
+    torch.testing.assert_close(ret.double(), ref_ret, atol=tol, rtol=tol)
+    assert (adv[~mask] == 0).all()
+
+
+# ---------------------------------------------------------------------------------- whitening
+
+
+def test_whiten_with_mask_matches_naive():
+    mask = _ragged_mask(5, 7, seed=3)
+    x = torch.randn(5, 7, dtype=torch.float64)
+    x_garbage = torch.where(mask, x, torch.full_like(x, 1e6))
+    out = whiten(x_garbage, mask)
+    real = x[mask]
+    expected = (real - real.mean()) / real.std(unbiased=True)
+    torch.testing.assert_close(out[mask], expected, atol=1e-6, rtol=1e-6)
+    assert (out[~mask] == 0).all()
+    kept = whiten(x, mask, shift_mean=False)
+    torch.testing.assert_close(kept[mask].mean(), real.mean(), atol=1e-9, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------- KL
+
+
+def test_kl_estimators_match_naive():
+    g = torch.Generator().manual_seed(0)
+    logp = torch.log(torch.rand(4, 6, generator=g, dtype=torch.float64))
+    ref = torch.log(torch.rand(4, 6, generator=g, dtype=torch.float64))
+    p, q = logp.exp(), ref.exp()
+    torch.testing.assert_close(kl_per_token(logp, ref, "k1"), torch.log(p / q))
+    r = q / p
+    torch.testing.assert_close(kl_per_token(logp, ref, "k3"), (r - 1) - torch.log(r))
+    assert (kl_per_token(logp, ref, "k3") >= 0).all()
+    assert (kl_per_token(logp, logp, "k1") == 0).all() and (kl_per_token(logp, logp, "k3") == 0).all()
+
+
+def test_k1_and_k3_are_unbiased_for_the_true_kl():
+    g = torch.Generator().manual_seed(0)
+    p = torch.softmax(torch.randn(8, generator=g, dtype=torch.float64), -1)
+    q = torch.softmax(torch.randn(8, generator=g, dtype=torch.float64), -1)
+    true_kl = float((p * (p / q).log()).sum())
+    # exact expectation over the sampled token y ~ p
+    for est in ("k1", "k3"):
+        values = kl_per_token(p.log(), q.log(), est)
+        assert math.isclose(float((p * values).sum()), true_kl, rel_tol=1e-9)
+
+
+def test_shaped_rewards():
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    kl = torch.tensor([[0.1, 0.2, 0.3], [0.5, 9.0, 9.0]])
+    rewards = shaped_rewards(torch.tensor([1.0, 2.0]), kl, mask, kl_coef=0.5)
+    expected = torch.tensor([[-0.05, -0.1, -0.15 + 1.0], [-0.25 + 2.0, 0.0, 0.0]])
+    torch.testing.assert_close(rewards, expected)
+
+
+def test_adaptive_kl_controller():
+    ctl = AdaptiveKLController(0.1, target=6.0, horizon=10000)
+    ctl.update(current_kl=12.0, n_samples=1000)  # error clipped to +0.2
+    assert math.isclose(ctl.value, 0.1 * (1 + 0.2 * 0.1))
+    ctl.update(current_kl=3.0, n_samples=1000)  # error -0.5 clipped to -0.2
+    assert math.isclose(ctl.value, 0.1 * 1.02 * 0.98)
+
+
+def test_process_scores():
+    cfg = PPOHyperConfig(missing_eos_penalty=1.0, reward_norm="prompt", reward_clip=10.0)
+    scores = torch.tensor([1.0, 3.0, 10.0, 14.0])
+    has_eos = torch.tensor([True, False, True, True])
+    prompt = torch.tensor([0, 0, 1, 1])
+    out = process_scores(scores, has_eos, prompt, cfg)
+    penalised = torch.tensor([1.0, 2.0, 10.0, 14.0])
+    centred = torch.tensor([-0.5, 0.5, -2.0, 2.0])
+    torch.testing.assert_close(out, centred / penalised.std(unbiased=False))
+    clipped = process_scores(scores, has_eos, prompt, PPOHyperConfig(reward_clip=2.0))
+    torch.testing.assert_close(clipped, torch.tensor([1.0, 2.0, 2.0, 2.0]))
+
+
+# -------------------------------------------------------------------------------------- losses
+
+
+def test_policy_loss_matches_naive_loop():
+    g = torch.Generator().manual_seed(0)
+    B, T, eps = 4, 5, 0.2
+    mask = _ragged_mask(B, T, seed=2)
+    new = torch.randn(B, T, generator=g, dtype=torch.float64) * 0.3
+    old = torch.randn(B, T, generator=g, dtype=torch.float64) * 0.3
+    adv = torch.randn(B, T, generator=g, dtype=torch.float64)
+    garbage = torch.full_like(new, 50.0)
+    loss, stats = policy_loss(
+        torch.where(mask, new, garbage), torch.where(mask, old, -garbage), adv, mask, eps
+    )
+    terms, clipped, sq = [], [], []
+    for b in range(B):
+        for t in range(T):
+            if not mask[b, t]:
+                continue
+            r = math.exp(float(new[b, t] - old[b, t]))
+            a = float(adv[b, t])
+            u, c = -a * r, -a * min(max(r, 1 - eps), 1 + eps)
+            terms.append(max(u, c))
+            clipped.append(float(c > u))
+            sq.append(float(new[b, t] - old[b, t]) ** 2)
+    assert math.isclose(float(loss), sum(terms) / len(terms), rel_tol=1e-9)
+    assert math.isclose(float(stats["policy/clipfrac"]), sum(clipped) / len(clipped), rel_tol=1e-6)
+    assert math.isclose(float(stats["policy/approxkl"]), 0.5 * sum(sq) / len(sq), rel_tol=1e-9)
+
+
+def test_policy_loss_ratio_one_gradient_is_minus_advantage():
+    old = torch.randn(2, 3, dtype=torch.float64)
+    new = old.clone().requires_grad_(True)
+    adv = torch.randn(2, 3, dtype=torch.float64)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    loss, stats = policy_loss(new, old, adv, mask, 0.2)
+    loss.backward()
+    torch.testing.assert_close(new.grad, -adv / 6)
+    assert float(stats["policy/clipfrac"]) == 0.0 and float(stats["policy/ratio"]) == 1.0
+
+
+def test_value_loss_matches_naive_loop():
+    g = torch.Generator().manual_seed(0)
+    B, T, eps = 3, 6, 0.2
+    mask = _ragged_mask(B, T, seed=5)
+    v = torch.randn(B, T, generator=g, dtype=torch.float64)
+    old = torch.randn(B, T, generator=g, dtype=torch.float64)
+    ret = torch.randn(B, T, generator=g, dtype=torch.float64)
+    loss, stats = value_loss(v, old, ret, mask, eps)
+    terms, fracs = [], []
+    for b in range(B):
+        for t in range(T):
+            if mask[b, t]:
+                vc = float(old[b, t]) + min(max(float(v[b, t] - old[b, t]), -eps), eps)
+                lu, lc = (float(v[b, t]) - float(ret[b, t])) ** 2, (vc - float(ret[b, t])) ** 2
+                terms.append(max(lu, lc))
+                fracs.append(float(lc > lu))
+    assert math.isclose(float(loss), 0.5 * sum(terms) / len(terms), rel_tol=1e-9)
+    assert math.isclose(float(stats["val/clipfrac"]), sum(fracs) / len(fracs), rel_tol=1e-6)
+
+
+def test_explained_variance():
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    ret = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert explained_variance(ret, ret, mask) == 1.0
+    assert explained_variance(torch.zeros_like(ret), ret, mask) == 0.0
+    assert math.isnan(explained_variance(ret, torch.ones_like(ret), mask))
+
+
+# ------------------------------------------------------------------------- model log-probs
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 1.5])
+def test_policy_forward_matches_naive_full_logits(arch, temperature):
+    model, tok = _lora_policy(arch)
+    g = torch.Generator().manual_seed(0)
+    B, P, T = 3, 4, 5
+    seq = torch.randint(4, len(tok), (B, P + T), generator=g)
+    attn = torch.ones(B, P + T, dtype=torch.bool)
+    attn[1, :2] = False  # left padding
+    seq[1, :2] = tok.pad_token_id
+    head = ValueHead(32)
+    logprobs, values, entropy = policy_forward(model, seq, attn, P, temperature, head, with_entropy=True)
+    pos = (attn.long().cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        out = model(input_ids=seq, attention_mask=attn.long(), position_ids=pos, output_hidden_states=True)
+    logits = out.logits[:, P - 1 : -1].double() / temperature  # (B, T, V)
+    naive = torch.log_softmax(logits, -1).gather(-1, seq[:, P:, None])[..., 0]
+    torch.testing.assert_close(logprobs.double(), naive, atol=1e-5, rtol=1e-5)
+    p = torch.softmax(logits, -1)
+    torch.testing.assert_close(entropy.double(), -(p * p.log()).sum(-1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(values, head(out.hidden_states[-1][:, P - 1 : -1]), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        SamplingConfig(temperature=0.7, top_k=5, max_new_tokens=6),
+        SamplingConfig(temperature=1.3, top_p=0.8, max_new_tokens=6),
+        SamplingConfig(temperature=1.0, max_new_tokens=6, stop_at_eos=False),
+    ],
+)
+def test_rollout_logprobs_and_values_match_training_forward(arch, sampling):
+    """Temperature consistency: the log-prob that drew a token == the log-prob the update recomputes."""
+    model, tok = _lora_policy(arch)
+    head = ValueHead(32)
+    prompt_ids = torch.tensor([[0, 0, 5, 6], [7, 8, 9, 10], [0, 11, 12, 13]])
+    prompt_mask = prompt_ids != 0
+    ro = rollout(
+        model,
+        head,
+        prompt_ids,
+        prompt_mask,
+        sampling,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        generator=torch.Generator().manual_seed(0),
+    )
+    with torch.no_grad():
+        logprobs, values, _ = policy_forward(
+            model, ro.sequences, ro.attention_mask, 4, sampling.temperature, head
+        )
+    m = ro.response_mask
+    torch.testing.assert_close(logprobs[m], ro.logprobs[m], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(values[m], ro.values[m], atol=1e-5, rtol=1e-5)
+    assert (ro.logprobs[~m] == 0).all() and (ro.values[~m] == 0).all()
+
+
+def test_kl_is_zero_with_adapter_disabled():
+    model, tok = _lora_policy()
+    head = ValueHead(32)
+    prompt_ids = torch.tensor([[4, 5, 6], [7, 8, 9]])
+    sampling = SamplingConfig(temperature=0.8, max_new_tokens=5)
+    ro = rollout(
+        model,
+        head,
+        prompt_ids,
+        prompt_ids != 0,
+        sampling,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        generator=torch.Generator().manual_seed(0),
+    )
+    ref = reference_logprobs(model, ro)
+    with reference_mode(model), torch.no_grad():
+        disabled, _, _ = policy_forward(model, ro.sequences, ro.attention_mask, 3, 0.8)
+    m = ro.response_mask
+    for est in ("k1", "k3"):
+        assert float(kl_per_token(disabled, ref, est)[m].abs().max()) == 0.0
+    # and the adapter really does change the policy
+    assert float(kl_per_token(ro.logprobs, ref, "k1")[m].abs().max()) > 1e-3
