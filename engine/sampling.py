@@ -16,6 +16,7 @@ Padding never enters a statistic: every signal is 0 where ``response_mask`` is F
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
@@ -212,8 +213,11 @@ def generate(
     pad_token_id: int,
     generator: torch.Generator | None = None,
     keep_hidden: bool = False,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> Generation:
     """Sample responses with a KV cache, keeping each position's raw logits for the signals.
+
+    ``on_step(done, total)`` is called after each generated position (progress bars for big models).
 
     A hand-written loop rather than ``model.generate``: it returns the unprocessed logits of every
     step (needed for all signals and for temperature-consistent log-probs) with no extra forward
@@ -245,6 +249,8 @@ def generate(
             step_hidden.append(out.hidden_states[-1][:, -1, :])
         tokens.append(token)
         masks.append(alive.clone())
+        if on_step is not None:
+            on_step(len(tokens), config.max_new_tokens)
         if config.stop_at_eos and eos_token_id is not None:
             is_eos = alive & (token == eos_token_id)
             has_eos |= is_eos

@@ -1,0 +1,322 @@
+"""The sampling lab's engine: sample a batch for (model, prompts, settings, seed), re-score it under
+new settings without resampling, score rewards, and sweep a sampling parameter.
+
+Everything here is plain Python + torch; the page only reads widgets and renders what this returns.
+:class:`SamplingLab` holds the loaded models and a byte-bounded LRU of sampled batches, so moving a
+slider back to an earlier value returns the same samples instantly (the seed is fixed per setting).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from engine.config import ConfigError, SamplingConfig, validate_prompt
+from engine.models import LoadedModel, load_causal_lm
+from engine.reward import load_reward_model
+from engine.sampling import Generation, encode_prompts, generate, sampling_logits
+
+log = logging.getLogger(__name__)
+
+SIGNALS = ("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates")
+SIGNAL_HELP = {
+    "entropy": "entropy of the model's next-token distribution at T=1 (nats)",
+    "sampling_entropy": "entropy of the distribution actually sampled from, after T / top-k / top-p (nats)",
+    "max_prob": "probability of the most likely next token (T=1)",
+    "sampled_prob": "probability of the token that was drawn (T=1)",
+    "n_candidates": "number of tokens that could have been drawn at this position",
+}
+N_ALTERNATIVES = 5
+TEMPERATURE_GRID = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
+TOP_P_GRID = (0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+
+ProgressFn = Callable[[float, str], None]
+GoldFn = Callable[[list[str], list[str]], Sequence[float]]
+
+
+def reference_config(config: SamplingConfig) -> SamplingConfig:
+    """The same length settings with the untouched model distribution (T=1, top-p 1, top-k 0)."""
+    return replace(config, temperature=1.0, top_k=0, top_p=1.0)
+
+
+@dataclass
+class Alternatives:
+    """The most likely tokens at each position: ids (B, T, K), p under T=1 and q under the settings."""
+
+    ids: torch.Tensor
+    p: torch.Tensor
+    q: torch.Tensor
+
+
+@dataclass
+class LabBatch:
+    """One sampled batch: ``n_samples`` responses per prompt, rows grouped by prompt."""
+
+    source: str
+    prompts: list[str]
+    prompt_index: list[int]  # (B,) row -> index into prompts
+    generation: Generation
+    tokens: list[list[str]]  # per row, the token strings of the real positions
+    responses: list[str]  # per row, the decoded response without special tokens
+    token_strings: dict[int, str]  # id -> display string, for the alternatives
+    rewards: np.ndarray | None = None  # (B,) RM scores
+    gold: np.ndarray | None = None  # (B,) gold judge scores (built-in world)
+
+    @property
+    def config(self) -> SamplingConfig:
+        return self.generation.config
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.generation.response_mask
+
+    def signals(self, config: SamplingConfig | None = None) -> dict[str, np.ndarray]:
+        """The five signals (B, T) as float arrays, re-scored under ``config`` without resampling."""
+        signals = self.generation.signals(config).as_dict()
+        return {name: signals[name].float().cpu().numpy() for name in SIGNALS}
+
+    def alternatives(self, config: SamplingConfig | None = None, k: int = N_ALTERNATIVES) -> Alternatives:
+        return top_alternatives(self.generation.logits, config or self.config, k)
+
+    def signal_values(self, config: SamplingConfig | None = None) -> dict[str, np.ndarray]:
+        """Each signal's values over real tokens only (flat), for distributions."""
+        mask = self.mask.cpu().numpy()
+        return {name: values[mask] for name, values in self.signals(config).items()}
+
+    def summary(self, config: SamplingConfig | None = None) -> dict[str, float]:
+        """Mean of each signal over real tokens."""
+        return {
+            name: float(v.mean()) if v.size else float("nan")
+            for name, v in self.signal_values(config).items()
+        }
+
+
+def top_alternatives(logits: torch.Tensor, config: SamplingConfig, k: int = N_ALTERNATIVES) -> Alternatives:
+    """The k most likely tokens per position (B, T, V) -> (B, T, k), with p (T=1) and q (settings).
+
+    Temperature, top-k and top-p never reorder tokens, so the top k under p are the top k under q.
+    """
+    z = logits.float()
+    k = min(k, z.shape[-1])
+    top = torch.topk(z, k, dim=-1)
+    p = torch.softmax(z, dim=-1).gather(-1, top.indices)
+    q = torch.softmax(sampling_logits(z, config), dim=-1).gather(-1, top.indices)
+    return Alternatives(ids=top.indices, p=p, q=q)
+
+
+def normalise_per_prompt(rewards: np.ndarray, prompt_index: Sequence[int]) -> np.ndarray:
+    """reward - mean(reward of the same prompt) + global mean (the seed's normalisation)."""
+    rewards = np.asarray(rewards, dtype=float)
+    index = np.asarray(prompt_index)
+    prompt_means = np.zeros_like(rewards)
+    for i in np.unique(index):
+        prompt_means[index == i] = rewards[index == i].mean()
+    return rewards - prompt_means + rewards.mean()
+
+
+def clean_prompts(prompts: Sequence[str]) -> list[str]:
+    """Stripped, de-duplicated prompts in order; ConfigError when none is left."""
+    seen: dict[str, None] = {}
+    for prompt in prompts:
+        if prompt and prompt.strip():
+            seen.setdefault(validate_prompt(prompt))
+    if not seen:
+        raise ConfigError("prompt is empty: pick a prompt or type at least one word")
+    return list(seen)
+
+
+def sample_batch(
+    loaded: LoadedModel,
+    prompts: Sequence[str],
+    config: SamplingConfig,
+    *,
+    n_samples: int,
+    seed: int,
+    on_step: Callable[[int, int], None] | None = None,
+) -> LabBatch:
+    """``n_samples`` responses for each prompt in one batched generation, with a fixed seed."""
+    if n_samples < 1:
+        raise ConfigError(f"number of samples must be >= 1, got {n_samples}")
+    prompts = clean_prompts(prompts)
+    tok = loaded.tokenizer
+    rows = [i for i in range(len(prompts)) for _ in range(n_samples)]
+    ids, mask = encode_prompts(tok, [prompts[i] for i in rows], loaded.device)
+    generator = torch.Generator(device=loaded.device).manual_seed(seed)
+    gen = generate(
+        loaded.model,
+        ids,
+        mask,
+        config,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        generator=generator,
+        on_step=on_step,
+    )
+    gen.logits = gen.logits.cpu()  # the view only re-scores these; keep accelerator memory free
+    response_ids = gen.response_ids.tolist()
+    keep = gen.response_mask.tolist()
+    real = [[t for t, k in zip(row, m, strict=True) if k] for row, m in zip(response_ids, keep, strict=True)]
+    alternative_ids = torch.topk(gen.logits, min(N_ALTERNATIVES, gen.logits.shape[-1]), dim=-1).indices
+    vocab_ids = sorted({t for row in real for t in row} | set(alternative_ids.unique().tolist()))
+    token_strings = dict(zip(vocab_ids, tok.convert_ids_to_tokens(vocab_ids), strict=True))
+    return LabBatch(
+        source=loaded.source,
+        prompts=prompts,
+        prompt_index=rows,
+        generation=gen,
+        tokens=[[token_strings[t] for t in row] for row in real],
+        responses=tok.batch_decode(real, skip_special_tokens=True),
+        token_strings=token_strings,
+    )
+
+
+@torch.no_grad()
+def score_batch(batch: LabBatch, reward_model: LoadedModel | None, gold: GoldFn | None) -> LabBatch:
+    """Fill in RM scores (on the prompt + response text, in the RM's own tokenizer) and gold scores."""
+    prompts = [batch.prompts[i] for i in batch.prompt_index]
+    if reward_model is not None:
+        batch.rewards = score_texts(reward_model, prompts, batch.responses)
+    if gold is not None:
+        batch.gold = np.asarray(gold(prompts, batch.responses), dtype=float)
+    return batch
+
+
+@torch.no_grad()
+def score_texts(reward_model: LoadedModel, prompts: list[str], responses: list[str]) -> np.ndarray:
+    """RM score of each (prompt, response): ids of the prompt then the response, right-padded."""
+    tok = reward_model.tokenizer
+    rows = []
+    for prompt, response in zip(prompts, responses, strict=True):
+        ids = (
+            tok(prompt, add_special_tokens=False)["input_ids"]
+            + tok(response, add_special_tokens=False)["input_ids"]
+        )
+        if tok.eos_token_id is not None:
+            ids = ids + [tok.eos_token_id]
+        rows.append(ids)
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), tok.pad_token_id or 0, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = True
+    device = reward_model.device
+    return reward_model.model(input_ids.to(device), mask.to(device)).float().cpu().numpy()
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """Signal means and reward means of one grid setting."""
+
+    value: float
+    summary: dict[str, float]
+    reward: float | None
+    gold: float | None
+
+
+class SamplingLab:
+    """Loaded models and recently sampled batches, shared by every session of the app.
+
+    Thread-safe: Streamlit runs each session in its own thread. Batches are evicted least-recently
+    used once their logits exceed ``cache_bytes`` (a big vocabulary makes each batch large).
+    """
+
+    def __init__(self, *, gold: GoldFn | None = None, cache_bytes: int = 1 << 30):
+        self.gold = gold
+        self.cache_bytes = cache_bytes
+        self._models: dict[str, LoadedModel] = {}
+        self._reward_models: dict[str, LoadedModel] = {}
+        self._batches: OrderedDict[tuple, LabBatch] = OrderedDict()
+        self._lock = threading.RLock()
+
+    def model(self, source: str) -> LoadedModel:
+        with self._lock:
+            if source not in self._models:
+                self._models[source] = load_causal_lm(source)
+            return self._models[source]
+
+    def reward_model(self, source: str) -> LoadedModel:
+        with self._lock:
+            if source not in self._reward_models:
+                self._reward_models[source] = load_reward_model(source)
+            return self._reward_models[source]
+
+    def is_loaded(self, source: str) -> bool:
+        return source in self._models
+
+    def sample(
+        self,
+        source: str,
+        prompts: Sequence[str],
+        config: SamplingConfig,
+        *,
+        n_samples: int,
+        seed: int,
+        reward_source: str | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> LabBatch:
+        """A scored batch, from the cache when this exact request was sampled before."""
+        prompts = clean_prompts(prompts)
+        key = (source, tuple(prompts), config, n_samples, seed, reward_source)
+        with self._lock:
+            if key in self._batches:
+                self._batches.move_to_end(key)
+                return self._batches[key]
+            loaded = self.model(source)
+            batch = sample_batch(loaded, prompts, config, n_samples=n_samples, seed=seed, on_step=on_step)
+            rm = self.reward_model(reward_source) if reward_source else None
+            score_batch(batch, rm, self.gold)
+            self._batches[key] = batch
+            self._evict()
+            return batch
+
+    def sweep(
+        self,
+        source: str,
+        prompts: Sequence[str],
+        config: SamplingConfig,
+        *,
+        parameter: str,
+        values: Sequence[float],
+        n_samples: int,
+        seed: int,
+        reward_source: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> list[SweepPoint]:
+        """Sample at each grid value of ``parameter`` ("temperature" or "top_p"), other settings fixed."""
+        if parameter not in ("temperature", "top_p"):
+            raise ConfigError(f"can only sweep temperature or top_p, got {parameter!r}")
+        points = []
+        for i, value in enumerate(values):
+            if progress is not None:
+                progress(i / len(values), f"{parameter} = {value:g}")
+            setting = replace(config, **{parameter: value})
+            batch = self.sample(
+                source, prompts, setting, n_samples=n_samples, seed=seed, reward_source=reward_source
+            )
+            points.append(
+                SweepPoint(
+                    value=float(value),
+                    summary=batch.summary(),
+                    reward=float(batch.rewards.mean()) if batch.rewards is not None else None,
+                    gold=float(batch.gold.mean()) if batch.gold is not None else None,
+                )
+            )
+        if progress is not None:
+            progress(1.0, "done")
+        return points
+
+    def _evict(self) -> None:
+        def size(batch: LabBatch) -> int:
+            return batch.generation.logits.numel() * batch.generation.logits.element_size()
+
+        total = sum(size(b) for b in self._batches.values())
+        while total > self.cache_bytes and len(self._batches) > 1:
+            _, dropped = self._batches.popitem(last=False)
+            total -= size(dropped)
