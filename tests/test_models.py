@@ -1,0 +1,165 @@
+"""Model loading, LoRA + reference mode, value head, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from engine.config import ConfigError, SamplingConfig, validate_prompt
+from engine.models import ValueHead, attach_lora, hidden_size, load_causal_lm, reference_mode
+from engine.paths import REPO_ROOT
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_load_by_local_path(arch, tiny_gpt2_dir, tiny_llama_dir):
+    path = tiny_gpt2_dir if arch == "gpt2" else tiny_llama_dir
+    loaded = load_causal_lm(str(path), device="cpu")
+    assert loaded.path == path and loaded.source == str(path)
+    assert not loaded.model.training
+    assert loaded.tokenizer.pad_token_id is not None
+    ids = torch.tensor([loaded.tokenizer("w1 w2 w3")["input_ids"]])
+    logits = loaded.model(input_ids=ids).logits
+    assert logits.shape == (1, 3, len(loaded.tokenizer))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_lora_reference_mode_gives_base_logits(arch, tiny_gpt2_dir, tiny_llama_dir):
+    path = tiny_gpt2_dir if arch == "gpt2" else tiny_llama_dir
+    loaded = load_causal_lm(str(path), device="cpu")
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        base = loaded.model(input_ids=ids).logits
+        model = attach_lora(loaded.model, r=4)
+        for name, param in model.named_parameters():  # LoRA's B starts at 0: move it off the base
+            if "lora_B" in name:
+                param.data.normal_(std=0.5)
+        adapted = model(input_ids=ids).logits
+        with reference_mode(model) as ref:
+            reference = ref(input_ids=ids).logits
+    assert not torch.allclose(adapted, base, atol=1e-4)
+    assert torch.allclose(reference, base, atol=1e-6)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_adapter_dir_loads_base_plus_adapter(tiny_gpt2_dir, tmp_path):
+    loaded = load_causal_lm(str(tiny_gpt2_dir), device="cpu")
+    model = attach_lora(loaded.model, r=4)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(std=0.5)
+    ids = torch.tensor([[5, 6, 7]])
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+    model.save_pretrained(tmp_path / "step-3")
+    reloaded = load_causal_lm(str(tmp_path / "step-3"), device="cpu")
+    with torch.no_grad():
+        assert torch.allclose(reloaded.model(input_ids=ids).logits, expected, atol=1e-5)
+
+
+def test_value_head_shapes(tiny_llama_dir):
+    loaded = load_causal_lm(str(tiny_llama_dir), device="cpu")
+    head = ValueHead(hidden_size(loaded.model))
+    out = loaded.model(input_ids=torch.tensor([[5, 6, 7], [8, 9, 10]]), output_hidden_states=True)
+    values = head(out.hidden_states[-1])
+    assert values.shape == (2, 3) and values.dtype == torch.float32
+
+
+def test_missing_path_is_a_config_error(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(ConfigError, match="nope"):
+        load_causal_lm(str(missing), device="cpu")
+
+
+def test_dir_that_is_not_a_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ConfigError, match="no config.json"):
+        load_causal_lm(str(tmp_path), device="cpu")
+
+
+def test_hf_name_not_in_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ConfigError, match="some-org/no-such-model-xyz"):
+        load_causal_lm("some-org/no-such-model-xyz", device="cpu")
+
+
+def test_missing_world_checkpoint_names_the_build_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match="world build"):
+        load_causal_lm("world:sft-epoch-99", device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "bad"),
+    [
+        ({"temperature": -0.5}, "-0.5"),
+        ({"temperature": float("nan")}, "nan"),
+        ({"top_p": 0.0}, "0.0"),
+        ({"top_p": 1.5}, "1.5"),
+        ({"top_k": -1}, "-1"),
+        ({"top_k": 2.5}, "2.5"),
+        ({"max_new_tokens": 0}, "0"),
+    ],
+)
+def test_invalid_sampling_config_names_the_value(kwargs, bad):
+    field = next(iter(kwargs))
+    with pytest.raises(ConfigError, match=rf"{field}.*{bad}"):
+        SamplingConfig(**kwargs)
+
+
+def test_greedy_is_valid():
+    assert SamplingConfig(temperature=0).greedy
+
+
+def test_empty_prompt():
+    with pytest.raises(ConfigError, match="empty"):
+        validate_prompt("   ")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "sample", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--top-p", "1.5"], "top_p must be in (0, 1], got 1.5"),
+        (["--top-k", "-3"], "top_k must be an integer >= 0 (0 = no top-k), got -3"),
+        (["--temperature", "-1"], "temperature must be a finite number >= 0"),
+    ],
+)
+def test_cli_rejects_bad_settings_with_exit_code_2(args, message, tiny_gpt2_dir):
+    result = _cli("--model", str(tiny_gpt2_dir), "--prompt", "w1 w2", *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+
+
+def test_cli_bad_model_and_empty_prompt(tiny_gpt2_dir, tmp_path):
+    result = _cli("--model", str(tmp_path / "missing"), "--prompt", "w1")
+    assert result.returncode == 2 and "missing" in result.stderr
+    result = _cli("--model", str(tiny_gpt2_dir), "--prompt", "  ")
+    assert result.returncode == 2 and "prompt is empty" in result.stderr
+
+
+def test_cli_samples_json_and_greedy(tiny_gpt2_dir):
+    import json
+
+    result = _cli(
+        "--model", str(tiny_gpt2_dir), "--prompt", "w1 w2", "--temperature", "0", "-n", "2", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["settings"]["greedy"] is True
+    assert len(out["samples"]) == 2 and out["samples"][0]["tokens"] == out["samples"][1]["tokens"]
+    assert set(out["summary"]) == {"entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates"}
+    assert all(n == 1 for n in out["samples"][0]["signals"]["n_candidates"])

@@ -1,0 +1,225 @@
+"""The sampling-space signals against naive per-position references, masking, generation and seeds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from engine.config import SamplingConfig
+from engine.models import load_causal_lm
+from engine.sampling import (
+    encode_prompts,
+    entropy_from_logits,
+    generate,
+    generate_text,
+    masked_mean,
+    sampling_logits,
+    selective_log_softmax,
+    token_signals,
+)
+
+SETTINGS = [
+    SamplingConfig(temperature=t, top_k=k, top_p=p)
+    for t in (0.5, 1.0, 1.5)
+    for k in (0, 1, 5)
+    for p in (0.1, 0.9, 1.0)
+] + [SamplingConfig(temperature=0.0), SamplingConfig(temperature=0.0, top_k=5, top_p=0.5)]
+SHAPES = [(1, 1, 7), (2, 5, 11), (3, 4, 50)]
+
+
+def _naive_support(row: list[float], cfg: SamplingConfig) -> dict[int, float]:
+    """Token -> probability under the sampling distribution, one position, in plain Python."""
+    if cfg.temperature == 0:
+        best = max(range(len(row)), key=lambda i: row[i])
+        return {best: 1.0}
+    scaled = [z / cfg.temperature for z in row]
+    kept = list(range(len(row)))
+    if 0 < cfg.top_k < len(row):
+        kth = sorted(scaled, reverse=True)[cfg.top_k - 1]
+        kept = [i for i in kept if scaled[i] >= kth]
+    total = sum(math.exp(scaled[i]) for i in kept)
+    probs = {i: math.exp(scaled[i]) / total for i in kept}
+    if cfg.top_p < 1:
+        chosen, mass = [], 0.0
+        for i in sorted(kept, key=lambda i: -probs[i]):
+            if mass >= cfg.top_p:
+                break
+            chosen.append(i)
+            mass += probs[i]
+        total = sum(probs[i] for i in chosen)
+        probs = {i: probs[i] / total for i in chosen}
+    return probs
+
+
+def _naive_signals(row: list[float], token: int, cfg: SamplingConfig) -> dict[str, float]:
+    total = sum(math.exp(z) for z in row)
+    p = [math.exp(z) / total for z in row]
+    q = _naive_support(row, cfg)
+    t = cfg.temperature if cfg.temperature > 0 else 1.0
+    scaled_total = sum(math.exp(z / t) for z in row)
+    return {
+        "entropy": -sum(pi * math.log(pi) for pi in p),
+        "sampling_entropy": -sum(qi * math.log(qi) for qi in q.values() if qi > 0),
+        "max_prob": max(p),
+        "sampled_prob": p[token],
+        "sampled_prob_q": q.get(token, 0.0),
+        "n_candidates": float(len(q)),
+        "logprob": row[token] / t - math.log(scaled_total),
+    }
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("cfg", SETTINGS, ids=lambda c: f"T{c.temperature}-k{c.top_k}-p{c.top_p}")
+def test_token_signals_match_naive_reference(shape, cfg):
+    batch, steps, vocab = shape
+    gen = torch.Generator().manual_seed(hash(shape) % 1000)
+    logits = torch.randn(shape, generator=gen, dtype=torch.float64) * 2.5
+    tokens = torch.randint(0, vocab, (batch, steps), generator=gen)
+    mask = torch.ones(batch, steps, dtype=torch.bool)
+    signals = token_signals(logits, tokens, mask, cfg).as_dict()
+    for b in range(batch):
+        for t in range(steps):
+            expected = _naive_signals(logits[b, t].tolist(), int(tokens[b, t]), cfg)
+            for name, value in expected.items():
+                got = float(signals[name][b, t])
+                assert got == pytest.approx(value, rel=1e-4, abs=1e-5), (name, b, t)
+
+
+@pytest.mark.parametrize("cfg", SETTINGS, ids=lambda c: f"T{c.temperature}-k{c.top_k}-p{c.top_p}")
+def test_sampling_logits_support_matches_naive(cfg):
+    logits = torch.randn(4, 30, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    q = torch.softmax(sampling_logits(logits, cfg), dim=-1)
+    for b in range(4):
+        expected = _naive_support(logits[b].tolist(), cfg)
+        assert set(torch.nonzero(q[b]).flatten().tolist()) == set(expected)
+        for i, prob in expected.items():
+            assert float(q[b, i]) == pytest.approx(prob, rel=1e-6)
+
+
+def test_top_k_keeps_ties_with_kth_logit():
+    logits = torch.tensor([[3.0, 1.0, 1.0, 0.0]])
+    zq = sampling_logits(logits, SamplingConfig(top_k=2))
+    assert torch.isfinite(zq).tolist() == [[True, True, True, False]]
+
+
+def test_greedy_signals():
+    """T = 0: the support is the argmax, q is a point mass and the PPO log-prob uses T = 1."""
+    logits = torch.randn(2, 3, 9, generator=torch.Generator().manual_seed(2))
+    tokens = logits.argmax(-1)
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    s = token_signals(logits, tokens, mask, SamplingConfig(temperature=0))
+    assert torch.equal(s.n_candidates, torch.ones(2, 3, dtype=s.n_candidates.dtype))
+    assert torch.allclose(s.sampling_entropy, torch.zeros(2, 3))
+    assert torch.allclose(s.sampled_prob_q, torch.ones(2, 3))
+    assert torch.allclose(s.sampled_prob, s.max_prob)
+    assert torch.allclose(s.logprob, torch.log_softmax(logits, -1).gather(-1, tokens[..., None])[..., 0])
+
+
+def test_padding_never_enters_a_statistic():
+    logits = torch.randn(2, 4, 10, generator=torch.Generator().manual_seed(3))
+    tokens = torch.zeros(2, 4, dtype=torch.long)
+    mask = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    s = token_signals(logits, tokens, mask, SamplingConfig(top_p=0.8))
+    for name, value in s.as_dict().items():
+        assert float(value[~mask].abs().sum()) == 0, name
+    # Changing the padded logits changes nothing.
+    noisy = logits.clone()
+    noisy[0, 2:] = 100 * torch.randn(2, 10)
+    s2 = token_signals(noisy, tokens, mask, SamplingConfig(top_p=0.8))
+    assert s.summary(mask) == pytest.approx(s2.summary(mask))
+    naive = {
+        n: sum(float(v[b, t]) for b in range(2) for t in range(4) if mask[b, t]) / 6
+        for n, v in s.as_dict().items()
+    }
+    assert s.summary(mask) == pytest.approx(naive)
+
+
+def test_masked_mean_matches_naive():
+    values = torch.randn(3, 5, generator=torch.Generator().manual_seed(4))
+    mask = torch.rand(3, 5, generator=torch.Generator().manual_seed(5)) > 0.4
+    mask[2] = False
+    assert float(masked_mean(values, mask)) == pytest.approx(float(values[mask].mean()))
+    rows = masked_mean(values, mask, dim=1)
+    for b in range(2):
+        assert float(rows[b]) == pytest.approx(float(values[b][mask[b]].mean()))
+    assert float(rows[2]) == 0
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_entropy_and_selective_log_softmax_match_naive(shape):
+    logits = torch.randn(shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    index = torch.randint(0, shape[-1], shape[:-1], generator=torch.Generator().manual_seed(7))
+    p = logits.softmax(-1)
+    assert torch.allclose(entropy_from_logits(logits), -(p * p.log()).nansum(-1))
+    naive = torch.log_softmax(logits, -1).gather(-1, index[..., None])[..., 0]
+    assert torch.allclose(selective_log_softmax(logits, index), naive)
+    truncated = logits.clone()
+    truncated[..., 0] = float("-inf")
+    pt = truncated.softmax(-1)
+    assert torch.allclose(entropy_from_logits(truncated), -(pt * pt.log()).nansum(-1))
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def tiny_lm(request, tiny_gpt2_dir, tiny_llama_dir):
+    path = tiny_gpt2_dir if request.param == "gpt2" else tiny_llama_dir
+    return load_causal_lm(str(path), device="cpu")
+
+
+def test_left_padded_generation_logits_equal_full_forward(tiny_lm):
+    """The KV-cached, left-padded loop sees exactly what one forward pass over the sequence sees."""
+    ids, mask = encode_prompts(tiny_lm.tokenizer, ["w1 w2 w3 w4 w5", "w7", "w3 w9"], torch.device("cpu"))
+    cfg = SamplingConfig(temperature=1.3, top_k=8, max_new_tokens=6, stop_at_eos=False)
+    gen = generate(
+        tiny_lm.model,
+        ids,
+        mask,
+        cfg,
+        eos_token_id=None,
+        pad_token_id=0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    for b in range(ids.shape[0]):
+        real = gen.sequences[b][gen.attention_mask[b]]  # the unpadded sequence alone
+        full = tiny_lm.model(input_ids=real[None]).logits[0]
+        prompt_len = int(mask[b].sum())
+        expected = full[prompt_len - 1 : prompt_len - 1 + cfg.max_new_tokens]
+        assert torch.allclose(gen.logits[b], expected, atol=1e-4), b
+
+
+def test_same_seed_same_samples_and_resignal_without_resampling(tiny_lm):
+    cfg = SamplingConfig(temperature=1.5, max_new_tokens=8)
+    a = generate_text(tiny_lm, ["w1 w2", "w5"], cfg, seed=11, samples_per_prompt=4)
+    b = generate_text(tiny_lm, ["w1 w2", "w5"], cfg, seed=11, samples_per_prompt=4)
+    c = generate_text(tiny_lm, ["w1 w2", "w5"], cfg, seed=12, samples_per_prompt=4)
+    assert torch.equal(a.response_ids, b.response_ids) and torch.equal(a.response_mask, b.response_mask)
+    assert not torch.equal(a.response_ids, c.response_ids)
+    # Re-scoring under new settings keeps the tokens and equals a fresh token_signals call.
+    other = SamplingConfig(temperature=0.7, top_p=0.5)
+    resignal = a.signals(other)
+    direct = token_signals(a.logits, a.response_ids, a.response_mask, other)
+    for name, value in resignal.as_dict().items():
+        assert torch.equal(value, direct.as_dict()[name]), name
+
+
+def test_eos_stops_a_row_and_masks_the_rest(tiny_lm):
+    cfg = SamplingConfig(temperature=1.0, max_new_tokens=12)
+    gen = generate_text(tiny_lm, ["w1"], cfg, seed=0, samples_per_prompt=32)
+    eos = tiny_lm.tokenizer.eos_token_id
+    for row, keep, has_eos in zip(gen.response_ids, gen.response_mask, gen.has_eos, strict=True):
+        real = row[keep].tolist()
+        assert keep.tolist() == sorted(keep.tolist(), reverse=True)  # mask is a prefix
+        assert (eos in real) == bool(has_eos)
+        if has_eos:
+            assert real.index(eos) == len(real) - 1
+
+
+def test_greedy_generation_is_argmax_and_seed_free(tiny_lm):
+    cfg = SamplingConfig(temperature=0, max_new_tokens=5, stop_at_eos=False)
+    a = generate_text(tiny_lm, ["w4 w2"], cfg, seed=1, samples_per_prompt=2)
+    b = generate_text(tiny_lm, ["w4 w2"], cfg, seed=2, samples_per_prompt=1)
+    assert torch.equal(a.response_ids[0], a.response_ids[1]) and torch.equal(
+        a.response_ids[0], b.response_ids[0]
+    )
+    assert torch.equal(a.response_ids, a.logits.argmax(-1))
