@@ -1,0 +1,1 @@
+"""The Streamlit app (``streamlit run workbench/app.py``) and its UI helpers."""

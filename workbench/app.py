@@ -1,0 +1,23 @@
+"""Entry point: ``streamlit run workbench/app.py``. Only builds the navigation over ``pages/``."""
+
+import sys
+from pathlib import Path
+
+# Streamlit puts this file's directory on sys.path, not the repo root: make `import engine` work
+# whether or not the project was installed with `pip install -e .`.
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+import streamlit as st  # noqa: E402
+
+from workbench.navigation import sections  # noqa: E402
+
+st.set_page_config(layout="wide", page_title="PPO Entropy Workbench")
+navigation = {
+    section: [
+        st.Page(spec.path, title=spec.title, icon=spec.icon, default=spec.file == "home.py") for spec in specs
+    ]
+    for section, specs in sections().items()
+}
+st.navigation(navigation).run()

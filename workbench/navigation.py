@@ -1,0 +1,78 @@
+"""Which pages the app lists, grouped in sections. Pure data + a file check, so tests can use it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    section: str
+    file: str
+    title: str
+    icon: str
+    blurb: str
+
+    @property
+    def path(self) -> Path:
+        return PAGES_DIR / self.file
+
+
+PAGES = (
+    PageSpec("Explore", "home.py", "Home", ":material/home:", "the built-in world and the seed's thesis"),
+    PageSpec(
+        "Explore",
+        "sampling_lab.py",
+        "Sampling lab",
+        ":material/science:",
+        "temperature, top-p, top-k, token by token",
+    ),
+    PageSpec("Train", "runs.py", "Runs", ":material/play_circle:", "launch, watch, stop and resume PPO jobs"),
+    PageSpec(
+        "Train", "sft_epochs.py", "SFT epochs", ":material/layers:", "which SFT epoch to start PPO from"
+    ),
+    PageSpec(
+        "Analyse",
+        "reward_densities.py",
+        "Reward densities",
+        ":material/area_chart:",
+        "raw and per-prompt normalised rewards, step by step",
+    ),
+    PageSpec(
+        "Analyse",
+        "rollout_browser.py",
+        "Rollout browser",
+        ":material/list_alt:",
+        "logged rollouts, most-varying prompts first",
+    ),
+    PageSpec(
+        "Analyse",
+        "failure_modes.py",
+        "Failure modes",
+        ":material/warning:",
+        "RM loopholes, KL blow-up, length, repetition, collapse",
+    ),
+    PageSpec(
+        "Analyse",
+        "rm_accuracy.py",
+        "RM accuracy",
+        ":material/fact_check:",
+        "is the RM still right on what PPO samples?",
+    ),
+    PageSpec("Learn", "teaching.py", "Teaching", ":material/school:", "the seed's ideas, step by step"),
+)
+
+
+def available_pages() -> list[PageSpec]:
+    """The pages whose script exists, in navigation order (a page not written yet is left out)."""
+    return [spec for spec in PAGES if spec.path.is_file()]
+
+
+def sections() -> dict[str, list[PageSpec]]:
+    grouped: dict[str, list[PageSpec]] = {}
+    for spec in available_pages():
+        grouped.setdefault(spec.section, []).append(spec)
+    return grouped
