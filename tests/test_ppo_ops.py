@@ -24,6 +24,7 @@ from engine.ppo import (
     whiten,
 )
 from engine.ppo_config import PPOHyperConfig
+from tests.ppo_fixtures import one_thread  # noqa: F401 (fixture)
 from tests.tiny_models import make_gpt2, make_llama, make_tokenizer
 
 
