@@ -1,0 +1,152 @@
+"""Jobs: CLI flags from PPOConfig, live-owner lock, SIGKILL + --resume (each step exactly once), SIGTERM stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from engine.config import ConfigError
+from engine.jobs import (
+    effective_state,
+    is_live,
+    launch,
+    list_runs,
+    owner_lock,
+    read_status,
+    run_dir_of,
+    run_job,
+    stop,
+)
+from engine.ppo_cli import config_to_argv
+from engine.ppo_config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
+from engine.store import RunWriter
+from tests.ppo_fixtures import make_tiny_sources, one_thread  # noqa: F401 (fixture)
+
+ENV = {"WORKBENCH_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def job_config(tmp_path_factory) -> PPOConfig:
+    sources, prompts_file = make_tiny_sources(tmp_path_factory.mktemp("models"))
+    return PPOConfig(
+        model=ModelConfig(policy=sources.policy, reward_model=sources.reward_model, lora_r=4, lora_alpha=8),
+        ppo=PPOHyperConfig(ppo_epochs=2, num_minibatches=2, kl_coef=0.2),
+        run=RunConfig(
+            steps=8, prompts_per_step=2, samples_per_prompt=4, save_every=2, prompts_file=str(prompts_file)
+        ),
+    ).replace(max_new_tokens=8, families=("a", "b"))
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **ENV},
+    )
+
+
+def _wait(predicate, timeout: float = 60.0) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def _metric_steps(run_dir: Path) -> list[int]:
+    return [
+        r[0]
+        for r in duckdb.sql(
+            f"select step from read_parquet('{run_dir}/metrics/*.parquet') where key = 'objective/reward' order by step"
+        ).fetchall()
+    ]
+
+
+def test_config_round_trips_through_argv(job_config):
+    from engine.ppo_cli import add_config_arguments, config_from_args
+
+    parser = __import__("argparse").ArgumentParser()
+    add_config_arguments(parser)
+    config = job_config.replace(kl_target=6.0, max_grad_norm=None, stop_at_eos=False, kl_estimator="k3")
+    assert config_from_args(parser.parse_args(config_to_argv(config))) == config
+
+
+def test_cli_help_lists_config_fields():
+    out = _run_cli("ppo", "--help")
+    assert out.returncode == 0
+    for flag in (
+        "--kl-coef",
+        "--samples-per-prompt",
+        "--resume",
+        "--temperature",
+        "--families",
+        "--sft-epoch",
+    ):
+        assert flag in out.stdout
+    assert "Initial coefficient of the per-token KL penalty" in out.stdout
+
+
+def test_bad_inputs_are_config_errors(tmp_path, job_config):
+    out = _run_cli("ppo", "--runs-dir", str(tmp_path), "--resume", "nope")
+    assert out.returncode == 2 and "cannot resume nope" in out.stderr
+    out = _run_cli("ppo", "--runs-dir", str(tmp_path), "--kl-coef", "-1")
+    assert out.returncode == 2 and "kl_coef" in out.stderr
+    out = _run_cli("ppo", "--runs-dir", str(tmp_path), "--prompts-per-step", "3", "--samples-per-prompt", "1")
+    assert out.returncode == 2 and "not divisible" in out.stderr
+    with pytest.raises(ConfigError, match="cannot resume"):
+        launch(resume=True, run_id="nope", root=tmp_path)
+    run_dir = run_dir_of("owned", tmp_path)
+    with owner_lock(run_dir):  # another live job owns the directory
+        assert is_live(run_dir)
+        with pytest.raises(ConfigError, match="live job"):
+            launch(job_config, run_id="owned", root=tmp_path)
+        with pytest.raises(ConfigError, match="live job"):
+            run_job(job_config, run_dir)
+    assert not is_live(run_dir) and not (run_dir / "run.json").exists()
+
+
+def test_sigkill_then_resume_logs_each_step_once(tmp_path, job_config):
+    job = launch(job_config, run_id="k", root=tmp_path, env=ENV)
+    writer = RunWriter(job.run_dir)
+    _wait(lambda: len(writer.logged_steps()) >= 3)
+    assert effective_state(job.run_dir) == "running" and read_status(job.run_dir)["pid"] == job.pid
+    # a second launch into the live run is refused
+    with pytest.raises(ConfigError, match="live job"):
+        launch(job_config, run_id="k", root=tmp_path)
+    os.kill(job.pid, signal.SIGKILL)
+    job.process.wait(timeout=30)
+    assert effective_state(job.run_dir) == "interrupted"
+    killed_at = _metric_steps(job.run_dir)  # the store stays readable
+    assert killed_at == list(range(1, len(killed_at) + 1))
+
+    out = _run_cli("ppo", "--runs-dir", str(tmp_path), "--resume", "k", "--no-progress")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert _metric_steps(job.run_dir) == list(range(1, 9))
+    rollout_steps = duckdb.sql(
+        f"select step, count(*) from read_parquet('{job.run_dir}/rollouts/*.parquet') group by step order by step"
+    ).fetchall()
+    assert rollout_steps == [(s, 8) for s in range(1, 9)]
+    assert read_status(job.run_dir)["state"] == "finished"
+    assert [r.state for r in list_runs(tmp_path)] == ["finished"]
+
+
+def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path, job_config):
+    job = launch(job_config.replace(steps=200, save_every=100), run_id="t", root=tmp_path, env=ENV)
+    _wait(lambda: len(RunWriter(job.run_dir).logged_steps()) >= 2)
+    assert stop("t", tmp_path)
+    assert job.process.wait(timeout=60) == 0
+    status = read_status(job.run_dir)
+    assert status["state"] == "stopped" and not is_live(job.run_dir)
+    assert (job.run_dir / "checkpoints" / f"step-{status['step']}" / "adapter_model.safetensors").is_file()
+    assert RunWriter(job.run_dir).logged_steps() == list(range(1, status["step"] + 1))
+    assert not stop("t", tmp_path)
