@@ -9,10 +9,12 @@ slider back to an earlier value returns the same samples instantly (the seed is 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,7 +39,8 @@ TEMPERATURE_GRID = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
 TOP_P_GRID = (0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 
 ProgressFn = Callable[[float, str], None]
-GoldFn = Callable[[list[str], list[str]], Sequence[float]]
+# (policy tokenizer, prompt per row, response token ids per row) -> gold score per row
+GoldFn = Callable[[object, list[str], list[list[int]]], Sequence[float]]
 
 
 def reference_config(config: SamplingConfig) -> SamplingConfig:
@@ -62,6 +65,7 @@ class LabBatch:
     prompts: list[str]
     prompt_index: list[int]  # (B,) row -> index into prompts
     generation: Generation
+    response_ids: list[list[int]]  # per row, the ids of the real positions (EOS included)
     tokens: list[list[str]]  # per row, the token strings of the real positions
     responses: list[str]  # per row, the decoded response without special tokens
     token_strings: dict[int, str]  # id -> display string, for the alternatives
@@ -108,6 +112,16 @@ def top_alternatives(logits: torch.Tensor, config: SamplingConfig, k: int = N_AL
     p = torch.softmax(z, dim=-1).gather(-1, top.indices)
     q = torch.softmax(sampling_logits(z, config), dim=-1).gather(-1, top.indices)
     return Alternatives(ids=top.indices, p=p, q=q)
+
+
+def list_checkpoints(runs_dir: Path) -> list[tuple[str, Path]]:
+    """PPO checkpoints ``runs/<id>/checkpoints/step-N/`` holding an adapter, as (label, dir), by run then step."""
+    found = []
+    for ckpt in runs_dir.glob("*/checkpoints/step-*"):
+        match = re.fullmatch(r"step-(\d+)", ckpt.name)
+        if match and (ckpt / "adapter_config.json").is_file():
+            found.append((ckpt.parent.parent.name, int(match.group(1)), ckpt))
+    return [(f"{run} / step {step}", path) for run, step, path in sorted(found)]
 
 
 def normalise_per_prompt(rewards: np.ndarray, prompt_index: Sequence[int]) -> np.ndarray:
@@ -164,32 +178,51 @@ def sample_batch(
     real = [[t for t, k in zip(row, m, strict=True) if k] for row, m in zip(response_ids, keep, strict=True)]
     alternative_ids = torch.topk(gen.logits, min(N_ALTERNATIVES, gen.logits.shape[-1]), dim=-1).indices
     vocab_ids = sorted({t for row in real for t in row} | set(alternative_ids.unique().tolist()))
-    token_strings = dict(zip(vocab_ids, tok.convert_ids_to_tokens(vocab_ids), strict=True))
+    # Decoded one by one, so byte-level BPE shows " the" rather than "Ġthe".
+    token_strings = {i: tok.decode([i]) for i in vocab_ids}
     return LabBatch(
         source=loaded.source,
         prompts=prompts,
         prompt_index=rows,
         generation=gen,
+        response_ids=real,
         tokens=[[token_strings[t] for t in row] for row in real],
         responses=tok.batch_decode(real, skip_special_tokens=True),
         token_strings=token_strings,
     )
 
 
+def same_vocabulary(a, b) -> bool:
+    """True when two tokenizers map every token to the same id (token ids can be shared)."""
+    return a is b or (len(a) == len(b) and a.get_vocab() == b.get_vocab())
+
+
 @torch.no_grad()
-def score_batch(batch: LabBatch, reward_model: LoadedModel | None, gold: GoldFn | None) -> LabBatch:
-    """Fill in RM scores (on the prompt + response text, in the RM's own tokenizer) and gold scores."""
+def score_batch(
+    batch: LabBatch, tokenizer, reward_model: LoadedModel | None, gold: GoldFn | None
+) -> LabBatch:
+    """Fill in RM scores and gold scores of the batch's responses.
+
+    An RM sharing the policy's vocabulary scores the sampled ids exactly as PPO does; any other RM
+    scores the prompt + response text in its own tokenizer.
+    """
     prompts = [batch.prompts[i] for i in batch.prompt_index]
     if reward_model is not None:
-        batch.rewards = score_texts(reward_model, prompts, batch.responses)
+        if same_vocabulary(tokenizer, reward_model.tokenizer):
+            gen = batch.generation
+            device = reward_model.device
+            scores = reward_model.model(gen.sequences.to(device), gen.attention_mask.to(device))
+            batch.rewards = scores.float().cpu().numpy()
+        else:
+            batch.rewards = score_texts(reward_model, prompts, batch.responses)
     if gold is not None:
-        batch.gold = np.asarray(gold(prompts, batch.responses), dtype=float)
+        batch.gold = np.asarray(gold(tokenizer, prompts, batch.response_ids), dtype=float)
     return batch
 
 
 @torch.no_grad()
 def score_texts(reward_model: LoadedModel, prompts: list[str], responses: list[str]) -> np.ndarray:
-    """RM score of each (prompt, response): ids of the prompt then the response, right-padded."""
+    """RM score of each (prompt, response) text: the prompt's ids then the response's, right-padded."""
     tok = reward_model.tokenizer
     rows = []
     for prompt, response in zip(prompts, responses, strict=True):
@@ -197,9 +230,7 @@ def score_texts(reward_model: LoadedModel, prompts: list[str], responses: list[s
             tok(prompt, add_special_tokens=False)["input_ids"]
             + tok(response, add_special_tokens=False)["input_ids"]
         )
-        if tok.eos_token_id is not None:
-            ids = ids + [tok.eos_token_id]
-        rows.append(ids)
+        rows.append(ids or [tok.pad_token_id or 0])
     width = max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), tok.pad_token_id or 0, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.bool)
@@ -208,6 +239,16 @@ def score_texts(reward_model: LoadedModel, prompts: list[str], responses: list[s
         mask[i, : len(row)] = True
     device = reward_model.device
     return reward_model.model(input_ids.to(device), mask.to(device)).float().cpu().numpy()
+
+
+def world_gold(world) -> GoldFn:
+    """The built-in world's gold judge over sampled ids (judge text keeps [EOS], drops padding)."""
+    from engine.world import decode_response
+
+    def gold(tokenizer, prompts: list[str], response_ids: list[list[int]]) -> list[float]:
+        return world.gold_batch(prompts, [decode_response(tokenizer, ids) for ids in response_ids])
+
+    return gold
 
 
 @dataclass(frozen=True)
@@ -227,8 +268,8 @@ class SamplingLab:
     used once their logits exceed ``cache_bytes`` (a big vocabulary makes each batch large).
     """
 
-    def __init__(self, *, gold: GoldFn | None = None, cache_bytes: int = 1 << 30):
-        self.gold = gold
+    def __init__(self, *, world=None, cache_bytes: int = 1 << 30):
+        self.world = world  # the built-in world (engine.world.World) or None when it is not built
         self.cache_bytes = cache_bytes
         self._models: dict[str, LoadedModel] = {}
         self._reward_models: dict[str, LoadedModel] = {}
@@ -261,7 +302,11 @@ class SamplingLab:
         reward_source: str | None = None,
         on_step: Callable[[int, int], None] | None = None,
     ) -> LabBatch:
-        """A scored batch, from the cache when this exact request was sampled before."""
+        """A scored batch, from the cache when this exact request was sampled before.
+
+        Models of the built-in world (same vocabulary) are scored by the world's RM and gold judge by
+        default; ``reward_source`` names another RM (HF sequence classifier or local dir).
+        """
         prompts = clean_prompts(prompts)
         key = (source, tuple(prompts), config, n_samples, seed, reward_source)
         with self._lock:
@@ -270,8 +315,10 @@ class SamplingLab:
                 return self._batches[key]
             loaded = self.model(source)
             batch = sample_batch(loaded, prompts, config, n_samples=n_samples, seed=seed, on_step=on_step)
+            in_world = self.world is not None and same_vocabulary(loaded.tokenizer, self.world.tokenizer)
+            reward_source = reward_source or (self.world.rm_source if in_world else None)
             rm = self.reward_model(reward_source) if reward_source else None
-            score_batch(batch, rm, self.gold)
+            score_batch(batch, loaded.tokenizer, rm, world_gold(self.world) if in_world else None)
             self._batches[key] = batch
             self._evict()
             return batch
