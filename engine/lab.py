@@ -8,11 +8,13 @@ slider back to an earlier value returns the same samples instantly (the seed is 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,10 +39,31 @@ SIGNAL_HELP = {
 N_ALTERNATIVES = 5
 TEMPERATURE_GRID = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
 TOP_P_GRID = (0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+# Below this size a CPU forward pass is too small to split across threads: thread synchronisation
+# costs more than the work (16 x 32 tokens on a tiny GPT-2, 2 shared cores: 50 ms on 1 thread,
+# 300 ms to 5 s on 2 threads depending on the machine's load).
+SMALL_MODEL_PARAMS = 30_000_000
 
 ProgressFn = Callable[[float, str], None]
 # (policy tokenizer, prompt per row, response token ids per row) -> gold score per row
 GoldFn = Callable[[object, list[str], list[list[int]]], Sequence[float]]
+
+
+@contextlib.contextmanager
+def threads_for(model: torch.nn.Module) -> Iterator[int]:
+    """Run a small model's CPU work on one thread, restoring the setting after; yields the count.
+
+    ``WORKBENCH_THREADS`` (set by the user) wins.
+    """
+    before = torch.get_num_threads()
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
+    wanted = 1 if on_cpu and small and not os.environ.get("WORKBENCH_THREADS") else before
+    torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        torch.set_num_threads(before)
 
 
 def reference_config(config: SamplingConfig) -> SamplingConfig:
@@ -162,16 +185,17 @@ def sample_batch(
     rows = [i for i in range(len(prompts)) for _ in range(n_samples)]
     ids, mask = encode_prompts(tok, [prompts[i] for i in rows], loaded.device)
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
-    gen = generate(
-        loaded.model,
-        ids,
-        mask,
-        config,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        generator=generator,
-        on_step=on_step,
-    )
+    with threads_for(loaded.model):
+        gen = generate(
+            loaded.model,
+            ids,
+            mask,
+            config,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            generator=generator,
+            on_step=on_step,
+        )
     gen.logits = gen.logits.cpu()  # the view only re-scores these; keep accelerator memory free
     response_ids = gen.response_ids.tolist()
     keep = gen.response_mask.tolist()
@@ -318,7 +342,8 @@ class SamplingLab:
             in_world = self.world is not None and same_vocabulary(loaded.tokenizer, self.world.tokenizer)
             reward_source = reward_source or (self.world.rm_source if in_world else None)
             rm = self.reward_model(reward_source) if reward_source else None
-            score_batch(batch, loaded.tokenizer, rm, world_gold(self.world) if in_world else None)
+            with threads_for(loaded.model):
+                score_batch(batch, loaded.tokenizer, rm, world_gold(self.world) if in_world else None)
             self._batches[key] = batch
             self._evict()
             return batch
