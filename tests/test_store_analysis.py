@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from engine.config import ConfigError
@@ -61,8 +63,8 @@ def test_detector_params_change_hits(runs):
     assert ("alpha", 1, "repetition") not in hits  # 4/7 < 0.6
     with pytest.raises(ConfigError, match="kl_threshold"):
         DetectorParams(kl_threshold=0)
-    with pytest.raises(ConfigError, match="ngram"):
-        DetectorParams(ngram=0)
+    with pytest.raises(ConfigError, match="repetition_share"):
+        DetectorParams(repetition_share=0)
 
 
 def test_failure_examples(runs):
@@ -101,3 +103,21 @@ def test_logprob_accuracy_read_or_absent(runs):
     (runs / "empty" / "evals").mkdir()
     (runs / "empty" / "evals" / "logprob_accuracy.parquet").write_bytes(b"PAR1 garbage")
     assert logprob_accuracy(runs / "empty").empty
+
+
+def test_repetition_without_stored_repeat_share(tmp_path):
+    # files written by another tool lack repeat_share: the detector falls back to SQL over tokens
+    rollouts = tmp_path / "ext" / "rollouts"
+    rollouts.mkdir(parents=True)
+    table = pa.table(
+        {
+            "step": [0, 0],
+            "prompt_id": ["a", "a"],
+            "response": ["x", "y"],
+            "reward": [1.0, 2.0],
+            "tokens": [list("abcabcabc"), list("abcd")],
+        }
+    )
+    pq.write_table(table, rollouts / "step-000000.parquet")
+    ex = failure_examples(tmp_path / "ext", "repetition")
+    assert ex["response"].tolist() == ["x"] and ex.loc[0, "score"] == pytest.approx(4 / 7)

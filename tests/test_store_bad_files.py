@@ -71,9 +71,28 @@ def test_run_missing_columns_reads_as_nulls(tmp_path):
         rollouts / "step-000000.parquet",
     )
     summary = step_summary(tmp_path / "ext")
+    assert summary["run_id"].tolist() == ["ext"]  # from the directory name
     assert (
         summary.loc[0, "reward_mean"] == pytest.approx(1.5)
         and summary.loc[0, "gold_mean"] != summary.loc[0, "gold_mean"]
     )
     assert failure_counts(tmp_path / "ext")["n_flagged"].sum() == 0
     assert list_runs(tmp_path).loc[0, "kind"] == "unknown"
+
+
+def test_mixed_layouts_and_rewritten_step_are_read_fresh(tmp_path):
+    from engine.store import RunWriter
+
+    run = RunWriter.create(tmp_path / "r", kind="ppo", config={}, seed=0)
+    run.write_rollouts(0, [{"prompt_id": "a", "response": "x", "reward": 1.0, "gold": 0.5}])
+    # a second file written by another tool, without gold and with an extra column
+    pq.write_table(
+        pa.table({"step": [1], "prompt_id": ["a"], "response": ["y"], "reward": [3.0], "extra": [1]}),
+        run.run_dir / "rollouts" / "step-000001.parquet",
+    )
+    summary = step_summary(run.run_dir)
+    assert summary["reward_mean"].tolist() == [1.0, 3.0]
+    assert summary.loc[0, "gold_mean"] == 0.5 and summary.loc[1, "gold_mean"] != summary.loc[1, "gold_mean"]
+    # a resumed run rewrites step 0 at once: the cached footer must not be reused
+    run.write_rollouts(0, [{"prompt_id": "a", "response": "x", "reward": 5.0}] * 3)
+    assert step_summary(run.run_dir)["n_samples"].tolist() == [3, 1]

@@ -143,3 +143,10 @@ def test_metrics_families_steps(runs):
     assert metric_keys(runs / "alpha") == ["env/reward_mean", "objective/kl"]
     assert families(runs.iterdir()) == ["chat", "import", "math"]
     assert logged_steps(runs.iterdir()) == [0, 1, 5]
+
+
+def test_drilldown_token_columns(runs):
+    frame = prompt_drilldown(runs / "alpha", "p2", token_columns=["tokens"])
+    assert "entropy" not in frame and frame.loc[0, "tokens"].tolist() == ["hi"]
+    with pytest.raises(ConfigError, match="token_columns"):
+        prompt_drilldown(runs / "alpha", "p2", token_columns=["prompt; --"])

@@ -120,3 +120,16 @@ def test_write_eval_replaces_or_appends(tmp_path):
     assert pq.read_table(path).column("step").to_pylist() == [0, 5]
     with pytest.raises(ConfigError):
         write_eval(run.run_dir, "../x", row)
+
+
+def test_rows_are_stored_sorted_by_prompt(tmp_path):
+    run = RunWriter.create(tmp_path / "r", kind="ppo", config={}, seed=0)
+    cols = {
+        "prompt_id": ["b", "a", "b", "a"],
+        "sample_idx": [1, 1, 0, 0],
+        "response": list("wxyz"),
+        "reward": [1, 2, 3, 4],
+    }
+    table = pq.read_table(run.write_rollouts(0, cols))
+    assert table.column("prompt_id").to_pylist() == ["a", "a", "b", "b"]
+    assert table.column("reward").to_pylist() == [4.0, 2.0, 3.0, 1.0]

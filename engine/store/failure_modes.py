@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from engine.config import ConfigError
-from engine.store.files import RunDirs
+from engine.store.files import RunDirs, Scan
 from engine.store.queries import _step_range
 from engine.store.reader import store_cursor
 
@@ -21,7 +21,7 @@ DETECTORS: dict[str, str] = {
     "kl_blowup": "Summed per-token KL to the reference above the KL threshold (nats).",
     "length_explosion": "Length above `length_ratio` x the median length of the run's first logged step.",
     "length_collapse": "Length below 1 / `length_ratio` x the median length of the run's first logged step.",
-    "repetition": "At least `repetition_share` of the response's token n-grams are repeats of an earlier n-gram.",
+    "repetition": "At least `repetition_share` of the response's token trigrams repeat an earlier trigram.",
     "entropy_collapse": "All samples of the prompt at this step are the same response (at least 2 samples).",
     "missing_eos": "The response hit the length limit without an end-of-sequence token.",
     "reward_tail": "Reward more than `tail_sd` standard deviations from its step's mean (PPO-max's long tail).",
@@ -36,8 +36,6 @@ class DetectorParams:
     """Per-sample summed KL (nats) above which a sample counts as a KL blow-up."""
     length_ratio: float = 2.0
     """Factor against the first step's median length for explosion (x) and collapse (/)."""
-    ngram: int = 3
-    """n of the n-grams checked for repetition."""
     repetition_share: float = 0.3
     """Share of repeated n-grams from which a response counts as repetitive."""
     tail_sd: float = 3.0
@@ -48,65 +46,65 @@ class DetectorParams:
             raise ConfigError(f"kl_threshold must be > 0, got {self.kl_threshold!r}")
         if not self.length_ratio > 1:
             raise ConfigError(f"length_ratio must be > 1, got {self.length_ratio!r}")
-        if not (isinstance(self.ngram, int) and 1 <= self.ngram <= 16):
-            raise ConfigError(f"ngram must be an integer in [1, 16], got {self.ngram!r}")
         if not 0 < self.repetition_share <= 1:
             raise ConfigError(f"repetition_share must be in (0, 1], got {self.repetition_share!r}")
         if not self.tail_sd > 0:
             raise ConfigError(f"tail_sd must be > 0, got {self.tail_sd!r}")
 
 
-def _ngram_hash_expr(n: int) -> str:
-    """SQL: the list of hashes of the n-grams of ``toks`` (token ids when logged, else token text)."""
-    parts = ", ".join(f"toks[i + {k}]" for k in range(n))
-    return f"list_transform(range(1, len(toks) - {n - 2}), lambda i: hash({parts}))"
+# Fallback for files not written through RunWriter (no stored ``repeat_share``): the same trigram
+# share computed in SQL, about 40x slower than reading the stored column.
+_REPEAT_SHARE_SQL = """coalesce(repeat_share, (
+    WITH g AS (SELECT list_transform(range(1, len(toks) - 1), lambda i: hash(toks[i], toks[i + 1], toks[i + 2])) AS g)
+    SELECT CASE WHEN len(g) > 0 THEN 1 - len(list_distinct(g)) / len(g) ELSE 0 END FROM g
+))"""
 
 
-def _flags_sql(p: DetectorParams) -> str:
-    """A query with one row per sample and one boolean column per detector, plus a severity score each."""
+def _flags_sql(p: DetectorParams, stored_repeat_share: bool, with_text: bool = False) -> str:
+    """A query with one row per sample and one boolean column per detector, plus a severity score
+    each (and the prompt and response texts if ``with_text``: counting does not need them)."""
+    repeat = "repeat_share" if stored_repeat_share else _REPEAT_SHARE_SQL
+    toks = "" if stored_repeat_share else ", coalesce(CAST(token_ids AS VARCHAR[]), tokens) AS toks"
+    text = "prompt_family, prompt, response," if with_text else ""
     return f"""
     WITH base AS (
-        SELECT run_id, step, prompt_id, prompt_family, sample_idx, prompt, response,
-            reward, gold, kl, length, has_eos, mean_entropy,
-            coalesce(CAST(token_ids AS VARCHAR[]), tokens) AS toks
+        SELECT run_id, step, prompt_id, hash(run_id, step, prompt_id) AS k, sample_idx,
+            reward, gold, kl, length, has_eos, mean_entropy, response, repeat_share{toks}
+            {", prompt_family, prompt" if with_text else ""}
         FROM rollouts
-    ),
-    grams AS (SELECT *, {_ngram_hash_expr(p.ngram)} AS g FROM base),
-    rep AS (
-        SELECT * EXCLUDE (g, toks),
-            CASE WHEN len(g) > 0 THEN 1 - len(list_distinct(g)) / len(g) ELSE 0 END AS repeat_share
-        FROM grams
     ),
     st AS (
         SELECT run_id, step, avg(reward) AS mu, stddev_samp(reward) AS sd,
             quantile_cont(reward, 0.75) AS reward_q3, quantile_cont(gold, 0.25) AS gold_q1
         FROM base GROUP BY ALL
     ),
-    pr AS (
-        SELECT run_id, step, prompt_id, count(*) AS n, count(DISTINCT response) AS n_distinct
-        FROM base GROUP BY ALL
-    ),
+    -- all samples of a prompt identical <=> min = max (far cheaper than count(DISTINCT response))
+    pr AS (SELECT k, count(*) >= 2 AND min(response) = max(response) AS collapsed FROM base GROUP BY k),
     first_len AS (
         SELECT run_id, median(length) AS len0 FROM base
         WHERE (run_id, step) IN (SELECT run_id, min(step) FROM base GROUP BY run_id) GROUP BY run_id
     )
-    SELECT rep.*,
+    SELECT run_id, step, prompt_id, sample_idx, reward, gold, kl, length, has_eos, mean_entropy, {text}
+        {repeat} AS repeat_share,
         coalesce(reward >= reward_q3 AND gold <= gold_q1, FALSE) AS rm_loophole,
         coalesce(kl > {p.kl_threshold!r}, FALSE) AS kl_blowup,
         coalesce(length > {p.length_ratio!r} * len0, FALSE) AS length_explosion,
         coalesce(length < len0 / {p.length_ratio!r}, FALSE) AS length_collapse,
-        repeat_share >= {p.repetition_share!r} AS repetition,
-        (pr.n >= 2 AND pr.n_distinct = 1) AS entropy_collapse,
+        coalesce({repeat} >= {p.repetition_share!r}, FALSE) AS repetition,
+        collapsed AS entropy_collapse,
         coalesce(NOT has_eos, FALSE) AS missing_eos,
         coalesce(sd > 0 AND abs(reward - mu) > {p.tail_sd!r} * sd, FALSE) AS reward_tail,
         -- severity, to list the worst examples first
         reward - gold AS rm_loophole_score, kl AS kl_blowup_score, length AS length_explosion_score,
-        -length AS length_collapse_score, repeat_share AS repetition_score,
+        -length AS length_collapse_score, {repeat} AS repetition_score,
         -mean_entropy AS entropy_collapse_score, length AS missing_eos_score,
         abs(reward - mu) / nullif(sd, 0) AS reward_tail_score
-    FROM rep JOIN st USING (run_id, step) JOIN pr USING (run_id, step, prompt_id)
-    LEFT JOIN first_len USING (run_id)
+    FROM base JOIN st USING (run_id, step) JOIN pr USING (k) LEFT JOIN first_len USING (run_id)
     """
+
+
+def _stored_repeat_share(found: Scan) -> bool:
+    return all("repeat_share" in layout for layout in found.rollout_layouts)
 
 
 def failure_counts(
@@ -116,11 +114,12 @@ def failure_counts(
     p = params or DetectorParams()
     sums = ", ".join(f"CAST(count_if({d}) AS BIGINT) AS {d}" for d in DETECTORS)
     sql = f"""
-    WITH flags AS ({_flags_sql(p)}),
+    WITH flags AS ({{flags}}),
     per_step AS (SELECT run_id, step, count(*) AS n_samples, {sums} FROM flags GROUP BY ALL)
     UNPIVOT per_step ON {", ".join(DETECTORS)} INTO NAME detector VALUE n_flagged
     """
-    with store_cursor(run_dirs, _step_range(steps)) as (cur, _):
+    with store_cursor(run_dirs, _step_range(steps)) as (cur, found):
+        sql = sql.replace("{flags}", _flags_sql(p, _stored_repeat_share(found)))
         frame = cur.execute(f"SELECT * FROM ({sql}) ORDER BY run_id, step").df()
     frame = frame[["run_id", "step", "detector", "n_flagged", "n_samples"]]
     frame["rate"] = frame["n_flagged"] / frame["n_samples"]
@@ -147,10 +146,13 @@ def failure_examples(
     sql = f"""
     SELECT run_id, step, prompt_id, prompt_family, sample_idx, {detector}_score AS score,
         reward, gold, kl, length, has_eos, mean_entropy, repeat_share, prompt, response
-    FROM ({_flags_sql(params or DetectorParams())})
+    FROM ({{flags}})
     WHERE {detector}
     ORDER BY score DESC NULLS LAST, run_id, step, prompt_id, sample_idx
     LIMIT ?
     """
-    with store_cursor(run_dirs, _step_range(steps)) as (cur, _):
+    with store_cursor(run_dirs, _step_range(steps)) as (cur, found):
+        sql = sql.replace(
+            "{flags}", _flags_sql(params or DetectorParams(), _stored_repeat_share(found), with_text=True)
+        )
         return cur.execute(sql, [limit]).df()

@@ -50,6 +50,9 @@ class Scan:
     rollout_files: list[Path] = field(default_factory=list)
     metric_files: list[Path] = field(default_factory=list)
     rollout_columns: set[str] = field(default_factory=set)
+    rollout_layouts: set[tuple[str, ...]] = field(default_factory=set)
+    """Distinct column lists of the rollout files: one means no schema unification is needed."""
+    metric_layouts: set[tuple[str, ...]] = field(default_factory=set)
     n_rollouts: int = 0
     warnings: list[str] = field(default_factory=list)
 
@@ -130,7 +133,10 @@ def scan(run_dirs: RunDirs, steps: tuple[int, int] | None = None) -> Scan:
                 bucket.append(path)
                 if sub == ROLLOUTS_DIR:
                     result.rollout_columns.update(check.columns)
+                    result.rollout_layouts.add(check.columns)
                     result.n_rollouts += check.num_rows
+                else:
+                    result.metric_layouts.add(check.columns)
     return result
 
 

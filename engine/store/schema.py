@@ -52,12 +52,17 @@ ROLLOUT_SCHEMA = pa.schema(
         ("length", pa.int32()),
         ("has_eos", pa.bool_()),
         ("mean_entropy", pa.float32()),
+        ("repeat_share", pa.float32()),
         ("temperature", pa.float32()),
         ("top_p", pa.float32()),
         ("top_k", pa.int32()),
         ("checkpoint", pa.string()),
     ]
 )
+
+# Derived by the writer when absent (see ``engine.store.derived``): per-row values that queries over
+# millions of rows would otherwise have to compute by unnesting the per-token lists.
+DERIVED_ROLLOUT_COLUMNS = ("length", "mean_entropy", "repeat_share")
 
 # Columns without which a rollout row means nothing; every other column may be null.
 REQUIRED_ROLLOUT_COLUMNS = ("prompt_id", "response", "reward")

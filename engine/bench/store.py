@@ -1,0 +1,150 @@
+"""``python -m engine bench store``: write and query speed of the rollout store (protocol store-1m).
+
+Generates a synthetic run in the real Parquet layout (``--rollouts`` rows over ``--steps`` files,
+``--tokens`` per-token values per list column), then times the page queries (median of
+``--repeats``) and the same per-prompt normalised reward density computed in pandas.
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rollouts", type=int, default=1_000_000, help="rows to generate (default 1M)")
+    parser.add_argument("--steps", type=int, default=100, help="logged steps (one Parquet file each)")
+    parser.add_argument("--samples", type=int, default=8, help="samples per prompt")
+    parser.add_argument("--tokens", type=int, default=32, help="response tokens per sample")
+    parser.add_argument("--bins", type=int, default=60, help="histogram bins of the density query")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per query (median)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=Path, default=None, help="write the store here and keep it")
+    parser.add_argument("--json", action="store_true", help="print only the JSON result")
+
+
+def _median_ms(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), result
+
+
+def pandas_reward_norm_density(files: list[Path], bins: int):
+    """The reward_norm_density query written the plain pandas way (the baseline)."""
+    import numpy as np
+    import pandas as pd
+
+    df = pd.concat(
+        [pd.read_parquet(f, columns=["run_id", "step", "prompt_id", "reward"]) for f in files],
+        ignore_index=True,
+    )
+    df = df[np.isfinite(df["reward"])]
+    prompt_mean = df.groupby(["run_id", "step", "prompt_id"])["reward"].transform("mean")
+    step_mean = df.groupby(["run_id", "step"])["reward"].transform("mean")
+    x = df["reward"].astype("float64") - prompt_mean + step_mean
+    lo, hi = x.min(), x.max()
+    width = (hi - lo) / bins if hi > lo else 1.0
+    df["bin"] = np.minimum(np.floor((x - lo) / width), bins - 1).astype("int64")
+    counts = df.groupby(["run_id", "step", "bin"]).size().rename("count").reset_index()
+    counts["density"] = counts["count"] / (
+        counts.groupby(["run_id", "step"])["count"].transform("sum") * width
+    )
+    return counts
+
+
+def run_benchmark(
+    root: Path, *, rollouts: int, steps: int, samples: int, tokens: int, bins: int, repeats: int, seed: int
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from engine.store import (
+        failure_counts,
+        prompt_drilldown,
+        reward_norm_density,
+        top_variance_prompts,
+    )
+    from engine.store.schema import ROLLOUTS_DIR
+    from engine.store.synthetic import write_synthetic_run
+
+    steps = max(1, min(steps, rollouts // samples))
+    prompts = max(1, rollouts // (steps * samples))
+    run_dir = root / "bench-run"
+    with tqdm(total=steps, desc="writing synthetic store", unit="step", file=sys.stderr) as bar:
+        write_s = write_synthetic_run(
+            run_dir,
+            steps=steps,
+            prompts=prompts,
+            samples=samples,
+            tokens=tokens,
+            seed=seed,
+            overwrite=True,
+            on_step=lambda _: bar.update(),
+        )
+    n_rows = steps * prompts * samples
+    log.info("wrote %d rollouts in %.1f s of write time", n_rows, write_s)
+
+    density_ms, density = _median_ms(lambda: reward_norm_density(run_dir, "reward", True, bins), repeats)
+    top_ms, top = _median_ms(lambda: top_variance_prompts(run_dir, limit=50), repeats)
+    failure_ms, _ = _median_ms(lambda: failure_counts(run_dir), repeats)
+    prompt_id, run_id = top.loc[0, "prompt_id"], top.loc[0, "run_id"]
+    drill_ms, drill = _median_ms(lambda: prompt_drilldown(run_dir, prompt_id, run_id=run_id), repeats)
+    files = sorted((run_dir / ROLLOUTS_DIR).glob("step-*.parquet"))
+    pandas_ms, baseline = _median_ms(lambda: pandas_reward_norm_density(files, bins), repeats)
+
+    # Same answer or the comparison means nothing (float rounding may move a sample at a bin edge).
+    duck = density[density["count"] > 0]
+    mismatch = abs(len(duck) - len(baseline)) + abs(int(duck["count"].sum()) - int(baseline["count"].sum()))
+    return {
+        "protocol": "store-1m",
+        "rollouts": n_rows,
+        "steps": steps,
+        "tokens": tokens,
+        "write_rows_per_s": round(n_rows / write_s),
+        "reward_norm_density_ms": round(density_ms, 1),
+        "top_variance_prompts_ms": round(top_ms, 1),
+        "failure_counts_ms": round(failure_ms, 1),
+        "prompt_drilldown_ms": round(drill_ms, 1),
+        "pandas_reward_norm_ms": round(pandas_ms, 1),
+        "speedup_vs_pandas": round(pandas_ms / density_ms, 2),
+        "pandas_matches": mismatch == 0 and len(drill) == steps * samples,
+        "store_mb": round(sum(f.stat().st_size for f in files) / 2**20, 1),
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.rollouts < args.samples or args.repeats < 1:
+        raise ConfigError(f"--rollouts must be >= --samples ({args.samples}) and --repeats >= 1")
+    root = args.keep or Path(tempfile.mkdtemp(prefix="store-bench-"))
+    try:
+        result = run_benchmark(
+            root,
+            rollouts=args.rollouts,
+            steps=args.steps,
+            samples=args.samples,
+            tokens=args.tokens,
+            bins=args.bins,
+            repeats=args.repeats,
+            seed=args.seed,
+        )
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,36 @@
+"""Derived per-row columns against their naive Python definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from engine.store.derived import list_means, repeat_shares
+
+
+def _naive_repeat_share(tokens: list, n: int = 3) -> float:
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+@pytest.mark.parametrize("vocab", [3, 50, 5_000_000])  # the last forces the hashed (non-packed) path
+@pytest.mark.parametrize("dtype", [pa.int32(), pa.int64(), pa.string()])
+def test_repeat_shares_match_naive(vocab, dtype):
+    rng = np.random.default_rng(vocab)
+    lists = [list(rng.integers(0, vocab, rng.integers(0, 15))) for _ in range(300)] + [None, [], [1], [1, 2]]
+    lists.append([7, 8, 9] * 4)
+    if dtype == pa.string():
+        arr = pa.array([None if t is None else [str(x) for x in t] for t in lists], pa.list_(dtype))
+    else:
+        arr = pa.array(lists, pa.list_(dtype))
+    got = repeat_shares(arr).to_pylist()
+    assert got[-5] is None  # a null list stays null
+    expected = [None if t is None else _naive_repeat_share(t) for t in lists]
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert got[-1] == pytest.approx(1 - 3 / 10)
+
+
+def test_list_means():
+    arr = pa.array([[1.0, 2.0], None, [], [4.0]], pa.list_(pa.float32()))
+    assert list_means(arr).to_pylist() == [1.5, None, None, 4.0]
