@@ -7,6 +7,8 @@ from workbench import lab_views as views
 from workbench.lab_inputs import model_picker, prompt_picker, sample_with_progress, sampling_settings
 from workbench.resources import sampling_lab, world_or_none
 
+SHOWN = 8  # samples per prompt shown before an expander, so the summaries stay in view
+
 st.title("Sampling lab")
 st.caption(
     "Pick a model and prompts, move the sliders: samples, signals and rewards update on their own. "
@@ -64,15 +66,19 @@ with tab_samples:
         for i, prompt in enumerate(batch.prompts):
             st.markdown(f"**Prompt:** `{prompt}`")
             rows = [r for r, p in enumerate(batch.prompt_index) if p == i]
-            st.html(views.batch_tokens_html(batch, current_signals, colour_by, scale, rows))
+            st.html(views.batch_tokens_html(batch, current_signals, colour_by, scale, rows[:SHOWN]))
+            if len(rows) > SHOWN:
+                with st.expander(f"{len(rows) - SHOWN} more samples of this prompt"):
+                    st.html(views.batch_tokens_html(batch, current_signals, colour_by, scale, rows[SHOWN:]))
     with right:
         st.markdown("**Signals: mean over sampled tokens**")
-        st.dataframe(
-            views.summary_frame(batch.summary(), reference.summary()), hide_index=True, width="stretch"
-        )
-        st.plotly_chart(
-            views.signal_distributions_figure(batch.signal_values(), reference_values), key="lab_dist"
-        )
+        summary = views.summary_frame(batch.summary(), reference.summary())
+        st.dataframe(summary, hide_index=True, width="stretch")
+        st.caption("T=1 reference: fresh samples at temperature 1, top-p 1, top-k 0 (same seed).")
+    st.markdown("**Signals: distribution over sampled tokens** (box: quartiles, dashed line: mean)")
+    st.plotly_chart(
+        views.signal_distributions_figure(batch.signal_values(), reference_values), key="lab_dist"
+    )
 
 with tab_rewards:
     frame = views.rewards_of(batch, reference)

@@ -99,8 +99,9 @@ def token_rows_html(
             )
         label = html.escape(row_labels[row])
         lines.append(
-            f'<div style="line-height:1.9;font-family:monospace;font-size:0.9em">'
-            f'<span style="color:#666;display:inline-block;min-width:9em">{label}</span>{"".join(spans)}</div>'
+            '<div style="display:flex;align-items:flex-start;font-family:monospace;font-size:0.9em;margin-bottom:4px">'
+            f'<div style="color:#555;flex:0 0 11em;padding-top:2px">{label}</div>'
+            f'<div style="display:flex;flex-wrap:wrap">{"".join(spans)}</div></div>'
         )
     return "".join(lines)
 
@@ -110,9 +111,9 @@ def summary_frame(current: dict[str, float], reference: dict[str, float]) -> pd.
     rows = [
         {
             "signal": SIGNAL_LABELS[name],
-            "these settings": current[name],
-            "T=1, top-p 1, top-k 0": reference[name],
-            "difference": current[name] - reference[name],
+            "these settings": round(current[name], 4),
+            "T=1 reference": round(reference[name], 4),
+            "change": round(current[name] - reference[name], 4),
         }
         for name in SIGNALS
     ]

@@ -1,0 +1,169 @@
+"""Real-browser smoke test: start the app, open every page in Chromium, fail on any exception box.
+
+Full-page screenshots land in ``test-artifacts/screenshots/`` (gitignored) for a human to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.paths import REPO_ROOT, world_dir
+from workbench.navigation import PageSpec, available_pages
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
+PAGE_TIMEOUT_S = 120
+
+if not Path(CHROMIUM).is_file():
+    pytest.skip(
+        f"{CHROMIUM} is absent (scripts/setup.sh --test installs Debian's chromium)", allow_module_level=True
+    )
+playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The store's small fixture runs, so the analysis pages have something to show."""
+    from store_fixture import build_store
+
+    return build_store(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def app_url(runs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    env = {**os.environ, "WORKBENCH_RUNS_DIR": str(runs_dir)}
+    command = [
+        sys.executable, "-m", "streamlit", "run", "workbench/app.py",
+        "--server.headless", "true", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not become healthy:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright_sync.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _wait_until_idle(page, timeout_s: float = PAGE_TIMEOUT_S) -> None:
+    """Wait for the script run to finish: the app is rendered and no "Running..." widget for 1.5 s."""
+    page.wait_for_selector('[data-testid="stAppViewContainer"]', timeout=timeout_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    quiet_since = None
+    while time.monotonic() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        skeleton = page.locator('[data-testid="stAppSkeleton"]').count() > 0
+        if running or skeleton:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 1.5:
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"page still running after {timeout_s} s")
+
+
+def _open(browser, url: str):
+    # Streamlit scrolls inside its own container, so a full-page shot only shows the viewport: make it tall.
+    page = browser.new_page(viewport={"width": 1500, "height": 2200})
+    page.goto(url)
+    _wait_until_idle(page)
+    return page
+
+
+def _check_and_shoot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, f"{name}: {exceptions.first.inner_text()[:2000]}"
+
+
+def _url_path(spec: PageSpec) -> str:
+    return "" if spec.file == "home.py" else Path(spec.file).stem
+
+
+@pytest.mark.parametrize("spec", available_pages(), ids=lambda s: Path(s.file).stem)
+def test_page_renders_without_exception(browser, app_url, spec):
+    page = _open(browser, f"{app_url}/{_url_path(spec)}")
+    try:
+        assert page.locator('[data-testid="stSidebarNav"]').count() == 1
+        _check_and_shoot(page, Path(spec.file).stem)
+    finally:
+        page.close()
+
+
+def test_sampling_lab_colours_tokens(browser, app_url, tmp_path_factory):
+    """The lab on a model: tiny local GPT-2 without the world, else the world's default checkpoint."""
+    page = _open(browser, f"{app_url}/sampling_lab")
+    try:
+        if not (world_dir() / "world.json").is_file():
+            from tiny_models import save_tiny
+
+            model_dir = save_tiny(tmp_path_factory.mktemp("tiny"))
+            page.get_by_role("textbox", name="Model name or path").fill(str(model_dir))
+            page.get_by_role("textbox", name="Model name or path").press("Enter")
+            _wait_until_idle(page)
+            prompts = page.get_by_role("textbox", name="Prompts, one per line")
+            prompts.fill("w1 w2 w3\nw7 w8")
+            prompts.press("Control+Enter")
+            _wait_until_idle(page)
+        assert page.locator('span[title*="sampling entropy"]').count() > 10  # coloured tokens with hover text
+        _check_and_shoot(page, "sampling_lab_with_model")
+    finally:
+        page.close()
+
+
+def test_chromium_is_debian_chromium():
+    assert shutil.which("chromium") or Path(CHROMIUM).is_file()
