@@ -24,8 +24,8 @@ world = world_or_none()
 st.subheader("The built-in world")
 if world is None:
     st.warning(
-        f"The built-in toy world is not built yet ({world_error()}). Build it once (a few minutes on a CPU) "
-        "from the repository root, then reload this page:"
+        f"The built-in toy world is not built yet ({world_error()}). "
+        "Build it once from the repository root, then reload this page:"
     )
     st.code(BUILD_COMMAND, language="bash")
     st.caption(

@@ -16,3 +16,13 @@ def tiny_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny(tmp_path_factory.mktemp("tiny-llama"), "llama")
+
+
+@pytest.fixture(scope="session")
+def fake_world_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding a tiny stand-in world; point WORKBENCH_DATA_DIR at it."""
+    from fake_world import build_fake_world
+
+    data_dir = tmp_path_factory.mktemp("data")
+    build_fake_world(data_dir)
+    return data_dir

@@ -84,3 +84,42 @@ def test_sweeps_and_comparison(lab_page, tiny_llama_dir):
     lab_page.text_input(key="lab_other_name").set_value(str(tiny_llama_dir)).run()
     assert not lab_page.exception, lab_page.exception
     assert len(lab_page.dataframe) >= 2
+
+
+def test_world_models_prompts_rewards_and_comparison(monkeypatch, fake_world_data_dir, tmp_path):
+    """With a (stand-in) world: epochs, families, RM + gold rewards, normalised view, comparison."""
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(fake_world_data_dir))
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["lab_sweep_on"] = False
+    at.run()
+    assert not at.exception, at.exception
+    assert at.select_slider(key="lab_model_epoch").value == 2
+    at.slider(key="lab_n").set_value(4)
+    at.slider(key="lab_max_new_tokens").set_value(8)
+    at.text_area(key="lab_typed").set_value("w9 w8").run()
+    assert not at.exception, at.exception
+    assert set(at.dataframe[1].value["kind"]) == {"RM", "gold"}  # the rewards tab's summary
+    assert len(at.get("plotly_chart")) >= 3  # distributions, raw and normalised rewards
+    at.toggle(key="lab_compare_on").set_value(True).run()
+    assert not at.exception, at.exception
+    assert at.select_slider(key="lab_other_epoch").value == 1
+    at.toggle(key="lab_sweep_on").set_value(True).run()
+    assert not at.exception, at.exception
+
+
+def test_ppo_checkpoint_is_pickable(monkeypatch, fake_world_data_dir, tmp_path):
+    from engine.models import attach_lora, load_causal_lm
+
+    base = load_causal_lm(str(fake_world_data_dir / "world" / "sft" / "epoch-1"), device="cpu")
+    attach_lora(base.model, r=2).save_pretrained(tmp_path / "runs" / "r1" / "checkpoints" / "step-4")
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(fake_world_data_dir))
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["lab_sweep_on"] = False
+    at.session_state["lab_n"] = 4
+    at.run()
+    at.radio(key="lab_model_kind").set_value("PPO checkpoint").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="lab_model_checkpoint").value == "r1 / step 4"
+    assert at.dataframe[0].value["these settings"].notna().all()
