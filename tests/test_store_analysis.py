@@ -17,7 +17,7 @@ from engine.store import (
     reward_spread,
     rm_gold_agreement,
 )
-from tests.store_fixture import BETA_REWARDS, build_store
+from store_fixture import BETA_REWARDS, build_store
 
 
 @pytest.fixture(scope="module")

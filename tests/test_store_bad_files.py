@@ -16,7 +16,7 @@ from engine.store import (
     store_warnings,
     top_variance_prompts,
 )
-from tests.store_fixture import build_store
+from store_fixture import build_store
 
 
 @pytest.fixture()

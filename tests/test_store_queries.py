@@ -17,7 +17,7 @@ from engine.store import (
     step_summary,
     top_variance_prompts,
 )
-from tests.store_fixture import build_store
+from store_fixture import build_store
 
 
 @pytest.fixture(scope="module")

@@ -173,13 +173,14 @@ def step_summary(run_dirs: RunDirs, steps: tuple[int, int] | None = None) -> pd.
     SELECT run_id, step,
         count(*) AS n_samples, count(DISTINCT prompt_id) AS n_prompts,
         avg(reward) AS reward_mean, stddev_samp(reward) AS reward_std,
+        min(reward) AS reward_min, max(reward) AS reward_max,
         quantile_cont(reward, 0.1) AS reward_p10, median(reward) AS reward_p50,
         quantile_cont(reward, 0.9) AS reward_p90,
         any_value(reward_norm_std) AS reward_norm_std, any_value(within_prompt_reward_std) AS within_prompt_reward_std,
         avg(gold) AS gold_mean, stddev_samp(gold) AS gold_std,
         avg(mean_entropy) AS entropy_mean, stddev_samp(mean_entropy) AS entropy_std,
         avg(kl) AS kl_mean, max(kl) AS kl_max,
-        avg(length) AS length_mean, median(length) AS length_p50,
+        avg(length) AS length_mean, median(length) AS length_p50, max(length) AS length_max,
         avg(CAST(has_eos AS DOUBLE)) AS eos_rate
     FROM rollouts LEFT JOIN within USING (run_id, step) LEFT JOIN norm USING (run_id, step)
     GROUP BY ALL ORDER BY run_id, step
