@@ -83,8 +83,10 @@ def run_benchmark(
     from engine.store.schema import ROLLOUTS_DIR
     from engine.store.synthetic import write_synthetic_run
 
-    steps = max(1, min(steps, rollouts // samples))
-    prompts = max(1, rollouts // (steps * samples))
+    # The most steps (up to --steps) that split the prompt groups evenly, so every step is the same size.
+    groups = rollouts // samples
+    steps = next(d for d in range(min(steps, groups), 0, -1) if groups % d == 0)
+    prompts = groups // steps
     run_dir = root / "bench-run"
     with tqdm(total=steps, desc="writing synthetic store", unit="step", file=sys.stderr) as bar:
         write_s = write_synthetic_run(
