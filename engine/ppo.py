@@ -15,6 +15,7 @@ and TRL's PPO trainer, with two deliberate choices:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,16 +83,17 @@ def rollout(
     The sampling loop keeps each step's raw logits and last hidden state, so no second forward is
     needed for the old log-probs (the temperature-scaled logits that drew the token) or the values.
     """
-    gen = generate(
-        model,
-        prompt_ids,
-        prompt_mask,
-        sampling,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
-        generator=generator,
-        keep_hidden=True,
-    )
+    with merged_lora(model):
+        gen = generate(
+            model,
+            prompt_ids,
+            prompt_mask,
+            sampling,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            generator=generator,
+            keep_hidden=True,
+        )
     signals = gen.signals()
     mask = gen.response_mask
     values = value_head(gen.hidden).float().masked_fill(~mask, 0.0)  # (B, T)
@@ -106,6 +108,46 @@ def rollout(
         signals=signals,
         temperature=sampling.temperature,
     )
+
+
+@contextlib.contextmanager
+def merged_lora(model: nn.Module) -> Iterator[nn.Module]:
+    """Fold the LoRA deltas into the base weights for the duration (sampling runs one matmul per layer
+    instead of three), then restore the saved base weights bit for bit.
+
+    Restoring copies rather than subtracting the delta (peft's ``unmerge_adapter``), which would leave
+    float rounding in the base weights and so in the reference policy, growing with every iteration.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and not m.merged]
+    if not layers or not hasattr(model, "merge_adapter"):
+        yield model
+        return
+    saved = [(m, m.get_base_layer().weight.detach().clone()) for m in layers]
+    with torch.no_grad():
+        model.merge_adapter()
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for m, weight in saved:
+                m.get_base_layer().weight.copy_(weight)
+                m.merged_adapters.clear()
+
+
+def fuse_activations(model: nn.Module) -> int:
+    """Swap GPT-2's Python ``gelu_new`` (seven element-wise ops, each with its own backward) for the
+    same tanh-approximate GELU as one fused kernel. Same formula; returns how many were swapped."""
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    swapped = 0
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, NewGELUActivation):
+                setattr(module, name, GELUTanh())
+                swapped += 1
+    return swapped
 
 
 def position_ids_of(attention_mask: torch.Tensor) -> torch.Tensor:

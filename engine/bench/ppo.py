@@ -1,0 +1,206 @@
+"""``python -m engine bench ppo --json`` (contract): one PPO iteration on the protocol "tiny-ppo-cpu".
+
+Same work as the TRL anchor (``/work/shared/anchors/trl_ppo_tiny.py``): a word-level tokenizer of
+2000 words (vocab 2004); a random-init GPT-2 policy (n_layer=4, n_head=4, n_embd=256,
+n_positions=128) with LoRA r=16 / alpha=32 on c_attn and c_proj; a random GPT-2 sequence-classifier
+RM (n_layer=2, n_head=4, n_embd=128); 64 prompts of 16 tokens per iteration, exactly 32 sampled
+tokens (no early stop), temperature 1; 4 PPO epochs x 4 minibatches (16 AdamW steps, lr 1e-4); seed 0.
+Rollout logging with every per-token signal stays on (Parquet into a temporary run directory).
+The median is over the iterations after the first (warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+PROTOCOL = "tiny-ppo-cpu"
+N_WORDS = 2000
+N_PROMPTS = 640
+PROMPT_LEN = 16
+RESPONSE_LEN = 32
+PROMPTS_PER_ITERATION = 64
+SEED = 0
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--iterations", type=int, default=6, help="PPO iterations, the first is a warm-up (>= 2)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--profile", default=None, help="write a torch profiler table of one iteration to this file"
+    )
+
+
+def build_tokenizer():
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[BOS]", "[EOS]", "[UNK]"]
+    words = [f"w{i:04d}" for i in range(N_WORDS)]
+    core = Tokenizer(WordLevel(vocab={t: i for i, t in enumerate(specials + words)}, unk_token="[UNK]"))
+    core.pre_tokenizer = Whitespace()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="[PAD]", bos_token="[BOS]", eos_token="[EOS]", unk_token="[UNK]"
+    )
+    return tok, words
+
+
+def build_trainer(run_dir: Path):
+    """The protocol's models, prompts and PPO config, wired into an :class:`engine.trainer.PPOTrainer`."""
+    import numpy as np
+    import torch
+    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+
+    from engine.config import SamplingConfig
+    from engine.models import LoadedModel, attach_lora
+    from engine.ppo_config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
+    from engine.reward import SequenceClassifierRM
+    from engine.store import RunWriter
+    from engine.trainer import PPOTrainer, PromptItem
+
+    tok, words = build_tokenizer()
+    torch.manual_seed(SEED)
+    common = dict(vocab_size=len(tok), n_positions=128, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    policy = GPT2LMHeadModel(GPT2Config(n_layer=4, n_head=4, n_embd=256, **common))
+    rm = GPT2ForSequenceClassification(GPT2Config(n_layer=2, n_head=4, n_embd=128, num_labels=1, **common))
+    policy = attach_lora(policy, r=16, alpha=32, target_modules=["c_attn", "c_proj"]).eval()
+    reward = SequenceClassifierRM(rm).eval().requires_grad_(False)
+
+    rng = np.random.RandomState(SEED)
+    prompts = [
+        PromptItem(f"p{i:04d}", "random", " ".join(rng.choice(words, size=PROMPT_LEN)))
+        for i in range(N_PROMPTS)
+    ]
+    config = PPOConfig(
+        model=ModelConfig(policy="bench", reward_model="bench", lora_r=16, lora_alpha=32),
+        sampling=SamplingConfig(temperature=1.0, max_new_tokens=RESPONSE_LEN, stop_at_eos=False),
+        ppo=PPOHyperConfig(
+            kl_coef=0.05, gamma=1.0, lam=0.95, ppo_epochs=4, num_minibatches=4, learning_rate=1e-4
+        ),
+        run=RunConfig(steps=10_000, prompts_per_step=PROMPTS_PER_ITERATION, samples_per_prompt=1, seed=SEED),
+    )
+    writer = RunWriter.create(run_dir, kind="ppo", config=config.to_dict(), seed=SEED)
+    device = torch.device("cpu")
+    return (
+        PPOTrainer(
+            config,
+            LoadedModel(policy, tok, "bench:policy", None),
+            LoadedModel(reward, tok, "bench:rm", None),
+            prompts,
+            writer=writer,
+        ),
+        config,
+        device,
+    )
+
+
+def update_flops(config) -> float:
+    """Matmul FLOPs of one iteration's PPO update (forward + input-gradient backward + LoRA grads).
+
+    Frozen base weights need no weight gradient, so backward through them costs one more forward
+    (dX = dY W^T); the LM head runs on the T response positions only.
+    """
+    d, layers, vocab, r = 256, 4, N_WORDS + 4, 16
+    seq_tokens = config.run.batch_size * (PROMPT_LEN + RESPONSE_LEN)
+    resp_tokens = config.run.batch_size * RESPONSE_LEN
+    block = 2 * seq_tokens * (12 * d * d)  # qkv 3d^2, proj d^2, mlp 8d^2
+    attn = 2 * 2 * config.run.batch_size * (PROMPT_LEN + RESPONSE_LEN) ** 2 * d  # QK^T and AV
+    lora = 2 * seq_tokens * r * ((d + 3 * d) + (d + d) + (4 * d + d))
+    head = 2 * resp_tokens * d * vocab
+    forward = layers * (block + attn + lora) + head
+    backward = forward + layers * (
+        attn + lora
+    )  # dX everywhere; weight grads only for LoRA (and attention's two operands)
+    return config.ppo.ppo_epochs * (forward + backward)
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.iterations < 2:
+        from engine.config import ConfigError
+
+        raise ConfigError("--iterations must be >= 2 (the first is a warm-up)")
+    logging.getLogger("engine").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="bench-ppo-") as tmp:
+        trainer, config, _ = build_trainer(Path(tmp) / "run")
+        per_iteration = []
+        for step in range(1, args.iterations + 1):
+            t0 = time.perf_counter()
+            result = trainer.iteration(step)
+            trainer.log_step(result)
+            total = time.perf_counter() - t0
+            m = result.metrics
+            per_iteration.append(
+                {
+                    "iteration": step,
+                    "total_s": total,
+                    "generation_s": m["time/rollout"],
+                    "ref_and_score_s": m["time/score"],
+                    "train_s": m["time/update"],
+                    "rows_s": m["time/rows"],
+                    "store_write_s": total - m["time/step"],
+                }
+            )
+            log.info("iteration %d: %.3f s", step, total)
+        if args.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                trainer.log_step(trainer.iteration(args.iterations + 1))
+            Path(args.profile).write_text(
+                prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)
+            )
+
+    measured = per_iteration[1:]
+
+    def med(key: str) -> float:
+        return statistics.median(it[key] for it in measured)
+
+    flops = update_flops(config)
+    result = {
+        "protocol": PROTOCOL,
+        "engine": "engine.trainer.PPOTrainer",
+        "seconds_per_iteration": med("total_s"),
+        "generation_seconds": med("generation_s"),
+        "ref_and_score_seconds": med("ref_and_score_s"),
+        "train_seconds": med("train_s"),
+        "logging_seconds": med("rows_s") + med("store_write_s"),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "optimizer_steps_per_iteration": config.optimizer_steps_per_iteration,
+        "tokens_per_iteration": config.run.batch_size * RESPONSE_LEN,
+        "ppo_epochs": config.ppo.ppo_epochs,
+        "num_minibatches": config.ppo.num_minibatches,
+        "update_gflop": flops / 1e9,
+        "update_gflops_per_s": flops / 1e9 / med("train_s"),
+        "iterations": args.iterations,
+        "warmup_iterations_discarded": 1,
+        "per_iteration": per_iteration,
+        "threads": torch.get_num_threads(),
+        "load_average": os.getloadavg(),
+        "versions": {"torch": torch.__version__},
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{PROTOCOL}: {result['seconds_per_iteration']:.3f} s/iteration (generation {result['generation_seconds']:.3f} s, "
+            f"update {result['train_seconds']:.3f} s), peak RSS {result['peak_rss_mb']:.0f} MiB"
+        )
+    return 0
