@@ -229,11 +229,16 @@ def launch(
     root: Path | str | None = None,
     resume: bool = False,
     env: dict[str, str] | None = None,
+    wait: bool = False,
+    timeout: float = 120.0,
 ) -> Job:
-    """Start ``python -m engine ppo ...`` as a detached process (its own session); returns at once.
+    """Start ``python -m engine ppo ...`` as a detached process (its own session).
 
     Refuses (ConfigError, nothing touched) a run id whose directory a live job owns, a new run whose
-    directory already holds a run, and a resume of a run that does not exist.
+    directory already holds a run, and a resume of a run that does not exist. Two launchers racing
+    past these checks (two browser tabs) both spawn, but only one child gets the directory's lock;
+    with ``wait`` the launcher blocks until its child owns the run (or raises ConfigError with the
+    child's error when it lost the race or failed to start).
     """
     from engine.ppo_cli import config_to_argv
 
@@ -259,7 +264,38 @@ def launch(
             env={**os.environ, **(env or {})},
         )
     log.info("launched %s (pid %d)", run_id, process.pid)
-    return Job(run_id=run_id, run_dir=run_dir, pid=process.pid, process=process)
+    job = Job(run_id=run_id, run_dir=run_dir, pid=process.pid, process=process)
+    if wait:
+        wait_until_started(job, timeout)
+    return job
+
+
+def wait_until_started(job: Job, timeout: float = 120.0) -> None:
+    """Block until ``job``'s process owns its run directory; ConfigError if it exits first."""
+    end = time.time() + timeout
+    while time.time() < end:
+        status = read_status(job.run_dir) or {}
+        if status.get("pid") == job.pid and status.get("state") == "running":
+            return
+        if job.process is not None and job.process.poll() is not None:
+            if status.get("pid") == job.pid:  # started and already done (a very short run)
+                return
+            raise ConfigError(f"the job for {job.run_id} did not start: {_last_error(job.run_dir)}")
+        time.sleep(0.1)
+    raise ConfigError(
+        f"the job for {job.run_id} did not start within {timeout:.0f} s (see {job.run_dir / JOB_LOG})"
+    )
+
+
+def _last_error(run_dir: Path) -> str:
+    try:
+        lines = [
+            line for line in (run_dir / JOB_LOG).read_text(errors="replace").splitlines() if line.strip()
+        ]
+    except OSError:
+        return "no log"
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or ["no log"])[-1]
 
 
 def stop(run_id: str, root: Path | str | None = None) -> bool:

@@ -150,3 +150,19 @@ def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path, job_config):
     assert (job.run_dir / "checkpoints" / f"step-{status['step']}" / "adapter_model.safetensors").is_file()
     assert RunWriter(job.run_dir).logged_steps() == list(range(1, status["step"] + 1))
     assert not stop("t", tmp_path)
+
+
+def test_two_tabs_launching_the_same_run_start_one_job(tmp_path, job_config):
+    config = job_config.replace(steps=3)
+    first = launch(config, run_id="twin", root=tmp_path, env=ENV)
+    second = launch(config, run_id="twin", root=tmp_path, env=ENV)  # raced past the pre-checks
+    codes = sorted([first.process.wait(timeout=120), second.process.wait(timeout=120)])
+    assert codes == [0, 2]
+    log_text = (first.run_dir / "job.log").read_text()
+    assert "owned by a live job" in log_text or "already exists" in log_text
+    assert _metric_steps(first.run_dir) == [1, 2, 3]
+    with pytest.raises(ConfigError, match="already exists"):
+        launch(config, run_id="twin", root=tmp_path, wait=True)
+    job = launch(config.replace(steps=4), run_id="twin", root=tmp_path, resume=True, env=ENV, wait=True)
+    job.process.wait(timeout=120)
+    assert _metric_steps(first.run_dir) == [1, 2, 3]  # resume keeps the recorded config (3 steps)
