@@ -4,7 +4,7 @@ import plotly.express as px
 import streamlit as st
 
 from engine.store import DETECTORS, DetectorParams
-from workbench.store_views import cached, pick_runs
+from workbench.store_views import LINE_COLOURS, cached, pick_runs
 
 st.title("Failure modes")
 st.caption(
@@ -25,7 +25,13 @@ if run_dirs:
     counts = cached("failure_counts", run_dirs, params=DetectorParams(**params))
     counts["label"] = counts["detector"] + ("" if len(run_dirs) == 1 else " · " + counts["run_id"])
     fig = px.line(
-        counts, x="step", y="rate", color="label", markers=True, title="Share of samples flagged per step"
+        counts,
+        x="step",
+        y="rate",
+        color="label",
+        markers=True,
+        title="Share of samples flagged per step",
+        color_discrete_sequence=LINE_COLOURS,
     )
     fig.update_layout(height=380, yaxis_tickformat=".0%", legend_title_text="", margin={"t": 50, "b": 40})
     st.plotly_chart(fig, key="failures_plot")

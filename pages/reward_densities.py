@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from workbench.store_views import VALUE_LABELS, cached, pick_runs, ridgeline, spread_figure
+from workbench.store_views import VALUE_LABELS, cached, common_range, pick_runs, ridgeline, spread_figure
 
 st.title("Reward densities")
 st.markdown(
@@ -28,12 +28,16 @@ if run_dirs:
     else:
         label = VALUE_LABELS[value]
         col_raw, col_norm = st.columns(2)
-        col_raw.plotly_chart(ridgeline(raw, title=f"raw {label}", x_title=label), key="densities_raw")
+        x_range = common_range(raw, norm)  # one x axis, so the two widths compare at a glance
+        col_raw.plotly_chart(
+            ridgeline(raw, title=f"raw {label}", x_title=label, x_range=x_range), key="densities_raw"
+        )
         col_norm.plotly_chart(
-            ridgeline(norm, title=f"per-prompt normalised {label}", x_title=label), key="densities_norm"
+            ridgeline(norm, title=f"per-prompt normalised {label}", x_title=label, x_range=x_range),
+            key="densities_norm",
         )
         st.plotly_chart(spread_figure(raw, norm, label), key="densities_spread")
         st.caption(
-            "Mean and sd are estimated from the histograms. A falling normalised sd is the within-prompt "
+            "Mean and sd are estimated from the histograms; the raw and normalised means coincide by construction. A falling normalised sd is the within-prompt "
             "sampling space shrinking; when it approaches zero, advantages vanish and PPO stops learning."
         )

@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from store_fixture import BETA_REWARDS, build_store
 
 from engine.config import ConfigError
 from engine.store import (
@@ -17,7 +18,6 @@ from engine.store import (
     reward_spread,
     rm_gold_agreement,
 )
-from store_fixture import BETA_REWARDS, build_store
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from store_fixture import build_store
 
 from engine.store import (
     failure_counts,
@@ -16,7 +17,6 @@ from engine.store import (
     store_warnings,
     top_variance_prompts,
 )
-from store_fixture import build_store
 
 
 @pytest.fixture()

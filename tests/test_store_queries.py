@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from store_fixture import build_store
 
 from engine.config import ConfigError
 from engine.store import (
@@ -17,7 +18,6 @@ from engine.store import (
     step_summary,
     top_variance_prompts,
 )
-from store_fixture import build_store
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,11 @@ import engine.store as store
 from engine.paths import runs_dir
 from workbench.lab_views import colour
 
+# Distinct hues for lines (Streamlit's default colourway is shades of one blue: unreadable for 5+ lines).
+LINE_COLOURS = (
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22",
+)  # fmt: skip
+
 VALUE_LABELS = {
     "reward": "RM reward",
     "gold": "gold (judge) score",
@@ -89,8 +94,16 @@ def pick_runs(key: str, *, multi: bool = False) -> list[Path] | None:
     return dirs
 
 
-def ridgeline(density: pd.DataFrame, *, title: str, x_title: str, max_steps: int = 30) -> go.Figure:
-    """One filled density curve per logged step, stacked upwards (the first step at the bottom)."""
+def ridgeline(
+    density: pd.DataFrame,
+    *,
+    title: str,
+    x_title: str,
+    max_steps: int = 30,
+    x_range: tuple[float, float] | None = None,
+) -> go.Figure:
+    """One filled density curve per logged step, stacked upwards (the first step at the bottom);
+    ``x_range`` puts side-by-side plots on one axis so their widths compare."""
     steps = sorted(density["step"].unique())
     if len(steps) > max_steps:  # evenly spaced steps, always keeping the first and the last
         steps = sorted({steps[round(i)] for i in np.linspace(0, len(steps) - 1, max_steps)})
@@ -125,8 +138,14 @@ def ridgeline(density: pd.DataFrame, *, title: str, x_title: str, max_steps: int
         yaxis={"tickvals": list(range(len(steps))), "ticktext": [str(s) for s in steps], "title": "step"},
         plot_bgcolor="white",
     )
-    fig.update_xaxes(showgrid=True, gridcolor="#eee")
+    fig.update_xaxes(showgrid=True, gridcolor="#eee", range=x_range)
     return fig
+
+
+def common_range(*densities: pd.DataFrame) -> tuple[float, float]:
+    """The x range covering every non-empty bin of the given histograms."""
+    parts = [d.loc[d["count"] > 0] for d in densities]
+    return min(float(p["left"].min()) for p in parts), max(float(p["right"].max()) for p in parts)
 
 
 def histogram_moments(density: pd.DataFrame) -> pd.DataFrame:
@@ -226,11 +245,14 @@ def per_step_lines(
     """Line per (run, column) over steps; ``columns`` maps column -> legend label."""
     fig = go.Figure()
     runs = frame["run_id"].unique() if "run_id" in frame else [None]
-    for run in runs:
+    for r, run in enumerate(runs):
         part = frame if run is None else frame[frame["run_id"] == run]
-        for column, label in columns.items():
+        for c, (column, label) in enumerate(columns.items()):
             name = label if len(runs) == 1 else f"{label} ({run})"
-            fig.add_trace(go.Scatter(x=part["step"], y=part[column], mode="lines+markers", name=name))
+            line = {"color": LINE_COLOURS[(r * len(columns) + c) % len(LINE_COLOURS)]}
+            fig.add_trace(
+                go.Scatter(x=part["step"], y=part[column], mode="lines+markers", name=name, line=line)
+            )
     fig.update_layout(
         title=title,
         xaxis_title="step",
