@@ -372,6 +372,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("stop", help="ask a running job to stop after its current step (SIGTERM)")
     p.add_argument("run_id")
     p.set_defaults(func=_cli_stop)
+    p = sub.add_parser(
+        "eval",
+        help="log-prob accuracy of a run's checkpoints on the preference test set (evals/logprob_accuracy.parquet)",
+    )
+    p.add_argument("run_id")
+    p.add_argument(
+        "--watch", action="store_true", help="keep evaluating new checkpoints while the run's job is live"
+    )
+    p.set_defaults(func=_cli_eval)
 
 
 def _cli_list(args: argparse.Namespace) -> int:
@@ -390,6 +399,47 @@ def _cli_status(args: argparse.Namespace) -> int:
         json.dumps({**status, "state": effective_state(run_dir, status) if status else "unknown"}, indent=2)
     )
     return 0
+
+
+def _cli_eval(args: argparse.Namespace) -> int:
+    from engine.logprob_eval import evaluate_run, watch_run
+
+    run_dir = run_dir_of(args.run_id, args.runs_dir)
+    if not (run_dir / RUN_FILE).is_file():
+        raise ConfigError(f"no run {args.run_id} in {run_dir.parent}")
+    if args.watch:
+        watch_run(run_dir)
+    else:
+        for row in evaluate_run(run_dir):
+            print(f"{row['checkpoint']}\t{row['accuracy']:.4f}\t{row['n_pairs']}")
+    return 0
+
+
+def launch_eval(run_id: str, root: Path | str | None = None) -> subprocess.Popen:
+    """Start ``python -m engine jobs eval RUN_ID --watch`` detached (next to a training job)."""
+    run_dir = run_dir_of(run_id, root)
+    if not (run_dir / RUN_FILE).is_file():
+        raise ConfigError(f"no run {run_id} in {run_dir.parent}")
+    argv = [
+        sys.executable,
+        "-m",
+        "engine",
+        "jobs",
+        "--runs-dir",
+        str(run_dir.parent),
+        "eval",
+        run_id,
+        "--watch",
+    ]
+    with open(run_dir / "eval.log", "ab") as out:
+        return subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _cli_stop(args: argparse.Namespace) -> int:

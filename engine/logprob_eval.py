@@ -1,0 +1,148 @@
+"""Log-probability accuracy of policy checkpoints on a labelled preference test set.
+
+The seed's third way to watch RM/policy agreement during PPO: the share of labelled pairs where the
+policy gives the chosen response a higher log-probability than the rejected one,
+``sum_t log pi(chosen_t | prompt, chosen_<t) > sum_t log pi(rejected_t | ...)`` (EOS included).
+Results go to ``runs/<id>/evals/logprob_accuracy.parquet`` (one row per checkpoint, ``sft`` = the
+starting policy with the adapter disabled). ``python -m engine jobs eval RUN_ID --watch`` runs it
+in the background next to a training job, evaluating each checkpoint as it appears.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.config import ConfigError
+from engine.models import reference_mode
+from engine.ppo import policy_forward
+from engine.sampling import encode_prompts
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def response_logprobs(
+    model: nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    *,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Sum of log-probs (temperature 1) of each response given its prompt, EOS appended: (N,)."""
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        batch_prompts = list(prompts[start : start + batch_size])
+        batch_responses = list(responses[start : start + batch_size])
+        prompt_ids, prompt_mask = encode_prompts(tokenizer, batch_prompts, device)  # (B, P) left-padded
+        rows = [
+            tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            for r in batch_responses
+        ]
+        width = max(len(r) for r in rows)
+        response_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+        response_mask = torch.zeros((len(rows), width), dtype=torch.bool)
+        for i, row in enumerate(rows):
+            response_ids[i, : len(row)] = torch.tensor(row)
+            response_mask[i, : len(row)] = True
+        response_ids, response_mask = response_ids.to(device), response_mask.to(device)
+        sequences = torch.cat([prompt_ids, response_ids], dim=1)  # (B, P + T)
+        attention = torch.cat([prompt_mask, response_mask], dim=1)
+        logprobs, _, _ = policy_forward(model, sequences, attention, prompt_ids.shape[1], 1.0)  # (B, T)
+        out.append((logprobs * response_mask).sum(-1).double().cpu())
+    return torch.cat(out)
+
+
+def logprob_accuracy(
+    model: nn.Module, tokenizer: Any, pairs: Sequence[Any], *, batch_size: int = 64
+) -> float:
+    """Share of pairs (objects with .prompt .chosen .rejected) where logp(chosen) > logp(rejected)."""
+    if not pairs:
+        raise ConfigError("no preference pairs to evaluate")
+    prompts = [p.prompt for p in pairs]
+    chosen = response_logprobs(model, tokenizer, prompts, [p.chosen for p in pairs], batch_size=batch_size)
+    rejected = response_logprobs(
+        model, tokenizer, prompts, [p.rejected for p in pairs], batch_size=batch_size
+    )
+    return float((chosen > rejected).double().mean())
+
+
+def evaluate_run(
+    run_dir: Path, pairs: Sequence[Any] | None = None, *, device: str | None = None
+) -> list[dict]:
+    """Evaluate the starting policy and every checkpoint of a run not yet in its eval file; returns new rows."""
+    import pandas as pd
+
+    from engine.models import attach_lora, load_causal_lm
+    from engine.ppo_config import PPOConfig
+    from engine.store import LOGPROB_ACCURACY, LOGPROB_ACCURACY_SCHEMA, write_eval
+    from engine.trainer import checkpoints, resolve_sources
+
+    run_dir = Path(run_dir)
+    record = json.loads((run_dir / "run.json").read_text())
+    config = PPOConfig.from_dict(record["config"])
+    if pairs is None:
+        if not config.model.uses_world:
+            raise ConfigError(
+                "log-prob accuracy needs the built-in world's preference test set (or pass pairs)"
+            )
+        from engine.world import load_world
+
+        pairs = load_world().preference_test
+    path = run_dir / "evals" / f"{LOGPROB_ACCURACY}.parquet"
+    done = set(pd.read_parquet(path)["checkpoint"]) if path.is_file() else set()
+    todo = [("sft", 0, None)] if "sft" not in done else []
+    todo += [
+        (f"step-{step}", step, ckpt) for step, ckpt in checkpoints(run_dir) if f"step-{step}" not in done
+    ]
+    if not todo:
+        return []
+    from peft import load_peft_weights, set_peft_model_state_dict
+
+    policy = load_causal_lm(resolve_sources(config).policy, device=device)
+    model = attach_lora(policy.model, r=config.model.lora_r, alpha=config.model.lora_alpha).eval()
+    rows = []
+    for name, step, ckpt in todo:
+        if ckpt is None:
+            with reference_mode(model):
+                accuracy = logprob_accuracy(model, policy.tokenizer, pairs)
+        else:
+            set_peft_model_state_dict(model, load_peft_weights(str(ckpt), device=str(policy.device)))
+            accuracy = logprob_accuracy(model, policy.tokenizer, pairs)
+        rows.append(
+            {
+                "run_id": run_dir.name,
+                "step": step,
+                "checkpoint": name,
+                "accuracy": accuracy,
+                "n_pairs": len(pairs),
+            }
+        )
+        log.info("%s %s: log-prob accuracy %.3f on %d pairs", run_dir.name, name, accuracy, len(pairs))
+    import pyarrow as pa
+
+    write_eval(
+        run_dir, LOGPROB_ACCURACY, pa.Table.from_pylist(rows, schema=LOGPROB_ACCURACY_SCHEMA), append=True
+    )
+    return rows
+
+
+def watch_run(run_dir: Path, *, poll_seconds: float = 10.0, pairs: Sequence[Any] | None = None) -> None:
+    """Evaluate new checkpoints as they appear, until the run's job is no longer live."""
+    from engine.jobs import is_live
+
+    while True:
+        live = is_live(run_dir)
+        evaluate_run(run_dir, pairs)
+        if not live:
+            return
+        time.sleep(poll_seconds)
