@@ -109,3 +109,73 @@ def pairwise_accuracy(score_a: torch.Tensor, score_b: torch.Tensor, a_better: to
     wrong_tie = score_a == score_b
     correct = (predicted == a_better.bool()) & ~wrong_tie
     return float(correct.float().mean()) if len(correct) else float("nan")
+
+
+def encode_texts(tokenizer, prompts: list[str], responses: list[str], device: torch.device | str = "cpu"):
+    """Right-padded (ids, mask) of ``prompt + response`` texts, each (B, L)."""
+    rows = [
+        tokenizer(f"{p} {r}".strip(), add_special_tokens=False)["input_ids"]
+        for p, r in zip(prompts, responses, strict=True)
+    ]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = True
+    return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def score_texts(
+    reward: LoadedModel, prompts: list[str], responses: list[str], batch_size: int = 256
+) -> torch.Tensor:
+    """RM scores (B,) of prompt + response texts."""
+    scores = []
+    for start in range(0, len(prompts), batch_size):
+        ids, mask = encode_texts(
+            reward.tokenizer, prompts[start : start + batch_size], responses[start : start + batch_size], reward.device
+        )
+        scores.append(reward.model(ids, mask).float().cpu())
+    return torch.cat(scores) if scores else torch.zeros(0)
+
+
+def train_reward_model(
+    model: nn.Module,
+    tokenizer,
+    pairs: list[tuple[str, str, str]],
+    *,
+    epochs: int = 2,
+    batch_size: int = 64,
+    lr: float = 5e-4,
+    seed: int = 0,
+) -> nn.Module:
+    """Bradley-Terry training on (prompt, chosen, rejected) texts."""
+    import random
+
+    from tqdm.auto import tqdm
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    steps = (len(pairs) + batch_size - 1) // batch_size
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps * epochs, pct_start=0.1)
+    model.train()
+    for epoch in range(epochs):
+        order = list(range(len(pairs)))
+        rng.shuffle(order)
+        bar = tqdm(range(steps), desc=f"RM epoch {epoch + 1}/{epochs}", leave=False)
+        for b in bar:
+            batch = [pairs[i] for i in order[b * batch_size : (b + 1) * batch_size]]
+            prompts = [p for p, _, _ in batch]
+            ids, mask = encode_texts(tokenizer, prompts + prompts, [c for _, c, _ in batch] + [r for _, _, r in batch])
+            scores = model(ids, mask)
+            loss = bradley_terry_loss(scores[: len(batch)], scores[len(batch) :])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    model.eval()
+    return model

@@ -1,0 +1,81 @@
+"""Sampling a checkpoint over a prompt set, with per-sample entropy and gold scores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from engine.config import SamplingConfig
+from engine.world import decode_response
+
+SAMPLES_PER_PROMPT = 8
+
+
+@dataclass
+class Samples:
+    """Samples of one checkpoint on a prompt set: per-sample arrays, aligned."""
+
+    prompt_ids: list[str]
+    families: list[str]
+    prompts: list[str]
+    responses: list[str]
+    mean_entropy: np.ndarray  # per-sample mean per-token entropy (T = 1)
+    token_entropy_sum: float
+    n_tokens: int
+    gold: np.ndarray
+    reward: np.ndarray | None = None
+
+    @property
+    def token_mean_entropy(self) -> float:
+        return self.token_entropy_sum / max(self.n_tokens, 1)
+
+
+def sample_checkpoint(
+    source: str,
+    prompts: list,
+    gold_fn: Callable[[list[str], list[str]], list[float]],
+    config: SamplingConfig,
+    *,
+    samples_per_prompt: int = SAMPLES_PER_PROMPT,
+    seed: int = 0,
+    batch_size: int = 512,
+    model_cache: dict | None = None,
+) -> Samples:
+    from engine.models import load_causal_lm
+    from engine.sampling import encode_prompts, generate, masked_mean
+
+    cache = model_cache if model_cache is not None else {}
+    if source not in cache:
+        cache[source] = load_causal_lm(source)
+    loaded = cache[source]
+    tok = loaded.tokenizer
+    rows = [p for p in prompts for _ in range(samples_per_prompt)]
+    generator = torch.Generator(device=loaded.device).manual_seed(seed)
+    texts, entropies, ent_sum, n_tok = [], [], 0.0, 0
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        ids, mask = encode_prompts(tok, [p.text for p in chunk], loaded.device)
+        gen = generate(
+            loaded.model, ids, mask, config, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+            generator=generator,
+        )
+        # entropy of the model distribution (T = 1) whatever the sampling settings
+        entropy = gen.signals(SamplingConfig()).entropy
+        entropies.append(masked_mean(entropy, gen.response_mask, dim=1).cpu().numpy())
+        ent_sum += float((entropy * gen.response_mask).sum())
+        n_tok += int(gen.response_mask.sum())
+        for row in gen.response_ids.tolist():
+            texts.append(decode_response(tok, row))
+    return Samples(
+        prompt_ids=[p.prompt_id for p in rows],
+        families=[p.family for p in rows],
+        prompts=[p.text for p in rows],
+        responses=texts,
+        mean_entropy=np.concatenate(entropies),
+        token_entropy_sum=ent_sum,
+        n_tokens=n_tok,
+        gold=np.array(gold_fn([p.text for p in rows], texts)),
+    )
