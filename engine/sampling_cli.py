@@ -49,10 +49,9 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(
             "no --model given and the built-in world is not built (`python -m engine world build`)"
         )
-    reward_source = args.reward_model or (world.rm_source if world and source.startswith("world:") else None)
-    lab = SamplingLab(gold=world.gold_batch if world and source.startswith("world:") else None)
+    lab = SamplingLab(world=world)  # world models get the world's RM and gold judge
     batch = lab.sample(
-        source, prompts, config, n_samples=args.samples, seed=args.seed, reward_source=reward_source
+        source, prompts, config, n_samples=args.samples, seed=args.seed, reward_source=args.reward_model
     )
     signals = batch.signals()
     samples = []

@@ -118,9 +118,10 @@ with tab_sweeps:
         verdict = views.quality_verdict(sweeps["temperature"])
         if verdict:
             st.info(verdict)
-        st.plotly_chart(
-            views.sweep_figure(sweeps["temperature"], "temperature", config.temperature), key="lab_sweep_t"
-        )
+        st.markdown("**Against temperature** (dashed line: the current setting)")
+        figure = views.sweep_figure(sweeps["temperature"], "temperature", config.temperature)
+        st.plotly_chart(figure, key="lab_sweep_t")
+        st.markdown("**Against top-p**")
         st.plotly_chart(views.sweep_figure(sweeps["top_p"], "top_p", config.top_p), key="lab_sweep_p")
 
 with tab_compare:

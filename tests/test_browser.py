@@ -161,6 +161,10 @@ def test_sampling_lab_colours_tokens(browser, app_url, tmp_path_factory):
             _wait_until_idle(page)
         assert page.locator('span[title*="sampling entropy"]').count() > 10  # coloured tokens with hover text
         _check_and_shoot(page, "sampling_lab_with_model")
+        for tab in ("Rewards", "Sweeps"):
+            page.get_by_role("tab", name=tab).click()
+            _wait_until_idle(page)
+            _check_and_shoot(page, f"sampling_lab_{tab.lower()}")
     finally:
         page.close()
 

@@ -213,6 +213,8 @@ def sweep_figure(points: list[SweepPoint], parameter: str, current: float) -> go
             ]
         else:
             series = [(SIGNAL_LABELS[name], [p.summary[name] for p in points], CURRENT_COLOUR)]
+        if name == "reward" and all(p.reward is None and p.gold is None for p in points):
+            fig.add_annotation(text="no reward model", showarrow=False, row=row + 1, col=col + 1)
         for label, y, hue in series:
             if any(v is None for v in y):
                 continue
