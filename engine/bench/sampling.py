@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", default=None, help="model source (default: the world's default SFT checkpoint)"
     )
+    parser.add_argument("--prompt", default=None, help="prompt (default: the world's first PPO prompt)")
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=15, help="timed repetitions of each measurement")
@@ -64,9 +65,10 @@ def main(args: argparse.Namespace) -> int:
 
     set_threads_from_env()
     if args.model:
-        source, prompt, note = args.model, "Hello", None
+        source, prompt, note = args.model, args.prompt or "Hello", None
     else:
         source, prompt, note = _default_model()
+        prompt = args.prompt or prompt
     loaded = load_causal_lm(source)
     tok, model = loaded.tokenizer, loaded.model
     config = SamplingConfig(
