@@ -9,7 +9,6 @@ slider back to an earlier value returns the same samples instantly (the seed is 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 import threading
@@ -25,8 +24,6 @@ from engine.config import ConfigError, SamplingConfig, validate_prompt
 from engine.models import LoadedModel, load_causal_lm
 from engine.reward import load_reward_model
 from engine.sampling import Generation, encode_prompts, generate, sampling_logits
-
-log = logging.getLogger(__name__)
 
 SIGNALS = ("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates")
 SIGNAL_HELP = {
