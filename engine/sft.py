@@ -83,7 +83,7 @@ def train_sft(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
-            total += float(loss)
+            total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.3f}")
         path = out_dir / f"epoch-{epoch}"
         model.eval()

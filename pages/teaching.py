@@ -1,0 +1,94 @@
+"""Teaching: what entropy reduction in PPO looks like, on one prompt with a dozen responses."""
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from engine.teaching import entropy, make_bandit, run, softmax
+from workbench.navigation import PAGES_DIR
+
+st.title("PPO as entropy reduction, in one picture")
+st.markdown(
+    """
+Take **one prompt**. The SFT model can answer it in a dozen ways (the bars below), some good, some bad
+(the colour is the *gold* quality a careful human would give). PPO samples answers, asks the **reward
+model** for a score, and moves probability towards high-reward answers while a **KL penalty** holds it
+near the SFT model. It never invents a new answer: it only **reweights the SFT model's sampling space**,
+so the distribution gets sharper and its entropy falls. Two things decide where it ends up:
+
+1. **How big the sampling space is.** Make the SFT model sharp (low temperature): there is little to
+   choose from, rewards barely differ between samples, and PPO gains almost nothing.
+2. **Whether the reward model is right on that space.** Give the RM a loophole (it over-rates a bad
+   answer) or noise: PPO follows the RM, the RM reward keeps rising, and the gold quality falls.
+"""
+)
+
+with st.sidebar:
+    st.header("Toy settings")
+    sft_temperature = st.slider("SFT sampling-space size (temperature of the SFT model)", 0.1, 3.0, 1.0, 0.1)
+    rm_noise = st.slider("RM noise (random error)", 0.0, 0.5, 0.0, 0.05)
+    loophole = st.slider("RM loophole (over-rating of a bad answer)", 0.0, 2.0, 0.0, 0.1)
+    kl_coef = st.slider("KL coefficient", 0.0, 0.5, 0.05, 0.01)
+    steps = st.slider("PPO steps", 10, 400, 150, 10)
+    seed = st.number_input("Seed", 0, 999, 0)
+
+bandit = make_bandit(12, sft_temperature, rm_noise, loophole, int(seed))
+history, final = run(bandit, kl_coef=kl_coef, steps=steps)
+start = softmax(bandit.sft_logits)
+order = np.argsort(bandit.gold)
+labels = [f"answer {i + 1}" for i in range(len(order))]
+
+c = st.columns(4)
+c[0].metric("Entropy (nats)", f"{entropy(final):.2f}", f"{entropy(final) - entropy(start):+.2f}", delta_color="off")
+c[1].metric("Expected RM reward", f"{history.expected_rm.iloc[-1]:.2f}", f"{history.expected_rm.iloc[-1] - history.expected_rm.iloc[0]:+.2f}")
+c[2].metric("Expected gold", f"{history.expected_gold.iloc[-1]:.2f}", f"{history.expected_gold.iloc[-1] - history.expected_gold.iloc[0]:+.2f}")
+c[3].metric("KL to SFT", f"{history.kl.iloc[-1]:.2f}")
+
+bars = go.Figure()
+colours = [f"rgb({int(230 - 180 * g)}, {int(60 + 150 * g)}, 90)" for g in bandit.gold[order]]
+bars.add_trace(go.Bar(x=labels, y=start[order], name="SFT model", marker_color="lightgray"))
+bars.add_trace(go.Bar(x=labels, y=final[order], name=f"after {steps} PPO steps", marker_color=colours,
+                      customdata=np.stack([bandit.gold[order], bandit.rm[order]], 1),
+                      hovertemplate="p=%{y:.3f}<br>gold %{customdata[0]:.2f}<br>RM %{customdata[1]:.2f}"))
+bars.update_layout(barmode="group", height=340, title="Probability of each answer (sorted by gold; colour = gold, red bad, green good)",
+                   margin=dict(t=50, b=30), legend=dict(orientation="h", y=-0.15))
+st.plotly_chart(bars, width="stretch")
+
+curves = make_subplots(rows=1, cols=2, subplot_titles=("entropy falls", "RM reward vs gold"))
+curves.add_trace(go.Scatter(x=history.step, y=history.entropy, name="entropy"), 1, 1)
+curves.add_trace(go.Scatter(x=history.step, y=history.expected_rm, name="expected RM reward"), 1, 2)
+curves.add_trace(go.Scatter(x=history.step, y=history.expected_gold, name="expected gold"), 1, 2)
+curves.update_layout(height=320, margin=dict(t=40, b=30), legend=dict(orientation="h", y=-0.2))
+curves.update_xaxes(title_text="PPO step")
+st.plotly_chart(curves, width="stretch")
+
+gap = float(bandit.gold.max() - start @ bandit.gold)
+st.markdown(
+    f"""
+**Read it.** The SFT model's expected gold is {start @ bandit.gold:.2f}; the best answer it can sample
+scores {bandit.gold.max():.2f}, so PPO has at most **{gap:.2f}** to gain on this prompt, and only by
+making the distribution sharper. Try: a small SFT temperature (few reachable answers, little gain);
+a loophole of 1.0 with KL 0 (RM reward rises, gold falls: over-optimisation); the same loophole with
+KL 0.2 (the penalty keeps PPO where the RM is still right).
+
+Then see it on real models:
+"""
+)
+for page, text in (
+    ("sampling_lab.py", "Sampling lab: the sampling space token by token"),
+    ("sft_epochs.py", "SFT epochs: how much entropy each checkpoint leaves"),
+    ("runs.py", "Runs: launch a PPO job and watch entropy fall"),
+    ("reward_densities.py", "Reward densities: raw vs per-prompt normalised"),
+    ("rm_accuracy.py", "RM accuracy: is the RM still right on PPO's samples?"),
+):
+    if (PAGES_DIR / page).is_file():
+        st.page_link(str(PAGES_DIR / page), label=text)
+
+with st.expander("The numbers behind the picture"):
+    st.dataframe(
+        pd.DataFrame({"answer": labels, "gold": bandit.gold[order], "RM": bandit.rm[order],
+                      "p SFT": start[order], "p PPO": final[order]}).round(3),
+        hide_index=True,
+    )
