@@ -1,0 +1,40 @@
+"""AppTest of the SFT epochs page on the stand-in world: sampling every epoch, the report, the hand-off."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from engine.paths import REPO_ROOT
+from workbench.navigation import PAGES_DIR
+
+APP = str(REPO_ROOT / "workbench" / "app.py")
+PAGE = str(PAGES_DIR / "sft_epochs.py")
+
+
+@pytest.fixture
+def page(fake_world_data_dir, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(fake_world_data_dir))
+    (fake_world_data_dir / "world" / "epoch_samples.parquet").unlink(missing_ok=True)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page(PAGE).run()
+    return at
+
+
+def test_samples_every_epoch_then_shows_the_report(page):
+    assert not page.exception
+    assert any("not computed yet" in i.value for i in page.info)
+    page.button[0].click().run()
+    assert not page.exception
+    labels = [m.label for m in page.metric]
+    assert "Entropy, SFT-train prompts" in labels and "Best-of-8 gold" in labels
+    assert len(page.dataframe) == 1 and len(page.dataframe[0].value) == 2  # one row per epoch
+
+
+def test_normalisation_toggle_and_epoch_choice_rerun(page):
+    page.button[0].click().run()
+    page.toggle[0].set_value(False).run()
+    page.radio[0].set_value("reward").run()
+    page.select_slider[0].set_value(1).run()
+    assert not page.exception
+    assert any("epoch 1" in b.label for b in page.button)
