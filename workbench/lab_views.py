@@ -100,7 +100,7 @@ def token_rows_html(
         label = html.escape(row_labels[row])
         lines.append(
             '<div style="display:flex;align-items:flex-start;font-family:monospace;font-size:0.9em;margin-bottom:4px">'
-            f'<div style="color:#555;flex:0 0 11em;padding-top:2px">{label}</div>'
+            f'<div style="color:#555;flex:0 0 15em;padding-top:2px;white-space:nowrap">{label}</div>'
             f'<div style="display:flex;flex-wrap:wrap">{"".join(spans)}</div></div>'
         )
     return "".join(lines)
