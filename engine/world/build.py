@@ -50,8 +50,10 @@ def sft_sample_pairs(sft_dir: Path, prompts: list, config: WorldConfig) -> list:
     from engine.world.judge import gold_batch
     from engine.world.samples import sample_checkpoint
 
+    from tqdm.auto import tqdm
+
     pairs = []
-    for epoch in range(1, config.sft_epochs + 1):
+    for epoch in tqdm(range(1, config.sft_epochs + 1), desc="sampling SFT epochs for RM data", leave=False):
         samples = sample_checkpoint(
             str(sft_dir / f"epoch-{epoch}"), prompts, gold_batch, SamplingConfig(max_new_tokens=24),
             samples_per_prompt=config.rm_samples_per_prompt, seed=config.seed + 100 + epoch,
