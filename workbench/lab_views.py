@@ -237,27 +237,39 @@ def sweep_figure(points: list[SweepPoint], parameter: str, current: float) -> go
 
 
 def quality_verdict(points: list[SweepPoint]) -> str | None:
-    """One sentence on whether quality falls off sharply above temperature 1 for this model."""
-    by_t = {p.value: (p.gold if p.gold is not None else p.reward) for p in points}
-    if any(v is None for v in by_t.values()) or 1.0 not in by_t:
-        return None
-    score = "gold score" if points[0].gold is not None else "RM score"
+    """One sentence on whether quality falls off sharply above temperature 1 for this model.
+
+    Compares the fall from T=1 to ~1.5 with the change from ~0.5 to T=1: relative for the gold score
+    (in [0, 1]), absolute for RM scores (which can be negative).
+    """
+    use_gold = bool(points) and points[0].gold is not None
+    by_t = {p.value: (p.gold if use_gold else p.reward) for p in points}
     below = [t for t in by_t if t < 1]
     above = [t for t in by_t if t > 1]
-    if not below or not above:
+    if any(v is None for v in by_t.values()) or 1.0 not in by_t or not below or not above:
         return None
-    at_one = by_t[1.0]
-    drop_above = at_one - by_t[min(above, key=lambda t: abs(t - 1.5))]
-    change_below = at_one - by_t[min(below, key=lambda t: abs(t - 0.5))]
-    t_above = min(above, key=lambda t: abs(t - 1.5))
     t_below = min(below, key=lambda t: abs(t - 0.5))
-    sharp = drop_above > max(2 * abs(change_below), 0.02)
+    t_above = min(above, key=lambda t: abs(t - 1.5))
+    low, one, high = by_t[t_below], by_t[1.0], by_t[t_above]
+    if use_gold:
+        fall_above = (one - high) / max(one, 1e-9)
+        fall_below = (low - one) / max(low, 1e-9)
+        change = (
+            f"{fall_above:.0%} lower from T=1 to T={t_above:g}, {fall_below:.0%} from T={t_below:g} to T=1"
+        )
+    else:
+        fall_above, fall_below = one - high, low - one
+        change = (
+            f"{fall_above:.3g} lower from T=1 to T={t_above:g}, {fall_below:.3g} from T={t_below:g} to T=1"
+        )
+    sharp = fall_above > max(1.5 * fall_below, 0.05 if use_gold else 0.1 * abs(one))
+    score = "gold score" if use_gold else "RM score"
     return (
-        f"Mean {score}: {by_t[t_below]:.3f} at T={t_below:g}, {at_one:.3f} at T=1, {by_t[t_above]:.3f} at T={t_above:g}. "
+        f"Mean {score}: {low:.3f} at T={t_below:g}, {one:.3f} at T=1, {high:.3f} at T={t_above:g} ({change}). "
         + (
-            "Quality falls off sharply above 1, as the seed says."
+            "For this model, quality falls off sharply above 1, as the seed says."
             if sharp
-            else "For this model and prompt the fall above 1 is not sharper than the change below 1."
+            else "For this model and these prompts, the fall above 1 is not much sharper than the change below 1."
         )
     )
 

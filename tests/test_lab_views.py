@@ -1,0 +1,45 @@
+"""The sampling lab's views: colours, scales, token HTML and the temperature verdict."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.lab import SweepPoint
+from workbench.lab_views import colour, colour_range, legend_html, quality_verdict, token_rows_html
+
+
+def test_colour_ends_and_legible_text():
+    assert colour(0) == ("rgb(255, 255, 204)", "#111")
+    assert colour(1) == ("rgb(128, 0, 38)", "#fff")
+    assert colour(-3) == colour(0) and colour(7) == colour(1)
+
+
+def test_colour_range():
+    assert colour_range("max_prob", [np.array([0.2])]) == (0.0, 1.0)
+    assert colour_range("n_candidates", [np.array([1.0, 9.0]), np.array([30.0])]) == (1.0, 30.0)
+    low, high = colour_range("entropy", [np.zeros(3)])
+    assert low == 0 and high > low
+
+
+def test_token_html_escapes_and_carries_every_signal():
+    signals = {
+        n: np.array([[0.5, 1.0]])
+        for n in ("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates")
+    }
+    alternatives = (np.array([[[3, 4], [4, 3]]]), np.full((1, 2, 2), 0.5), np.full((1, 2, 2), 0.5))
+    out = token_rows_html([["<b>", "ok"]], signals, "entropy", (0, 1), alternatives, {3: "x", 4: "y"}, ["#0"])
+    assert "&lt;b&gt;" in out and "<b>" not in out
+    assert out.count("title=") == 2 and "n candidates: 1" in out and "&#x27;y&#x27;  p=0.500" in out
+    assert "linear-gradient" in legend_html("entropy", 0, 1)
+
+
+def _points(pairs, gold=True):
+    return [SweepPoint(t, {}, None if gold else v, v if gold else None) for t, v in pairs]
+
+
+def test_quality_verdict():
+    sharp = quality_verdict(_points([(0.5, 0.83), (1.0, 0.49), (1.5, 0.12), (2.0, 0.0)]))
+    assert "76% lower" in sharp and "falls off sharply" in sharp
+    flat = quality_verdict(_points([(0.5, 1.0), (1.0, 1.0), (1.5, 0.99)], gold=False))
+    assert "RM score" in flat and "not much sharper" in flat
+    assert quality_verdict(_points([(1.0, 0.5), (2.0, 0.1)])) is None  # nothing below 1
