@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
@@ -27,12 +27,14 @@ from engine.config import SamplingConfig
 from engine.models import backbone_and_head, reference_mode
 from engine.ppo_config import PPOHyperConfig
 from engine.sampling import (
+    Generation,
     TokenSignals,
     entropy_from_logits,
     generate,
     masked_mean,
     scale_logits,
     selective_log_softmax,
+    token_signals,
 )
 
 # ----------------------------------------------------------------------------------------------
@@ -77,6 +79,7 @@ def rollout(
     eos_token_id: int | None,
     pad_token_id: int,
     generator: torch.Generator | None,
+    chunk: int = 16,
 ) -> Rollout:
     """Sample responses; old log-probs, values and signals come out of the sampling pass itself.
 
@@ -94,7 +97,7 @@ def rollout(
             generator=generator,
             keep_hidden=True,
         )
-    signals = gen.signals()
+    signals = chunked_signals(gen, chunk)
     mask = gen.response_mask
     values = value_head(gen.hidden).float().masked_fill(~mask, 0.0)  # (B, T)
     return Rollout(
@@ -150,6 +153,91 @@ def fuse_activations(model: nn.Module) -> int:
     return swapped
 
 
+def chunked_signals(gen: Generation, chunk: int) -> TokenSignals:
+    """The per-token signals, ``chunk`` rows at a time: each signal needs several (B, T, V) temporaries,
+    so computing them all at once sets the process's peak memory (measured +160 MB at B = 64, V = 2004)."""
+    parts = [
+        token_signals(
+            gen.logits[i : i + chunk],
+            gen.response_ids[i : i + chunk],
+            gen.response_mask[i : i + chunk],
+            gen.config,
+        )
+        for i in range(0, gen.logits.shape[0], chunk)
+    ]
+    return TokenSignals(
+        **{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(TokenSignals)}
+    )
+
+
+class _FrozenMatmulBF16Backward(torch.autograd.Function):
+    """y = x W + b in fp32; the input gradient dy W^T in bf16. W and b are frozen (no weight gradient)."""
+
+    @staticmethod
+    def forward(ctx, x2d, weight_in_out, bias, weight_out_in_bf16):  # (N, I), (I, O), (O,) | None, (O, I)
+        ctx.save_for_backward(weight_out_in_bf16)
+        return x2d @ weight_in_out if bias is None else torch.addmm(bias, x2d, weight_in_out)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # (N, O) -> (N, I)
+        (weight_out_in_bf16,) = ctx.saved_tensors
+        grad_in = grad_out.to(torch.bfloat16) @ weight_out_in_bf16
+        return grad_in.to(grad_out.dtype), None, None, None
+
+
+def bf16_matmul_is_fast(device: torch.device) -> bool:
+    """CUDA, or a CPU with native bf16 dot products (avx512_bf16 or AMX)."""
+    if device.type == "cuda":
+        return True
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def bf16_backward(model: nn.Module) -> int:
+    """Make the input-gradient matmuls through *frozen* linear layers run in bf16 (2.2x the fp32
+    matmul throughput on an avx512_bf16 CPU; measured 200 vs 90 GFLOP/s on one core).
+
+    The forward pass, hence log-probs, ratios, values and losses, stays fp32; only the backward
+    signal flowing through frozen weights is rounded to bf16 (as in bf16 mixed-precision training,
+    which also rounds the forward). Returns how many layers were patched.
+    """
+    from transformers.pytorch_utils import Conv1D
+
+    patched = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if not isinstance(module, Conv1D | nn.Linear) or weight is None or weight.requires_grad:
+            continue
+        bias = getattr(module, "bias", None)
+        if bias is not None and bias.requires_grad:
+            continue
+        module.forward = _bf16_backward_forward(module, module.forward, isinstance(module, Conv1D))
+        patched += 1
+    return patched
+
+
+def _bf16_backward_forward(module: nn.Module, original, conv1d: bool):
+    cache: dict[str, object] = {"version": None, "weight": None}
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return original(x)
+        weight = module.weight
+        if cache["version"] != weight._version:  # weights change only when LoRA is merged/restored
+            w_out_in = weight.detach().t() if conv1d else weight.detach()
+            cache["weight"], cache["version"] = w_out_in.to(torch.bfloat16).contiguous(), weight._version
+        w_in_out = weight if conv1d else weight.t()
+        y = _FrozenMatmulBF16Backward.apply(
+            x.reshape(-1, x.shape[-1]), w_in_out, module.bias, cache["weight"]
+        )
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+    return forward
+
+
 def position_ids_of(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding: (B, L) -> (B, L)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -172,12 +260,13 @@ def policy_forward(
     temperature-scaled distribution and carries no gradient.
     """
     body, head = backbone_and_head(model)
+    # The last token's state would predict the token after the response: never needed, so the body
+    # runs on P + T - 1 positions (causal attention: the others are unchanged).
+    inputs, attention = sequences[:, :-1], attention_mask[:, :-1]
     hidden = body(
-        input_ids=sequences,
-        attention_mask=attention_mask.long(),
-        position_ids=position_ids_of(attention_mask),
-    ).last_hidden_state  # (B, P + T, H)
-    h = hidden[:, prompt_len - 1 : -1]  # (B, T, H): the state that predicts each response token
+        input_ids=inputs, attention_mask=attention.long(), position_ids=position_ids_of(attention)
+    ).last_hidden_state  # (B, P + T - 1, H)
+    h = hidden[:, prompt_len - 1 :]  # (B, T, H): the state that predicts each response token
     logits = scale_logits(head(h).float(), temperature)  # (B, T, V)
     logprobs = selective_log_softmax(logits, sequences[:, prompt_len:])
     values = value_head(h).float() if value_head is not None else None
@@ -189,13 +278,18 @@ def policy_forward(
 
 
 @torch.no_grad()
-def reference_logprobs(model: nn.Module, batch: Rollout) -> torch.Tensor:
-    """Log-probs of the sampled tokens under the reference policy (adapter disabled), same temperature."""
+def reference_logprobs(model: nn.Module, batch: Rollout, chunk: int = 16) -> torch.Tensor:
+    """Log-probs of the sampled tokens under the reference policy (adapter disabled), same temperature.
+
+    Runs ``chunk`` sequences at a time: bounded memory, and the matmuls keep the minibatch's shape.
+    """
+    sequences, attention, P = batch.sequences, batch.attention_mask, batch.prompt_ids.shape[1]
     with reference_mode(model):
-        logprobs, _, _ = policy_forward(
-            model, batch.sequences, batch.attention_mask, batch.prompt_ids.shape[1], batch.temperature
-        )
-    return logprobs.masked_fill(~batch.response_mask, 0.0)  # (B, T)
+        parts = [
+            policy_forward(model, sequences[i : i + chunk], attention[i : i + chunk], P, batch.temperature)[0]
+            for i in range(0, sequences.shape[0], chunk)
+        ]
+    return torch.cat(parts).masked_fill(~batch.response_mask, 0.0)  # (B, T)
 
 
 # ----------------------------------------------------------------------------------------------

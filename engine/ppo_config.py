@@ -104,6 +104,8 @@ class PPOHyperConfig:
     """RM score normalisation: none, batch (whiten over the batch) or prompt (subtract the prompt mean, divide by batch std)."""
     reward_clip: float | None = None
     """Clip the (normalised) score to [-reward_clip, reward_clip]; None = off."""
+    bf16_backward: bool = True
+    """Input gradients through frozen weights in bf16 where bf16 matmuls are fast (CUDA, avx512_bf16/AMX CPUs); forward, log-probs and ratios stay fp32."""
 
     def __post_init__(self) -> None:
         _check(

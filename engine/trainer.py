@@ -28,6 +28,8 @@ from engine.models import LoadedModel, ValueHead, attach_lora, hidden_size, load
 from engine.ppo import (
     Rollout,
     UpdateBatch,
+    bf16_backward,
+    bf16_matmul_is_fast,
     explained_variance,
     fuse_activations,
     gae,
@@ -104,6 +106,8 @@ class PPOTrainer:
         self.device = policy.device
         self.model.eval()  # dropout off: rollout and update must see the same function
         fuse_activations(self.model)
+        if config.ppo.bf16_backward and bf16_matmul_is_fast(self.device):
+            bf16_backward(self.model)
         if value_head is None:
             torch.manual_seed(config.run.seed)
             value_head = ValueHead(hidden_size(self.model))
