@@ -13,14 +13,12 @@ if [ ! -x "$PY" ]; then
   python3 -m venv "$VENV"
   "$PY" -m pip install -q --upgrade pip
 fi
-stamp="$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)-$want_test"
+stamp="$VENV/.installed-$(cat pyproject.toml scripts/constraints.txt | sha1sum | cut -c1-12)-$want_test"
 if [ ! -f "$stamp" ]; then
   "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q "torch==2.13.0" || "$PY" -m pip install -q torch
-  if [ "$want_test" = 1 ]; then
-    "$PY" -m pip install -q -e ".[test]"
-  else
-    "$PY" -m pip install -q -e .
-  fi
+  # constraints.txt pins the versions the project was tested with (pip freeze of a green run).
+  extra=""; [ "$want_test" = 1 ] && extra="[test]"
+  "$PY" -m pip install -q -c scripts/constraints.txt -e ".$extra"
   touch "$stamp"
 fi
 
