@@ -58,7 +58,7 @@ st.plotly_chart(bars, width="stretch")
 
 curves = make_subplots(rows=1, cols=2, subplot_titles=("entropy falls", "RM reward vs gold"))
 curves.add_trace(go.Scatter(x=history.step, y=history.entropy, name="entropy"), 1, 1)
-curves.add_trace(go.Scatter(x=history.step, y=history.expected_rm, name="expected RM reward"), 1, 2)
+curves.add_trace(go.Scatter(x=history.step, y=history.expected_rm, name="expected RM reward", line=dict(dash="dash", width=3)), 1, 2)
 curves.add_trace(go.Scatter(x=history.step, y=history.expected_gold, name="expected gold"), 1, 2)
 curves.update_layout(height=320, margin=dict(t=40, b=30), legend=dict(orientation="h", y=-0.2))
 curves.update_xaxes(title_text="PPO step")
