@@ -121,3 +121,22 @@ def test_repetition_without_stored_repeat_share(tmp_path):
     pq.write_table(table, rollouts / "step-000000.parquet")
     ex = failure_examples(tmp_path / "ext", "repetition")
     assert ex["response"].tolist() == ["x"] and ex.loc[0, "score"] == pytest.approx(4 / 7)
+
+
+def test_entropy_collapse_without_stored_flag(tmp_path):
+    # files written by another tool lack prompt_collapsed: the detector groups the responses in SQL
+    rollouts = tmp_path / "ext" / "rollouts"
+    rollouts.mkdir(parents=True)
+    table = pa.table(
+        {
+            "step": [0, 0, 0, 0, 0],
+            "prompt_id": ["a", "a", "b", "b", "c"],
+            "response": ["same", "same", "one", "two", "alone"],
+            "reward": [1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    pq.write_table(table, rollouts / "step-000000.parquet")
+    hits = _flagged(failure_counts(tmp_path / "ext"))
+    assert hits == {("ext", 0, "entropy_collapse"): 2}
+    ex = failure_examples(tmp_path / "ext", "entropy_collapse")
+    assert sorted(ex["reward"].tolist()) == [1.0, 2.0]

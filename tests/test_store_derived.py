@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from engine.store.derived import list_means, repeat_shares
+from engine.store.derived import list_means, prompt_collapsed, repeat_shares
 
 
 def _naive_repeat_share(tokens: list, n: int = 3) -> float:
@@ -34,3 +34,20 @@ def test_repeat_shares_match_naive(vocab, dtype):
 def test_list_means():
     arr = pa.array([[1.0, 2.0], None, [], [4.0]], pa.list_(pa.float32()))
     assert list_means(arr).to_pylist() == [1.5, None, None, 4.0]
+
+
+def test_prompt_collapsed_matches_naive():
+    rng = np.random.default_rng(0)
+    runs = rng.choice(["r1", "r2"], 400).tolist()
+    prompts = rng.choice(["a", "b", "c", None], 400).tolist()
+    responses = rng.choice(["x", "y", None], 400, p=[0.9, 0.05, 0.05]).tolist()
+    runs[:3], prompts[:3], responses[:3] = ["solo"] * 3, ["only", "nulls", "nulls"], ["z", None, None]
+    got = prompt_collapsed(pa.array(runs), pa.array(prompts), pa.array(responses)).to_pylist()
+
+    def naive(i: int) -> bool:  # SQL: count(*) >= 2 AND min(response) = max(response)
+        group = [j for j in range(400) if (runs[j], prompts[j]) == (runs[i], prompts[i])]
+        texts = {responses[j] for j in group} - {None}
+        return len(group) >= 2 and len(texts) == 1
+
+    assert got == [naive(i) for i in range(400)]
+    assert got[:3] == [False, False, False]  # a single sample; a group of null responses

@@ -133,3 +133,20 @@ def test_rows_are_stored_sorted_by_prompt(tmp_path):
     table = pq.read_table(run.write_rollouts(0, cols))
     assert table.column("prompt_id").to_pylist() == ["a", "a", "b", "b"]
     assert table.column("reward").to_pylist() == [4.0, 2.0, 3.0, 1.0]
+
+
+def test_token_strings_are_dictionary_encoded(tmp_path):
+    # the list column is named by its leaf path; a plain "tokens" would silently match nothing
+    run = RunWriter.create(tmp_path / "r", kind="ppo", config={}, seed=0)
+    cols = {"prompt_id": ["a", "a"], "response": ["x y", "x y"], "reward": [1, 2], "tokens": [["x", "y"]] * 2}
+    meta = pq.ParquetFile(run.write_rollouts(0, cols)).metadata.row_group(0)
+    tokens = next(
+        meta.column(i) for i in range(meta.num_columns) if meta.column(i).path_in_schema.startswith("tokens.")
+    )
+    assert "RLE_DICTIONARY" in tokens.encodings
+    assert pq.read_table(run.run_dir / "rollouts" / "step-000000.parquet").column(
+        "prompt_collapsed"
+    ).to_pylist() == [
+        True,
+        True,
+    ]

@@ -2,6 +2,7 @@
 
 They are stored as columns so that queries over millions of rows never unnest the lists:
 ``mean_entropy`` (density of the sampling space) and ``repeat_share`` (the repetition detector).
+``prompt_collapsed`` spares the entropy-collapse detector a group-by over every response text.
 """
 
 from __future__ import annotations
@@ -83,3 +84,33 @@ def repeat_shares(lists: pa.Array | pa.ChunkedArray, n: int = REPEAT_NGRAM) -> p
         hi = lo + rows_per_chunk
         out[lo:hi] = _repeat_share_chunk(codes, offsets[:-1][lo:hi], lengths[lo:hi], n)
     return pa.array(out, type=pa.float32(), mask=lists.is_null().to_numpy(zero_copy_only=False))
+
+
+def _codes(values: pa.Array | pa.ChunkedArray, nulls_too: bool) -> np.ndarray:
+    """Dense int64 codes, equal for equal values; nulls get their own code or -1."""
+    encoded = pc.dictionary_encode(values, null_encoding="encode" if nulls_too else "mask")
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    return pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def prompt_collapsed(run_ids: pa.Array, prompt_ids: pa.Array, responses: pa.Array) -> pa.Array:
+    """Per row: do all samples of its (run_id, prompt_id) in this batch (at least 2) share one response?
+
+    Null responses are ignored like SQL's min/max ignore them (a group of only nulls is not collapsed).
+    The writer gets one step at a time, so the batch's groups are the (run, step, prompt) groups.
+    """
+    run_codes, prompt_codes = _codes(run_ids, True), _codes(prompt_ids, True)
+    _, group = np.unique(
+        run_codes * (int(prompt_codes.max(initial=0)) + 1) + prompt_codes, return_inverse=True
+    )
+    group = group.reshape(-1)
+    response = _codes(responses, False)
+    n_groups = int(group.max(initial=-1)) + 1
+    present = response >= 0
+    lo = np.full(n_groups, np.iinfo(np.int64).max)
+    hi = np.full(n_groups, -1, np.int64)
+    np.minimum.at(lo, group[present], response[present])
+    np.maximum.at(hi, group[present], response[present])
+    collapsed = (np.bincount(group, minlength=n_groups) >= 2) & (lo == hi)
+    return pa.array(collapsed[group], type=pa.bool_())

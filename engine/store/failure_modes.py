@@ -52,59 +52,77 @@ class DetectorParams:
             raise ConfigError(f"tail_sd must be > 0, got {self.tail_sd!r}")
 
 
-# Fallback for files not written through RunWriter (no stored ``repeat_share``): the same trigram
-# share computed in SQL, about 40x slower than reading the stored column.
+# Fallbacks for files not written through RunWriter (no stored ``repeat_share`` / ``prompt_collapsed``).
+# The trigram share in SQL is about 40x slower than reading the stored column.
 _REPEAT_SHARE_SQL = """coalesce(repeat_share, (
     WITH g AS (SELECT list_transform(range(1, len(toks) - 1), lambda i: hash(toks[i], toks[i + 1], toks[i + 2])) AS g)
     SELECT CASE WHEN len(g) > 0 THEN 1 - len(list_distinct(g)) / len(g) ELSE 0 END FROM g
 ))"""
+# All samples of a prompt identical <=> min = max (far cheaper than count(DISTINCT response)); still a
+# group-by over every response text, which the stored flag spares (3x the rest of the count query).
+_COLLAPSED_CTE = """,
+    pr AS (
+        SELECT hash(run_id, step, prompt_id) AS k, count(*) >= 2 AND min(response) = max(response) AS collapsed
+        FROM rollouts GROUP BY k
+    )"""
 
 
-def _flags_sql(p: DetectorParams, stored_repeat_share: bool, with_text: bool = False) -> str:
-    """A query with one row per sample and one boolean column per detector, plus a severity score
-    each (and the prompt and response texts if ``with_text``: counting does not need them)."""
-    repeat = "repeat_share" if stored_repeat_share else _REPEAT_SHARE_SQL
-    toks = "" if stored_repeat_share else ", coalesce(CAST(token_ids AS VARCHAR[]), tokens) AS toks"
-    text = "prompt_family, prompt, response," if with_text else ""
+@dataclass(frozen=True)
+class _Stored:
+    """Which derived columns every rollout file of the query carries (else SQL recomputes them)."""
+
+    repeat_share: bool
+    prompt_collapsed: bool
+
+    @classmethod
+    def of(cls, found: Scan) -> _Stored:
+        def every(column: str) -> bool:
+            return all(column in layout for layout in found.rollout_layouts)
+
+        return cls(every("repeat_share"), every("prompt_collapsed"))
+
+
+def _flags_sql(p: DetectorParams, stored: _Stored, select: str, tail: str = "") -> str:
+    """``SELECT {select} FROM`` the samples joined with what the detectors compare them with; in
+    ``select`` and ``tail`` each ``{detector}`` is its condition and ``{repeat}`` the repeat share; the
+    step's reward mean and sd are ``mu`` and ``sd``. ``tail`` follows (GROUP BY, ORDER BY, ...).
+
+    The file scans are not shared in a CTE on purpose: materialising a million rows costs more than
+    re-reading the few columns each part needs from Parquet.
+    """
+    repeat = "repeat_share" if stored.repeat_share else _REPEAT_SHARE_SQL
+    toks = "" if stored.repeat_share else ", coalesce(CAST(token_ids AS VARCHAR[]), tokens) AS toks"
+    collapsed = "prompt_collapsed" if stored.prompt_collapsed else "pr.collapsed"
+    conditions = {
+        "rm_loophole": "reward >= reward_q3 AND gold <= gold_q1",
+        "kl_blowup": f"kl > {p.kl_threshold!r}",
+        "length_explosion": f"length > {p.length_ratio!r} * len0",
+        "length_collapse": f"length < len0 / {p.length_ratio!r}",
+        "repetition": f"{repeat} >= {p.repetition_share!r}",
+        "entropy_collapse": collapsed,
+        "missing_eos": "NOT has_eos",
+        "reward_tail": f"sd > 0 AND abs(reward - mu) > {p.tail_sd!r} * sd",
+    }
+    assert set(conditions) == set(DETECTORS)
+    fill = {"repeat": repeat, **{d: f"({c})" for d, c in conditions.items()}}
+    select, tail = select.format(**fill), tail.format(**fill)
     return f"""
-    WITH base AS (
-        SELECT run_id, step, prompt_id, hash(run_id, step, prompt_id) AS k, sample_idx,
-            reward, gold, kl, length, has_eos, mean_entropy, response, repeat_share{toks}
-            {", prompt_family, prompt" if with_text else ""}
-        FROM rollouts
-    ),
-    st AS (
+    WITH st AS (
         SELECT run_id, step, avg(reward) AS mu, stddev_samp(reward) AS sd,
             quantile_cont(reward, 0.75) AS reward_q3, quantile_cont(gold, 0.25) AS gold_q1
-        FROM base GROUP BY ALL
+        FROM rollouts GROUP BY ALL
     ),
-    -- all samples of a prompt identical <=> min = max (far cheaper than count(DISTINCT response))
-    pr AS (SELECT k, count(*) >= 2 AND min(response) = max(response) AS collapsed FROM base GROUP BY k),
     first_len AS (
-        SELECT run_id, median(length) AS len0 FROM base
-        WHERE (run_id, step) IN (SELECT run_id, min(step) FROM base GROUP BY run_id) GROUP BY run_id
-    )
-    SELECT run_id, step, prompt_id, sample_idx, reward, gold, kl, length, has_eos, mean_entropy, {text}
-        {repeat} AS repeat_share,
-        coalesce(reward >= reward_q3 AND gold <= gold_q1, FALSE) AS rm_loophole,
-        coalesce(kl > {p.kl_threshold!r}, FALSE) AS kl_blowup,
-        coalesce(length > {p.length_ratio!r} * len0, FALSE) AS length_explosion,
-        coalesce(length < len0 / {p.length_ratio!r}, FALSE) AS length_collapse,
-        coalesce({repeat} >= {p.repetition_share!r}, FALSE) AS repetition,
-        collapsed AS entropy_collapse,
-        coalesce(NOT has_eos, FALSE) AS missing_eos,
-        coalesce(sd > 0 AND abs(reward - mu) > {p.tail_sd!r} * sd, FALSE) AS reward_tail,
-        -- severity, to list the worst examples first
-        reward - gold AS rm_loophole_score, kl AS kl_blowup_score, length AS length_explosion_score,
-        -length AS length_collapse_score, {repeat} AS repetition_score,
-        -mean_entropy AS entropy_collapse_score, length AS missing_eos_score,
-        abs(reward - mu) / nullif(sd, 0) AS reward_tail_score
-    FROM base JOIN st USING (run_id, step) JOIN pr USING (k) LEFT JOIN first_len USING (run_id)
+        SELECT run_id, median(length) AS len0 FROM rollouts
+        -- first steps from st's 100-odd rows rather than another scan; the filter prunes to their files
+        WHERE (run_id, step) IN (SELECT run_id, min(step) FROM st GROUP BY run_id) GROUP BY run_id
+    ){"" if stored.prompt_collapsed else _COLLAPSED_CTE},
+    base AS (SELECT *{toks} FROM rollouts)
+    SELECT {select}
+    FROM base JOIN st USING (run_id, step) LEFT JOIN first_len USING (run_id)
+    {"" if stored.prompt_collapsed else "JOIN pr ON pr.k = hash(run_id, step, prompt_id)"}
+    {tail}
     """
-
-
-def _stored_repeat_share(found: Scan) -> bool:
-    return all("repeat_share" in layout for layout in found.rollout_layouts)
 
 
 def failure_counts(
@@ -112,14 +130,13 @@ def failure_counts(
 ) -> pd.DataFrame:
     """Long format: run_id, step, detector, n_flagged, n_samples, rate — every detector at every step."""
     p = params or DetectorParams()
-    sums = ", ".join(f"CAST(count_if({d}) AS BIGINT) AS {d}" for d in DETECTORS)
-    sql = f"""
-    WITH flags AS ({{flags}}),
-    per_step AS (SELECT run_id, step, count(*) AS n_samples, {sums} FROM flags GROUP BY ALL)
-    UNPIVOT per_step ON {", ".join(DETECTORS)} INTO NAME detector VALUE n_flagged
-    """
+    # One pass with a conditional count per detector (a NULL condition counts as not flagged).
+    counts = ", ".join(f"count(*) FILTER (WHERE {{{d}}}) AS {d}" for d in DETECTORS)
     with store_cursor(run_dirs, _step_range(steps)) as (cur, found):
-        sql = sql.replace("{flags}", _flags_sql(p, _stored_repeat_share(found)))
+        flags = _flags_sql(
+            p, _Stored.of(found), f"run_id, step, count(*) AS n_samples, {counts}", "GROUP BY ALL"
+        )
+        sql = f"UNPIVOT ({flags}) ON {', '.join(DETECTORS)} INTO NAME detector VALUE n_flagged"
         frame = cur.execute(f"SELECT * FROM ({sql}) ORDER BY run_id, step").df()
     frame = frame[["run_id", "step", "detector", "n_flagged", "n_samples"]]
     frame["rate"] = frame["n_flagged"] / frame["n_samples"]
@@ -143,16 +160,20 @@ def failure_examples(
         raise ConfigError(f"detector must be one of {list(DETECTORS)}, got {detector!r}")
     if not isinstance(limit, int) or limit < 1:
         raise ConfigError(f"limit must be a positive integer, got {limit!r}")
-    sql = f"""
-    SELECT run_id, step, prompt_id, prompt_family, sample_idx, {detector}_score AS score,
-        reward, gold, kl, length, has_eos, mean_entropy, repeat_share, prompt, response
-    FROM ({{flags}})
-    WHERE {detector}
-    ORDER BY score DESC NULLS LAST, run_id, step, prompt_id, sample_idx
-    LIMIT ?
-    """
+    # severity, to list the worst examples first
+    score = {
+        "rm_loophole": "reward - gold",
+        "kl_blowup": "kl",
+        "length_explosion": "length",
+        "length_collapse": "-length",
+        "repetition": "{repeat}",
+        "entropy_collapse": "-mean_entropy",
+        "missing_eos": "length",
+        "reward_tail": "abs(reward - mu) / nullif(sd, 0)",
+    }[detector]
+    select = f"""run_id, step, prompt_id, prompt_family, sample_idx, {score} AS score,
+        reward, gold, kl, length, has_eos, mean_entropy, {{repeat}} AS repeat_share, prompt, response"""
+    tail = f"WHERE {{{detector}}} ORDER BY score DESC NULLS LAST, run_id, step, prompt_id, sample_idx LIMIT ?"
     with store_cursor(run_dirs, _step_range(steps)) as (cur, found):
-        sql = sql.replace(
-            "{flags}", _flags_sql(params or DetectorParams(), _stored_repeat_share(found), with_text=True)
-        )
+        sql = _flags_sql(params or DetectorParams(), _Stored.of(found), select, tail)
         return cur.execute(sql, [limit]).df()

@@ -57,12 +57,14 @@ ROLLOUT_SCHEMA = pa.schema(
         ("top_p", pa.float32()),
         ("top_k", pa.int32()),
         ("checkpoint", pa.string()),
+        ("prompt_collapsed", pa.bool_()),
     ]
 )
 
 # Derived by the writer when absent (see ``engine.store.derived``): per-row values that queries over
 # millions of rows would otherwise have to compute by unnesting the per-token lists.
-DERIVED_ROLLOUT_COLUMNS = ("length", "mean_entropy", "repeat_share")
+# ``prompt_collapsed`` is a property of the row's (prompt, step) group, which always lies in one step file.
+DERIVED_ROLLOUT_COLUMNS = ("length", "mean_entropy", "repeat_share", "prompt_collapsed")
 
 # Columns without which a rollout row means nothing; every other column may be null.
 REQUIRED_ROLLOUT_COLUMNS = ("prompt_id", "response", "reward")
