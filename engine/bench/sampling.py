@@ -14,10 +14,8 @@ import json
 import logging
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +38,11 @@ def _ms(fn: Callable[[], object]) -> float:
 
 
 def _default_model() -> tuple[str, str, str | None]:
-    """(model source, prompt, note): the world's default SFT checkpoint, else a tiny random GPT-2."""
-    from engine.config import ConfigError
+    """(model source, prompt, note): the world's default SFT checkpoint (the protocol's model)."""
+    from engine.world import load_world
 
-    try:
-        from engine.world import load_world
-
-        world = load_world()
-        return world.policy_source(), world.prompts("ppo")[0].text, None
-    except (ImportError, ConfigError) as exc:
-        from tests.tiny_models import save_tiny  # the only stand-in without the world: test tooling
-
-        path = save_tiny(Path(tempfile.mkdtemp(prefix="bench-sampling-")))
-        return str(path), "w1 w2 w3", f"world not available ({exc}); measured on a tiny random GPT-2"
+    world = load_world()  # ConfigError with the build command when the world is missing
+    return world.policy_source(), world.prompts("ppo")[0].text, None
 
 
 def main(args: argparse.Namespace) -> int:
