@@ -2,7 +2,7 @@
 
 The seed's third way to watch RM/policy agreement during PPO: the share of labelled pairs where the
 policy gives the chosen response a higher log-probability than the rejected one,
-``sum_t log pi(chosen_t | prompt, chosen_<t) > sum_t log pi(rejected_t | ...)`` (EOS included).
+``sum_t log pi(chosen_t | prompt, chosen_<t) > sum_t log pi(rejected_t | ...)``.
 Results go to ``runs/<id>/evals/logprob_accuracy.parquet`` (one row per checkpoint, ``sft`` = the
 starting policy with the adapter disabled). ``python -m engine jobs eval RUN_ID --watch`` runs it
 in the background next to a training job, evaluating each checkpoint as it appears.
@@ -37,17 +37,18 @@ def response_logprobs(
     *,
     batch_size: int = 64,
 ) -> torch.Tensor:
-    """Sum of log-probs (temperature 1) of each response given its prompt, EOS appended: (N,)."""
+    """Sum of log-probs (temperature 1) of each response given its prompt: (N,).
+
+    Responses are taken as written: a response that ended itself carries its EOS token in the text
+    (the world's preference pairs do), one that was cut off does not.
+    """
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(prompts), batch_size):
         batch_prompts = list(prompts[start : start + batch_size])
         batch_responses = list(responses[start : start + batch_size])
         prompt_ids, prompt_mask = encode_prompts(tokenizer, batch_prompts, device)  # (B, P) left-padded
-        rows = [
-            tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-            for r in batch_responses
-        ]
+        rows = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in batch_responses]
         width = max(len(r) for r in rows)
         response_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
         response_mask = torch.zeros((len(rows), width), dtype=torch.bool)

@@ -212,8 +212,8 @@ class PPOConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     """Policy, reward model and LoRA."""
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    """Rollout sampling: temperature, top-k, top-p, response length, stop at EOS."""
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(max_new_tokens=24))
+    """Rollout sampling: temperature, top-k, top-p, response length (24 fits the world's responses), stop at EOS."""
     ppo: PPOHyperConfig = field(default_factory=PPOHyperConfig)
     """Algorithm hyper-parameters."""
     run: RunConfig = field(default_factory=RunConfig)

@@ -165,10 +165,7 @@ class PPOTrainer:
         ref_logprobs = reference_logprobs(self.model, ro)
         raw_scores = self._score(ro, texts)  # (B,)
         timings["time/score"] = time.perf_counter() - t0
-        responses = self.tokenizer.batch_decode(
-            ro.response_ids.masked_fill(~ro.response_mask, self.tokenizer.pad_token_id).tolist(),
-            skip_special_tokens=True,
-        )
+        responses = decode_responses(self.tokenizer, ro.response_ids, ro.response_mask)
         gold = None
         if self.judge is not None:
             t0 = time.perf_counter()
@@ -233,10 +230,7 @@ class PPOTrainer:
         """RM scores; token ids pass straight through when the RM shares the policy's vocabulary."""
         if self._same_vocab:
             return score(self.reward.model, ro.sequences, ro.attention_mask)
-        responses = self.tokenizer.batch_decode(
-            ro.response_ids.masked_fill(~ro.response_mask, self.tokenizer.pad_token_id).tolist(),
-            skip_special_tokens=False,
-        )
+        responses = decode_responses(self.tokenizer, ro.response_ids, ro.response_mask)
         rm_tok = self.reward.tokenizer
         enc = rm_tok(
             [p + " " + r for p, r in zip(prompt_texts, responses, strict=True)],
@@ -444,6 +438,17 @@ def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
                 except ValueError:
                     continue
     return sorted(found)
+
+
+def decode_responses(tokenizer: Any, response_ids: torch.Tensor, response_mask: torch.Tensor) -> list[str]:
+    """Response texts of the real tokens, EOS kept (the gold judge reads it: a response that stopped
+    itself ends with it), padding dropped."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id != tokenizer.eos_token_id else None
+    rows = []
+    for ids, keep in zip(response_ids.tolist(), response_mask.tolist(), strict=True):
+        real = [t for t, k in zip(ids, keep, strict=True) if k and t != pad]
+        rows.append(tokenizer.decode(real, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+    return rows
 
 
 def _same_vocab(a, b) -> bool:

@@ -21,7 +21,11 @@ class Pair:
     rejected: str
 
 
-PAIRS = [Pair("w1 w2", "w3 w4", "w5"), Pair("w7", "w8 w9 w10", "w11 w12"), Pair("w3 w3 w3", "w20", "w21 w22")]
+PAIRS = [
+    Pair("w1 w2", "w3 w4 [EOS]", "w5"),
+    Pair("w7", "w8 w9 w10", "w11 w12"),
+    Pair("w3 w3 w3", "w20", "w21 w22"),
+]
 
 
 def test_response_logprobs_match_naive_forward(tmp_path):
@@ -33,7 +37,7 @@ def test_response_logprobs_match_naive_forward(tmp_path):
     )
     for i, pair in enumerate(PAIRS):
         prompt = tok(pair.prompt, add_special_tokens=False)["input_ids"]
-        response = tok(pair.chosen, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        response = tok(pair.chosen, add_special_tokens=False)["input_ids"]
         ids = torch.tensor([prompt + response])
         with torch.no_grad():
             logp = torch.log_softmax(loaded.model(input_ids=ids).logits[0].double(), -1)
