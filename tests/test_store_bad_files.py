@@ -96,3 +96,23 @@ def test_mixed_layouts_and_rewritten_step_are_read_fresh(tmp_path):
     # a resumed run rewrites step 0 at once: the cached footer must not be reused
     run.write_rollouts(0, [{"prompt_id": "a", "response": "x", "reward": 5.0}] * 3)
     assert step_summary(run.run_dir)["n_samples"].tolist() == [3, 1]
+
+
+def test_thread_cursor_views_follow_the_files(tmp_path):
+    from engine.store import RunWriter
+    from engine.store.reader import store_cursor
+
+    runs = build_store(tmp_path / "runs")
+    # nested use in one thread gets its own cursor: the outer views stay intact
+    with store_cursor(runs / "alpha") as (outer, _):
+        with store_cursor(runs / "beta") as (inner, _):
+            assert inner.execute("SELECT DISTINCT run_id FROM rollouts").fetchall() == [("beta",)]
+        assert outer.execute("SELECT DISTINCT run_id FROM rollouts").fetchall() == [("alpha",)]
+    # the cached views are rebound when a file is rewritten with other types, and when all files go
+    run = RunWriter.create(tmp_path / "r", kind="ppo", config={}, seed=0)
+    path = run.write_rollouts(0, [{"prompt_id": "a", "response": "x", "reward": 1.0}])
+    assert step_summary(run.run_dir)["reward_mean"].tolist() == [1.0]
+    pq.write_table(pa.table({"step": [0], "prompt_id": ["a"], "response": ["y"], "reward": [7]}), path)
+    assert step_summary(run.run_dir)["reward_mean"].tolist() == [7.0]
+    path.unlink()
+    assert step_summary(run.run_dir).empty

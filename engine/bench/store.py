@@ -47,14 +47,14 @@ def _median_ms(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 
 
 def pandas_reward_norm_density(files: list[Path], bins: int):
-    """The reward_norm_density query written the plain pandas way (the baseline)."""
+    """The reward_norm_density query written the plain pandas way (the baseline).
+
+    One ``read_parquet`` over the file list (pyarrow reads the files on its thread pool: 1.3-1.5x
+    faster than concatenating one frame per file, so the baseline is not handicapped)."""
     import numpy as np
     import pandas as pd
 
-    df = pd.concat(
-        [pd.read_parquet(f, columns=["run_id", "step", "prompt_id", "reward"]) for f in files],
-        ignore_index=True,
-    )
+    df = pd.read_parquet(files, columns=["run_id", "step", "prompt_id", "reward"])
     df = df[np.isfinite(df["reward"])]
     prompt_mean = df.groupby(["run_id", "step", "prompt_id"])["reward"].transform("mean")
     step_mean = df.groupby(["run_id", "step"])["reward"].transform("mean")
