@@ -1,6 +1,6 @@
 """The read queries the analysis pages use: runs, reward densities, step summaries, prompts, metrics.
 
-Every function takes run directories, opens a fresh cursor (see ``reader``), runs parameterised SQL
+Every function takes run directories, takes a cursor of its own (see ``reader``), runs parameterised SQL
 and returns a pandas DataFrame; an empty store gives an empty frame with the same columns.
 """
 
