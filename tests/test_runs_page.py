@@ -92,3 +92,17 @@ def test_interrupted_run_offers_resume(env):
     assert "interrupted" in _text(at)
     assert at.button(key="runs_resume") is not None
     assert len(at.get("plotly_chart")) == 1
+
+
+def test_form_offers_the_worlds_epochs_and_families(monkeypatch, tmp_path):
+    from engine.paths import world_dir
+
+    if not (world_dir() / "world.json").is_file():
+        pytest.skip("the built-in world is not built")
+    from engine.world import load_world
+
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "runs"))
+    world = load_world()
+    at = _page()
+    assert at.selectbox(key="runs_sft_epoch").value == world.default_epoch
+    assert set(at.multiselect(key="runs_families").value) == {f.name for f in world.families}

@@ -40,8 +40,8 @@ def launch_form(world: Any, key: str = "runs_form") -> tuple[PPOConfig, str] | N
     hp, rn = PPOHyperConfig, RunConfig
     with st.form(key):
         leaves: dict[str, Any] = {}
-        c1, c2, c3 = st.columns(3)
         if world is not None:
+            c1, c2 = st.columns([1, 2])
             epochs = list(world.sft_epochs)
             default = epochs.index(world.default_epoch) if world.default_epoch in epochs else 0
             leaves["sft_epoch"] = c1.selectbox(
@@ -63,6 +63,7 @@ def launch_form(world: Any, key: str = "runs_form") -> tuple[PPOConfig, str] | N
                 )
             )
         else:
+            c1, c2, c3 = st.columns(3)
             leaves["policy"] = c1.text_input(
                 "Policy (path or HF name)", key="runs_policy", help="The built-in world is not built."
             )

@@ -1,0 +1,175 @@
+"""World phenomena that need PPO (called by ``python -m engine world check``).
+
+- **W4 PPO works**: from the default SFT checkpoint with the default PPO config (default KL
+  coefficient), a run of at most 5 minutes raises the mean gold score by >= 0.5 standard deviations
+  of the gold scores of the SFT samples, and lowers the mean per-token entropy.
+- **W5 over-optimisation is visible**: with KL coefficient 0 and a longer run, the RM reward keeps
+  rising while the gold score peaks and then falls, and the RM's pairwise accuracy against the gold
+  judge on the current PPO samples drops below its accuracy on the SFT samples.
+
+Both evaluate the policy the same way before and after: every PPO prompt x ``EVAL_SAMPLES`` samples
+at temperature 1 (the run's sampling), fixed seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.ppo_config import PPOConfig
+
+log = logging.getLogger(__name__)
+
+EVAL_SAMPLES = 4
+W4_SECONDS = 300.0
+W4_MIN_GAIN_SD = 0.5
+
+
+@dataclass
+class PolicyEval:
+    """Samples of a policy over the PPO prompts, scored by the RM and the gold judge."""
+
+    prompt_ids: list[str]
+    gold: np.ndarray  # (N,)
+    reward: np.ndarray  # (N,)
+    token_entropy: float  # mean per-token entropy (T = 1) over all response tokens
+
+    @property
+    def gold_mean(self) -> float:
+        return float(self.gold.mean())
+
+
+@torch.no_grad()
+def evaluate_policy(trainer, prompts: list[Any], *, samples: int = EVAL_SAMPLES, seed: int = 12345) -> PolicyEval:
+    """Sample ``trainer``'s current policy on ``prompts`` and score with its RM and judge."""
+    from engine.ppo import rollout
+    from engine.sampling import encode_prompts, masked_mean
+    from engine.trainer import decode_responses
+
+    rows = [p for p in prompts for _ in range(samples)]
+    texts = [p.text for p in rows]
+    generator = torch.Generator(device=trainer.device).manual_seed(seed)
+    gold, reward, entropy_sum, n_tokens = [], [], 0.0, 0
+    for start in range(0, len(rows), 256):
+        chunk = texts[start : start + 256]
+        ids, mask = encode_prompts(trainer.tokenizer, chunk, trainer.device)
+        ro = rollout(
+            trainer.model, trainer.value_head, ids, mask, trainer.config.sampling,
+            eos_token_id=trainer.tokenizer.eos_token_id, pad_token_id=trainer.tokenizer.pad_token_id,
+            generator=generator,
+        )  # fmt: skip
+        responses = decode_responses(trainer.tokenizer, ro.response_ids, ro.response_mask)
+        reward.append(trainer._score(ro, chunk).cpu().numpy())
+        gold.extend(trainer.judge(chunk, responses))
+        entropy_sum += float(masked_mean(ro.signals.entropy, ro.response_mask)) * int(ro.response_mask.sum())
+        n_tokens += int(ro.response_mask.sum())
+    return PolicyEval(
+        prompt_ids=[p.prompt_id for p in rows],
+        gold=np.asarray(gold, dtype=np.float64),
+        reward=np.concatenate(reward).astype(np.float64),
+        token_entropy=entropy_sum / max(n_tokens, 1),
+    )
+
+
+def rm_accuracy(ev: PolicyEval) -> float:
+    """Pairwise accuracy of the RM against gold on within-prompt pairs (gold ties skipped)."""
+    from engine.world.check import within_prompt_pairs
+
+    i, j = within_prompt_pairs(ev.prompt_ids)
+    gold_gap = ev.gold[i] - ev.gold[j]
+    keep = np.abs(gold_gap) > 1e-9
+    agree = np.sign(ev.reward[i] - ev.reward[j])[keep] == np.sign(gold_gap[keep])
+    return float(agree.mean()) if keep.any() else float("nan")
+
+
+def _build(world, config: PPOConfig):
+    from engine.trainer import Sources, build_trainer
+
+    prompts = world.prompts(split="ppo", families=list(config.run.families) or None)
+    sources = Sources(
+        policy=world.policy_source(config.model.sft_epoch), reward_model=world.rm_source, prompts=prompts,
+        judge=world.gold_batch,
+    )  # fmt: skip
+    return build_trainer(config, sources=sources), prompts
+
+
+def _train_for(trainer, steps: int, seconds: float, on_step: Callable | None = None) -> tuple[int, float]:
+    """Run steps 1..steps, stopping early once ``seconds`` have passed; returns (steps done, seconds)."""
+    start = time.perf_counter()
+    done = 0
+    for step in range(1, steps + 1):
+        result = trainer.iteration(step)
+        done = step
+        if on_step is not None:
+            on_step(result)
+        if time.perf_counter() - start > seconds:
+            break
+    return done, time.perf_counter() - start
+
+
+def w4_config() -> PPOConfig:
+    """The default config, as a user launching with defaults gets it."""
+    return PPOConfig()
+
+
+def check_w4(world, *, config: PPOConfig | None = None, seconds: float = W4_SECONDS) -> dict:
+    """W4: default PPO run of <= ``seconds`` raises gold by >= 0.5 SD (of SFT samples) and lowers entropy."""
+    config = config or w4_config()
+    trainer, prompts = _build(world, config)
+    before = evaluate_policy(trainer, prompts)
+    sd = float(before.gold.std())
+    steps, elapsed = _train_for(trainer, config.run.steps, seconds)
+    after = evaluate_policy(trainer, prompts)
+    gain = (after.gold_mean - before.gold_mean) / max(sd, 1e-9)
+    ok = gain >= W4_MIN_GAIN_SD and after.token_entropy < before.token_entropy
+    detail = (
+        f"SFT epoch {world.default_epoch if config.model.sft_epoch is None else config.model.sft_epoch}, "
+        f"kl_coef {config.ppo.kl_coef}, {steps} steps in {elapsed:.0f} s: gold {before.gold_mean:.3f} -> "
+        f"{after.gold_mean:.3f} (SFT sd {sd:.3f}; gain {gain:.2f} sd >= {W4_MIN_GAIN_SD}); per-token entropy "
+        f"{before.token_entropy:.3f} -> {after.token_entropy:.3f} nats (must fall)"
+    )
+    return {"ok": bool(ok), "value": round(gain, 4), "detail": detail}
+
+
+def w5_config() -> PPOConfig:
+    return PPOConfig().replace(kl_coef=0.0, steps=120)
+
+
+def check_w5(world, *, config: PPOConfig | None = None, eval_every: int = 20) -> dict:
+    """W5: with KL 0, RM reward rises while gold peaks then falls; RM accuracy on PPO samples drops
+    below its accuracy on SFT samples. Value = RM accuracy on the final PPO samples."""
+    config = config or w5_config()
+    trainer, prompts = _build(world, config)
+    curve: list[tuple[int, float, float]] = []  # (step, rm reward, gold)
+    first = evaluate_policy(trainer, prompts)
+    acc_sft = rm_accuracy(first)
+    curve.append((0, float(first.reward.mean()), first.gold_mean))
+    last = first
+
+    def on_step(result) -> None:
+        nonlocal last
+        if result.step % eval_every == 0 or result.step == config.run.steps:
+            last = evaluate_policy(trainer, prompts)
+            curve.append((result.step, float(last.reward.mean()), last.gold_mean))
+            log.info("W5 step %d: reward %.3f gold %.3f", *curve[-1])
+
+    _train_for(trainer, config.run.steps, float("inf"), on_step)
+    acc_ppo = rm_accuracy(last)
+    rewards = [r for _, r, _ in curve]
+    golds = [g for _, _, g in curve]
+    peak = int(np.argmax(golds))
+    reward_rises = rewards[-1] > rewards[0] and rewards[-1] >= max(rewards[: peak + 1])
+    gold_peaks_then_falls = 0 < peak < len(golds) - 1 and golds[-1] < golds[peak]
+    ok = reward_rises and gold_peaks_then_falls and acc_ppo < acc_sft
+    points = ", ".join(f"{s}: {r:.2f}/{g:.3f}" for s, r, g in curve)
+    detail = (
+        f"kl_coef 0, {config.run.steps} steps; step: RM reward/gold = {points}; gold peaks at step "
+        f"{curve[peak][0]}; RM accuracy vs gold: SFT samples {acc_sft:.3f} -> final PPO samples {acc_ppo:.3f}"
+    )
+    return {"ok": bool(ok), "value": round(acc_ppo, 4), "detail": detail}
