@@ -70,7 +70,7 @@ class ModelConfig:
 class PPOHyperConfig:
     """The algorithm: KL-shaped rewards, GAE, clipped losses, epochs over shuffled minibatches."""
 
-    kl_coef: float = 0.05
+    kl_coef: float = 0.2
     """Initial coefficient of the per-token KL penalty in the reward (>= 0; 0 = no penalty)."""
     kl_estimator: KLEstimator = "k1"
     """Per-token KL estimator: k1 = log p - log p_ref; k3 = (r - 1) - log r with r = p_ref / p."""
@@ -88,7 +88,7 @@ class PPOHyperConfig:
     """Value clip around the rollout's values."""
     vf_coef: float = 0.1
     """Weight of the value loss in the combined loss."""
-    learning_rate: float = 1e-4
+    learning_rate: float = 3e-4
     """AdamW learning rate (LoRA and value head)."""
     max_grad_norm: float | None = 1.0
     """Gradient clipping by global norm; None = no clipping."""
@@ -100,7 +100,7 @@ class PPOHyperConfig:
     """Whiten advantages over real tokens of the batch."""
     missing_eos_penalty: float | None = None
     """Subtracted from the RM score of a response that ends without EOS; None = off."""
-    reward_norm: RewardNorm = "none"
+    reward_norm: RewardNorm = "prompt"
     """RM score normalisation: none, batch (whiten over the batch) or prompt (subtract the prompt mean, divide by batch std)."""
     reward_clip: float | None = None
     """Clip the (normalised) score to [-reward_clip, reward_clip]; None = off."""
@@ -225,6 +225,10 @@ class PPOConfig:
             batch % mbs == 0,
             f"batch arithmetic: prompts_per_step x samples_per_prompt = {self.run.prompts_per_step} x "
             f"{self.run.samples_per_prompt} = {batch} sequences is not divisible by num_minibatches = {mbs}",
+        )
+        _check(
+            self.ppo.reward_norm != "prompt" or self.run.samples_per_prompt >= 2,
+            "reward_norm='prompt' needs samples_per_prompt >= 2 (one sample per prompt normalises every score to 0)",
         )
         _check(
             self.sampling.temperature > 0,

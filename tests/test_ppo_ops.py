@@ -151,7 +151,7 @@ def test_process_scores():
     penalised = torch.tensor([1.0, 2.0, 10.0, 14.0])
     centred = torch.tensor([-0.5, 0.5, -2.0, 2.0])
     torch.testing.assert_close(out, centred / penalised.std(unbiased=False))
-    clipped = process_scores(scores, has_eos, prompt, PPOHyperConfig(reward_clip=2.0))
+    clipped = process_scores(scores, has_eos, prompt, PPOHyperConfig(reward_clip=2.0, reward_norm="none"))
     torch.testing.assert_close(clipped, torch.tensor([1.0, 2.0, 2.0, 2.0]))
 
 
@@ -355,7 +355,9 @@ def test_bf16_backward_keeps_the_forward_and_approximates_the_gradient():
         seq = torch.randint(4, 40, (3, 9), generator=torch.Generator().manual_seed(0))
         logprobs, _, _ = policy_forward(model, seq, torch.ones_like(seq, dtype=torch.bool), 4, 0.7)
         logprobs.sum().backward()
-        return logprobs.detach(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        return logprobs.detach(), torch.cat(
+            [p.grad.flatten() for p in model.parameters() if p.grad is not None]
+        )
 
     lp32, g32 = grads_and_logprobs(False)
     lp16, g16 = grads_and_logprobs(True)

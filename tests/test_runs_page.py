@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from engine.jobs import list_runs, read_status
 from engine.paths import REPO_ROOT
+from engine.ppo_config import PPOConfig
 from engine.store import RunWriter
 from tests.ppo_fixtures import make_tiny_sources
 
@@ -39,7 +40,7 @@ def test_empty_runs_dir_shows_the_form_and_a_hint(env):
     at = _page()
     assert "No PPO runs in" in _text(at)
     assert at.button(key="FormSubmitter:runs_form-Launch PPO run") is not None
-    assert at.number_input(key="runs_kl_coef").value == 0.05
+    assert at.number_input(key="runs_kl_coef").value == PPOConfig().ppo.kl_coef
 
 
 def test_inconsistent_batch_is_a_clear_error(env):

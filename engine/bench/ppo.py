@@ -89,8 +89,14 @@ def build_trainer(run_dir: Path):
         model=ModelConfig(policy="bench", reward_model="bench", lora_r=16, lora_alpha=32),
         sampling=SamplingConfig(temperature=1.0, max_new_tokens=RESPONSE_LEN, stop_at_eos=False),
         ppo=PPOHyperConfig(
-            kl_coef=0.05, gamma=1.0, lam=0.95, ppo_epochs=4, num_minibatches=4, learning_rate=1e-4
-        ),
+            kl_coef=0.05,
+            gamma=1.0,
+            lam=0.95,
+            ppo_epochs=4,
+            num_minibatches=4,
+            learning_rate=1e-4,
+            reward_norm="none",  # as TRL: raw RM scores
+        ),  # fmt: skip
         run=RunConfig(steps=10_000, prompts_per_step=PROMPTS_PER_ITERATION, samples_per_prompt=1, seed=SEED),
     )
     writer = RunWriter.create(run_dir, kind="ppo", config=config.to_dict(), seed=SEED)
