@@ -15,7 +15,14 @@ from engine.config import ConfigError  # noqa: E402
 from engine.paths import runs_dir  # noqa: E402
 from engine.store import metrics as read_metrics  # noqa: E402
 from workbench.resources import world_or_none  # noqa: E402
-from workbench.runs_views import LIVE_STATES, curves_figure, launch_form, runs_frame, status_caption  # noqa: E402
+from workbench.runs_views import (  # noqa: E402
+    HANDOFF_SFT_EPOCH,
+    LIVE_STATES,
+    curves_figure,
+    launch_form,
+    runs_frame,
+    status_caption,
+)
 
 POLL_SECONDS = 2.0
 
@@ -27,7 +34,7 @@ st.markdown(
     "SFT model's sampling space."
 )
 
-with st.expander("Launch a run", expanded=not jobs.list_runs()):
+with st.expander("Launch a run", expanded=HANDOFF_SFT_EPOCH in st.session_state or not jobs.list_runs()):
     submitted = launch_form(world_or_none())
     if submitted is not None:
         config, run_id = submitted

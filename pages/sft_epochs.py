@@ -8,6 +8,7 @@ import streamlit as st
 from engine.world.epochs import entropy_floor, epoch_table, load_or_sample, report_path
 from workbench.navigation import PAGES_DIR
 from workbench.resources import BUILD_COMMAND, world_error, world_or_none
+from workbench.runs_views import HANDOFF_SFT_EPOCH
 
 SPLIT_LABELS = {
     "sft_train": "SFT-train prompts",
@@ -78,7 +79,7 @@ with right:
     c1.metric("Mean gold", f"{row['gold']:.3f}")
     c2.metric("Best-of-8 gold", f"{row['best_gold']:.3f}", help="mean over prompts of the best sample's gold: the ceiling of the sampling space")
     if st.button(f"Start a PPO run from epoch {epoch}", type="primary"):
-        st.session_state["handoff_sft_epoch"] = int(epoch)
+        st.session_state[HANDOFF_SFT_EPOCH] = int(epoch)
         st.switch_page(str(PAGES_DIR / "runs.py"))
 
 st.subheader("Reward densities per epoch")

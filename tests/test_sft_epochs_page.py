@@ -38,3 +38,12 @@ def test_normalisation_toggle_and_epoch_choice_rerun(page):
     page.select_slider[0].set_value(1).run()
     assert not page.exception
     assert any("epoch 1" in b.label for b in page.button)
+
+
+def test_start_ppo_button_hands_the_epoch_to_the_runs_form(page, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path))
+    page.button[0].click().run()
+    page.select_slider[0].set_value(1).run()
+    next(b for b in page.button if "epoch 1" in b.label).click().run()
+    assert not page.exception
+    assert page.selectbox(key="runs_sft_epoch").value == 1

@@ -26,6 +26,9 @@ CURVES = (
 )
 LIVE_STATES = ("running", "starting")
 
+HANDOFF_SFT_EPOCH = "handoff_sft_epoch"
+"""Session key the SFT epochs page sets to pre-select the starting epoch of a new run."""
+
 
 def _help(section: type, name: str) -> str:
     return field_docs(section).get(name, "")
@@ -44,6 +47,10 @@ def launch_form(world: Any, key: str = "runs_form") -> tuple[PPOConfig, str] | N
             c1, c2 = st.columns([1, 2])
             epochs = list(world.sft_epochs)
             default = epochs.index(world.default_epoch) if world.default_epoch in epochs else 0
+            handoff = st.session_state.pop(HANDOFF_SFT_EPOCH, None)  # set by the SFT epochs page
+            if handoff in epochs:
+                default = epochs.index(handoff)
+                st.session_state.pop("runs_sft_epoch", None)  # let the hand-off win over an earlier choice
             leaves["sft_epoch"] = c1.selectbox(
                 "Starting SFT epoch",
                 epochs,
