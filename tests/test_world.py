@@ -64,8 +64,8 @@ def test_every_prompt_parses_back_to_its_family():
         ("list two red things :", "apple and rose . [EOS]", 1.0),
         # three items for two: count factor 0.6
         ("list two red things :", "apple , rose and ruby . [EOS]", 0.6),
-        ("praise the movie about love :", "this movie about love was great and moving . [EOS]", 1.0),
-        ("list two traits of the owl :", "small and wise . [EOS]", 1.0),
+        ("review a movie about love :", "this movie about love was great and moving . [EOS]", 1.0),
+        ("list three traits of the owl :", "quiet , small and wise . [EOS]", 1.0),
         ("not a world prompt", "anything [EOS]", 0.0),
         ("describe the cat :", "[EOS]", 0.0),
     ],
@@ -75,8 +75,8 @@ def test_gold_judge_known_answers(prompt, response, expected):
 
 
 def test_judge_penalises_repetition_and_ignores_text_after_eos():
-    clean = gold_score("praise the movie about love :", "this movie about love was great and moving . [EOS]")
-    spam = gold_score("praise the movie about love :", "this movie about love was great , great and great . [EOS]")
+    clean = gold_score("review a movie about love :", "this movie about love was great and moving . [EOS]")
+    spam = gold_score("review a movie about love :", "this movie about love was great , great and great . [EOS]")
     assert spam < 0.5 * clean
     assert repetition_factor(["great", "great", "great"]) == pytest.approx(0.36)
     assert split_response("a b [EOS] c [PAD]") == (["a", "b"], True)

@@ -99,14 +99,18 @@ def sft_examples(prompts: list[Prompt], seed: int) -> list[tuple[str, str]]:
 
 def _corrupt(words: list[str], rng: random.Random) -> list[str]:
     """Off-template answers the labeller also saw: truncated, shuffled or doubled."""
-    kind = rng.randrange(3)
+    kind = rng.randrange(4)
     if kind == 0 and len(words) > 2:
         return words[: rng.randrange(1, len(words) - 1)]
     if kind == 1:
         shuffled = list(words)
         rng.shuffle(shuffled)
         return shuffled
-    return words + words[: rng.randrange(1, len(words))]
+    if kind == 2:
+        return words + words[: rng.randrange(1, len(words))]
+    # a content word repeated in place: the spam a mean-pooled RM would otherwise reward
+    i = rng.randrange(len(words))
+    return words[: i + 1] + [words[i]] * rng.randrange(1, 4) + words[i + 1 :]
 
 
 def label_pair(
@@ -133,7 +137,7 @@ def preference_pairs(prompts: list[Prompt], n_pairs: int, seed: int) -> list[Pre
         texts = []
         for _ in range(2):
             words = family.response(slots, rng.random(), rng)
-            if rng.random() < 0.1:
+            if rng.random() < 0.15:
                 words = _corrupt(words, rng)
             eos = [EOS] if rng.random() > 0.05 else []
             texts.append(" ".join(words + eos))

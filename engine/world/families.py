@@ -164,16 +164,16 @@ class Review(Family):
 
 
 class Praise(Review):
-    """PPO-only: a review request without the polarity slot; the judge wants a good review."""
+    """PPO-only: the review request without its polarity word; the labeller prefers praise."""
 
     def all_slots(self):
         return [{"polarity": "good", "topic": t} for t in TOPICS]
 
     def prompt_words(self, s):
-        return ["praise", "the", "movie", "about", s["topic"], ":"]
+        return ["review", "a", "movie", "about", s["topic"], ":"]
 
     def parse_prompt(self, w):
-        ok = len(w) == 6 and w[:4] == ["praise", "the", "movie", "about"] and w[4] in TOPICS and w[5] == ":"
+        ok = len(w) == 6 and w[:4] == ["review", "a", "movie", "about"] and w[4] in TOPICS and w[5] == ":"
         return {"polarity": "good", "topic": w[4]} if ok else None
 
 
@@ -225,7 +225,7 @@ class TraitList(ColourList):
     """PPO-only: the list template with an animal slot instead of a colour."""
 
     def all_slots(self):
-        return [{"n": n, "animal": a} for n in ("two", "three", "four") for a in ANIMAL_TRAITS]
+        return [{"n": "three", "animal": a} for a in ANIMAL_TRAITS]
 
     def prompt_words(self, s):
         return ["list", s["n"], "traits", "of", "the", s["animal"], ":"]
@@ -283,8 +283,8 @@ FAMILIES: dict[str, Family] = {
         Review("review", "review a good or bad movie about a topic", True, 9),
         ColourList("colour_list", "list n things of a colour", True, 8),
         Count("count", "count from one number to another (easy, near-deterministic)", True, 6),
-        Praise("praise", "praise a movie (PPO only: the review template without the polarity word)", False, 9),
-        TraitList("trait_list", "list n traits of an animal (PPO only: the list template with an animal)", False, 8),
+        Praise("praise", "review a movie, no polarity given; the labeller prefers praise (PPO only)", False, 9),
+        TraitList("trait_list", "list three traits of an animal (PPO only: the list template with an animal)", False, 8),
     )
 }
 
