@@ -90,8 +90,8 @@ if normalise:
     keys = ["epoch", "prompt_id"]
     frame[value] = frame[value] - frame.groupby(keys)[value].transform("mean") + frame.groupby("epoch")[value].transform("mean")
 frame["prompts"] = frame["split"].map(SPLIT_LABELS)
-fig = px.violin(frame, x="epoch", y=value, color="prompts", box=False, points=False, height=380)
-fig.update_layout(margin=dict(t=30, b=40), legend=dict(orientation="h", y=-0.2), violinmode="group")
+fig = px.box(frame, x="epoch", y=value, color="prompts", points=False, height=380)
+fig.update_layout(margin=dict(t=30, b=40), legend=dict(orientation="h", y=-0.2), boxmode="group")
 st.plotly_chart(fig, width="stretch")
 st.caption(
     "Normalised, each prompt's samples are centred on the global mean: the width left is the spread "
