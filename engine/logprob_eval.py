@@ -23,7 +23,7 @@ from torch import nn
 from engine.config import ConfigError
 from engine.models import reference_mode
 from engine.ppo import policy_forward
-from engine.sampling import encode_prompts
+from engine.sampling import encode_prompts, pad_right
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,7 @@ def response_logprobs(
         batch_responses = list(responses[start : start + batch_size])
         prompt_ids, prompt_mask = encode_prompts(tokenizer, batch_prompts, device)  # (B, P) left-padded
         rows = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in batch_responses]
-        width = max(len(r) for r in rows)
-        response_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-        response_mask = torch.zeros((len(rows), width), dtype=torch.bool)
-        for i, row in enumerate(rows):
-            response_ids[i, : len(row)] = torch.tensor(row)
-            response_mask[i, : len(row)] = True
+        response_ids, response_mask = pad_right(rows, tokenizer.pad_token_id)
         response_ids, response_mask = response_ids.to(device), response_mask.to(device)
         sequences = torch.cat([prompt_ids, response_ids], dim=1)  # (B, P + T)
         attention = torch.cat([prompt_mask, response_mask], dim=1)

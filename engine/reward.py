@@ -113,16 +113,13 @@ def pairwise_accuracy(score_a: torch.Tensor, score_b: torch.Tensor, a_better: to
 
 def encode_texts(tokenizer, prompts: list[str], responses: list[str], device: torch.device | str = "cpu"):
     """Right-padded (ids, mask) of ``prompt + response`` texts, each (B, L)."""
+    from engine.sampling import pad_right
+
     rows = [
         tokenizer(f"{p} {r}".strip(), add_special_tokens=False)["input_ids"]
         for p, r in zip(prompts, responses, strict=True)
     ]
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = True
+    ids, mask = pad_right(rows, tokenizer.pad_token_id)
     return ids.to(device), mask.to(device)
 
 

@@ -28,14 +28,12 @@ def encode_pairs(
 
 def collate(batch: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded (ids, attention mask, loss mask over response tokens), each (B, L)."""
-    width = max(len(ids) for ids, _ in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(batch), width), dtype=torch.bool)
-    loss_mask = torch.zeros((len(batch), width), dtype=torch.bool)
-    for i, (row, prompt_len) in enumerate(batch):
-        ids[i, : len(row)] = torch.tensor(row)
-        attention[i, : len(row)] = True
-        loss_mask[i, prompt_len : len(row)] = True
+    from engine.sampling import pad_right
+
+    ids, attention = pad_right([row for row, _ in batch], pad_id)
+    loss_mask = attention.clone()
+    for i, (_, prompt_len) in enumerate(batch):
+        loss_mask[i, :prompt_len] = False
     return ids, attention, loss_mask
 
 

@@ -119,3 +119,12 @@ def test_load_world_without_a_build_is_a_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match="world build"):
         load_world(tmp_path)
+
+
+def test_sft_collate_pads_right_and_masks_the_prompt():
+    from engine.sft import collate
+
+    ids, attention, loss_mask = collate([([5, 6, 7, 8], 2), ([9, 10], 1)], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7, 8], [9, 10, 0, 0]]
+    assert attention.int().tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    assert loss_mask.int().tolist() == [[0, 0, 1, 1], [0, 1, 0, 0]]
