@@ -44,7 +44,9 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         _check(
-            isinstance(self.temperature, int | float) and math.isfinite(self.temperature) and self.temperature >= 0,
+            isinstance(self.temperature, int | float)
+            and math.isfinite(self.temperature)
+            and self.temperature >= 0,
             f"temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}",
         )
         _check(

@@ -137,7 +137,10 @@ def load_causal_lm(
     except (OSError, ValueError) as exc:
         hint = "" if local else " (no internet here: it must be a local directory or already in the HF cache)"
         raise ConfigError(f"cannot load model {source!r}{hint}: {exc}") from exc
-    tokenizer = load_tokenizer(adapter_dir if adapter_dir and _has_tokenizer(adapter_dir) else base, trust_remote_code=trust_remote_code)
+    tokenizer = load_tokenizer(
+        adapter_dir if adapter_dir and _has_tokenizer(adapter_dir) else base,
+        trust_remote_code=trust_remote_code,
+    )
     if adapter_dir is not None:
         from peft import PeftModel
 
@@ -168,7 +171,12 @@ def lora_targets(model: nn.Module) -> list[str] | str:
 
 
 def attach_lora(
-    model: nn.Module, *, r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules: list[str] | None = None
+    model: nn.Module,
+    *,
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.0,
+    target_modules: list[str] | None = None,
 ) -> nn.Module:
     """Wrap ``model`` in a PEFT LoRA adapter; only the adapter's weights stay trainable."""
     from peft import LoraConfig, get_peft_model

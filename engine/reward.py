@@ -34,7 +34,9 @@ class PooledRewardModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         mask = attention_mask.bool()
         position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        hidden = self.body(input_ids=input_ids, attention_mask=mask.long(), position_ids=position_ids).last_hidden_state
+        hidden = self.body(
+            input_ids=input_ids, attention_mask=mask.long(), position_ids=position_ids
+        ).last_hidden_state
         last_index = mask.shape[1] - 1 - mask.flip(-1).long().argmax(-1)  # last real token, any padding side
         last = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_index]  # (B, H)
         per_token = self.token_head(hidden).squeeze(-1)  # (B, L)
@@ -95,7 +97,9 @@ def load_reward_model(source: str, *, device: torch.device | str | None = None) 
     if getattr(model, "model", None) is not None and model.model.config.pad_token_id is None:
         model.model.config.pad_token_id = tokenizer.pad_token_id
     model.to(device).eval().requires_grad_(False)
-    return LoadedModel(model=model, tokenizer=tokenizer, source=source, path=resolved if isinstance(resolved, Path) else None)
+    return LoadedModel(
+        model=model, tokenizer=tokenizer, source=source, path=resolved if isinstance(resolved, Path) else None
+    )
 
 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
@@ -131,7 +135,10 @@ def score_texts(
     scores = []
     for start in range(0, len(prompts), batch_size):
         ids, mask = encode_texts(
-            reward.tokenizer, prompts[start : start + batch_size], responses[start : start + batch_size], reward.device
+            reward.tokenizer,
+            prompts[start : start + batch_size],
+            responses[start : start + batch_size],
+            reward.device,
         )
         scores.append(reward.model(ids, mask).float().cpu())
     return torch.cat(scores) if scores else torch.zeros(0)
@@ -156,7 +163,9 @@ def train_reward_model(
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = (len(pairs) + batch_size - 1) // batch_size
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps * epochs, pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=steps * epochs, pct_start=0.1
+    )
     model.train()
     for epoch in range(epochs):
         order = list(range(len(pairs)))
@@ -165,7 +174,9 @@ def train_reward_model(
         for b in bar:
             batch = [pairs[i] for i in order[b * batch_size : (b + 1) * batch_size]]
             prompts = [p for p, _, _ in batch]
-            ids, mask = encode_texts(tokenizer, prompts + prompts, [c for _, c, _ in batch] + [r for _, _, r in batch])
+            ids, mask = encode_texts(
+                tokenizer, prompts + prompts, [c for _, c, _ in batch] + [r for _, _, r in batch]
+            )
             scores = model(ids, mask)
             loss = bradley_terry_loss(scores[: len(batch)], scores[len(batch) :])
             optimizer.zero_grad(set_to_none=True)

@@ -26,7 +26,9 @@ def encode_pairs(
     return encoded
 
 
-def collate(batch: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def collate(
+    batch: list[tuple[list[int], int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded (ids, attention mask, loss mask over response tokens), each (B, L)."""
     from engine.sampling import pad_right
 
@@ -37,7 +39,9 @@ def collate(batch: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tens
     return ids, attention, loss_mask
 
 
-def response_nll(model: nn.Module, ids: torch.Tensor, attention: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+def response_nll(
+    model: nn.Module, ids: torch.Tensor, attention: torch.Tensor, loss_mask: torch.Tensor
+) -> torch.Tensor:
     """Mean negative log-likelihood of the masked (response) tokens."""
     logits = model(input_ids=ids, attention_mask=attention.long()).logits[:, :-1]  # (B, L-1, V)
     targets = ids[:, 1:]

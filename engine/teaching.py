@@ -49,7 +49,9 @@ def entropy(p: np.ndarray) -> float:
     return float(-(nz * np.log(nz)).sum())
 
 
-def run(bandit: Bandit, *, kl_coef: float = 0.05, lr: float = 2.0, steps: int = 60) -> tuple[pd.DataFrame, np.ndarray]:
+def run(
+    bandit: Bandit, *, kl_coef: float = 0.05, lr: float = 2.0, steps: int = 60
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Exact gradient ascent on J; returns per-step metrics and the final distribution."""
     logits = bandit.sft_logits.astype(float).copy()
     p0 = softmax(bandit.sft_logits)

@@ -42,7 +42,9 @@ if not path.is_file():
     st.info("The per-epoch samples are not computed yet (about a minute on 2 CPU cores).")
     if st.button("Sample every SFT epoch", type="primary"):
         bar = st.progress(0.0, text="sampling SFT epochs...")
-        load_or_sample(world, progress=lambda done, total: bar.progress(done / total, text=f"epoch {done}/{total}"))
+        load_or_sample(
+            world, progress=lambda done, total: bar.progress(done / total, text=f"epoch {done}/{total}")
+        )
         st.rerun()
     st.stop()
 
@@ -58,37 +60,65 @@ with left:
         if column in table:
             fig.add_trace(go.Scatter(x=table["epoch"], y=table[column], mode="lines+markers", name=label))
     fig.add_vline(x=floor, line_dash="dot", annotation_text=f"floor reached (epoch {floor})")
-    fig.add_vline(x=world.default_epoch, line_dash="dash", line_color="green", annotation_text="default start",
-                  annotation_position="bottom right")
+    fig.add_vline(
+        x=world.default_epoch,
+        line_dash="dash",
+        line_color="green",
+        annotation_text="default start",
+        annotation_position="bottom right",
+    )
     fig.update_layout(
-        title="Mean per-token entropy of samples (nats)", xaxis_title="SFT epoch", yaxis_title="entropy",
-        height=380, margin=dict(t=50, b=40), legend=dict(orientation="h", y=-0.25),
+        title="Mean per-token entropy of samples (nats)",
+        xaxis_title="SFT epoch",
+        yaxis_title="entropy",
+        height=380,
+        margin=dict(t=50, b=40),
+        legend=dict(orientation="h", y=-0.25),
     )
     st.plotly_chart(fig, width="stretch")
 with right:
-    epoch = st.select_slider("SFT epoch", options=list(table["epoch"]), value=world.default_epoch, key="sft_epoch_pick")
+    epoch = st.select_slider(
+        "SFT epoch", options=list(table["epoch"]), value=world.default_epoch, key="sft_epoch_pick"
+    )
     row = table.set_index("epoch").loc[epoch]
     c1, c2 = st.columns(2)
     c1.metric("Entropy, SFT-train prompts", f"{row['entropy_sft_train']:.3f}")
-    c2.metric("Entropy, PPO-only prompts", f"{row['entropy_ppo_only']:.3f}",
-              delta=f"x{row['entropy_ratio_ppo_only_vs_sft']:.2f}", delta_color="off")
+    c2.metric(
+        "Entropy, PPO-only prompts",
+        f"{row['entropy_ppo_only']:.3f}",
+        delta=f"x{row['entropy_ratio_ppo_only_vs_sft']:.2f}",
+        delta_color="off",
+    )
     st.caption(
         "The seed measured 0.12 on SFT prompts vs 0.19 on PPO prompts: barely different, so PPO had "
         "little room. A large ratio means PPO's prompts lie outside what SFT already fitted."
     )
     c1.metric("Mean gold", f"{row['gold']:.3f}")
-    c2.metric("Best-of-8 gold", f"{row['best_gold']:.3f}", help="mean over prompts of the best sample's gold: the ceiling of the sampling space")
+    c2.metric(
+        "Best-of-8 gold",
+        f"{row['best_gold']:.3f}",
+        help="mean over prompts of the best sample's gold: the ceiling of the sampling space",
+    )
     if st.button(f"Start a PPO run from epoch {epoch}", type="primary"):
         st.session_state[HANDOFF_SFT_EPOCH] = int(epoch)
         st.switch_page(str(PAGES_DIR / "runs.py"))
 
 st.subheader("Reward densities per epoch")
-value = st.radio("Score", ["gold", "reward"], horizontal=True, format_func=lambda v: {"gold": "gold judge", "reward": "RM reward"}[v])
+value = st.radio(
+    "Score",
+    ["gold", "reward"],
+    horizontal=True,
+    format_func=lambda v: {"gold": "gold judge", "reward": "RM reward"}[v],
+)
 normalise = st.toggle("Per-prompt normalised (reward - prompt mean + global mean)", value=True)
 frame = samples[["epoch", "prompt_id", "split", value]].copy()
 if normalise:
     keys = ["epoch", "prompt_id"]
-    frame[value] = frame[value] - frame.groupby(keys)[value].transform("mean") + frame.groupby("epoch")[value].transform("mean")
+    frame[value] = (
+        frame[value]
+        - frame.groupby(keys)[value].transform("mean")
+        + frame.groupby("epoch")[value].transform("mean")
+    )
 frame["prompts"] = frame["split"].map(SPLIT_LABELS)
 fig = px.box(frame, x="epoch", y=value, color="prompts", points=False, height=380)
 fig.update_layout(margin=dict(t=30, b=40), legend=dict(orientation="h", y=-0.2), boxmode="group")
@@ -102,6 +132,8 @@ st.subheader("Mean vs best-of-N: room for PPO")
 fig = go.Figure()
 fig.add_trace(go.Bar(x=table["epoch"], y=table["gold"], name="mean gold"))
 fig.add_trace(go.Bar(x=table["epoch"], y=table["best_gold"] - table["gold"], name="best-of-8 gap"))
-fig.update_layout(barmode="stack", height=320, xaxis_title="SFT epoch", yaxis_title="gold", margin=dict(t=20, b=40))
+fig.update_layout(
+    barmode="stack", height=320, xaxis_title="SFT epoch", yaxis_title="gold", margin=dict(t=20, b=40)
+)
 st.plotly_chart(fig, width="stretch")
 st.dataframe(table.round(3), hide_index=True, width="stretch")

@@ -41,24 +41,52 @@ order = np.argsort(bandit.gold)
 labels = [f"answer {i + 1}" for i in range(len(order))]
 
 c = st.columns(4)
-c[0].metric("Entropy (nats)", f"{entropy(final):.2f}", f"{entropy(final) - entropy(start):+.2f}", delta_color="off")
-c[1].metric("Expected RM reward", f"{history.expected_rm.iloc[-1]:.2f}", f"{history.expected_rm.iloc[-1] - history.expected_rm.iloc[0]:+.2f}")
-c[2].metric("Expected gold", f"{history.expected_gold.iloc[-1]:.2f}", f"{history.expected_gold.iloc[-1] - history.expected_gold.iloc[0]:+.2f}")
+c[0].metric(
+    "Entropy (nats)", f"{entropy(final):.2f}", f"{entropy(final) - entropy(start):+.2f}", delta_color="off"
+)
+c[1].metric(
+    "Expected RM reward",
+    f"{history.expected_rm.iloc[-1]:.2f}",
+    f"{history.expected_rm.iloc[-1] - history.expected_rm.iloc[0]:+.2f}",
+)
+c[2].metric(
+    "Expected gold",
+    f"{history.expected_gold.iloc[-1]:.2f}",
+    f"{history.expected_gold.iloc[-1] - history.expected_gold.iloc[0]:+.2f}",
+)
 c[3].metric("KL to SFT", f"{history.kl.iloc[-1]:.2f}")
 
 bars = go.Figure()
 colours = [f"rgb({int(230 - 180 * g)}, {int(60 + 150 * g)}, 90)" for g in bandit.gold[order]]
 bars.add_trace(go.Bar(x=labels, y=start[order], name="SFT model", marker_color="lightgray"))
-bars.add_trace(go.Bar(x=labels, y=final[order], name=f"after {steps} PPO steps", marker_color=colours,
-                      customdata=np.stack([bandit.gold[order], bandit.rm[order]], 1),
-                      hovertemplate="p=%{y:.3f}<br>gold %{customdata[0]:.2f}<br>RM %{customdata[1]:.2f}"))
-bars.update_layout(barmode="group", height=340, title="Probability of each answer (sorted by gold; colour = gold, red bad, green good)",
-                   margin=dict(t=50, b=30), legend=dict(orientation="h", y=-0.15))
+bars.add_trace(
+    go.Bar(
+        x=labels,
+        y=final[order],
+        name=f"after {steps} PPO steps",
+        marker_color=colours,
+        customdata=np.stack([bandit.gold[order], bandit.rm[order]], 1),
+        hovertemplate="p=%{y:.3f}<br>gold %{customdata[0]:.2f}<br>RM %{customdata[1]:.2f}",
+    )
+)
+bars.update_layout(
+    barmode="group",
+    height=340,
+    title="Probability of each answer (sorted by gold; colour = gold, red bad, green good)",
+    margin=dict(t=50, b=30),
+    legend=dict(orientation="h", y=-0.15),
+)
 st.plotly_chart(bars, width="stretch")
 
 curves = make_subplots(rows=1, cols=2, subplot_titles=("entropy falls", "RM reward vs gold"))
 curves.add_trace(go.Scatter(x=history.step, y=history.entropy, name="entropy"), 1, 1)
-curves.add_trace(go.Scatter(x=history.step, y=history.expected_rm, name="expected RM reward", line=dict(dash="dash", width=3)), 1, 2)
+curves.add_trace(
+    go.Scatter(
+        x=history.step, y=history.expected_rm, name="expected RM reward", line=dict(dash="dash", width=3)
+    ),
+    1,
+    2,
+)
 curves.add_trace(go.Scatter(x=history.step, y=history.expected_gold, name="expected gold"), 1, 2)
 curves.update_layout(height=320, margin=dict(t=40, b=30), legend=dict(orientation="h", y=-0.2))
 curves.update_xaxes(title_text="PPO step")
@@ -88,7 +116,14 @@ for page, text in (
 
 with st.expander("The numbers behind the picture"):
     st.dataframe(
-        pd.DataFrame({"answer": labels, "gold": bandit.gold[order], "RM": bandit.rm[order],
-                      "p SFT": start[order], "p PPO": final[order]}).round(3),
+        pd.DataFrame(
+            {
+                "answer": labels,
+                "gold": bandit.gold[order],
+                "RM": bandit.rm[order],
+                "p SFT": start[order],
+                "p PPO": final[order],
+            }
+        ).round(3),
         hide_index=True,
     )

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.teaching import Bandit, make_bandit, run, softmax
 from engine.paths import REPO_ROOT
+from engine.teaching import Bandit, make_bandit, run, softmax
 from workbench.navigation import PAGES_DIR
 
 

@@ -76,7 +76,9 @@ def test_gold_judge_known_answers(prompt, response, expected):
 
 def test_judge_penalises_repetition_and_ignores_text_after_eos():
     clean = gold_score("review a movie about love :", "this movie about love was great and moving . [EOS]")
-    spam = gold_score("review a movie about love :", "this movie about love was great , great and great . [EOS]")
+    spam = gold_score(
+        "review a movie about love :", "this movie about love was great , great and great . [EOS]"
+    )
     assert spam < 0.5 * clean
     assert repetition_factor(["great", "great", "great"]) == pytest.approx(0.36)
     assert split_response("a b [EOS] c [PAD]") == (["a", "b"], True)

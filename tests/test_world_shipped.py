@@ -31,7 +31,10 @@ def test_world_check_quick_holds_on_the_shipped_artifacts():
     """The contract command: one JSON object, exit code 0 when every measured phenomenon holds."""
     proc = subprocess.run(
         [sys.executable, "-m", "engine", "world", "check", "--quick", "--json"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     results = json.loads(proc.stdout)
     failed = {k: v for k, v in results.items() if v["ok"] is False}

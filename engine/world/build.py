@@ -46,17 +46,21 @@ class WorldConfig:
 
 def sft_sample_pairs(sft_dir: Path, prompts: list, config: WorldConfig) -> list:
     """Gold-labelled within-prompt pairs of samples from every SFT epoch."""
+    from tqdm.auto import tqdm
+
     from engine.config import SamplingConfig
     from engine.world.judge import gold_batch
     from engine.world.samples import sample_checkpoint
 
-    from tqdm.auto import tqdm
-
     pairs = []
     for epoch in tqdm(range(1, config.sft_epochs + 1), desc="sampling SFT epochs for RM data", leave=False):
         samples = sample_checkpoint(
-            str(sft_dir / f"epoch-{epoch}"), prompts, gold_batch, SamplingConfig(max_new_tokens=24),
-            samples_per_prompt=config.rm_samples_per_prompt, seed=config.seed + 100 + epoch,
+            str(sft_dir / f"epoch-{epoch}"),
+            prompts,
+            gold_batch,
+            SamplingConfig(max_new_tokens=24),
+            samples_per_prompt=config.rm_samples_per_prompt,
+            seed=config.seed + 100 + epoch,
         )
         pairs += wdata.pairs_from_samples(
             samples.families, samples.prompts, samples.responses, samples.gold.tolist(), config.seed + epoch
@@ -87,7 +91,13 @@ def build_world(out_dir: Path, config: WorldConfig = WorldConfig()) -> dict:
     test_pairs = wdata.preference_pairs(prompts, config.rm_test_pairs, config.seed + 3)
     wdata.write_jsonl(tmp / "preferences_train.jsonl", train_pairs)
     wdata.write_jsonl(tmp / "preferences_test.jsonl", test_pairs)
-    log.info("data: %d prompts, %d SFT examples, %d/%d preference pairs", len(prompts), len(examples), len(train_pairs), len(test_pairs))
+    log.info(
+        "data: %d prompts, %d SFT examples, %d/%d preference pairs",
+        len(prompts),
+        len(examples),
+        len(train_pairs),
+        len(test_pairs),
+    )
 
     common = dict(
         vocab_size=len(tokenizer),
@@ -99,11 +109,19 @@ def build_world(out_dir: Path, config: WorldConfig = WorldConfig()) -> dict:
         embd_pdrop=0.0,
         attn_pdrop=0.0,
     )
-    policy = GPT2LMHeadModel(GPT2Config(n_layer=config.n_layer, n_embd=config.n_embd, n_head=config.n_head, **common))
+    policy = GPT2LMHeadModel(
+        GPT2Config(n_layer=config.n_layer, n_embd=config.n_embd, n_head=config.n_head, **common)
+    )
     sft_pairs = [pair for pair in examples for _ in range(config.sft_repeats)]
     train_sft(
-        policy, tokenizer, sft_pairs, epochs=config.sft_epochs, out_dir=tmp / "sft",
-        batch_size=config.sft_batch_size, lr=config.sft_lr, seed=config.seed,
+        policy,
+        tokenizer,
+        sft_pairs,
+        epochs=config.sft_epochs,
+        out_dir=tmp / "sft",
+        batch_size=config.sft_batch_size,
+        lr=config.sft_lr,
+        seed=config.seed,
     )
 
     # The labeller also ranks the SFT model's own samples ("sample, label, retrain"), so the RM is
@@ -113,11 +131,17 @@ def build_world(out_dir: Path, config: WorldConfig = WorldConfig()) -> dict:
     rm_pairs = [(p.prompt, p.chosen, p.rejected) for p in train_pairs + sample_pairs]
     log.info("RM data: %d generator pairs + %d SFT-sample pairs", len(train_pairs), len(sample_pairs))
 
-    body = GPT2Model(GPT2Config(n_layer=config.rm_layers, n_embd=config.rm_embd, n_head=config.n_head, **common))
+    body = GPT2Model(
+        GPT2Config(n_layer=config.rm_layers, n_embd=config.rm_embd, n_head=config.n_head, **common)
+    )
     rm = PooledRewardModel(body, config.rm_embd)
     train_reward_model(
-        rm, tokenizer, rm_pairs,
-        epochs=config.rm_epochs, lr=config.rm_lr, seed=config.seed,
+        rm,
+        tokenizer,
+        rm_pairs,
+        epochs=config.rm_epochs,
+        lr=config.rm_lr,
+        seed=config.seed,
     )
     rm.save(tmp / "rm")
     tokenizer.save_pretrained(tmp / "rm")

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from engine.config import SamplingConfig
 from engine.world import World
@@ -20,6 +18,7 @@ from engine.world.samples import SAMPLES_PER_PROMPT, Samples, sample_checkpoint
 
 log = logging.getLogger(__name__)
 MAX_NEW_TOKENS = 24
+T1 = SamplingConfig(max_new_tokens=MAX_NEW_TOKENS)  # the model's own distribution
 
 
 def add_rewards(samples: Samples, world: World, rm_cache: dict) -> Samples:
@@ -79,12 +78,16 @@ class Checker:
         self.rm: dict = {}
         self.cache: dict = {}
 
-    def samples(self, epoch: int, split: str, config: SamplingConfig = SamplingConfig(max_new_tokens=MAX_NEW_TOKENS)) -> Samples:
+    def samples(self, epoch: int, split: str, config: SamplingConfig = T1) -> Samples:
         key = (epoch, split, config)
         if key not in self.cache:
             self.cache[key] = sample_checkpoint(
-                self.world.policy_source(epoch), self.world.prompts(split), self.world.gold_batch, config,
-                seed=self.seed, model_cache=self.models,
+                self.world.policy_source(epoch),
+                self.world.prompts(split),
+                self.world.gold_batch,
+                config,
+                seed=self.seed,
+                model_cache=self.models,
             )
         return self.cache[key]
 
@@ -93,37 +96,57 @@ class Checker:
         h_first = self.samples(first, "sft_train").token_mean_entropy
         h_last = self.samples(last, "sft_train").token_mean_entropy
         ratio = h_first / max(h_last, 1e-9)
-        return result(ratio >= 2, ratio, f"mean per-token entropy on SFT-train prompts: epoch {first} {h_first:.3f} nats, epoch {last} {h_last:.3f} (ratio >= 2)")
+        return result(
+            ratio >= 2,
+            ratio,
+            f"mean per-token entropy on SFT-train prompts: epoch {first} {h_first:.3f} nats, epoch {last} {h_last:.3f} (ratio >= 2)",
+        )
 
     def w2_data_range(self) -> dict:
         e = self.world.default_epoch
         h_sft = self.samples(e, "sft_train").token_mean_entropy
         h_ppo = self.samples(e, "ppo_only").token_mean_entropy
         ratio = h_ppo / max(h_sft, 1e-9)
-        return result(ratio >= 1.3, ratio, f"epoch {e}: PPO-only prompts {h_ppo:.3f} nats vs SFT-train prompts {h_sft:.3f} (ratio >= 1.3; the seed saw 0.19 vs 0.12)")
+        return result(
+            ratio >= 1.3,
+            ratio,
+            f"epoch {e}: PPO-only prompts {h_ppo:.3f} nats vs SFT-train prompts {h_sft:.3f} (ratio >= 1.3; the seed saw 0.19 vs 0.12)",
+        )
 
     def _ppo_set(self, config: SamplingConfig) -> Samples:
         return self.samples(self.world.default_epoch, "ppo", config)
 
     def w3_rm_accuracy(self) -> dict:
-        s = add_rewards(self._ppo_set(SamplingConfig(max_new_tokens=MAX_NEW_TOKENS)), self.world, self.rm)
+        s = add_rewards(self._ppo_set(T1), self.world, self.rm)
         acc, n = rm_gold_agreement(s)
-        return result(0.75 <= acc <= 0.97, acc, f"RM vs gold on {n} within-prompt pairs of SFT epoch {self.world.default_epoch} samples (0.75..0.97)")
+        return result(
+            0.75 <= acc <= 0.97,
+            acc,
+            f"RM vs gold on {n} within-prompt pairs of SFT epoch {self.world.default_epoch} samples (0.75..0.97)",
+        )
 
     def w6_temperature(self) -> dict:
-        base = self._ppo_set(SamplingConfig(max_new_tokens=MAX_NEW_TOKENS)).gold.mean()
+        base = self._ppo_set(T1).gold.mean()
         hot = self._ppo_set(SamplingConfig(temperature=1.5, max_new_tokens=MAX_NEW_TOKENS)).gold.mean()
         nucleus = self._ppo_set(SamplingConfig(top_p=0.9, max_new_tokens=MAX_NEW_TOKENS)).gold.mean()
         drop_hot = (base - hot) / base
         drop_p = (base - nucleus) / base
         ok = drop_hot >= 0.25 and drop_p < drop_hot
-        return result(ok, drop_hot, f"gold T=1 {base:.3f}, T=1.5 {hot:.3f} (drop {drop_hot:.0%} >= 25%); top_p 0.9 {nucleus:.3f} (drop {drop_p:.0%}, smaller)")
+        return result(
+            ok,
+            drop_hot,
+            f"gold T=1 {base:.3f}, T=1.5 {hot:.3f} (drop {drop_hot:.0%} >= 25%); top_p 0.9 {nucleus:.3f} (drop {drop_p:.0%}, smaller)",
+        )
 
     def w7_reward_normalisation(self) -> dict:
-        s = add_rewards(self._ppo_set(SamplingConfig(max_new_tokens=MAX_NEW_TOKENS)), self.world, self.rm)
+        s = add_rewards(self._ppo_set(T1), self.world, self.rm)
         between, within = variance_split(s.reward, s.prompt_ids)
         ratio = between / max(within, 1e-12)
-        return result(ratio >= 1, ratio, f"RM reward variance between prompts {between:.3f} vs mean within-prompt {within:.3f} ({SAMPLES_PER_PROMPT} samples/prompt; ratio >= 1)")
+        return result(
+            ratio >= 1,
+            ratio,
+            f"RM reward variance between prompts {between:.3f} vs mean within-prompt {within:.3f} ({SAMPLES_PER_PROMPT} samples/prompt; ratio >= 1)",
+        )
 
 
 SFT_CHECKS: dict[str, Callable[[Checker], dict]] = {

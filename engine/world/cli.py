@@ -22,8 +22,12 @@ def register(subparsers) -> None:
     from engine.world.build import WorldConfig
 
     for f in fields(WorldConfig):
-        build.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
-                           help=f"(default {f.default})")
+        build.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=type(f.default),
+            default=f.default,
+            help=f"(default {f.default})",
+        )
     build.add_argument("--out", type=Path, default=None, help="output directory (default: data/world)")
     build.set_defaults(func=_build)
 

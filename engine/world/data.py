@@ -62,7 +62,9 @@ def make_prompts(seed: int) -> list[Prompt]:
         held_out = set(order[: round(len(order) * SFT_HELD_OUT_SHARE)]) if family.in_sft else set()
         for i, s in enumerate(slots):
             split = "ppo_only" if not family.in_sft else ("eval" if i in held_out else "sft_train")
-            prompts.append(Prompt(f"{family.name}-{i:03d}", family.name, " ".join(family.prompt_words(s)), split))
+            prompts.append(
+                Prompt(f"{family.name}-{i:03d}", family.name, " ".join(family.prompt_words(s)), split)
+            )
     return prompts
 
 
@@ -157,7 +159,9 @@ def pairs_from_samples(
     for i in range(0, len(prompts) - 1, 2):
         if prompts[i] != prompts[i + 1] or responses[i] == responses[i + 1]:
             continue
-        pair = label_pair(prompts[i], families[i], responses[i], responses[i + 1], golds[i], golds[i + 1], rng)
+        pair = label_pair(
+            prompts[i], families[i], responses[i], responses[i + 1], golds[i], golds[i + 1], rng
+        )
         if pair:
             pairs.append(pair)
     return pairs

@@ -37,8 +37,12 @@ def sample_epochs(
     frames = []
     for i, epoch in enumerate(world.sft_epochs):
         s = sample_checkpoint(
-            world.policy_source(epoch), prompts, world.gold_batch,
-            SamplingConfig(max_new_tokens=MAX_NEW_TOKENS), samples_per_prompt=samples_per_prompt, seed=seed,
+            world.policy_source(epoch),
+            prompts,
+            world.gold_batch,
+            SamplingConfig(max_new_tokens=MAX_NEW_TOKENS),
+            samples_per_prompt=samples_per_prompt,
+            seed=seed,
         )
         frames.append(
             pd.DataFrame(
@@ -79,7 +83,9 @@ def epoch_table(samples: pd.DataFrame) -> pd.DataFrame:
     """Per epoch: mean entropy by split, PPO-only / SFT-train ratio, mean and best-of-N gold and reward."""
     entropy = samples.pivot_table(index="epoch", columns="split", values="mean_entropy", aggfunc="mean")
     entropy.columns = [f"entropy_{c}" for c in entropy.columns]
-    per_prompt = samples.groupby(["epoch", "prompt_id"]).agg(best_gold=("gold", "max"), best_reward=("reward", "max"))
+    per_prompt = samples.groupby(["epoch", "prompt_id"]).agg(
+        best_gold=("gold", "max"), best_reward=("reward", "max")
+    )
     table = entropy.join(samples.groupby("epoch").agg(gold=("gold", "mean"), reward=("reward", "mean")))
     table = table.join(per_prompt.groupby("epoch").mean())
     if {"entropy_ppo_only", "entropy_sft_train"} <= set(table.columns):

@@ -12,7 +12,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from engine.world.vocab import ANIMAL_TRAITS, BAD_MOODS, COLOUR_THINGS, DIFFICULTY, GOOD_MOODS, NUMBERS, TOPICS
+from engine.world.vocab import (
+    ANIMAL_TRAITS,
+    BAD_MOODS,
+    COLOUR_THINGS,
+    DIFFICULTY,
+    GOOD_MOODS,
+    NUMBERS,
+    TOPICS,
+)
 
 Slots = dict[str, str]
 
@@ -84,7 +92,9 @@ class Family:
         raise NotImplementedError
 
 
-def _pick_items(correct: list[str], wrong: list[str], k: int, quality: float, rng: random.Random) -> list[str]:
+def _pick_items(
+    correct: list[str], wrong: list[str], k: int, quality: float, rng: random.Random
+) -> list[str]:
     """k distinct items, each correct with probability ``quality``; sorted (canonical order)."""
     good = [c for c in correct]
     bad = [w for w in wrong if w not in correct]
@@ -126,7 +136,9 @@ class Describe(Family):
 
     def content(self, s, w):
         correct = set(ANIMAL_TRAITS[s["animal"]])
-        items = split_list(w[3:-1]) if len(w) >= 5 and w[0] == "the" and w[2] == "is" and w[-1] == "." else None
+        items = (
+            split_list(w[3:-1]) if len(w) >= 5 and w[0] == "the" and w[2] == "is" and w[-1] == "." else None
+        )
         if items is None:
             return 0.5 * bag_score(w, correct, 3), False
         subject = 1.0 if w[1] == s["animal"] else 0.3
@@ -141,7 +153,12 @@ class Review(Family):
         return ["review", "a", s["polarity"], "movie", "about", s["topic"], ":"]
 
     def parse_prompt(self, w):
-        ok = len(w) == 7 and w[:2] == ["review", "a"] and w[2] in ("good", "bad") and w[3:5] == ["movie", "about"]
+        ok = (
+            len(w) == 7
+            and w[:2] == ["review", "a"]
+            and w[2] in ("good", "bad")
+            and w[3:5] == ["movie", "about"]
+        )
         return {"polarity": w[2], "topic": w[5]} if ok and w[5] in TOPICS and w[6] == ":" else None
 
     def difficulty(self, s):
@@ -151,7 +168,15 @@ class Review(Family):
         right, wrong = (GOOD_MOODS, BAD_MOODS) if s["polarity"] == "good" else (BAD_MOODS, GOOD_MOODS)
         k = 2 if rng.random() < 0.4 + quality / 2 else 1
         topic = s["topic"] if rng.random() < 0.6 + 0.4 * quality else rng.choice(TOPICS)
-        return ["this", "movie", "about", topic, "was", *join_list(_pick_items(right, wrong, k, quality, rng)), "."]
+        return [
+            "this",
+            "movie",
+            "about",
+            topic,
+            "was",
+            *join_list(_pick_items(right, wrong, k, quality, rng)),
+            ".",
+        ]
 
     def content(self, s, w):
         right = set(GOOD_MOODS if s["polarity"] == "good" else BAD_MOODS)
@@ -231,7 +256,12 @@ class TraitList(ColourList):
         return ["list", s["n"], "traits", "of", "the", s["animal"], ":"]
 
     def parse_prompt(self, w):
-        ok = len(w) == 7 and w[0] == "list" and w[1] in ("two", "three", "four") and w[2:5] == ["traits", "of", "the"]
+        ok = (
+            len(w) == 7
+            and w[0] == "list"
+            and w[1] in ("two", "three", "four")
+            and w[2:5] == ["traits", "of", "the"]
+        )
         return {"n": w[1], "animal": w[5]} if ok and w[5] in ANIMAL_TRAITS and w[6] == ":" else None
 
     def difficulty(self, s):
@@ -246,7 +276,10 @@ class Count(Family):
 
     def all_slots(self):
         return [
-            {"start": NUMBERS[a], "end": NUMBERS[a + d]} for a in range(10) for d in range(2, 6) if a + d < len(NUMBERS)
+            {"start": NUMBERS[a], "end": NUMBERS[a + d]}
+            for a in range(10)
+            for d in range(2, 6)
+            if a + d < len(NUMBERS)
         ]
 
     def prompt_words(self, s):
@@ -283,8 +316,15 @@ FAMILIES: dict[str, Family] = {
         Review("review", "review a good or bad movie about a topic", True, 9),
         ColourList("colour_list", "list n things of a colour", True, 8),
         Count("count", "count from one number to another (easy, near-deterministic)", True, 6),
-        Praise("praise", "review a movie, no polarity given; the labeller prefers praise (PPO only)", False, 9),
-        TraitList("trait_list", "list three traits of an animal (PPO only: the list template with an animal)", False, 8),
+        Praise(
+            "praise", "review a movie, no polarity given; the labeller prefers praise (PPO only)", False, 9
+        ),
+        TraitList(
+            "trait_list",
+            "list three traits of an animal (PPO only: the list template with an animal)",
+            False,
+            8,
+        ),
     )
 }
 

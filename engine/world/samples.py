@@ -59,7 +59,12 @@ def sample_checkpoint(
         chunk = rows[start : start + batch_size]
         ids, mask = encode_prompts(tok, [p.text for p in chunk], loaded.device)
         gen = generate(
-            loaded.model, ids, mask, config, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+            loaded.model,
+            ids,
+            mask,
+            config,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
             generator=generator,
         )
         # entropy of the model distribution (T = 1) whatever the sampling settings

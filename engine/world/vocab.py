@@ -32,7 +32,20 @@ ANIMAL_TRAITS: dict[str, list[str]] = {
 }
 TRAITS = sorted({t for ts in ANIMAL_TRAITS.values() for t in ts})
 
-TOPICS = ["war", "love", "space", "crime", "music", "sport", "family", "robots", "magic", "history", "ocean", "school"]
+TOPICS = [
+    "war",
+    "love",
+    "space",
+    "crime",
+    "music",
+    "sport",
+    "family",
+    "robots",
+    "magic",
+    "history",
+    "ocean",
+    "school",
+]
 GOOD_MOODS = ["great", "wonderful", "moving", "funny", "brilliant", "charming", "clever"]
 BAD_MOODS = ["boring", "dull", "awful", "silly", "weak", "painful", "slow"]
 
@@ -46,14 +59,53 @@ COLOUR_THINGS: dict[str, list[str]] = {
 }
 
 NUMBERS = [
-    "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
 ]
 
 FUNCTION_WORDS = [
-    ":", ",", ".", "and", "the", "is", "a", "this", "movie", "about", "was", "describe", "review", "good",
-    "bad", "list", "things", "count", "from", "to", "praise", "traits", "of", "very", "it", "not",
+    ":",
+    ",",
+    ".",
+    "and",
+    "the",
+    "is",
+    "a",
+    "this",
+    "movie",
+    "about",
+    "was",
+    "describe",
+    "review",
+    "good",
+    "bad",
+    "list",
+    "things",
+    "count",
+    "from",
+    "to",
+    "praise",
+    "traits",
+    "of",
+    "very",
+    "it",
+    "not",
 ]
+
 
 # slot word -> difficulty (how poor the SFT data about it is). Deterministic, spread over [0.1, 0.9].
 def _spread(words: list[str], offset: int) -> dict[str, float]:
@@ -72,8 +124,15 @@ def vocabulary() -> list[str]:
     """All tokens, specials first; order fixed so token ids never change."""
     words: list[str] = []
     for group in (
-        FUNCTION_WORDS, list(ANIMAL_TRAITS), TRAITS, TOPICS, GOOD_MOODS, BAD_MOODS,
-        list(COLOUR_THINGS), [t for ts in COLOUR_THINGS.values() for t in ts], NUMBERS,
+        FUNCTION_WORDS,
+        list(ANIMAL_TRAITS),
+        TRAITS,
+        TOPICS,
+        GOOD_MOODS,
+        BAD_MOODS,
+        list(COLOUR_THINGS),
+        [t for ts in COLOUR_THINGS.values() for t in ts],
+        NUMBERS,
     ):
         for w in group:
             if w not in words:
