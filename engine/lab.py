@@ -22,8 +22,8 @@ import torch
 
 from engine.config import ConfigError, SamplingConfig, validate_prompt
 from engine.models import LoadedModel, load_causal_lm
-from engine.reward import load_reward_model
-from engine.sampling import Generation, encode_prompts, generate, sampling_logits
+from engine.reward import load_reward_model, score_texts
+from engine.sampling import Generation, generate_from_texts, sampling_logits
 
 SIGNALS = ("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates")
 SIGNAL_HELP = {
@@ -180,19 +180,9 @@ def sample_batch(
     prompts = clean_prompts(prompts)
     tok = loaded.tokenizer
     rows = [i for i in range(len(prompts)) for _ in range(n_samples)]
-    ids, mask = encode_prompts(tok, [prompts[i] for i in rows], loaded.device)
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
     with threads_for(loaded.model):
-        gen = generate(
-            loaded.model,
-            ids,
-            mask,
-            config,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-            generator=generator,
-            on_step=on_step,
-        )
+        gen = generate_from_texts(loaded, [prompts[i] for i in rows], config, generator, on_step=on_step)
     gen.logits = gen.logits.cpu()  # the view only re-scores these; keep accelerator memory free
     response_ids = gen.response_ids.tolist()
     keep = gen.response_mask.tolist()
@@ -235,31 +225,10 @@ def score_batch(
             scores = reward_model.model(gen.sequences.to(device), gen.attention_mask.to(device))
             batch.rewards = scores.float().cpu().numpy()
         else:
-            batch.rewards = score_texts(reward_model, prompts, batch.responses)
+            batch.rewards = score_texts(reward_model, prompts, batch.responses).numpy()
     if gold is not None:
         batch.gold = np.asarray(gold(tokenizer, prompts, batch.response_ids), dtype=float)
     return batch
-
-
-@torch.no_grad()
-def score_texts(reward_model: LoadedModel, prompts: list[str], responses: list[str]) -> np.ndarray:
-    """RM score of each (prompt, response) text: the prompt's ids then the response's, right-padded."""
-    tok = reward_model.tokenizer
-    rows = []
-    for prompt, response in zip(prompts, responses, strict=True):
-        ids = (
-            tok(prompt, add_special_tokens=False)["input_ids"]
-            + tok(response, add_special_tokens=False)["input_ids"]
-        )
-        rows.append(ids or [tok.pad_token_id or 0])
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), tok.pad_token_id or 0, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = True
-    device = reward_model.device
-    return reward_model.model(input_ids.to(device), mask.to(device)).float().cpu().numpy()
 
 
 def world_gold(world) -> GoldFn:

@@ -119,8 +119,12 @@ def encode_texts(tokenizer, prompts: list[str], responses: list[str], device: to
     """Right-padded (ids, mask) of ``prompt + response`` texts, each (B, L)."""
     from engine.sampling import pad_right
 
+    # Prompt and response are tokenised apart, as they were generated (a subword tokenizer could
+    # merge across the boundary of the joined text); an empty pair keeps one pad token.
     rows = [
-        tokenizer(f"{p} {r}".strip(), add_special_tokens=False)["input_ids"]
+        tokenizer(p, add_special_tokens=False)["input_ids"]
+        + tokenizer(r, add_special_tokens=False)["input_ids"]
+        or [tokenizer.pad_token_id]
         for p, r in zip(prompts, responses, strict=True)
     ]
     ids, mask = pad_right(rows, tokenizer.pad_token_id)

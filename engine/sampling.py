@@ -277,7 +277,9 @@ def generate(
             has_eos |= alive & (token == eos_token_id)
         if len(tokens) == config.max_new_tokens or not bool(alive.any()):  # sync point, once per step
             break
-        attention = torch.cat([attention, torch.ones((batch, 1), dtype=attention.dtype, device=device)], dim=1)
+        attention = torch.cat(
+            [attention, torch.ones((batch, 1), dtype=attention.dtype, device=device)], dim=1
+        )
         out = model(
             input_ids=token.unsqueeze(-1),
             attention_mask=attention,
@@ -313,14 +315,12 @@ def _static_cache(model: nn.Module, max_len: int) -> dict:
         return {}
 
 
-def generate_text(
-    loaded, prompts: list[str], config: SamplingConfig, *, seed: int = 0, samples_per_prompt: int = 1
+def generate_from_texts(
+    loaded, prompts: list[str], config: SamplingConfig, generator: torch.Generator | None, **kwargs
 ) -> Generation:
-    """Convenience: encode prompts (each repeated ``samples_per_prompt`` times) and sample."""
+    """Encode prompt texts (left-padded) and sample with the loaded model's EOS and pad tokens."""
     tok = loaded.tokenizer
-    repeated = [p for p in prompts for _ in range(samples_per_prompt)]
-    ids, mask = encode_prompts(tok, repeated, loaded.device)
-    generator = torch.Generator(device=loaded.device).manual_seed(seed)
+    ids, mask = encode_prompts(tok, prompts, loaded.device)
     return generate(
         loaded.model,
         ids,
@@ -329,7 +329,17 @@ def generate_text(
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
         generator=generator,
+        **kwargs,
     )
+
+
+def generate_text(
+    loaded, prompts: list[str], config: SamplingConfig, *, seed: int = 0, samples_per_prompt: int = 1
+) -> Generation:
+    """Convenience: each prompt repeated ``samples_per_prompt`` times, sampled from ``seed``."""
+    repeated = [p for p in prompts for _ in range(samples_per_prompt)]
+    generator = torch.Generator(device=loaded.device).manual_seed(seed)
+    return generate_from_texts(loaded, repeated, config, generator)
 
 
 def decode_tokens(tokenizer, ids: torch.Tensor, mask: torch.Tensor) -> list[list[str]]:

@@ -45,7 +45,7 @@ def sample_checkpoint(
     model_cache: dict | None = None,
 ) -> Samples:
     from engine.models import load_causal_lm
-    from engine.sampling import encode_prompts, generate, masked_mean
+    from engine.sampling import generate_from_texts, masked_mean
 
     cache = model_cache if model_cache is not None else {}
     if source not in cache:
@@ -57,16 +57,7 @@ def sample_checkpoint(
     texts, entropies, ent_sum, n_tok = [], [], 0.0, 0
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        ids, mask = encode_prompts(tok, [p.text for p in chunk], loaded.device)
-        gen = generate(
-            loaded.model,
-            ids,
-            mask,
-            config,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-            generator=generator,
-        )
+        gen = generate_from_texts(loaded, [p.text for p in chunk], config, generator)
         # entropy of the model distribution (T = 1) whatever the sampling settings
         entropy = gen.signals(SamplingConfig()).entropy
         entropies.append(masked_mean(entropy, gen.response_mask, dim=1).cpu().numpy())
