@@ -124,6 +124,10 @@ def merged_lora(model: nn.Module) -> Iterator[nn.Module]:
     from peft.tuners.lora import LoraLayer
 
     layers = [m for m in model.modules() if isinstance(m, LoraLayer) and not m.merged]
+    if any(getattr(m.get_base_layer(), "bf16_forward", False) for m in layers):
+        # A bf16 base computes bf16(W) x + LoRA(x); merged weights bf16(W + BA) would be another
+        # function, and the rollout's log-probs must be the update's (ratio == 1).
+        layers = []
     if not layers or not hasattr(model, "merge_adapter"):
         yield model
         return
@@ -185,6 +189,18 @@ class _FrozenMatmulBF16Backward(torch.autograd.Function):
         return grad_in.to(grad_out.dtype), None, None, None
 
 
+class _FrozenMatmulBF16(torch.autograd.Function):
+    """y = bf16(x) bf16(W) + b (fp32 accumulation and bias, fp32 out); the input gradient in bf16 too."""
+
+    @staticmethod
+    def forward(ctx, x2d, weight_in_out_bf16, bias, weight_out_in_bf16):
+        ctx.save_for_backward(weight_out_in_bf16)
+        y = (x2d.to(torch.bfloat16) @ weight_in_out_bf16).to(x2d.dtype)
+        return y if bias is None else y.add_(bias)
+
+    backward = _FrozenMatmulBF16Backward.backward
+
+
 def bf16_matmul_is_fast(device: torch.device) -> bool:
     """CUDA, or a CPU with native bf16 dot products (avx512_bf16 or AMX)."""
     if device.type == "cuda":
@@ -196,16 +212,22 @@ def bf16_matmul_is_fast(device: torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def bf16_backward(model: nn.Module) -> int:
-    """Make the input-gradient matmuls through *frozen* linear layers run in bf16 (2.2x the fp32
-    matmul throughput on an avx512_bf16 CPU; measured 200 vs 90 GFLOP/s on one core).
+def frozen_matmuls_in_bf16(model: nn.Module, precision: str = "bf16") -> int:
+    """Run the matmuls of *frozen* linear layers (the base model under LoRA) in bf16.
 
-    The forward pass, hence log-probs, ratios, values and losses, stays fp32; only the backward
-    signal flowing through frozen weights is rounded to bf16 (as in bf16 mixed-precision training,
-    which also rounds the forward). Returns how many layers were patched.
+    ``"bf16_grad"``: only the input gradient dy W^T is bf16; the forward, hence log-probs, ratios,
+    values and losses, stays fp32 (2.2x the fp32 matmul throughput on an avx512_bf16 CPU backward).
+    ``"bf16"``: the forward too (inputs and weights rounded to bf16, fp32 accumulation and output,
+    measured 4x the fp32 GFLOP/s on this project's 2-core CPUs), in *every* phase: sampling (which
+    then keeps the LoRA unmerged, see :func:`merged_lora`), the reference and the update all compute
+    the same function, so ratio == 1 before the first step and KL == 0 with the adapter disabled.
+    The trainable LoRA matrices, value head, softmax and losses stay fp32 (as in LoRA over a bf16 base).
+    Returns how many layers were patched.
     """
     from transformers.pytorch_utils import Conv1D
 
+    if precision not in ("bf16_grad", "bf16"):
+        raise ValueError(f"unknown bf16 mode {precision!r}")
     patched = 0
     for module in model.modules():
         weight = getattr(module, "weight", None)
@@ -214,25 +236,45 @@ def bf16_backward(model: nn.Module) -> int:
         bias = getattr(module, "bias", None)
         if bias is not None and bias.requires_grad:
             continue
-        module.forward = _bf16_backward_forward(module, module.forward, isinstance(module, Conv1D))
+        conv1d = isinstance(module, Conv1D)
+        if precision == "bf16":
+            module.forward = _bf16_forward(module, conv1d)
+            module.bf16_forward = True  # read by merged_lora
+        else:
+            module.forward = _bf16_backward_forward(module, module.forward, conv1d)
         patched += 1
     return patched
 
 
+def _bf16_weights(module: nn.Module, conv1d: bool, cache: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W as (in, out), W as (out, in)) in bf16, recast only when the weight changed in place."""
+    weight = module.weight
+    if cache.get("version") != weight._version:
+        w_out_in = (weight.detach().t() if conv1d else weight.detach()).to(torch.bfloat16).contiguous()
+        cache.update(version=weight._version, out_in=w_out_in, in_out=w_out_in.t().contiguous())
+    return cache["in_out"], cache["out_in"]
+
+
+def _bf16_forward(module: nn.Module, conv1d: bool):
+    cache: dict[str, object] = {}
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        w_in_out, w_out_in = _bf16_weights(module, conv1d, cache)
+        y = _FrozenMatmulBF16.apply(x.reshape(-1, x.shape[-1]), w_in_out, module.bias, w_out_in)
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+    return forward
+
+
 def _bf16_backward_forward(module: nn.Module, original, conv1d: bool):
-    cache: dict[str, object] = {"version": None, "weight": None}
+    cache: dict[str, object] = {}
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         if not (torch.is_grad_enabled() and x.requires_grad):
             return original(x)
-        weight = module.weight
-        if cache["version"] != weight._version:  # weights change only when LoRA is merged/restored
-            w_out_in = weight.detach().t() if conv1d else weight.detach()
-            cache["weight"], cache["version"] = w_out_in.to(torch.bfloat16).contiguous(), weight._version
-        w_in_out = weight if conv1d else weight.t()
-        y = _FrozenMatmulBF16Backward.apply(
-            x.reshape(-1, x.shape[-1]), w_in_out, module.bias, cache["weight"]
-        )
+        _, w_out_in = _bf16_weights(module, conv1d, cache)
+        w_in_out = module.weight if conv1d else module.weight.t()
+        y = _FrozenMatmulBF16Backward.apply(x.reshape(-1, x.shape[-1]), w_in_out, module.bias, w_out_in)
         return y.view(*x.shape[:-1], y.shape[-1])
 
     return forward

@@ -13,11 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import ConfigError
-from engine.ppo_config import KL_ESTIMATORS, REWARD_NORMS, SECTION_TYPES, PPOConfig, field_docs
+from engine.ppo_config import (
+    BASE_PRECISIONS,
+    KL_ESTIMATORS,
+    REWARD_NORMS,
+    SECTION_TYPES,
+    PPOConfig,
+    field_docs,
+)
 
 log = logging.getLogger(__name__)
 
-CHOICES = {"KLEstimator": KL_ESTIMATORS, "RewardNorm": REWARD_NORMS}
+CHOICES = {"KLEstimator": KL_ESTIMATORS, "RewardNorm": REWARD_NORMS, "BasePrecision": BASE_PRECISIONS}
 
 
 def _none_or(kind: type):

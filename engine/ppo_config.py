@@ -20,8 +20,10 @@ from engine.config import ConfigError, SamplingConfig
 
 KLEstimator = Literal["k1", "k3"]
 RewardNorm = Literal["none", "batch", "prompt"]
+BasePrecision = Literal["fp32", "bf16_grad", "bf16"]
 KL_ESTIMATORS = ("k1", "k3")
 REWARD_NORMS = ("none", "batch", "prompt")
+BASE_PRECISIONS = ("fp32", "bf16_grad", "bf16")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -104,8 +106,8 @@ class PPOHyperConfig:
     """RM score normalisation: none, batch (whiten over the batch) or prompt (subtract the prompt mean, divide by batch std)."""
     reward_clip: float | None = None
     """Clip the (normalised) score to [-reward_clip, reward_clip]; None = off."""
-    bf16_backward: bool = True
-    """Input gradients through frozen weights in bf16 where bf16 matmuls are fast (CUDA, avx512_bf16/AMX CPUs); forward, log-probs and ratios stay fp32."""
+    base_precision: BasePrecision = "bf16"
+    """Matmuls of the frozen base where bf16 matmuls are fast (CUDA, avx512_bf16/AMX CPUs; fp32 elsewhere): bf16 = forward and input gradient in bf16 in every phase, bf16_grad = only the input gradient, fp32 = none."""
 
     def __post_init__(self) -> None:
         _check(
@@ -151,6 +153,10 @@ class PPOHyperConfig:
         _check(
             self.reward_norm in REWARD_NORMS,
             f"reward_norm must be one of {REWARD_NORMS}, got {self.reward_norm!r}",
+        )
+        _check(
+            self.base_precision in BASE_PRECISIONS,
+            f"base_precision must be one of {BASE_PRECISIONS}, got {self.base_precision!r}",
         )
         _check(
             self.reward_clip is None or (_finite(self.reward_clip) and self.reward_clip > 0),
@@ -253,6 +259,8 @@ class PPOConfig:
         for f in dataclasses.fields(cls):
             section_cls = SECTION_TYPES[f.name]
             values = dict(data.get(f.name, {}))
+            if f.name == "ppo" and "bf16_backward" in values:  # runs saved before base_precision
+                values.setdefault("base_precision", "bf16_grad" if values.pop("bf16_backward") else "fp32")
             known = {g.name for g in dataclasses.fields(section_cls)}
             unknown = sorted(set(values) - known)
             _check(not unknown, f"unknown {f.name} settings {unknown}")

@@ -28,9 +28,9 @@ from engine.models import LoadedModel, ValueHead, attach_lora, hidden_size, load
 from engine.ppo import (
     Rollout,
     UpdateBatch,
-    bf16_backward,
     bf16_matmul_is_fast,
     explained_variance,
+    frozen_matmuls_in_bf16,
     fuse_activations,
     gae,
     is_finite,
@@ -106,8 +106,9 @@ class PPOTrainer:
         self.device = policy.device
         self.model.eval()  # dropout off: rollout and update must see the same function
         fuse_activations(self.model)
-        if config.ppo.bf16_backward and bf16_matmul_is_fast(self.device):
-            bf16_backward(self.model)
+        self.base_precision = config.ppo.base_precision if bf16_matmul_is_fast(self.device) else "fp32"
+        if self.base_precision != "fp32":
+            frozen_matmuls_in_bf16(self.model, self.base_precision)
         if value_head is None:
             torch.manual_seed(config.run.seed)
             value_head = ValueHead(hidden_size(self.model))

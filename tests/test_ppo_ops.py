@@ -345,21 +345,44 @@ def test_fused_gelu_is_the_same_function():
     torch.testing.assert_close(GELUTanh()(x), NewGELUActivation()(x), atol=1e-12, rtol=0)
 
 
-def test_bf16_backward_keeps_the_forward_and_approximates_the_gradient():
-    from engine.ppo import bf16_backward
+def _logprobs_and_grads(precision: str | None):
+    from engine.ppo import frozen_matmuls_in_bf16
 
-    def grads_and_logprobs(patch: bool):
-        model, _ = _lora_policy()
-        if patch:
-            assert bf16_backward(model) > 0
-        seq = torch.randint(4, 40, (3, 9), generator=torch.Generator().manual_seed(0))
-        logprobs, _, _ = policy_forward(model, seq, torch.ones_like(seq, dtype=torch.bool), 4, 0.7)
-        logprobs.sum().backward()
-        return logprobs.detach(), torch.cat(
-            [p.grad.flatten() for p in model.parameters() if p.grad is not None]
-        )
+    model, _ = _lora_policy()
+    if precision is not None:
+        assert frozen_matmuls_in_bf16(model, precision) > 0
+    seq = torch.randint(4, 40, (3, 9), generator=torch.Generator().manual_seed(0))
+    logprobs, _, _ = policy_forward(model, seq, torch.ones_like(seq, dtype=torch.bool), 4, 0.7)
+    logprobs.sum().backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return logprobs.detach(), grads
 
-    lp32, g32 = grads_and_logprobs(False)
-    lp16, g16 = grads_and_logprobs(True)
+
+def test_bf16_grad_keeps_the_forward_and_approximates_the_gradient():
+    lp32, g32 = _logprobs_and_grads(None)
+    lp16, g16 = _logprobs_and_grads("bf16_grad")
     assert torch.equal(lp32, lp16)  # the forward is untouched
     assert float((g16 - g32).norm() / g32.norm()) < 0.02
+
+
+def test_bf16_base_approximates_forward_and_gradient():
+    lp32, g32 = _logprobs_and_grads(None)
+    lp16, g16 = _logprobs_and_grads("bf16")
+    assert lp16.dtype == torch.float32
+    torch.testing.assert_close(lp16, lp32, atol=0.05, rtol=0)  # bf16 rounding: ~3 significant digits
+    assert not torch.equal(lp16, lp32)  # the bf16 path really ran
+    assert float((g16 - g32).norm() / g32.norm()) < 0.03
+
+
+def test_bf16_base_keeps_the_lora_unmerged_for_sampling():
+    """Merged bf16(W + BA) is another function than bf16(W) + BA: sampling must not merge."""
+    from engine.ppo import frozen_matmuls_in_bf16, merged_lora
+
+    model, _ = _lora_policy()
+    frozen_matmuls_in_bf16(model, "bf16")
+    ids = torch.tensor([[4, 5, 6, 7]])
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        with merged_lora(model):
+            inside = model(input_ids=ids).logits
+    assert torch.equal(inside, before)

@@ -100,6 +100,19 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_sources):
     )
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16_grad", "bf16"])
+def test_ratio_one_and_zero_kl_at_step_one_for_every_base_precision(precision, tiny_sources, monkeypatch):
+    """Sampling, reference and update compute the same function in each precision mode."""
+    monkeypatch.setattr("engine.trainer.bf16_matmul_is_fast", lambda device: True)  # any CPU runs bf16
+    config = tiny_config(steps=1, prompts_per_step=4).replace(base_precision=precision)
+    trainer = build_trainer(config, None, sources=tiny_sources, device="cpu")
+    assert trainer.base_precision == precision
+    m = trainer.iteration(1).metrics
+    assert abs(m["policy/ratio_first_minibatch"] - 1.0) < 1e-5
+    assert abs(m["objective/kl"]) < 1e-5
+    assert m["guard/skipped_minibatches"] == 0
+
+
 def test_bad_batch_arithmetic_and_negative_kl():
     with pytest.raises(ConfigError, match="not divisible"):
         PPOConfig(
@@ -111,6 +124,12 @@ def test_bad_batch_arithmetic_and_negative_kl():
         PPOConfig().replace(kl_coeff=0.1)
     assert PPOConfig().replace(kl_coef=0.0, steps=3).run.steps == 3
     assert PPOConfig.from_dict(PPOConfig().to_dict()) == PPOConfig()
+    with pytest.raises(ConfigError, match="base_precision"):
+        PPOConfig().replace(base_precision="fp16")
+    legacy = PPOConfig().to_dict()  # runs saved before base_precision replaced bf16_backward
+    del legacy["ppo"]["base_precision"]
+    legacy["ppo"]["bf16_backward"] = True
+    assert PPOConfig.from_dict(legacy).ppo.base_precision == "bf16_grad"
 
 
 def test_nonfinite_step_is_skipped_not_logged(tmp_path, tiny_sources):
@@ -122,3 +141,27 @@ def test_nonfinite_step_is_skipped_not_logged(tmp_path, tiny_sources):
     assert result.skipped and result.rows is None and result.metrics["guard/bad_step"] == 1.0
     trainer.log_step(result)
     assert not (tmp_path / "run" / "rollouts").exists()
+
+
+def test_bench_ppo_json_contract(capsys):
+    """The tiny-ppo-cpu protocol's JSON (2 iterations: one warm-up, one measured; no timing asserts)."""
+    import json
+
+    from engine.__main__ import main
+
+    assert main(["bench", "ppo", "--json", "--iterations", "2", "--threads", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["protocol"] == "tiny-ppo-cpu"
+    assert (
+        result["optimizer_steps_per_iteration"],
+        result["tokens_per_iteration"],
+        result["ppo_epochs"],
+    ) == (
+        16,
+        2048,
+        4,
+    )
+    for key in ("seconds_per_iteration", "generation_seconds", "train_seconds", "peak_rss_mb"):
+        assert result[key] > 0, key
+    assert result["base_precision"] in ("fp32", "bf16")
+    assert len(result["per_iteration"]) == 2

@@ -29,8 +29,14 @@ def make_gpt2(vocab_size: int, seed: int = 0, n_layer: int = 2, n_embd: int = 32
 
     torch.manual_seed(seed)
     config = GPT2Config(
-        vocab_size=vocab_size, n_positions=64, n_layer=n_layer, n_head=2, n_embd=n_embd,
-        bos_token_id=1, eos_token_id=2, pad_token_id=0,
+        vocab_size=vocab_size,
+        n_positions=64,
+        n_layer=n_layer,
+        n_head=2,
+        n_embd=n_embd,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
     )
     return GPT2LMHeadModel(config).eval()
 
@@ -40,9 +46,16 @@ def make_llama(vocab_size: int, seed: int = 0):
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-        bos_token_id=1, eos_token_id=2, pad_token_id=0,
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
     )
     return LlamaForCausalLM(config).eval()
 

@@ -39,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
+        "--base-precision",
+        choices=("fp32", "bf16_grad", "bf16"),
+        default="bf16",
+        help="matmuls of the frozen base (bf16 only where bf16 matmuls are fast; default bf16)",
+    )
+    parser.add_argument(
         "--profile", default=None, help="write a torch profiler table of one iteration to this file"
     )
 
@@ -59,7 +65,7 @@ def build_tokenizer():
     return tok, words
 
 
-def build_trainer(run_dir: Path):
+def build_trainer(run_dir: Path, base_precision: str = "bf16"):
     """The protocol's models, prompts and PPO config, wired into an :class:`engine.trainer.PPOTrainer`."""
     import numpy as np
     import torch
@@ -96,6 +102,7 @@ def build_trainer(run_dir: Path):
             num_minibatches=4,
             learning_rate=1e-4,
             reward_norm="none",  # as TRL: raw RM scores
+            base_precision=base_precision,
         ),  # fmt: skip
         run=RunConfig(steps=10_000, prompts_per_step=PROMPTS_PER_ITERATION, samples_per_prompt=1, seed=SEED),
     )
@@ -145,7 +152,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--iterations must be >= 2 (the first is a warm-up)")
     logging.getLogger("engine").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-ppo-") as tmp:
-        trainer, config, _ = build_trainer(Path(tmp) / "run")
+        trainer, config, _ = build_trainer(Path(tmp) / "run", args.base_precision)
         per_iteration = []
         for step in range(1, args.iterations + 1):
             t0 = time.perf_counter()
@@ -183,6 +190,7 @@ def main(args: argparse.Namespace) -> int:
     result = {
         "protocol": PROTOCOL,
         "engine": "engine.trainer.PPOTrainer",
+        "base_precision": trainer.base_precision,
         "seconds_per_iteration": med("total_s"),
         "generation_seconds": med("generation_s"),
         "ref_and_score_seconds": med("ref_and_score_s"),
