@@ -11,6 +11,7 @@ from engine.world.data import (
     build_tokenizer,
     label_pair,
     make_prompts,
+    pairs_from_samples,
     preference_pairs,
     sft_examples,
 )
@@ -114,6 +115,20 @@ def test_label_pair_skips_ties_and_flips_close_pairs_more_often():
     close = [label_pair("p", "f", "a", "b", 0.51, 0.5, rng).chosen == "b" for _ in range(2000)]
     far = [label_pair("p", "f", "a", "b", 0.9, 0.1, rng).chosen == "b" for _ in range(2000)]
     assert sum(close) / 2000 > 0.4 > 0.01 > sum(far) / 2000
+
+
+def test_pairs_from_samples_compare_distinct_responses_of_one_prompt_up_to_the_cap():
+    prompts = ["p"] * 4 + ["q"] * 3
+    responses = ["a", "b", "c", "a", "x", "y", "z"]
+    golds = [0.1, 0.2, 0.3, 0.1, 0.5, 0.5, 0.9]  # p: a-a is a duplicate; q: x-y is a gold tie
+    pairs = pairs_from_samples(["f"] * 7, prompts, responses, golds, seed=0)
+    assert len(pairs) == 5 + 2  # p: 6 pairs less the identical (a, a); q: 3 pairs less the tie (x, y)
+    assert all(p.chosen != p.rejected and p.gold_chosen != p.gold_rejected for p in pairs)
+    assert all(
+        {p.chosen, p.rejected} <= set(responses[:4] if p.prompt == "p" else responses[4:]) for p in pairs
+    )
+    capped = pairs_from_samples(["f"] * 7, prompts, responses, golds, seed=0, max_pairs_per_prompt=1)
+    assert [p.prompt for p in capped].count("p") == 1 and [p.prompt for p in capped].count("q") <= 1
 
 
 def test_load_world_without_a_build_is_a_clear_error(tmp_path):

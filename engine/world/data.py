@@ -151,19 +151,27 @@ def preference_pairs(prompts: list[Prompt], n_pairs: int, seed: int) -> list[Pre
 
 
 def pairs_from_samples(
-    families: list[str], prompts: list[str], responses: list[str], golds: list[float], seed: int
+    families: list[str],
+    prompts: list[str],
+    responses: list[str],
+    golds: list[float],
+    seed: int,
+    max_pairs_per_prompt: int = 40,
 ) -> list[PreferencePair]:
-    """Labelled pairs of model samples of the same prompt: consecutive samples are paired."""
+    """Labelled pairs of model samples of the same prompt: a random subset of all pairs of distinct
+    responses (n samples give n(n-1)/2 comparisons for the cost of n; the labeller ranks them)."""
     rng = random.Random(seed)
+    groups: dict[str, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault(prompt, []).append(i)
     pairs = []
-    for i in range(0, len(prompts) - 1, 2):
-        if prompts[i] != prompts[i + 1] or responses[i] == responses[i + 1]:
-            continue
-        pair = label_pair(
-            prompts[i], families[i], responses[i], responses[i + 1], golds[i], golds[i + 1], rng
-        )
-        if pair:
-            pairs.append(pair)
+    for idx in groups.values():
+        candidates = [(a, b) for k, a in enumerate(idx) for b in idx[k + 1 :] if responses[a] != responses[b]]
+        rng.shuffle(candidates)
+        for a, b in candidates[:max_pairs_per_prompt]:
+            pair = label_pair(prompts[a], families[a], responses[a], responses[b], golds[a], golds[b], rng)
+            if pair:
+                pairs.append(pair)
     return pairs
 
 
