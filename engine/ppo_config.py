@@ -72,8 +72,8 @@ class ModelConfig:
 class PPOHyperConfig:
     """The algorithm: KL-shaped rewards, GAE, clipped losses, epochs over shuffled minibatches."""
 
-    kl_coef: float = 0.2
-    """Initial coefficient of the per-token KL penalty in the reward (>= 0; 0 = no penalty)."""
+    kl_coef: float = 0.05
+    """Initial coefficient of the per-token KL penalty in the reward (>= 0; 0 = no penalty). TRL's default; on the built-in world 0.2 held the policy too close to the SFT model to gain, 0.02 let it find the RM's loopholes."""
     kl_estimator: KLEstimator = "k1"
     """Per-token KL estimator: k1 = log p - log p_ref; k3 = (r - 1) - log r with r = p_ref / p."""
     kl_target: float | None = None
@@ -94,8 +94,8 @@ class PPOHyperConfig:
     """AdamW learning rate (LoRA and value head)."""
     max_grad_norm: float | None = 1.0
     """Gradient clipping by global norm; None = no clipping."""
-    ppo_epochs: int = 4
-    """Passes over the rollout batch per iteration."""
+    ppo_epochs: int = 2
+    """Passes over the rollout batch per iteration. Small models sample cheaply, so fresh rollouts beat reuse: on the built-in world 2 epochs gained as much per iteration as 4 at 0.6x the time (OpenRLHF and verl default to 1)."""
     num_minibatches: int = 4
     """Minibatches per epoch (batch_size must be divisible by it)."""
     whiten_advantages: bool = True
