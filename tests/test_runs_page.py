@@ -107,3 +107,21 @@ def test_form_offers_the_worlds_epochs_and_families(monkeypatch, tmp_path):
     at = _page()
     assert at.selectbox(key="runs_sft_epoch").value == world.default_epoch
     assert set(at.multiselect(key="runs_families").value) == {f.name for f in world.families}
+
+
+def test_curves_show_each_step_and_a_moving_average():
+    import pandas as pd
+
+    from workbench.runs_views import curves_figure, moving_average_window
+
+    steps = list(range(1, 51))
+    values = [float(s % 7) for s in steps]
+    metrics = pd.DataFrame({"step": steps, "key": "objective/reward", "value": values})
+    fig = curves_figure(metrics)
+    points, trend = fig.data[0], fig.data[1]
+    assert list(points.y) == values and points.mode == "markers"
+    window = moving_average_window(50)
+    assert window == 5 and "last 5 steps" in trend.name
+    assert trend.y[-1] == pytest.approx(sum(values[-5:]) / 5)
+    assert trend.y[0] == values[0]  # a short head averages what there is
+    assert len(fig.layout.annotations) == 4 + 3  # 4 panel titles + "not logged" for the 3 missing keys

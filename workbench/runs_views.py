@@ -180,6 +180,14 @@ def runs_frame(runs: list[RunInfo]) -> pd.DataFrame:
     )
 
 
+PANEL_COLOURS = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd")
+
+
+def moving_average_window(n_steps: int) -> int:
+    """Steps averaged by the trend line: about a tenth of the run, 1 to 20."""
+    return max(1, min(20, n_steps // 10))
+
+
 def curves_figure(metrics: pd.DataFrame) -> go.Figure:
     """2 x 2 panels of reward, gold, KL and entropy against step (long-format metrics in)."""
     fig = make_subplots(
@@ -195,11 +203,24 @@ def curves_figure(metrics: pd.DataFrame) -> go.Figure:
                 x=0.5, y=0.5, showarrow=False,
             )  # fmt: skip
             continue
+        colour = PANEL_COLOURS[i % len(PANEL_COLOURS)]
+        # Each step samples other prompts, so single steps are noisy: faint points, and a moving
+        # average to read the trend by.
+        window = moving_average_window(len(rows))
         fig.add_trace(
-            go.Scatter(x=rows["step"], y=rows["value"], mode="lines+markers", name=name),
-            row=row + 1,
-            col=col + 1,
-        )
+            go.Scatter(
+                x=rows["step"], y=rows["value"], mode="markers", name=f"{name} (per step)",
+                marker=dict(color=colour, size=4, opacity=0.35),
+            ),
+            row=row + 1, col=col + 1,
+        )  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=rows["step"], y=rows["value"].rolling(window, min_periods=1).mean(), mode="lines",
+                name=f"{name} (mean of last {window} steps)", line=dict(color=colour, width=2.5),
+            ),
+            row=row + 1, col=col + 1,
+        )  # fmt: skip
     fig.update_layout(height=520, showlegend=False, margin=dict(l=40, r=20, t=40, b=30))
     fig.update_xaxes(title_text="step", row=2)
     return fig
