@@ -216,7 +216,7 @@ def frozen_matmuls_in_bf16(model: nn.Module, precision: str = "bf16") -> int:
     """Run the matmuls of *frozen* linear layers (the base model under LoRA) in bf16.
 
     ``"bf16_grad"``: only the input gradient dy W^T is bf16; the forward, hence log-probs, ratios,
-    values and losses, stays fp32 (2.2x the fp32 matmul throughput on an avx512_bf16 CPU backward).
+    values and losses, stays fp32 (the backward's frozen matmuls at 2.2x the fp32 throughput).
     ``"bf16"``: the forward too (inputs and weights rounded to bf16, fp32 accumulation and output,
     measured 4x the fp32 GFLOP/s on this project's 2-core CPUs), in *every* phase: sampling (which
     then keeps the LoRA unmerged, see :func:`merged_lora`), the reference and the update all compute

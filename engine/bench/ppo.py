@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine.ppo_config import BASE_PRECISIONS
+
 PROTOCOL = "tiny-ppo-cpu"
 N_WORDS = 2000
 N_PROMPTS = 640
@@ -40,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--base-precision",
-        choices=("fp32", "bf16_grad", "bf16"),
+        choices=BASE_PRECISIONS,
         default="bf16",
         help="matmuls of the frozen base (bf16 only where bf16 matmuls are fast; default bf16)",
     )
