@@ -246,21 +246,24 @@ def frozen_matmuls_in_bf16(model: nn.Module, precision: str = "bf16") -> int:
     return patched
 
 
-def _bf16_weights(module: nn.Module, conv1d: bool, cache: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(W as (in, out), W as (out, in)) in bf16, recast only when the weight changed in place."""
+def _bf16_weights(module: nn.Module, conv1d: bool, cache: dict) -> torch.Tensor:
+    """W as (out, in) in bf16, recast only when the weight changed in place (LoRA merge/restore)."""
     weight = module.weight
     if cache.get("version") != weight._version:
+        cache.clear()
         w_out_in = (weight.detach().t() if conv1d else weight.detach()).to(torch.bfloat16).contiguous()
-        cache.update(version=weight._version, out_in=w_out_in, in_out=w_out_in.t().contiguous())
-    return cache["in_out"], cache["out_in"]
+        cache.update(version=weight._version, out_in=w_out_in)
+    return cache["out_in"]
 
 
 def _bf16_forward(module: nn.Module, conv1d: bool):
     cache: dict[str, object] = {}
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        w_in_out, w_out_in = _bf16_weights(module, conv1d, cache)
-        y = _FrozenMatmulBF16.apply(x.reshape(-1, x.shape[-1]), w_in_out, module.bias, w_out_in)
+        w_out_in = _bf16_weights(module, conv1d, cache)
+        if "in_out" not in cache:  # the forward's own layout, made once per weight version
+            cache["in_out"] = w_out_in.t().contiguous()
+        y = _FrozenMatmulBF16.apply(x.reshape(-1, x.shape[-1]), cache["in_out"], module.bias, w_out_in)
         return y.view(*x.shape[:-1], y.shape[-1])
 
     return forward
@@ -272,7 +275,7 @@ def _bf16_backward_forward(module: nn.Module, original, conv1d: bool):
     def forward(x: torch.Tensor) -> torch.Tensor:
         if not (torch.is_grad_enabled() and x.requires_grad):
             return original(x)
-        _, w_out_in = _bf16_weights(module, conv1d, cache)
+        w_out_in = _bf16_weights(module, conv1d, cache)
         w_in_out = module.weight if conv1d else module.weight.t()
         y = _FrozenMatmulBF16Backward.apply(x.reshape(-1, x.shape[-1]), w_in_out, module.bias, w_out_in)
         return y.view(*x.shape[:-1], y.shape[-1])
