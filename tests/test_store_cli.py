@@ -35,3 +35,11 @@ def test_bench_store_json(tmp_path, capsys):
     assert BENCH_KEYS <= set(result)
     assert result["protocol"] == "store-1m" and result["rollouts"] == 2000 and result["pandas_matches"]
     assert (keep / "bench-run" / "rollouts").is_dir()
+
+
+def test_summary_logs_each_skip_warning_once(tmp_path, caplog):
+    assert main(["store", "synth", "--runs-dir", str(tmp_path), "--steps", "2", "--prompts", "2"]) == 0
+    (tmp_path / "synthetic-demo" / "rollouts" / "step-000007.parquet").write_bytes(b"not parquet")
+    caplog.clear()
+    assert main(["store", "summary", str(tmp_path / "synthetic-demo")]) == 0
+    assert sum("step-000007" in r.getMessage() for r in caplog.records) == 1

@@ -127,7 +127,8 @@ def scan(run_dirs: RunDirs, steps: tuple[int, int] | None = None) -> Scan:
                     continue
                 check = check_file(path, schema, required)
                 if check.problem:
-                    log.warning("skipping %s", check.problem)
+                    # Returned, not logged: every query scans, so a log line here repeated each
+                    # warning once per query (``store summary`` printed it three times).
                     result.warnings.append(f"skipped {check.problem}")
                     continue
                 bucket.append(path)
