@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
 
 from engine.store.files import RunDirs, Scan, scan
 from engine.store.schema import METRIC_SCHEMA, ROLLOUT_SCHEMA
+
+T = TypeVar("T")
 
 _db: duckdb.DuckDBPyConnection | None = None
 _db_lock = threading.Lock()
@@ -150,17 +153,56 @@ def _checkin(cursor: _Cursor) -> None:
         evicted.close()
 
 
+# A job deletes step files while a page may read them (``--resume`` drops the steps past its last
+# checkpoint) and a file can vanish between the listing and DuckDB opening it: DuckDB then raises an
+# IOException. The query is re-run on a fresh listing; only a failure on an unchanged listing is real.
+_ATTEMPTS = 3
+
+
+class StoreQuery:
+    """The query side of a pooled cursor: ``execute`` re-binds the views to a fresh listing and runs
+    the query again when a file of the listing vanished while it ran."""
+
+    def __init__(
+        self, cursor: _Cursor, run_dirs: RunDirs, steps: tuple[int, int] | None, found: Scan
+    ) -> None:
+        self._cursor, self._run_dirs, self._steps = cursor, run_dirs, steps
+        self.found, self._key = found, _views_key(found)
+
+    def bind(self) -> None:
+        """The views over the current listing (done before the first query, to fail early)."""
+        self._retrying(lambda: None)
+
+    def execute(self, sql: str, params: list | None = None) -> duckdb.DuckDBPyConnection:
+        """``DuckDBPyConnection.execute``: the result is computed here, before any fetch."""
+        return self._retrying(lambda: self._cursor.con.execute(sql, params))
+
+    def _retrying(self, run: Callable[[], T]) -> T:
+        for attempt in range(_ATTEMPTS):
+            try:
+                self._cursor.bind(self.found, self._key)  # a no-op while the views cover this listing
+                return run()
+            except duckdb.IOException:
+                found = scan(self._run_dirs, self._steps)
+                key = _views_key(found)
+                if attempt == _ATTEMPTS - 1 or key == self._key:  # the same files: a real IO error
+                    raise
+                self.found, self._key = found, key
+        raise AssertionError("unreachable")
+
+
 @contextmanager
 def store_cursor(
     run_dirs: RunDirs, steps: tuple[int, int] | None = None
-) -> Iterator[tuple[duckdb.DuckDBPyConnection, Scan]]:
+) -> Iterator[tuple[StoreQuery, Scan]]:
     """A cursor with views ``rollouts`` and ``metrics`` over ``run_dirs`` (steps in [lo, hi] if given),
-    for this query alone (it goes back to the pool after it)."""
+    for this query alone (it goes back to the pool after it). Its ``execute`` survives files that
+    vanish while it runs (see ``StoreQuery``)."""
     found = scan(run_dirs, steps)
-    key = _views_key(found)
-    cursor = _checkout(key)
+    cursor = _checkout(_views_key(found))
     try:
-        cursor.bind(found, key)
-        yield cursor.con, found
+        query = StoreQuery(cursor, run_dirs, steps, found)
+        query.bind()
+        yield query, query.found
     finally:
         _checkin(cursor)
