@@ -29,7 +29,7 @@ def _check(condition: bool, message: str) -> None:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How tokens are drawn: temperature, then top-k, then top-p (the order used everywhere)."""
+    """How tokens are drawn: temperature, then top-k, then top-p, then min-p (the order used everywhere)."""
 
     temperature: float = 1.0
     """Divides the logits. 0 means greedy decoding (argmax); must be >= 0."""
@@ -37,6 +37,8 @@ class SamplingConfig:
     """Keep only the k most likely tokens; 0 keeps all."""
     top_p: float = 1.0
     """Keep the smallest set of tokens whose probability reaches top_p; in (0, 1]."""
+    min_p: float = 0.0
+    """Keep token t only if p(t) >= min_p * max p (p after temperature; Nguyen et al. 2024); in [0, 1), 0 = off."""
     max_new_tokens: int = 32
     """Response length limit in tokens."""
     stop_at_eos: bool = True
@@ -54,6 +56,10 @@ class SamplingConfig:
             f"top_p must be in (0, 1], got {self.top_p!r}",
         )
         _check(
+            isinstance(self.min_p, int | float) and not isinstance(self.min_p, bool) and 0 <= self.min_p < 1,
+            f"min_p must be in [0, 1) (0 = no min-p), got {self.min_p!r}",
+        )
+        _check(
             isinstance(self.top_k, int) and not isinstance(self.top_k, bool) and self.top_k >= 0,
             f"top_k must be an integer >= 0 (0 = no top-k), got {self.top_k!r}",
         )
@@ -69,7 +75,7 @@ class SamplingConfig:
     @property
     def is_default_distribution(self) -> bool:
         """True when the sampling distribution equals the model distribution (T=1, no truncation)."""
-        return self.temperature == 1 and self.top_k == 0 and self.top_p == 1
+        return self.temperature == 1 and self.top_k == 0 and self.top_p == 1 and self.min_p == 0
 
 
 def validate_prompt(prompt: str) -> str:

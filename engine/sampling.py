@@ -1,7 +1,7 @@
-"""Generation with temperature / top-k / top-p and the sampling-space signals, in one place.
+"""Generation with temperature / top-k / top-p / min-p and the sampling-space signals, in one place.
 
 For each generated position t with model logits z_t (temperature 1) and the *sampling*
-distribution q_t (temperature, then top-k, then top-p):
+distribution q_t (temperature, then top-k, then top-p, then min-p):
 
 - ``entropy``          H(softmax(z_t)) in nats; ``sampling_entropy`` H(q_t)
 - ``max_prob``         max softmax(z_t)
@@ -44,10 +44,15 @@ def scale_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def sampling_logits(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
-    """Logits of the sampling distribution q: temperature, then top-k, then top-p; -inf outside the support.
+    """Logits of the sampling distribution q: temperature, then top-k, top-p, min-p; -inf outside the support.
 
     Greedy (T = 0) keeps only the argmax. top-k keeps ties with the k-th logit. top-p keeps the
     smallest prefix of tokens sorted by probability whose mass reaches top_p (at least one token).
+    min-p (Nguyen et al. 2024, arXiv 2407.01082) keeps token t iff p(t) >= min_p * max p, ties at the
+    threshold kept; the argmax always survives. The order is transformers' (``GenerationMixin.
+    _get_logits_processor``: TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, then
+    MinPLogitsWarper, "applied after temperature scaling"). Since top-k / top-p only renormalise the
+    survivors, p(t) / max p is the same before and after them: min-p tests p after temperature.
     """
     if config.greedy:
         keep = torch.zeros_like(logits, dtype=torch.bool)
@@ -64,6 +69,9 @@ def sampling_logits(logits: torch.Tensor, config: SamplingConfig) -> torch.Tenso
         drop_sorted = mass_before >= config.top_p  # the first token always has mass_before 0
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         z = z.masked_fill(drop, NEG_INF)
+    if config.min_p > 0:
+        probs = torch.softmax(z, dim=-1)  # as MinPLogitsWarper: probs < min_p * max p are dropped
+        z = z.masked_fill(probs < config.min_p * probs.amax(-1, keepdim=True), NEG_INF)
     return z
 
 

@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
     parser.add_argument("--top-k", type=int, default=0, help="0 = no top-k")
     parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--min-p", type=float, default=0.0, help="keep p >= min_p * max p; 0 = no min-p")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("-n", "--samples", type=int, default=4, help="samples per prompt")
     parser.add_argument("--seed", type=int, default=0)
@@ -38,7 +39,11 @@ def main(args: argparse.Namespace) -> int:
 
     # Validate everything cheap before loading a model.
     config = SamplingConfig(
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, max_new_tokens=args.max_new_tokens
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        max_new_tokens=args.max_new_tokens,
     )
     prompts = clean_prompts(args.prompt)
     world = _world_or_none()
@@ -76,6 +81,7 @@ def main(args: argparse.Namespace) -> int:
             "temperature": config.temperature,
             "top_k": config.top_k,
             "top_p": config.top_p,
+            "min_p": config.min_p,
             "greedy": config.greedy,
         },
         "summary": batch.summary(),
