@@ -112,7 +112,7 @@ def test_sample_cli_has_min_p() -> None:
     import argparse
     import importlib
 
-    from engine.__main__ import COMMANDS
+    from engine.cli import COMMANDS
 
     parser = argparse.ArgumentParser()
     importlib.import_module(COMMANDS["sample"]).register(parser.add_subparsers(dest="command"))
