@@ -18,6 +18,7 @@ from torch import nn
 
 from engine.config import ConfigError
 from engine.models import LoadedModel, _check_model_dir, default_device, load_tokenizer, resolve_source
+from engine.sampling import check_fits_context
 
 POOLED_CONFIG = "reward_head.json"
 
@@ -131,6 +132,11 @@ def encode_texts(tokenizer, prompts: list[str], responses: list[str], device: to
     return ids.to(device), mask.to(device)
 
 
+def _config_of(model: nn.Module):
+    """The transformers config of an RM: the pooled RM's body, a classifier adapter's inner model."""
+    return getattr(model, "body", getattr(model, "model", model)).config
+
+
 @torch.no_grad()
 def score_texts(
     reward: LoadedModel, prompts: list[str], responses: list[str], batch_size: int = 256
@@ -144,6 +150,7 @@ def score_texts(
             responses[start : start + batch_size],
             reward.device,
         )
+        check_fits_context(_config_of(reward.model), int(mask.sum(-1).max()), 0)
         scores.append(reward.model(ids, mask).float().cpu())
     return torch.cat(scores) if scores else torch.zeros(0)
 

@@ -227,6 +227,46 @@ def encode_prompts(tokenizer, prompts: list[str], device: torch.device) -> tuple
     return input_ids.to(device), mask.to(device)
 
 
+# Config fields that bound a model's positions (GPT-2's learned position table, RoPE models' trained range).
+CONTEXT_FIELDS = ("n_positions", "max_position_embeddings", "n_ctx")
+
+
+def context_limit(model_config) -> tuple[int, str] | None:
+    """(positions, config field) the model can attend over, or None when its config names no limit."""
+    for name in CONTEXT_FIELDS:
+        value = getattr(model_config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value, name
+    return None
+
+
+def check_fits_context(model_config, prompt_tokens: int, max_new_tokens: int) -> None:
+    """ConfigError, naming the limit, when ``prompt_tokens`` + ``max_new_tokens`` positions exceed the
+    model's context (past it GPT-2's position table raises IndexError mid-generation).
+
+    ``max_new_tokens`` counts in full even when EOS may stop a response early: whether it does is
+    only known after sampling. Scoring a given text passes its own token count as ``max_new_tokens``.
+    """
+    limit = context_limit(model_config)
+    if limit is None or prompt_tokens + max_new_tokens <= limit[0]:
+        return
+    context, name = limit
+    if max_new_tokens == 0:
+        raise ConfigError(
+            f"a text of {prompt_tokens} tokens exceeds the model's context of {context} positions ({name})"
+        )
+    if prompt_tokens >= context:
+        raise ConfigError(
+            f"a prompt of {prompt_tokens} tokens does not fit the model's context of {context} positions "
+            f"({name}): shorten it to at most {context - 1} tokens, leaving room for the response"
+        )
+    raise ConfigError(
+        f"a prompt of {prompt_tokens} tokens + max_new_tokens {max_new_tokens} = "
+        f"{prompt_tokens + max_new_tokens} positions exceed the model's context of {context} ({name}): "
+        f"lower max_new_tokens to at most {context - prompt_tokens} or shorten the prompt"
+    )
+
+
 @torch.no_grad()
 def generate(
     model: nn.Module,
@@ -248,6 +288,7 @@ def generate(
     step (needed for all signals and for temperature-consistent log-probs) with no extra forward
     pass, and avoids generate()'s per-step logits-processor overhead, which dominates for tiny models.
     """
+    check_fits_context(model.config, int(prompt_mask.sum(-1).max()), config.max_new_tokens)
     device = prompt_ids.device
     batch = prompt_ids.shape[0]
     attention = prompt_mask.long()
