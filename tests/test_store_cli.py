@@ -10,6 +10,7 @@ from engine.store import list_runs
 BENCH_KEYS = {
     "protocol", "rollouts", "write_rows_per_s", "reward_norm_density_ms", "top_variance_prompts_ms",
     "failure_counts_ms", "prompt_drilldown_ms", "pandas_reward_norm_ms", "speedup_vs_pandas",
+    "polars_reward_norm_ms", "pyarrow_write_rows_per_s",
 }  # fmt: skip
 
 
@@ -34,6 +35,7 @@ def test_bench_store_json(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert BENCH_KEYS <= set(result)
     assert result["protocol"] == "store-1m" and result["rollouts"] == 2000 and result["pandas_matches"]
+    assert result["polars_matches"]
     assert (keep / "bench-run" / "rollouts").is_dir()
 
 

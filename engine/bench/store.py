@@ -2,8 +2,10 @@
 
 Generates a synthetic run in the real Parquet layout (``--rollouts`` rows over ``--steps`` files,
 ``--tokens`` per-token values per list column), then times the page queries (median of
-``--repeats``) and the same per-prompt normalised reward density computed in pandas.
-Prints one JSON object.
+``--repeats``) and the same per-prompt normalised reward density computed in pandas and in polars
+(each checked to give our counts), and a bare ``pyarrow.parquet.write_table`` of the same rows as
+the write baseline. Prints one JSON object; ``polars_reward_norm_ms`` and ``pyarrow_write_rows_per_s``
+are part of the contract. Targets: >= 3x pandas, not slower than polars, writes >= 0.5x bare pyarrow.
 """
 
 from __future__ import annotations
@@ -70,6 +72,58 @@ def pandas_reward_norm_density(files: list[Path], bins: int):
     return counts
 
 
+def polars_reward_norm_density(files: list[Path], bins: int):
+    """The same density in polars: one lazy ``scan_parquet`` over the file list, window means per
+    prompt and per step, then counts per (run, step, bin) (the stronger dataframe peer)."""
+    try:
+        import polars as pl
+    except ImportError as exc:  # third-party, in the ``test`` extra
+        raise ConfigError("bench store compares against polars: pip install -e '.[test]'") from exc
+
+    reward = pl.col("reward").cast(pl.Float64)
+    x = reward - reward.mean().over("run_id", "step", "prompt_id") + reward.mean().over("run_id", "step")
+    frame = (
+        pl.scan_parquet(files)
+        .select("run_id", "step", "prompt_id", "reward")
+        .filter(pl.col("reward").is_finite())
+        .select("run_id", "step", x.alias("x"))
+        .collect()
+    )
+    lo, hi = frame["x"].min(), frame["x"].max()
+    width = (hi - lo) / bins if hi > lo else 1.0
+    binned = ((pl.col("x") - lo) / width).floor().clip(upper_bound=bins - 1).cast(pl.Int64)
+    counts = frame.group_by("run_id", "step", binned.alias("bin")).agg(pl.len().alias("count"))
+    total = pl.col("count").sum().over("run_id", "step")
+    return counts.with_columns(density=pl.col("count") / (total * width)).to_pandas()
+
+
+def pyarrow_write_seconds(
+    directory: Path, *, steps: int, prompts: int, samples: int, tokens: int, seed: int
+) -> float:
+    """Seconds spent in a bare ``pyarrow.parquet.write_table`` (default options) of the same synthetic
+    rows, one file per step: the write baseline. The rows are drawn again from the same seed."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from engine.store.synthetic import synthetic_step
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    write_s = 0.0
+    for step in range(steps):
+        table = pa.table(synthetic_step(rng, "bench-run", step, steps, prompts, samples, tokens))
+        start = time.perf_counter()
+        pq.write_table(table, directory / f"step-{step:06d}.parquet")
+        write_s += time.perf_counter() - start
+    return write_s
+
+
+def _mismatch(ours, other) -> int:
+    """0 when two density tables count the same samples in the same non-empty bins."""
+    return abs(len(ours) - len(other)) + abs(int(ours["count"].sum()) - int(other["count"].sum()))
+
+
 def run_benchmark(
     root: Path, *, rollouts: int, steps: int, samples: int, tokens: int, bins: int, repeats: int, seed: int
 ) -> dict[str, Any]:
@@ -110,10 +164,16 @@ def run_benchmark(
     drill_ms, drill = _median_ms(lambda: prompt_drilldown(run_dir, prompt_id, run_id=run_id), repeats)
     files = sorted((run_dir / ROLLOUTS_DIR).glob("step-*.parquet"))
     pandas_ms, baseline = _median_ms(lambda: pandas_reward_norm_density(files, bins), repeats)
+    polars_ms, peer = _median_ms(lambda: polars_reward_norm_density(files, bins), repeats)
+    arrow_dir = root / "pyarrow-baseline"
+    pyarrow_s = pyarrow_write_seconds(
+        arrow_dir, steps=steps, prompts=prompts, samples=samples, tokens=tokens, seed=seed
+    )
+    shutil.rmtree(arrow_dir, ignore_errors=True)
 
     # Same answer or the comparison means nothing (float rounding may move a sample at a bin edge).
     duck = density[density["count"] > 0]
-    mismatch = abs(len(duck) - len(baseline)) + abs(int(duck["count"].sum()) - int(baseline["count"].sum()))
+    mismatch = _mismatch(duck, baseline)
     return {
         "protocol": "store-1m",
         "rollouts": n_rows,
@@ -127,6 +187,11 @@ def run_benchmark(
         "pandas_reward_norm_ms": round(pandas_ms, 1),
         "speedup_vs_pandas": round(pandas_ms / density_ms, 2),
         "pandas_matches": mismatch == 0 and len(drill) == steps * samples,
+        "polars_reward_norm_ms": round(polars_ms, 1),
+        "speedup_vs_polars": round(polars_ms / density_ms, 2),
+        "polars_matches": _mismatch(duck, peer) == 0,
+        "pyarrow_write_rows_per_s": round(n_rows / pyarrow_s),
+        "write_vs_pyarrow": round(pyarrow_s / write_s, 2),
         "store_mb": round(sum(f.stat().st_size for f in files) / 2**20, 1),
     }
 
