@@ -3,6 +3,13 @@
 ``from engine.store import ...`` is the public API; the submodules are implementation detail.
 """
 
+from engine.store.entropy_queries import (
+    ENTROPY_AFTER_UPDATE,
+    ENTROPY_BEFORE_UPDATE,
+    entropy_step_stats,
+    step_metrics,
+    step_tokens,
+)
 from engine.store.failure_modes import DETECTORS, DetectorParams, failure_counts, failure_examples
 from engine.store.files import fingerprint
 from engine.store.queries import (
@@ -33,6 +40,8 @@ from engine.store.writer import RunWriter, to_rollout_table, write_eval
 __all__ = [
     "DENSITY_VALUES",
     "DETECTORS",
+    "ENTROPY_AFTER_UPDATE",
+    "ENTROPY_BEFORE_UPDATE",
     "LOGPROB_ACCURACY",
     "LOGPROB_ACCURACY_SCHEMA",
     "METRIC_SCHEMA",
@@ -40,6 +49,7 @@ __all__ = [
     "TOKEN_LIST_COLUMNS",
     "DetectorParams",
     "RunWriter",
+    "entropy_step_stats",
     "failure_counts",
     "failure_examples",
     "families",
@@ -55,7 +65,9 @@ __all__ = [
     "reward_spread",
     "rm_gold_agreement",
     "step_file_name",
+    "step_metrics",
     "step_summary",
+    "step_tokens",
     "store_warnings",
     "to_rollout_table",
     "top_variance_prompts",
