@@ -1,5 +1,6 @@
 """Rollout browser: prompts ranked by within-prompt reward variance, then every sample of one prompt."""
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -153,5 +154,11 @@ if run_dirs:
             key="browser_samples",
         )
         st.html(entropy_legend_html(0.0, high) + sample_tokens_html(at_step, high))
+        if not at_step["entropy"].map(lambda v: isinstance(v, list | tuple | np.ndarray)).any():
+            st.info(
+                "No per-token entropy logged for these samples (an imported run?): tokens are shown "
+                f"uncoloured. Compute it with `python -m engine import signals {at_step['run_id'].iloc[0]} "
+                "--model PATH_OR_NAME`."
+            )
         if pd.notna(at_step["reward"]).any() and len(prompt_steps) > 1:
             st.caption("Move the step slider to watch the same prompt's samples drift as PPO trains.")

@@ -62,6 +62,7 @@ PAGES = (
         ":material/fact_check:",
         "is the RM still right on what PPO samples?",
     ),
+    PageSpec("Analyse", "import_run.py", "Import", ":material/upload_file:", "bring rollouts of a TRL/verl/... run"),
     PageSpec("Learn", "teaching.py", "Teaching", ":material/school:", "the seed's ideas, step by step"),
 )
 

@@ -208,11 +208,11 @@ def sample_tokens_html(
     signal_names = [c for c in ("entropy", "sampled_prob", "max_prob", "n_candidates") if c in samples]
     lines = []
     for row in samples.itertuples(index=False):
-        tokens = row.tokens if row.tokens is not None else str(row.response).split()
+        tokens = row.tokens if _is_list(row.tokens) else str(row.response).split()
         signals = {n: getattr(row, n) for n in signal_names}
         spans = []
         for t, token in enumerate(tokens):
-            values = {n: (float(v[t]) if v is not None and t < len(v) else None) for n, v in signals.items()}
+            values = {n: (float(v[t]) if _is_list(v) and t < len(v) else None) for n, v in signals.items()}
             entropy = values.get("entropy")
             background, text = colour(entropy / high) if entropy is not None else ("#eee", "#111")
             spans.append(
@@ -234,9 +234,14 @@ def sample_tokens_html(
 def entropy_scale(frames: Sequence[pd.DataFrame]) -> float:
     """Upper end of the entropy colour scale shared by all shown samples (at least 1 nat)."""
     highs = [
-        float(np.max(v)) for f in frames if "entropy" in f for v in f["entropy"] if v is not None and len(v)
+        float(np.max(v)) for f in frames if "entropy" in f for v in f["entropy"] if _is_list(v) and len(v)
     ]
     return max([1.0, *highs])
+
+
+def _is_list(value: Any) -> bool:
+    """A logged per-token list (a missing one reads as None or pd.NA, e.g. in an imported run)."""
+    return isinstance(value, list | tuple | np.ndarray)
 
 
 def per_step_lines(

@@ -225,20 +225,27 @@ def resolve_mapping(
 
 
 class CountingReader(io.RawIOBase):
-    """A binary file that reports how many bytes were read (progress for streaming readers)."""
+    """A binary file that counts the bytes read from it. pyarrow's streaming readers read on their
+    own I/O threads, so progress is reported from the caller's thread (``report``), once a batch."""
 
     def __init__(self, path: Path, progress: Progress | None) -> None:
         self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._progress = progress
+        self.count = 0
+        self.reported = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
-        n = self._fh.readinto(buffer)
-        if n and self._progress is not None:
-            self._progress(n)
-        return n or 0
+        n = self._fh.readinto(buffer) or 0
+        self.count += n
+        return n
+
+    def report(self) -> None:
+        if self._progress is not None and self.count > self.reported:
+            self._progress(self.count - self.reported)
+            self.reported = self.count
 
     def close(self) -> None:
         self._fh.close()
@@ -276,27 +283,21 @@ def jsonl_batches(path: Path, progress: Progress | None = None) -> Iterator[pa.T
 
     if path.stat().st_size == 0:
         raise ConfigError(f"{path} is empty")
-    done = 0
-
-    def counted(n: int) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(n)
-
-    reader_file = CountingReader(path, counted)
+    reader_file = CountingReader(path, progress)
     try:
         reader = pj.open_json(reader_file, read_options=pj.ReadOptions(block_size=BATCH_BYTES))
         for batch in reader:
+            reader_file.report()
             yield pa.Table.from_batches([batch])
+        reader_file.report()
         return
     except pa.ArrowInvalid as exc:
         log.info("%s: pyarrow could not read it (%s); reading it line by line", path, exc)
     finally:
         reader_file.close()
     # Undo the progress of the failed fast pass, then read every line as a Python object.
-    if progress is not None:
-        progress(-done)
+    if progress is not None and reader_file.reported:
+        progress(-reader_file.reported)
     yield from records_batches(jsonl_records(path, progress), lambda records: _objects_table(records, path))
 
 
@@ -340,7 +341,9 @@ def csv_batches(path: Path, progress: Progress | None = None) -> Iterator[pa.Tab
     try:
         reader = pcsv.open_csv(reader_file, read_options=pcsv.ReadOptions(block_size=BATCH_BYTES))
         for batch in reader:
+            reader_file.report()
             yield pa.Table.from_batches([batch])
+        reader_file.report()
     except pa.ArrowInvalid as exc:
         raise ConfigError(f"{path}: not a readable CSV file: {exc}") from None
     finally:
