@@ -118,3 +118,30 @@ def test_sample_cli_has_min_p() -> None:
     importlib.import_module(COMMANDS["sample"]).register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["sample", "--prompt", "hi", "--min-p", "0.1"])
     assert args.min_p == 0.1
+
+
+def test_measure_min_p_reports_every_setting() -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from engine.world.min_p import MIN_P_SETTINGS, measure_min_p
+
+    gold_of = {"T=1": 0.8, "T=1.5": 0.4, "T=1.5, min_p 0.1": 0.7, "T=1.5, top_p 0.9": 0.6}
+    by_config = {config: gold_of[name] for name, config in MIN_P_SETTINGS.items()}
+    asked = []
+
+    class StubChecker:
+        def samples(self, epoch, split, config):
+            asked.append((epoch, split, config))
+            return SimpleNamespace(gold=np.full(4, by_config[config]), token_mean_entropy=1.0)
+
+    world = SimpleNamespace(default_epoch=3)
+    out = measure_min_p(world, checker=StubChecker())
+    assert {(e, s) for e, s, _ in asked} == {(3, "ppo")}
+    assert out["ok"] is None and out["gold"] == pytest.approx(gold_of)
+    assert out["value"] == pytest.approx((0.7 - 0.4) / (0.8 - 0.4))
+    assert out["drop_vs_t1"]["T=1.5"] == pytest.approx(0.5)
+    assert MIN_P_SETTINGS["T=1.5, min_p 0.1"].temperature == 1.5
+    assert MIN_P_SETTINGS["T=1.5, min_p 0.1"].min_p == 0.1
+    assert MIN_P_SETTINGS["T=1.5, top_p 0.9"].top_p == 0.9
