@@ -20,9 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from engine.config import ConfigError, SamplingConfig
+from engine.models import backbone_and_head
 
 NEG_INF = float("-inf")
 
@@ -302,18 +304,20 @@ def generate(
         logits_to_keep=1,
         **_static_cache(model, prompt_ids.shape[1] + config.max_new_tokens),
     )
+    lean = _Gpt2Decode.over(model, out.past_key_values, prompt_mask, config.max_new_tokens)
+    logits = out.logits[:, -1, :].float()  # (B, V)
+    hidden = out.hidden_states[-1][:, -1, :] if keep_hidden else None  # (B, H)
     next_position = position_ids[:, -1:] + 1
     step_logits, step_hidden, tokens = [], [], []
     alive = torch.ones(batch, dtype=torch.bool, device=device)
     has_eos = torch.zeros(batch, dtype=torch.bool, device=device)
     masks = []
     for _ in range(config.max_new_tokens):
-        logits = out.logits[:, -1, :].float()  # (B, V)
         token = draw(logits, config, generator)
         token = torch.where(alive, token, torch.full_like(token, pad_token_id))
         step_logits.append(logits)
         if keep_hidden:
-            step_hidden.append(out.hidden_states[-1][:, -1, :])
+            step_hidden.append(hidden)
         tokens.append(token)
         masks.append(alive.clone())
         if on_step is not None:
@@ -326,17 +330,23 @@ def generate(
             has_eos |= alive & (token == eos_token_id)
         if len(tokens) == config.max_new_tokens or not bool(alive.any()):  # sync point, once per step
             break
-        attention = torch.cat(
-            [attention, torch.ones((batch, 1), dtype=attention.dtype, device=device)], dim=1
-        )
-        out = model(
-            input_ids=token.unsqueeze(-1),
-            attention_mask=attention,
-            position_ids=next_position,
-            past_key_values=out.past_key_values,
-            use_cache=True,
-            output_hidden_states=keep_hidden,
-        )
+        if lean is not None:
+            hidden = lean.step(token, next_position)  # (B, H)
+            logits = lean.head(hidden).float()
+        else:
+            attention = torch.cat(
+                [attention, torch.ones((batch, 1), dtype=attention.dtype, device=device)], dim=1
+            )
+            out = model(
+                input_ids=token.unsqueeze(-1),
+                attention_mask=attention,
+                position_ids=next_position,
+                past_key_values=out.past_key_values,
+                use_cache=True,
+                output_hidden_states=keep_hidden,
+            )
+            logits = out.logits[:, -1, :].float()
+            hidden = out.hidden_states[-1][:, -1, :] if keep_hidden else None
         next_position = next_position + 1
     return Generation(
         prompt_ids=prompt_ids,
@@ -362,6 +372,72 @@ def _static_cache(model: nn.Module, max_len: int) -> dict:
         return {"past_key_values": StaticCache(config=model.config, max_cache_len=max_len)}
     except (ImportError, TypeError, ValueError, AttributeError):
         return {}
+
+
+class _Gpt2Decode:
+    """One-token decode steps of a GPT-2 body straight through its blocks' own modules, writing keys
+    and values in place into the static cache that the prompt pass filled.
+
+    For a 1M-parameter model transformers' per-call work (mask building, cache objects, config
+    look-ups, output dataclasses) costs more than the matmuls: 16 x 32 tokens spent ~40% of its time
+    there. The modules themselves are called (``c_attn``, ``mlp``, ...), so LoRA and precision
+    wrappers apply; the logits equal the full forward's (tests/test_sampling.py).
+    """
+
+    def __init__(self, body: nn.Module, head: nn.Module, caches: list, key_mask: torch.Tensor, start: int):
+        self.body, self.head = body, head
+        self.caches = caches  # per block: (keys, values), each (B, nH, S, D)
+        self.key_mask = key_mask[:, None, None, :]  # (B, 1, 1, S) True = a real key
+        self.next_index = start  # cache column of the next token
+        self.n_head = body.config.n_head
+        self.head_dim = body.config.n_embd // self.n_head
+        self.acts = [_fused_gelu(block.mlp.act) for block in body.h]
+
+    @classmethod
+    def over(cls, model: nn.Module, cache, prompt_mask: torch.Tensor, new_tokens: int) -> _Gpt2Decode | None:
+        """The lean decoder over a filled static cache, or None (other architectures: the full forward)."""
+        body, head = backbone_and_head(model)
+        cfg = body.config
+        layers = getattr(cache, "layers", None)
+        if cfg.model_type != "gpt2" or body.training or layers is None:
+            return None
+        if not cfg.scale_attn_weights or cfg.scale_attn_by_inverse_layer_idx or cfg.reorder_and_upcast_attn:
+            return None  # attention variants the step does not implement
+        width = prompt_mask.shape[1]
+        caches = [(layer.keys, layer.values) for layer in layers]
+        if len(caches) != len(body.h) or any(k is None or k.shape[2] < width + new_tokens for k, _ in caches):
+            return None
+        batch, slots = prompt_mask.shape[0], caches[0][0].shape[2]
+        future = torch.ones((batch, slots - width), dtype=torch.bool, device=prompt_mask.device)
+        return cls(body, head, caches, torch.cat([prompt_mask.bool(), future], dim=1), width)
+
+    def step(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """Tokens (B,) at positions (B, 1) -> the last hidden state (B, E), after the final layer norm."""
+        body, t = self.body, self.next_index
+        batch = token.shape[0]
+        h = body.wte(token[:, None]) + body.wpe(position)  # (B, 1, E)
+        keep = self.key_mask[..., : t + 1]
+        for block, (keys, values), act in zip(body.h, self.caches, self.acts, strict=True):
+            attn = block.attn
+            q, k, v = attn.c_attn(block.ln_1(h)).split(attn.split_size, dim=2)  # each (B, 1, E)
+            keys[:, :, t] = k.view(batch, self.n_head, self.head_dim)
+            values[:, :, t] = v.view(batch, self.n_head, self.head_dim)
+            q = q.view(batch, 1, self.n_head, self.head_dim).transpose(1, 2)  # (B, nH, 1, D)
+            a = F.scaled_dot_product_attention(q, keys[:, :, : t + 1], values[:, :, : t + 1], attn_mask=keep)
+            h = h + attn.c_proj(a.transpose(1, 2).reshape(batch, 1, -1))
+            h = h + block.mlp.c_proj(act(block.mlp.c_fc(block.ln_2(h))))  # GPT2MLP, dropout off
+        self.next_index = t + 1
+        return body.ln_f(h)[:, 0]
+
+
+def _fused_gelu(act: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """GPT-2's ``gelu_new`` (seven element-wise ops in Python) as the one-kernel tanh GELU of the same
+    formula (as ``engine.models.fuse_activations`` does for PPO); any other activation as it is."""
+    from transformers.activations import NewGELUActivation
+
+    if type(act) is NewGELUActivation:
+        return lambda x: F.gelu(x, approximate="tanh")
+    return act
 
 
 def generate_from_texts(

@@ -11,12 +11,9 @@ from engine.config import SamplingConfig
 from engine.models import load_causal_lm
 from engine.sampling import (
     encode_prompts,
-    entropy_from_logits,
     generate,
     generate_text,
-    masked_mean,
     sampling_logits,
-    selective_log_softmax,
     token_signals,
 )
 
@@ -136,31 +133,6 @@ def test_padding_never_enters_a_statistic():
     assert s.summary(mask) == pytest.approx(naive)
 
 
-def test_masked_mean_matches_naive():
-    values = torch.randn(3, 5, generator=torch.Generator().manual_seed(4))
-    mask = torch.rand(3, 5, generator=torch.Generator().manual_seed(5)) > 0.4
-    mask[2] = False
-    assert float(masked_mean(values, mask)) == pytest.approx(float(values[mask].mean()))
-    rows = masked_mean(values, mask, dim=1)
-    for b in range(2):
-        assert float(rows[b]) == pytest.approx(float(values[b][mask[b]].mean()))
-    assert float(rows[2]) == 0
-
-
-@pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_entropy_and_selective_log_softmax_match_naive(shape):
-    logits = torch.randn(shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
-    index = torch.randint(0, shape[-1], shape[:-1], generator=torch.Generator().manual_seed(7))
-    p = logits.softmax(-1)
-    assert torch.allclose(entropy_from_logits(logits), -(p * p.log()).nansum(-1))
-    naive = torch.log_softmax(logits, -1).gather(-1, index[..., None])[..., 0]
-    assert torch.allclose(selective_log_softmax(logits, index), naive)
-    truncated = logits.clone()
-    truncated[..., 0] = float("-inf")
-    pt = truncated.softmax(-1)
-    assert torch.allclose(entropy_from_logits(truncated), -(pt * pt.log()).nansum(-1))
-
-
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
 def tiny_lm(request, tiny_gpt2_dir, tiny_llama_dir):
     path = tiny_gpt2_dir if request.param == "gpt2" else tiny_llama_dir
@@ -223,3 +195,47 @@ def test_greedy_generation_is_argmax_and_seed_free(tiny_lm):
         a.response_ids[0], b.response_ids[0]
     )
     assert torch.equal(a.response_ids, a.logits.argmax(-1))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("stop_at_eos", [False, True])
+def test_decode_logits_and_hidden_equal_a_full_forward(
+    arch, stop_at_eos, tiny_gpt2_dir, tiny_llama_dir, monkeypatch
+):
+    """The decode loop (GPT-2: the lean per-block path) gives the logits and last hidden states of
+    one full forward over prompt + response, left-padded rows included."""
+    from engine import sampling
+
+    steps = []
+    real_step = sampling._Gpt2Decode.step
+    monkeypatch.setattr(sampling._Gpt2Decode, "step", lambda self, *a: steps.append(1) or real_step(self, *a))
+    loaded = load_causal_lm(str(tiny_gpt2_dir if arch == "gpt2" else tiny_llama_dir), device="cpu")
+    ids, mask = encode_prompts(loaded.tokenizer, ["w1 w2 w3 w4 w5 w6", "w7", "w8 w9 w10"], loaded.device)
+    config = SamplingConfig(temperature=1.3, max_new_tokens=12, stop_at_eos=stop_at_eos)
+    gen = generate(
+        loaded.model,
+        ids,
+        mask,
+        config,
+        eos_token_id=loaded.tokenizer.eos_token_id,
+        pad_token_id=loaded.tokenizer.pad_token_id,
+        generator=torch.Generator().manual_seed(3),
+        keep_hidden=True,
+    )
+    assert bool(steps) == (arch == "gpt2")
+    attention = gen.attention_mask.long()
+    with torch.no_grad():
+        full = loaded.model(
+            input_ids=gen.sequences,
+            attention_mask=attention,
+            position_ids=(attention.cumsum(-1) - 1).clamp(min=0),
+            output_hidden_states=True,
+        )
+    P, T = ids.shape[1], gen.response_ids.shape[1]
+    real = gen.response_mask  # (B, T): positions after EOS were never fed back
+    torch.testing.assert_close(
+        gen.logits[real], full.logits[:, P - 1 : P + T - 1][real], atol=1e-5, rtol=1e-5
+    )
+    torch.testing.assert_close(
+        gen.hidden[real], full.hidden_states[-1][:, P - 1 : P + T - 1][real], atol=1e-5, rtol=1e-5
+    )
