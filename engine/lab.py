@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
+from engine.analysis.entropy_dynamics import entropy_distribution, top_entropy_tokens
 from engine.config import ConfigError, SamplingConfig, validate_prompt
 from engine.models import LoadedModel, load_causal_lm
-from engine.reward import load_reward_model, score_texts
+from engine.ppo.checkpoints import list_checkpoints as run_checkpoints
+from engine.reward import Judge, load_reward_model, same_vocabulary, score_responses
 from engine.sampling import Generation, generate_from_texts, sampling_logits
 
 SIGNALS = ("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates")
@@ -36,14 +38,15 @@ SIGNAL_HELP = {
 N_ALTERNATIVES = 5
 TEMPERATURE_GRID = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0)
 TOP_P_GRID = (0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+MIN_P_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
+SWEEP_GRIDS = {"temperature": TEMPERATURE_GRID, "top_p": TOP_P_GRID, "min_p": MIN_P_GRID}
+"""The sampling parameters the lab sweeps, each with its grid."""
 # Below this size a CPU forward pass is too small to split across threads: thread synchronisation
 # costs more than the work (16 x 32 tokens on a tiny GPT-2, 2 shared cores: 50 ms on 1 thread,
 # 300 ms to 5 s on 2 threads depending on the machine's load).
 SMALL_MODEL_PARAMS = 30_000_000
 
 ProgressFn = Callable[[float, str], None]
-# (policy tokenizer, prompt per row, response token ids per row) -> gold score per row
-GoldFn = Callable[[object, list[str], list[list[int]]], Sequence[float]]
 
 
 @contextlib.contextmanager
@@ -64,8 +67,8 @@ def threads_for(model: torch.nn.Module) -> Iterator[int]:
 
 
 def reference_config(config: SamplingConfig) -> SamplingConfig:
-    """The same length settings with the untouched model distribution (T=1, top-p 1, top-k 0)."""
-    return replace(config, temperature=1.0, top_k=0, top_p=1.0)
+    """The same length settings with the untouched model distribution (T=1, top-p 1, top-k 0, min-p 0)."""
+    return replace(config, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
 
 
 @dataclass
@@ -91,6 +94,7 @@ class LabBatch:
     token_strings: dict[int, str]  # id -> display string, for the alternatives
     rewards: np.ndarray | None = None  # (B,) RM scores
     gold: np.ndarray | None = None  # (B,) gold judge scores (built-in world)
+    _signals: dict = field(default_factory=dict, repr=False)  # config -> signals, computed once
 
     @property
     def config(self) -> SamplingConfig:
@@ -101,9 +105,15 @@ class LabBatch:
         return self.generation.response_mask
 
     def signals(self, config: SamplingConfig | None = None) -> dict[str, np.ndarray]:
-        """The five signals (B, T) as float arrays, re-scored under ``config`` without resampling."""
-        signals = self.generation.signals(config).as_dict()
-        return {name: signals[name].float().cpu().numpy() for name in SIGNALS}
+        """The five signals (B, T) as float arrays, re-scored under ``config`` without resampling.
+
+        Memoised per config: a page rerun asks for them several times (tokens, summary, distributions).
+        """
+        config = config or self.config
+        if config not in self._signals:
+            signals = self.generation.signals(config).as_dict()
+            self._signals[config] = {name: signals[name].float().cpu().numpy() for name in SIGNALS}
+        return self._signals[config]
 
     def alternatives(self, config: SamplingConfig | None = None, k: int = N_ALTERNATIVES) -> Alternatives:
         return top_alternatives(self.generation.logits, config or self.config, k)
@@ -121,6 +131,28 @@ class LabBatch:
         }
 
 
+def forking_tokens(batch: LabBatch, k: int = 12) -> dict:
+    """Forking tokens of a batch (Wang et al. 2025): the entropy distribution of its sampled tokens
+    (share near zero, percentiles) and the ``k`` highest-entropy positions with their words.
+
+    The same functions as a run's forking-token analysis (``engine.analysis.entropy_dynamics``).
+    """
+    entropy = batch.signals()["entropy"]  # (B, T)
+    first_row = {i: batch.prompt_index.index(i) for i in set(batch.prompt_index)}
+    rows = [
+        {"row": r, "prompt_id": batch.prompts[i], "sample_idx": r - first_row[i], "position": t,
+         "token": token, "entropy": float(entropy[r, t])}
+        for r, (i, tokens) in enumerate(zip(batch.prompt_index, batch.tokens, strict=True))
+        for t, token in enumerate(tokens)
+    ]  # fmt: skip
+    tokens = pd.DataFrame(rows, columns=["row", "prompt_id", "sample_idx", "position", "token", "entropy"])
+    return {
+        "distribution": entropy_distribution(tokens["entropy"].to_numpy()),
+        "top": top_entropy_tokens(tokens, k),
+        "entropy": tokens["entropy"].to_numpy(),
+    }
+
+
 def top_alternatives(logits: torch.Tensor, config: SamplingConfig, k: int = N_ALTERNATIVES) -> Alternatives:
     """The k most likely tokens per position (B, T, V) -> (B, T, k), with p (T=1) and q (settings).
 
@@ -135,23 +167,9 @@ def top_alternatives(logits: torch.Tensor, config: SamplingConfig, k: int = N_AL
 
 
 def list_checkpoints(runs_dir: Path) -> list[tuple[str, Path]]:
-    """PPO checkpoints ``runs/<id>/checkpoints/step-N/`` holding an adapter, as (label, dir), by run then step."""
-    found = []
-    for ckpt in runs_dir.glob("*/checkpoints/step-*"):
-        match = re.fullmatch(r"step-(\d+)", ckpt.name)
-        if match and (ckpt / "adapter_config.json").is_file():
-            found.append((ckpt.parent.parent.name, int(match.group(1)), ckpt))
-    return [(f"{run} / step {step}", path) for run, step, path in sorted(found)]
-
-
-def normalise_per_prompt(rewards: np.ndarray, prompt_index: Sequence[int]) -> np.ndarray:
-    """reward - mean(reward of the same prompt) + global mean (the seed's normalisation)."""
-    rewards = np.asarray(rewards, dtype=float)
-    index = np.asarray(prompt_index)
-    prompt_means = np.zeros_like(rewards)
-    for i in np.unique(index):
-        prompt_means[index == i] = rewards[index == i].mean()
-    return rewards - prompt_means + rewards.mean()
+    """Complete PPO checkpoints of every run under ``runs_dir``, as (label, dir), by run then step."""
+    runs = sorted(d for d in Path(runs_dir).glob("*") if d.is_dir() and not d.name.startswith("."))
+    return [(f"{run.name} / step {step}", path) for run in runs for step, path in run_checkpoints(run)]
 
 
 def clean_prompts(prompts: Sequence[str]) -> list[str]:
@@ -203,42 +221,21 @@ def sample_batch(
     )
 
 
-def same_vocabulary(a, b) -> bool:
-    """True when two tokenizers map every token to the same id (token ids can be shared)."""
-    return a is b or (len(a) == len(b) and a.get_vocab() == b.get_vocab())
-
-
 @torch.no_grad()
 def score_batch(
-    batch: LabBatch, tokenizer, reward_model: LoadedModel | None, gold: GoldFn | None
+    batch: LabBatch, tokenizer, reward_model: LoadedModel | None, judge: Judge | None
 ) -> LabBatch:
-    """Fill in RM scores and gold scores of the batch's responses.
-
-    An RM sharing the policy's vocabulary scores the sampled ids exactly as PPO does; any other RM
-    scores the prompt + response text in its own tokenizer.
-    """
-    prompts = [batch.prompts[i] for i in batch.prompt_index]
-    if reward_model is not None:
-        if same_vocabulary(tokenizer, reward_model.tokenizer):
-            gen = batch.generation
-            device = reward_model.device
-            scores = reward_model.model(gen.sequences.to(device), gen.attention_mask.to(device))
-            batch.rewards = scores.float().cpu().numpy()
-        else:
-            batch.rewards = score_texts(reward_model, prompts, batch.responses).numpy()
-    if gold is not None:
-        batch.gold = np.asarray(gold(tokenizer, prompts, batch.response_ids), dtype=float)
+    """Fill in RM scores and gold scores of the batch's responses (as PPO scores them)."""
+    gen = batch.generation
+    scored = score_responses(
+        tokenizer, gen.sequences, gen.attention_mask, gen.response_ids, gen.response_mask,
+        [batch.prompts[i] for i in batch.prompt_index], reward=reward_model, judge=judge,
+    )  # fmt: skip
+    if scored.reward is not None:
+        batch.rewards = scored.reward.cpu().numpy()
+    if scored.gold is not None:
+        batch.gold = scored.gold.numpy().astype(float)
     return batch
-
-
-def world_gold(world) -> GoldFn:
-    """The built-in world's gold judge over sampled ids (judge text keeps [EOS], drops padding)."""
-    from engine.world import decode_response
-
-    def gold(tokenizer, prompts: list[str], response_ids: list[list[int]]) -> list[float]:
-        return world.gold_batch(prompts, [decode_response(tokenizer, ids) for ids in response_ids])
-
-    return gold
 
 
 @dataclass(frozen=True)
@@ -309,7 +306,7 @@ class SamplingLab:
             reward_source = reward_source or (self.world.rm_source if in_world else None)
             rm = self.reward_model(reward_source) if reward_source else None
             with threads_for(loaded.model):
-                score_batch(batch, loaded.tokenizer, rm, world_gold(self.world) if in_world else None)
+                score_batch(batch, loaded.tokenizer, rm, self.world.gold_batch if in_world else None)
             self._batches[key] = batch
             self._evict()
             return batch
@@ -327,9 +324,9 @@ class SamplingLab:
         reward_source: str | None = None,
         progress: ProgressFn | None = None,
     ) -> list[SweepPoint]:
-        """Sample at each grid value of ``parameter`` ("temperature" or "top_p"), other settings fixed."""
-        if parameter not in ("temperature", "top_p"):
-            raise ConfigError(f"can only sweep temperature or top_p, got {parameter!r}")
+        """Sample at each grid value of ``parameter`` (one of :data:`SWEEP_GRIDS`), other settings fixed."""
+        if parameter not in SWEEP_GRIDS:
+            raise ConfigError(f"can only sweep {', '.join(SWEEP_GRIDS)}, got {parameter!r}")
         points = []
         for i, value in enumerate(values):
             if progress is not None:

@@ -17,6 +17,11 @@ def world_dir() -> Path:
     return data_dir() / "world"
 
 
+def demo_runs_dir() -> Path:
+    """The shipped demo runs (read-only), shown next to the user's own runs: ``data/demo_runs``."""
+    return data_dir() / "demo_runs"
+
+
 def runs_dir() -> Path:
     """Run directories, one per PPO job or import (``WORKBENCH_RUNS_DIR`` overrides)."""
     return Path(os.environ.get("WORKBENCH_RUNS_DIR", REPO_ROOT / "runs"))

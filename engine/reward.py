@@ -1,4 +1,4 @@
-"""Reward models: the Bradley-Terry loss, pairwise accuracy, and a uniform scoring interface.
+"""Reward models: the Bradley-Terry loss and one scoring interface for sampled responses.
 
 Two kinds load through :func:`load_reward_model`:
 - the built-in world's pooled RM (a causal-LM body + a linear head whose score is the last token's
@@ -10,6 +10,8 @@ Two kinds load through :func:`load_reward_model`:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.config import ConfigError
-from engine.models import LoadedModel, _check_model_dir, default_device, load_tokenizer, resolve_source
+from engine.models import LoadedModel, check_model_dir, default_device, load_tokenizer, resolve_source
+from engine.ops import masked_mean, position_ids_of
 from engine.sampling import check_fits_context
 
 POOLED_CONFIG = "reward_head.json"
@@ -34,14 +37,14 @@ class PooledRewardModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         mask = attention_mask.bool()
-        position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        position_ids = position_ids_of(mask)
         hidden = self.body(
             input_ids=input_ids, attention_mask=mask.long(), position_ids=position_ids
         ).last_hidden_state
         last_index = mask.shape[1] - 1 - mask.flip(-1).long().argmax(-1)  # last real token, any padding side
         last = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_index]  # (B, H)
         per_token = self.token_head(hidden).squeeze(-1)  # (B, L)
-        pooled = (per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        pooled = masked_mean(per_token, mask, dim=-1)  # (B,)
         return self.last_head(last).squeeze(-1) + pooled
 
     def save(self, path: Path) -> None:
@@ -86,7 +89,7 @@ def load_reward_model(source: str, *, device: torch.device | str | None = None) 
         from transformers import AutoModelForSequenceClassification
 
         if isinstance(resolved, Path):
-            _check_model_dir(resolved)
+            check_model_dir(resolved)
         try:
             hf = AutoModelForSequenceClassification.from_pretrained(
                 str(resolved), local_files_only=True, use_safetensors=True, num_labels=1
@@ -106,14 +109,6 @@ def load_reward_model(source: str, *, device: torch.device | str | None = None) 
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
     """-log sigma(r_chosen - r_rejected), averaged."""
     return -F.logsigmoid(chosen - rejected).mean()
-
-
-def pairwise_accuracy(score_a: torch.Tensor, score_b: torch.Tensor, a_better: torch.Tensor) -> float:
-    """Share of pairs the scores order as the labels do (ties count as wrong)."""
-    predicted = score_a > score_b
-    wrong_tie = score_a == score_b
-    correct = (predicted == a_better.bool()) & ~wrong_tie
-    return float(correct.float().mean()) if len(correct) else float("nan")
 
 
 def encode_texts(tokenizer, prompts: list[str], responses: list[str], device: torch.device | str = "cpu"):
@@ -153,6 +148,61 @@ def score_texts(
         check_fits_context(_config_of(reward.model), int(mask.sum(-1).max()), 0)
         scores.append(reward.model(ids, mask).float().cpu())
     return torch.cat(scores) if scores else torch.zeros(0)
+
+
+def same_vocabulary(a, b) -> bool:
+    """True when two tokenizers map every token to the same id (token ids can then be shared)."""
+    if a is b:
+        return True
+    try:
+        return len(a) == len(b) and a.get_vocab() == b.get_vocab()
+    except (AttributeError, TypeError):
+        return False
+
+
+Judge = Callable[[list[str], list[str]], Sequence[float]]
+"""(prompt texts, judge-ready response texts) -> a gold score per response (the world's judge)."""
+
+
+@dataclass
+class Scores:
+    """RM and gold scores of a batch of sampled responses."""
+
+    reward: torch.Tensor | None  # (B,) RM score; None without an RM
+    gold: torch.Tensor | None  # (B,) gold judge score; None without a judge
+    judge_texts: list[str]  # responses as the judge reads them: EOS kept, padding dropped
+
+
+def score_responses(
+    policy_tokenizer,
+    sequences: torch.Tensor,
+    attention_mask: torch.Tensor,
+    response_ids: torch.Tensor,
+    response_mask: torch.Tensor,
+    prompts: list[str],
+    *,
+    reward: LoadedModel | None,
+    judge: Judge | None,
+) -> Scores:
+    """Score a batch of sampled responses with the RM and the gold judge, the one way the trainer,
+    the sampling lab and the world checks all do it. Shapes: (B, P + T) sequences, (B, T) responses."""
+    from engine.sampling import decode_responses
+
+    judge_texts = decode_responses(policy_tokenizer, response_ids, response_mask)
+    rm = None
+    if reward is not None and same_vocabulary(policy_tokenizer, reward.tokenizer):
+        # The sampled ids, exactly as generated.
+        with torch.no_grad():
+            rm = reward.model(sequences.to(reward.device), attention_mask.to(reward.device)).float()
+    elif reward is not None:
+        # Another vocabulary: prompt + response text (the policy's special tokens dropped) in the
+        # RM's own tokenizer.
+        plain = decode_responses(policy_tokenizer, response_ids, response_mask, skip_special=True)
+        rm = score_texts(reward, prompts, plain).to(reward.device)
+    gold = None
+    if judge is not None:
+        gold = torch.tensor([float(x) for x in judge(prompts, judge_texts)], dtype=torch.float32)
+    return Scores(reward=rm, gold=gold, judge_texts=judge_texts)
 
 
 def train_reward_model(

@@ -15,7 +15,6 @@ Padding never enters a statistic: every signal is 0 where ``response_mask`` is F
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
@@ -25,24 +24,15 @@ from torch import nn
 
 from engine.config import ConfigError, SamplingConfig
 from engine.models import backbone_and_head
+from engine.ops import (
+    entropy_from_log_probs,
+    masked_mean,
+    position_ids_of,
+    scale_logits,
+    selective_log_softmax,
+)
 
 NEG_INF = float("-inf")
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Mean of ``values`` where ``mask`` is True (all positions when dim is None).
-
-    Naive equivalent: ``values[mask].mean()``; with ``dim``: per-row means, 0 for empty rows.
-    """
-    mask = mask.to(values.dtype)
-    if dim is None:
-        return (values * mask).sum() / mask.sum().clamp(min=1)
-    return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1)
-
-
-def scale_logits(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """z / T; T = 0 (greedy) leaves the logits unscaled."""
-    return logits if temperature in (0, 1) else logits / temperature
 
 
 def sampling_logits(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
@@ -77,25 +67,6 @@ def sampling_logits(logits: torch.Tensor, config: SamplingConfig) -> torch.Tenso
     return z
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy in nats of softmax(logits) over the last axis; -inf logits contribute 0.
-
-    Naive equivalent: ``-(p * p.log()).nansum(-1)`` with ``p = logits.softmax(-1)``.
-    """
-    logp = torch.log_softmax(logits, dim=-1)
-    p = logp.exp()
-    return -(p * logp.masked_fill(p == 0, 0.0)).sum(-1)
-
-
-def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[index] without keeping the full log-softmax: (..., V), (...) -> (...).
-
-    Naive equivalent: ``torch.log_softmax(logits, -1).gather(-1, index[..., None])[..., 0]``.
-    """
-    picked = logits.gather(-1, index.unsqueeze(-1)).squeeze(-1)
-    return picked - torch.logsumexp(logits, dim=-1)
-
-
 @dataclass
 class TokenSignals:
     """Per-token signals, each (B, T), 0 where the response mask is False."""
@@ -123,14 +94,14 @@ def token_signals(
     z = logits.float()
     logp = torch.log_softmax(z, dim=-1)  # (B, T, V)
     p = logp.exp()
-    entropy = -(p * logp).sum(-1)
+    entropy = entropy_from_log_probs(logp)
     max_prob = p.amax(-1)
     sampled_prob = p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
     zq = sampling_logits(z, config)
     logq = torch.log_softmax(zq, dim=-1)
     q = logq.exp()
-    sampling_entropy = -(q * logq.masked_fill(q == 0, 0.0)).sum(-1)
+    sampling_entropy = entropy_from_log_probs(logq)
     sampled_prob_q = q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     n_candidates = torch.isfinite(zq).sum(-1)
 
@@ -294,7 +265,7 @@ def generate(
     device = prompt_ids.device
     batch = prompt_ids.shape[0]
     attention = prompt_mask.long()
-    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+    position_ids = position_ids_of(attention)
     out = model(
         input_ids=prompt_ids,
         attention_mask=attention,
@@ -475,5 +446,19 @@ def decode_tokens(tokenizer, ids: torch.Tensor, mask: torch.Tensor) -> list[list
     return rows
 
 
-def nats_to_bits(x: float) -> float:
-    return x / math.log(2)
+def decode_responses(
+    tokenizer, response_ids: torch.Tensor, response_mask: torch.Tensor, *, skip_special: bool = False
+) -> list[str]:
+    """Response texts of the real tokens, padding dropped: (B, T) -> B strings.
+
+    By default EOS is kept: the gold judge reads it (a response that stopped itself ends with it).
+    ``skip_special`` drops every special token (text for a reward model with another vocabulary).
+    """
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id != tokenizer.eos_token_id else None
+    rows = []
+    for ids, keep in zip(response_ids.tolist(), response_mask.tolist(), strict=True):
+        real = [t for t, k in zip(ids, keep, strict=True) if k and t != pad]
+        rows.append(
+            tokenizer.decode(real, skip_special_tokens=skip_special, clean_up_tokenization_spaces=False)
+        )
+    return rows

@@ -10,7 +10,7 @@ if REPO_ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-import engine.jobs as jobs  # noqa: E402
+import engine.runs as jobs  # noqa: E402
 from engine.config import ConfigError  # noqa: E402
 from engine.paths import runs_dir  # noqa: E402
 from engine.store import metrics as read_metrics  # noqa: E402

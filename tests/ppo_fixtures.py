@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from engine.config import SamplingConfig
-from engine.ppo_config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
-from engine.trainer import PromptItem, Sources
+from engine.ppo.build import PromptItem, Sources
+from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
 from tests.tiny_models import make_tokenizer, save_tiny
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from engine.ppo_entropy_control import (
+from engine.ppo.entropy_control import (
     clip_cov_policy_loss,
     clip_higher_policy_loss,
     covariance_terms,

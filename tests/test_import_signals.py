@@ -101,6 +101,5 @@ def test_pickle_only_model_is_refused(tmp_path, tiny_gpt2_dir):
 def test_signals_cli_errors(tmp_path, monkeypatch, capsys):
     import engine.cli as cli
 
-    monkeypatch.setitem(cli.COMMANDS, "import", "engine.cli.import_run")
     assert cli.main(["import", "signals", "nope", "--model", "x", "--runs-dir", str(tmp_path)]) == 2
     assert "error: no run 'nope'" in capsys.readouterr().err

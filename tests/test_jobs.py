@@ -13,7 +13,9 @@ import duckdb
 import pytest
 
 from engine.config import ConfigError
-from engine.jobs import (
+from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig, config_to_argv
+from engine.ppo.job import run_job
+from engine.runs import (
     effective_state,
     is_live,
     launch,
@@ -21,11 +23,8 @@ from engine.jobs import (
     owner_lock,
     read_status,
     run_dir_of,
-    run_job,
     stop,
 )
-from engine.ppo_cli import config_to_argv
-from engine.ppo_config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
 from engine.store import RunWriter
 from tests.ppo_fixtures import make_tiny_sources, one_thread  # noqa: F401 (fixture)
 
@@ -73,7 +72,7 @@ def _metric_steps(run_dir: Path) -> list[int]:
 
 
 def test_config_round_trips_through_argv(job_config):
-    from engine.ppo_cli import add_config_arguments, config_from_args
+    from engine.ppo.config import add_config_arguments, config_from_args
 
     parser = __import__("argparse").ArgumentParser()
     add_config_arguments(parser)

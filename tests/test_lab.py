@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from engine.analysis.normalise import normalise_per_prompt
 from engine.config import ConfigError, SamplingConfig
 from engine.lab import (
     SIGNALS,
     SamplingLab,
     list_checkpoints,
-    normalise_per_prompt,
     reference_config,
     threads_for,
     top_alternatives,
@@ -119,9 +119,9 @@ def test_list_checkpoints(tmp_path):
     for run, step in (("b", 10), ("a", 2), ("a", 10)):
         path = tmp_path / run / "checkpoints" / f"step-{step}"
         path.mkdir(parents=True)
-        (path / "adapter_config.json").write_text("{}")
+        (path / "trainer_state.json").write_text("{}")
     (tmp_path / "a" / "checkpoints" / "step-x").mkdir()
-    (tmp_path / "a" / "checkpoints" / "step-3").mkdir()  # no adapter: not a checkpoint
+    (tmp_path / "a" / "checkpoints" / "step-3").mkdir()  # no trainer state: not a complete checkpoint
     labels = [label for label, _ in list_checkpoints(tmp_path)]
     assert labels == ["a / step 2", "a / step 10", "b / step 10"]
 

@@ -112,7 +112,9 @@ def test_ppo_checkpoint_is_pickable(monkeypatch, fake_world_data_dir, tmp_path):
     from engine.models import attach_lora, load_causal_lm
 
     base = load_causal_lm(str(fake_world_data_dir / "world" / "sft" / "epoch-1"), device="cpu")
-    attach_lora(base.model, r=2).save_pretrained(tmp_path / "runs" / "r1" / "checkpoints" / "step-4")
+    checkpoint = tmp_path / "runs" / "r1" / "checkpoints" / "step-4"
+    attach_lora(base.model, r=2).save_pretrained(checkpoint)
+    (checkpoint / "trainer_state.json").write_text("{}")  # what makes a checkpoint complete
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(fake_world_data_dir))
     monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "runs"))
     at = AppTest.from_file(PAGE, default_timeout=120)

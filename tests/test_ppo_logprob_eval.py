@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from engine.logprob_eval import evaluate_run, response_logprobs
 from engine.models import attach_lora, load_causal_lm
+from engine.ppo.build import build_trainer
+from engine.ppo.logprob_eval import evaluate_run, response_logprobs
 from engine.store import RunWriter
-from engine.trainer import build_trainer
 from tests.ppo_fixtures import make_tiny_sources, one_thread, tiny_config  # noqa: F401 (fixture)
 
 

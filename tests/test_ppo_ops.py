@@ -9,21 +9,12 @@ import torch
 
 from engine.config import SamplingConfig
 from engine.models import ValueHead, attach_lora, reference_mode
-from engine.ppo import (
-    AdaptiveKLController,
-    explained_variance,
-    gae,
-    kl_per_token,
-    policy_forward,
-    policy_loss,
-    process_scores,
-    reference_logprobs,
-    rollout,
-    shaped_rewards,
-    value_loss,
-    whiten,
-)
-from engine.ppo_config import PPOHyperConfig
+from engine.ops import whiten
+from engine.ppo.advantages import explained_variance, gae
+from engine.ppo.config import PPOHyperConfig
+from engine.ppo.losses import policy_loss, value_loss
+from engine.ppo.rewards import AdaptiveKLController, kl_per_token, process_scores, shaped_rewards
+from engine.ppo.rollout import policy_forward, reference_logprobs, rollout
 from tests.ppo_fixtures import one_thread  # noqa: F401 (fixture)
 from tests.tiny_models import make_gpt2, make_llama, make_tokenizer
 
@@ -323,7 +314,7 @@ def test_draw_samples_the_sampling_distribution_and_never_leaves_its_support():
 
 
 def test_merged_lora_restores_base_weights_bit_for_bit():
-    from engine.ppo import merged_lora
+    from engine.models import merged_lora
 
     model, _ = _lora_policy()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -346,7 +337,7 @@ def test_fused_gelu_is_the_same_function():
 
 
 def _logprobs_and_grads(precision: str | None):
-    from engine.ppo import frozen_matmuls_in_bf16
+    from engine.models import frozen_matmuls_in_bf16
 
     model, _ = _lora_policy()
     if precision is not None:
@@ -376,7 +367,7 @@ def test_bf16_base_approximates_forward_and_gradient():
 
 def test_bf16_base_keeps_the_lora_unmerged_for_sampling():
     """Merged bf16(W + BA) is another function than bf16(W) + BA: sampling must not merge."""
-    from engine.ppo import frozen_matmuls_in_bf16, merged_lora
+    from engine.models import frozen_matmuls_in_bf16, merged_lora
 
     model, _ = _lora_policy()
     frozen_matmuls_in_bf16(model, "bf16")

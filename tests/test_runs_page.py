@@ -7,9 +7,9 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.jobs import list_runs, read_status
 from engine.paths import REPO_ROOT
-from engine.ppo_config import PPOConfig
+from engine.ppo.config import PPOConfig
+from engine.runs import list_runs, read_status
 from engine.store import RunWriter
 from tests.ppo_fixtures import make_tiny_sources
 

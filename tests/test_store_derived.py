@@ -36,6 +36,11 @@ def test_list_means():
     assert list_means(arr).to_pylist() == [1.5, None, None, 4.0]
 
 
+def test_list_means_with_trailing_empty_lists():
+    arr = pa.array([[1.0, 2.0], [3.0], None, []], type=pa.list_(pa.float32()))
+    assert list_means(arr).to_pylist() == [1.5, 3.0, None, None]
+
+
 def test_prompt_collapsed_matches_naive():
     rng = np.random.default_rng(0)
     runs = rng.choice(["r1", "r2"], 400).tolist()

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from engine.config import ConfigError
-from engine.ppo_config import PPOConfig, PPOHyperConfig, RunConfig
+from engine.ppo.build import Sources, build_trainer, resume_step
+from engine.ppo.checkpoints import list_checkpoints as checkpoints
+from engine.ppo.config import PPOConfig, PPOHyperConfig, RunConfig
 from engine.store import RunWriter
-from engine.trainer import Sources, build_trainer, checkpoints, resume_step
 from tests.ppo_fixtures import make_tiny_sources, one_thread, tiny_config  # noqa: F401 (fixture)
 
 
@@ -103,7 +104,7 @@ def test_resume_continues_from_checkpoint(tmp_path, tiny_sources):
 @pytest.mark.parametrize("precision", ["fp32", "bf16_grad", "bf16"])
 def test_ratio_one_and_zero_kl_at_step_one_for_every_base_precision(precision, tiny_sources, monkeypatch):
     """Sampling, reference and update compute the same function in each precision mode."""
-    monkeypatch.setattr("engine.trainer.bf16_matmul_is_fast", lambda device: True)  # any CPU runs bf16
+    monkeypatch.setattr("engine.ppo.trainer.bf16_matmul_is_fast", lambda device: True)  # any CPU runs bf16
     config = tiny_config(steps=1, prompts_per_step=4).replace(base_precision=precision)
     trainer = build_trainer(config, None, sources=tiny_sources, device="cpu")
     assert trainer.base_precision == precision
@@ -132,11 +133,12 @@ def test_bad_batch_arithmetic_and_negative_kl():
     assert PPOConfig.from_dict(legacy).ppo.base_precision == "bf16_grad"
 
 
-def test_nonfinite_step_is_skipped_not_logged(tmp_path, tiny_sources):
+def test_nonfinite_step_is_skipped_not_logged(tmp_path, tiny_sources, monkeypatch):
     config = tiny_config(steps=1)
     writer = RunWriter.create(tmp_path / "run", kind="ppo", config=config.to_dict(), seed=0)
     trainer = build_trainer(config, writer, sources=tiny_sources, device="cpu")
-    trainer._score = lambda ro, texts: torch.full((ro.response_ids.shape[0],), float("nan"))
+    broken_rm = lambda ids, mask: torch.full((ids.shape[0],), float("nan"))  # noqa: E731
+    monkeypatch.setattr(trainer.reward.model, "forward", broken_rm)
     result = trainer.iteration(1)
     assert result.skipped and result.rows is None and result.metrics["guard/bad_step"] == 1.0
     trainer.log_step(result)

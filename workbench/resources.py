@@ -24,7 +24,7 @@ def world_or_none():
     """The built-in world, or None when it is not built (not cached, so a later build is picked up)."""
     try:
         return _load_world(str(world_dir()))
-    except (ConfigError, ImportError):
+    except ConfigError:
         return None
 
 
@@ -32,7 +32,7 @@ def world_error() -> str | None:
     """Why the world cannot be loaded, or None when it can."""
     try:
         _load_world(str(world_dir()))
-    except (ConfigError, ImportError) as exc:
+    except ConfigError as exc:
         return str(exc)
     return None
 

@@ -14,8 +14,8 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from engine.config import ConfigError
-from engine.jobs import RunInfo
-from engine.ppo_config import PPOConfig, PPOHyperConfig, RunConfig, field_docs
+from engine.runs import RunInfo
+from engine.ppo.config import PPOConfig, PPOHyperConfig, RunConfig, field_docs
 
 # (metric key, panel title, line name); panels in reading order
 CURVES = (

@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from engine.config import ConfigError
-from engine.ppo_entropy_control import covariance_terms as masked_covariance_terms
+from engine.ppo.entropy_control import covariance_terms as masked_covariance_terms
 
 NEAR_ZERO_NATS = 0.01
 """Per-token entropy below this many nats counts as "near zero" (Wang et al. 2025's threshold)."""
@@ -68,7 +68,7 @@ def covariance_terms(logprob: np.ndarray, advantage: np.ndarray) -> np.ndarray:
     """``(lp_i - mean lp) * (A_i - mean A)`` over flat token arrays, in float64; their mean is ``cov``.
 
     The very terms the entropy-control losses rank (one definition:
-    ``engine.ppo_entropy_control.covariance_terms``, here with every token real).
+    ``engine.ppo.entropy_control.covariance_terms``, here with every token real).
     Naive equivalent: ``[(l - mean(lp)) * (a - mean(A)) for l, a in zip(lp, A)]``.
     """
     lp = torch.from_numpy(np.array(logprob, dtype=np.float64))  # a copy: DuckDB's arrays are read-only

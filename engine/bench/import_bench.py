@@ -24,10 +24,7 @@ from typing import Any
 from engine.config import ConfigError
 
 _PANDAS = "import sys, pandas as pd; frame = pd.read_json(sys.argv[1], lines=True); print(len(frame))"
-_IMPORT = (
-    "import sys, json, engine.cli as cli; cli.COMMANDS.setdefault('import', 'engine.cli.import_run'); "
-    "sys.exit(cli.main(sys.argv[1:]))"
-)
+_IMPORT = "import sys, engine.cli as cli; sys.exit(cli.main(sys.argv[1:]))"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.ppo_config import BASE_PRECISIONS
+from engine.ppo.config import BASE_PRECISIONS
 
 PROTOCOL = "tiny-ppo-cpu"
 N_WORDS = 2000
@@ -68,17 +68,18 @@ def build_tokenizer():
 
 
 def build_trainer(run_dir: Path, base_precision: str = "bf16"):
-    """The protocol's models, prompts and PPO config, wired into an :class:`engine.trainer.PPOTrainer`."""
+    """The protocol's models, prompts and PPO config, wired into an :class:`engine.ppo.trainer.PPOTrainer`."""
     import numpy as np
     import torch
     from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
     from engine.config import SamplingConfig
     from engine.models import LoadedModel, attach_lora
-    from engine.ppo_config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
+    from engine.ppo.build import PromptItem
+    from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
+    from engine.ppo.trainer import PPOTrainer
     from engine.reward import SequenceClassifierRM
     from engine.store import RunWriter
-    from engine.trainer import PPOTrainer, PromptItem
 
     tok, words = build_tokenizer()
     torch.manual_seed(SEED)
@@ -191,7 +192,7 @@ def main(args: argparse.Namespace) -> int:
     flops = update_flops(config)
     result = {
         "protocol": PROTOCOL,
-        "engine": "engine.trainer.PPOTrainer",
+        "engine": "engine.ppo.trainer.PPOTrainer",
         "base_precision": trainer.base_precision,
         "seconds_per_iteration": med("total_s"),
         "generation_seconds": med("generation_s"),

@@ -73,3 +73,8 @@ __all__ = [
     "top_variance_prompts",
     "write_eval",
 ]
+
+# The rollout browser's queries (rankings of prompts, one prompt's per-step table).
+from engine.store.browser_queries import RANKING_LABELS, RANKINGS, prompt_step_table, rank_prompts  # noqa: E402
+
+__all__ += ["RANKINGS", "RANKING_LABELS", "prompt_step_table", "rank_prompts"]

@@ -23,7 +23,9 @@ def list_means(lists: pa.Array | pa.ChunkedArray) -> pa.Array:
     lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
     flat = pc.fill_null(pc.list_flatten(lists), 0).to_numpy(zero_copy_only=False).astype(np.float64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    sums = np.add.reduceat(flat, starts) if len(flat) else np.zeros(len(lengths))
+    # reduceat needs every start < len(flat): trailing empty lists start at len(flat), so pad one 0
+    # (their sums are masked below anyway).
+    sums = np.add.reduceat(np.append(flat, 0.0), starts) if len(flat) else np.zeros(len(lengths))
     sums = np.where(lengths > 0, sums, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         means = (sums / lengths).astype(np.float32)

@@ -8,7 +8,6 @@ live run only pays for its new files.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterable
@@ -161,12 +160,3 @@ def fingerprint(run_dirs: RunDirs) -> tuple[tuple[str, int, int], ...]:
                 stat = path.stat()
                 out.append((str(path), stat.st_mtime_ns, stat.st_size))
     return tuple(out)
-
-
-def read_json(path: Path) -> dict | None:
-    """A JSON object file, or None when missing or unreadable (a job may be rewriting it)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

@@ -6,22 +6,20 @@ and returns a pandas DataFrame; an empty store gives an empty frame with the sam
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from engine.config import ConfigError
-from engine.store.files import RunDirs, as_run_dirs, check_file, read_json, scan
+from engine import runs as runs_layer
+from engine.store.files import RunDirs, as_run_dirs, check_file, scan
 from engine.store.reader import store_cursor
 from engine.store.schema import (
     LOGPROB_ACCURACY,
     METRICS_DIR,
     ROLLOUT_SCHEMA,
     ROLLOUTS_DIR,
-    RUN_FILE,
-    STATUS_FILE,
     TOKEN_LIST_COLUMNS,
     step_files,
 )
@@ -63,42 +61,37 @@ def _step_range(steps: tuple[int, int] | None) -> tuple[int, int] | None:
     return lo, hi
 
 
-def list_runs(runs_dir: Path) -> pd.DataFrame:
-    """One row per run directory under ``runs_dir``: its record, job state, last step and size."""
+def list_runs(runs_dir: Path, *, with_demo: bool = False) -> pd.DataFrame:
+    """One row per run under ``runs_dir`` (:func:`engine.runs.list_runs`, so a killed job reads
+    ``interrupted`` here as on the Runs page), with its logged steps and rollout count; the shipped
+    demo runs follow with ``with_demo`` (column ``demo``)."""
     columns = [
         "run_id", "kind", "created_at", "state", "last_step", "n_steps", "n_rollouts",
-        "heartbeat_age_s", "source", "run_dir",
+        "heartbeat_age_s", "source", "run_dir", "demo",
     ]  # fmt: skip
     rows = []
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return pd.DataFrame(columns=columns)
-    for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        record = read_json(run_dir / RUN_FILE)
-        rollout_files = step_files(run_dir / ROLLOUTS_DIR)
-        if record is None and not rollout_files:
-            continue  # not a run (a checkpoint folder, a scratch dir)
-        record = record or {}
-        status = read_json(run_dir / STATUS_FILE) or {}
-        steps = {s for s, _ in rollout_files} | {s for s, _ in step_files(run_dir / METRICS_DIR)}
-        n_rollouts = sum(check_file(p, ROLLOUT_SCHEMA, ()).num_rows for _, p in rollout_files)
-        heartbeat = status.get("heartbeat")
+    for info in runs_layer.list_runs(runs_dir, with_demo=with_demo):
+        rollout_files = step_files(info.run_dir / ROLLOUTS_DIR)
+        steps = {s for s, _ in rollout_files} | {s for s, _ in step_files(info.run_dir / METRICS_DIR)}
         rows.append(
             {
-                "run_id": run_dir.name,
-                "kind": record.get("kind", "unknown"),
-                "created_at": record.get("created_at"),
-                "state": status.get("state", "finished" if record.get("kind") == "import" else "unknown"),
+                "run_id": info.run_id,
+                "kind": info.kind,
+                "created_at": info.created_at or None,
+                "state": info.state,
                 "last_step": max(steps) if steps else None,
                 "n_steps": len(steps),
-                "n_rollouts": n_rollouts,
-                "heartbeat_age_s": time.time() - heartbeat if isinstance(heartbeat, int | float) else None,
-                "source": record.get("source", ""),
-                "run_dir": str(run_dir),
+                "n_rollouts": sum(check_file(p, ROLLOUT_SCHEMA, ()).num_rows for _, p in rollout_files),
+                "heartbeat_age_s": info.heartbeat_age_s,
+                "source": info.source,
+                "run_dir": str(info.run_dir),
+                "demo": info.demo,
             }
         )
-    frame = pd.DataFrame(rows, columns=columns).astype({"last_step": "Int64"})
-    return frame.sort_values("created_at", ascending=False, na_position="last", ignore_index=True)
+    frame = pd.DataFrame(rows, columns=columns).astype({"last_step": "Int64", "demo": bool})
+    return frame.sort_values(
+        ["demo", "created_at"], ascending=[True, False], na_position="last", ignore_index=True
+    )
 
 
 def store_warnings(run_dirs: RunDirs) -> list[str]:

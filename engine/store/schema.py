@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-RUN_FILE = "run.json"
-STATUS_FILE = "status.json"
-ROLLOUTS_DIR = "rollouts"
+from engine.runs.layout import ROLLOUTS_DIR, RUN_FILE, STATUS_FILE  # noqa: F401 (the run directory's layout)
+
 METRICS_DIR = "metrics"
 EVALS_DIR = "evals"
 CHECKPOINTS_DIR = "checkpoints"
@@ -32,6 +31,7 @@ TOKEN_LIST_COLUMNS: dict[str, pa.DataType] = {
     "logprob": pa.float32(),
     "ref_logprob": pa.float32(),
     "value": pa.float32(),
+    "advantage": pa.float32(),  # the advantage the update used for each token (after whitening)
 }
 
 ROLLOUT_SCHEMA = pa.schema(
@@ -51,6 +51,9 @@ ROLLOUT_SCHEMA = pa.schema(
         ("kl", pa.float32()),
         ("length", pa.int32()),
         ("has_eos", pa.bool_()),
+        # length, mean_entropy, repeat_share and prompt_collapsed are derived by the writer when absent
+        # (engine.store.derived): per-row values that queries over millions of rows would otherwise
+        # compute by unnesting the per-token lists.
         ("mean_entropy", pa.float32()),
         ("repeat_share", pa.float32()),
         ("temperature", pa.float32()),
@@ -58,13 +61,15 @@ ROLLOUT_SCHEMA = pa.schema(
         ("top_k", pa.int32()),
         ("checkpoint", pa.string()),
         ("prompt_collapsed", pa.bool_()),
+        # Which data-parallel rank sampled the row (0 in a one-process run).
+        ("rank", pa.int16()),
+        # True for the fixed probe prompts evaluated every few steps (not trained on).
+        ("is_probe", pa.bool_()),
+        # Other per-row values as a JSON object: an imported run's reward components and extra
+        # logged fields, kept so nothing of the source is lost.
+        ("extras", pa.string()),
     ]
 )
-
-# Derived by the writer when absent (see ``engine.store.derived``): per-row values that queries over
-# millions of rows would otherwise have to compute by unnesting the per-token lists.
-# ``prompt_collapsed`` is a property of the row's (prompt, step) group, which always lies in one step file.
-DERIVED_ROLLOUT_COLUMNS = ("length", "mean_entropy", "repeat_share", "prompt_collapsed")
 
 # Columns without which a rollout row means nothing; every other column may be null.
 REQUIRED_ROLLOUT_COLUMNS = ("prompt_id", "response", "reward")

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.config import ConfigError
+from engine.runs.layout import atomic_write_json
 from engine.store.derived import list_means, prompt_collapsed, repeat_shares
 from engine.store.schema import (
     EVALS_DIR,
@@ -70,15 +71,6 @@ def atomic_write_table(table: pa.Table, path: Path) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
-
-
-def atomic_write_json(obj: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, default=str)
-    os.replace(tmp, path)
     return path
 
 

@@ -132,9 +132,3 @@ def load_world(path: Path | None = None) -> World:
     if not (path / "world.json").is_file():
         raise ConfigError(f"the built-in world is not built at {path}: run `python -m engine world build`")
     return World(path)
-
-
-def decode_response(tokenizer, ids: list[int]) -> str:
-    """Judge-ready text of response token ids: words, with [EOS] kept and padding dropped."""
-    tokens = tokenizer.convert_ids_to_tokens(ids)
-    return " ".join(t for t in tokens if t != tokenizer.pad_token)

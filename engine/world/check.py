@@ -12,8 +12,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from engine.analysis.agreement import pairwise_agreement
 from engine.config import SamplingConfig
 from engine.world import World
+from engine.world.ppo_checks import check_w4, check_w5
 from engine.world.samples import SAMPLES_PER_PROMPT, Samples, sample_checkpoint
 
 log = logging.getLogger(__name__)
@@ -30,28 +32,9 @@ def add_rewards(samples: Samples, world: World, rm_cache: dict) -> Samples:
     return samples
 
 
-def within_prompt_pairs(prompt_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i, j), i < j, of samples of the same prompt."""
-    groups: dict[str, list[int]] = {}
-    for i, pid in enumerate(prompt_ids):
-        groups.setdefault(pid, []).append(i)
-    left, right = [], []
-    for idx in groups.values():
-        for a in range(len(idx)):
-            for b in range(a + 1, len(idx)):
-                left.append(idx[a])
-                right.append(idx[b])
-    return np.array(left, dtype=int), np.array(right, dtype=int)
-
-
 def rm_gold_agreement(samples: Samples) -> tuple[float, int]:
-    """Pairwise accuracy of the RM against the gold judge on within-prompt pairs (gold ties skipped)."""
-    i, j = within_prompt_pairs(samples.prompt_ids)
-    gold_gap = samples.gold[i] - samples.gold[j]
-    keep = np.abs(gold_gap) > 1e-9
-    rm_gap = samples.reward[i] - samples.reward[j]
-    agree = np.sign(rm_gap[keep]) == np.sign(gold_gap[keep])
-    return float(agree.mean()) if keep.any() else float("nan"), int(keep.sum())
+    """Pairwise accuracy of the RM against the gold judge on within-prompt pairs (the shared tie rule)."""
+    return pairwise_agreement(samples.reward, samples.gold, samples.prompt_ids)
 
 
 def variance_split(values: np.ndarray, prompt_ids: list[str]) -> tuple[float, float]:
@@ -158,7 +141,8 @@ SFT_CHECKS: dict[str, Callable[[Checker], dict]] = {
 }
 
 
-CHECK_NAMES = [*SFT_CHECKS, "W4", "W5"]
+PPO_CHECKS: dict[str, Callable[[World], dict]] = {"W4": check_w4, "W5": check_w5}
+CHECK_NAMES = [*SFT_CHECKS, *PPO_CHECKS]
 
 
 def run_checks(world: World, *, quick: bool = False, seed: int = 0, progress=None) -> dict:
@@ -170,8 +154,7 @@ def run_checks(world: World, *, quick: bool = False, seed: int = 0, progress=Non
         log.info("%s: %s", name, results[name])
         if progress:
             progress(name)
-    ppo_checks = _ppo_checks()
-    for name, check in ppo_checks.items():
+    for name, check in PPO_CHECKS.items():
         if quick:
             results[name] = {"ok": None, "value": None, "detail": "skipped (--quick)"}
         else:
@@ -179,11 +162,3 @@ def run_checks(world: World, *, quick: bool = False, seed: int = 0, progress=Non
         if progress:
             progress(name)
     return results
-
-
-def _ppo_checks() -> dict:
-    try:
-        from engine.world import ppo_checks
-    except ImportError:
-        return {}
-    return {"W4": ppo_checks.check_w4, "W5": ppo_checks.check_w5}

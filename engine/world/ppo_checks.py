@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.ppo_config import PPOConfig
+from engine.analysis.agreement import pairwise_agreement
+from engine.ppo.config import PPOConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,10 @@ def evaluate_policy(
     trainer, prompts: list[Any], *, samples: int = EVAL_SAMPLES, seed: int = 12345
 ) -> PolicyEval:
     """Sample ``trainer``'s current policy on ``prompts`` and score with its RM and judge."""
-    from engine.ppo import rollout
-    from engine.sampling import encode_prompts, masked_mean
-    from engine.trainer import decode_responses
+    from engine.ops import masked_mean
+    from engine.ppo.rollout import rollout
+    from engine.reward import score_responses
+    from engine.sampling import encode_prompts
 
     rows = [p for p in prompts for _ in range(samples)]
     texts = [p.text for p in rows]
@@ -67,9 +69,12 @@ def evaluate_policy(
             eos_token_id=trainer.tokenizer.eos_token_id, pad_token_id=trainer.tokenizer.pad_token_id,
             generator=generator,
         )  # fmt: skip
-        responses = decode_responses(trainer.tokenizer, ro.response_ids, ro.response_mask)
-        reward.append(trainer._score(ro, chunk).cpu().numpy())
-        gold.extend(trainer.judge(chunk, responses))
+        scored = score_responses(
+            trainer.tokenizer, ro.sequences, ro.attention_mask, ro.response_ids, ro.response_mask, chunk,
+            reward=trainer.reward, judge=trainer.judge,
+        )  # fmt: skip
+        reward.append(scored.reward.cpu().numpy())
+        gold.extend(scored.gold.tolist())
         entropy_sum += float(masked_mean(ro.signals.entropy, ro.response_mask)) * int(ro.response_mask.sum())
         n_tokens += int(ro.response_mask.sum())
     return PolicyEval(
@@ -81,18 +86,12 @@ def evaluate_policy(
 
 
 def rm_accuracy(ev: PolicyEval) -> float:
-    """Pairwise accuracy of the RM against gold on within-prompt pairs (gold ties skipped)."""
-    from engine.world.check import within_prompt_pairs
-
-    i, j = within_prompt_pairs(ev.prompt_ids)
-    gold_gap = ev.gold[i] - ev.gold[j]
-    keep = np.abs(gold_gap) > 1e-9
-    agree = np.sign(ev.reward[i] - ev.reward[j])[keep] == np.sign(gold_gap[keep])
-    return float(agree.mean()) if keep.any() else float("nan")
+    """Pairwise accuracy of the RM against gold on within-prompt pairs (the shared tie rule)."""
+    return pairwise_agreement(ev.reward, ev.gold, ev.prompt_ids)[0]
 
 
 def _build(world, config: PPOConfig):
-    from engine.trainer import Sources, build_trainer
+    from engine.ppo.build import Sources, build_trainer
 
     if not os.environ.get("WORKBENCH_THREADS"):
         # A tiny model gains nothing from a second thread, and on a shared machine two spinning

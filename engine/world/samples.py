@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from engine.config import SamplingConfig
-from engine.world import decode_response
 
 SAMPLES_PER_PROMPT = 8
 
@@ -45,7 +44,8 @@ def sample_checkpoint(
     model_cache: dict | None = None,
 ) -> Samples:
     from engine.models import load_causal_lm
-    from engine.sampling import generate_from_texts, masked_mean
+    from engine.ops import masked_mean
+    from engine.sampling import decode_responses, generate_from_texts
 
     cache = model_cache if model_cache is not None else {}
     if source not in cache:
@@ -63,8 +63,7 @@ def sample_checkpoint(
         entropies.append(masked_mean(entropy, gen.response_mask, dim=1).cpu().numpy())
         ent_sum += float((entropy * gen.response_mask).sum())
         n_tok += int(gen.response_mask.sum())
-        for row in gen.response_ids.tolist():
-            texts.append(decode_response(tok, row))
+        texts += decode_responses(tok, gen.response_ids, gen.response_mask)
     return Samples(
         prompt_ids=[p.prompt_id for p in rows],
         families=[p.family for p in rows],

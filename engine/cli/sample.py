@@ -101,12 +101,11 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _world_or_none():
-    """The built-in world, or None when it is not built (or not written yet)."""
+    """The built-in world, or None when it is not built."""
     from engine.config import ConfigError
+    from engine.world import load_world
 
     try:
-        from engine.world import load_world
-
         return load_world()
-    except (ImportError, ConfigError):
+    except ConfigError:
         return None

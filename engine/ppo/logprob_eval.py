@@ -22,8 +22,9 @@ from torch import nn
 
 from engine.config import ConfigError
 from engine.models import reference_mode
-from engine.ppo import policy_forward
-from engine.sampling import encode_prompts, pad_right
+from engine.ppo.rollout import policy_forward
+from engine.runs import RUN_FILE
+from engine.sampling import check_fits_context, encode_prompts, pad_right
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def response_logprobs(
         rows = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in batch_responses]
         response_ids, response_mask = pad_right(rows, tokenizer.pad_token_id)
         response_ids, response_mask = response_ids.to(device), response_mask.to(device)
+        worst = int((prompt_mask.sum(-1) + response_mask.sum(-1)).argmax())  # the longest prompt + response
+        check_fits_context(model.config, int(prompt_mask[worst].sum()), int(response_mask[worst].sum()))
         sequences = torch.cat([prompt_ids, response_ids], dim=1)  # (B, P + T)
         attention = torch.cat([prompt_mask, response_mask], dim=1)
         logprobs, _, _ = policy_forward(model, sequences, attention, prompt_ids.shape[1], 1.0)  # (B, T)
@@ -79,12 +82,13 @@ def evaluate_run(
     import pandas as pd
 
     from engine.models import attach_lora, load_causal_lm
-    from engine.ppo_config import PPOConfig
+    from engine.ppo.build import resolve_sources
+    from engine.ppo.checkpoints import list_checkpoints
+    from engine.ppo.config import PPOConfig
     from engine.store import LOGPROB_ACCURACY, LOGPROB_ACCURACY_SCHEMA, write_eval
-    from engine.trainer import checkpoints, resolve_sources
 
     run_dir = Path(run_dir)
-    record = json.loads((run_dir / "run.json").read_text())
+    record = json.loads((run_dir / RUN_FILE).read_text())
     config = PPOConfig.from_dict(record["config"])
     if pairs is None:
         if not config.model.uses_world:
@@ -98,7 +102,7 @@ def evaluate_run(
     done = set(pd.read_parquet(path)["checkpoint"]) if path.is_file() else set()
     todo = [("sft", 0, None)] if "sft" not in done else []
     todo += [
-        (f"step-{step}", step, ckpt) for step, ckpt in checkpoints(run_dir) if f"step-{step}" not in done
+        (f"step-{step}", step, ckpt) for step, ckpt in list_checkpoints(run_dir) if f"step-{step}" not in done
     ]
     if not todo:
         return []
@@ -134,7 +138,7 @@ def evaluate_run(
 
 def watch_run(run_dir: Path, *, poll_seconds: float = 10.0, pairs: Sequence[Any] | None = None) -> None:
     """Evaluate new checkpoints as they appear, until the run's job is no longer live."""
-    from engine.jobs import is_live
+    from engine.runs import is_live
 
     while True:
         live = is_live(run_dir)

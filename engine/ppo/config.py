@@ -8,11 +8,13 @@ sizes, steps, seed, checkpoints). Batch arithmetic is checked here, once, with a
 
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import functools
 import inspect
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,9 +23,10 @@ from engine.config import ConfigError, SamplingConfig
 KLEstimator = Literal["k1", "k3"]
 RewardNorm = Literal["none", "batch", "prompt"]
 BasePrecision = Literal["fp32", "bf16_grad", "bf16"]
-KL_ESTIMATORS = ("k1", "k3")
-REWARD_NORMS = ("none", "batch", "prompt")
-BASE_PRECISIONS = ("fp32", "bf16_grad", "bf16")
+# The choices of each Literal setting, from the type itself (the CLI, the form and validation share them).
+KL_ESTIMATORS = typing.get_args(KLEstimator)
+REWARD_NORMS = typing.get_args(RewardNorm)
+BASE_PRECISIONS = typing.get_args(BasePrecision)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -163,10 +166,6 @@ class PPOHyperConfig:
             f"reward_clip must be > 0 or None, got {self.reward_clip!r}",
         )
 
-    @property
-    def adaptive_kl(self) -> bool:
-        return self.kl_target is not None
-
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -242,10 +241,6 @@ class PPOConfig:
         )
 
     @property
-    def minibatch_size(self) -> int:
-        return self.run.batch_size // self.ppo.num_minibatches
-
-    @property
     def optimizer_steps_per_iteration(self) -> int:
         return self.ppo.ppo_epochs * self.ppo.num_minibatches
 
@@ -315,3 +310,90 @@ def field_docs(cls: type) -> dict[str, str]:
         ):
             docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
+
+
+@functools.cache
+def field_choices(cls: type) -> dict[str, tuple]:
+    """Field name -> allowed values, for the fields of ``cls`` typed with a ``Literal``."""
+    hints = typing.get_type_hints(cls)
+    return {
+        name: typing.get_args(hint) for name, hint in hints.items() if typing.get_origin(hint) is Literal
+    }
+
+
+# ---------------------------------------------------------------------- the command-line codec
+# Every leaf of PPOConfig is a flag (``kl_coef`` -> ``--kl-coef``) whose help is the field's docstring,
+# so the CLI, the Runs page form and the run record share one source.
+
+
+def _none_or(kind: type):
+    def parse(text: str):
+        return None if text.lower() in ("none", "") else kind(text)
+
+    parse.__name__ = f"{kind.__name__} or none"
+    return parse
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per PPOConfig leaf; defaults are suppressed so only given flags override."""
+    for section, section_cls in SECTION_TYPES.items():
+        group = parser.add_argument_group(section)
+        docs = field_docs(section_cls)
+        choices = field_choices(section_cls)
+        for f in dataclasses.fields(section_cls):
+            kind = str(f.type)
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            kwargs: dict[str, Any] = {
+                "default": argparse.SUPPRESS,
+                "help": f"{docs.get(f.name, '')} (default: {default})",
+            }
+            if kind == "bool":
+                kwargs["action"] = argparse.BooleanOptionalAction
+            elif f.name in choices:
+                kwargs["choices"] = choices[f.name]
+            elif kind.startswith("tuple"):
+                kwargs["nargs"] = "*"
+            elif kind in ("float", "int", "str"):
+                kwargs["type"] = {"float": float, "int": int, "str": str}[kind]
+            elif kind in ("float | None", "int | None"):
+                kwargs["type"] = _none_or(float if kind.startswith("float") else int)
+            else:
+                raise AssertionError(f"no CLI type for {f.name}: {kind}")
+            group.add_argument(_flag(f.name), dest=f.name, **kwargs)
+
+
+def config_from_args(args: argparse.Namespace, base: PPOConfig | None = None) -> PPOConfig:
+    """``base`` (default PPOConfig()) with the flags that were given."""
+    leaves = {
+        f.name: getattr(args, f.name)
+        for section_cls in SECTION_TYPES.values()
+        for f in dataclasses.fields(section_cls)
+        if hasattr(args, f.name)
+    }
+    return (base or PPOConfig()).replace(**leaves)
+
+
+def config_to_argv(config: PPOConfig | None) -> list[str]:
+    """Flags that rebuild ``config`` from the defaults (only the leaves that differ)."""
+    if config is None:
+        return []
+    argv: list[str] = []
+    default = PPOConfig().to_dict()
+    for section, values in config.to_dict().items():
+        for name, value in values.items():
+            if value == default[section][name]:
+                continue
+            if isinstance(value, bool):
+                argv.append(_flag(name) if value else "--no-" + name.replace("_", "-"))
+            elif isinstance(value, list | tuple):
+                argv += [_flag(name), *map(str, value)]
+            else:
+                argv += [
+                    _flag(name),
+                    "none" if value is None else repr(value) if isinstance(value, float) else str(value),
+                ]
+    return argv

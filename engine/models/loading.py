@@ -81,7 +81,7 @@ def resolve_source(source: str) -> Path | str:
     return source
 
 
-def _check_model_dir(path: Path) -> None:
+def check_model_dir(path: Path) -> None:
     if (path / "adapter_config.json").is_file():
         return
     if not (path / "config.json").is_file():
@@ -123,7 +123,7 @@ def load_causal_lm(
     device = torch.device(device) if device is not None else default_device()
     local = isinstance(resolved, Path)
     if local:
-        _check_model_dir(resolved)
+        check_model_dir(resolved)
     adapter_dir = resolved if local and (resolved / "adapter_config.json").is_file() else None
     base = _adapter_base(adapter_dir) if adapter_dir else resolved
     try:
@@ -161,7 +161,7 @@ def _adapter_base(adapter_dir: Path) -> Path | str:
         raise ConfigError(f"{adapter_dir}/adapter_config.json names no base_model_name_or_path")
     resolved = resolve_source(base)
     if isinstance(resolved, Path):
-        _check_model_dir(resolved)
+        check_model_dir(resolved)
     return resolved
 
 

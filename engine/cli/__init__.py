@@ -1,0 +1,55 @@
+"""Command line: ``python -m engine <command> ...`` (contract).
+
+One module per command, each exposing ``register(subparsers)``; :data:`COMMANDS` lists them all and
+:func:`build_parser` registers every one. A command module that fails to import is an error, never a
+command that silently disappears. Command modules keep heavy imports (torch, transformers) inside
+functions, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from engine.config import ConfigError
+
+# command name -> module that registers it
+COMMANDS = {
+    "world": "engine.cli.world",
+    "sample": "engine.cli.sample",
+    "ppo": "engine.cli.ppo",
+    "jobs": "engine.cli.jobs",
+    "store": "engine.cli.store",
+    "bench": "engine.cli.bench",
+    "import": "engine.cli.import_run",
+    "analyse": "engine.cli.analyse",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine",
+        description="PPO Entropy Workbench engine: toy world, sampling signals, PPO jobs, benchmarks.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for module_name in COMMANDS.values():
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,54 @@
+"""Model layer: loading (world / local path / HF name), LoRA, value head, reference policy
+(:mod:`engine.models.loading`), and the speed-ups that compute the same function faster
+(:mod:`engine.models.precision`). ``from engine.models import ...`` is the public API.
+"""
+
+from engine.models.loading import (
+    LORA_TARGETS,
+    WORLD_PREFIX,
+    LoadedModel,
+    ValueHead,
+    attach_lora,
+    backbone_and_head,
+    check_model_dir,
+    default_device,
+    hidden_size,
+    load_causal_lm,
+    load_tokenizer,
+    load_value_head,
+    lora_targets,
+    reference_mode,
+    resolve_source,
+    save_value_head,
+    set_threads_from_env,
+)
+from engine.models.precision import (
+    bf16_matmul_is_fast,
+    frozen_matmuls_in_bf16,
+    fuse_activations,
+    merged_lora,
+)
+
+__all__ = [
+    "LORA_TARGETS",
+    "WORLD_PREFIX",
+    "LoadedModel",
+    "ValueHead",
+    "attach_lora",
+    "backbone_and_head",
+    "bf16_matmul_is_fast",
+    "check_model_dir",
+    "default_device",
+    "frozen_matmuls_in_bf16",
+    "fuse_activations",
+    "hidden_size",
+    "load_causal_lm",
+    "load_tokenizer",
+    "load_value_head",
+    "lora_targets",
+    "merged_lora",
+    "reference_mode",
+    "resolve_source",
+    "save_value_head",
+    "set_threads_from_env",
+]

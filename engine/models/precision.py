@@ -1,0 +1,168 @@
+"""Speed-ups of the model layer, kept out of the algorithm: each computes the same function faster.
+
+- :func:`merged_lora`: sampling with the LoRA deltas folded into the base weights, restored bit for bit;
+- :func:`fuse_activations`: GPT-2's Python ``gelu_new`` swapped for the same formula as one kernel;
+- :func:`frozen_matmuls_in_bf16`: the frozen base's matmuls in bf16 where bf16 is fast
+  (:func:`bf16_matmul_is_fast`), LoRA, value head, softmax and losses staying fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+
+@contextlib.contextmanager
+def merged_lora(model: nn.Module) -> Iterator[nn.Module]:
+    """Fold the LoRA deltas into the base weights for the duration (sampling runs one matmul per layer
+    instead of three), then restore the saved base weights bit for bit.
+
+    Restoring copies rather than subtracting the delta (peft's ``unmerge_adapter``), which would leave
+    float rounding in the base weights and so in the reference policy, growing with every iteration.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and not m.merged]
+    if any(getattr(m.get_base_layer(), "bf16_forward", False) for m in layers):
+        # A bf16 base computes bf16(W) x + LoRA(x); merged weights bf16(W + BA) would be another
+        # function, and the rollout's log-probs must be the update's (ratio == 1).
+        layers = []
+    if not layers or not hasattr(model, "merge_adapter"):
+        yield model
+        return
+    saved = [(m, m.get_base_layer().weight.detach().clone()) for m in layers]
+    with torch.no_grad():
+        model.merge_adapter()
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for m, weight in saved:
+                m.get_base_layer().weight.copy_(weight)
+                m.merged_adapters.clear()
+
+
+def fuse_activations(model: nn.Module) -> int:
+    """Swap GPT-2's Python ``gelu_new`` (seven element-wise ops, each with its own backward) for the
+    same tanh-approximate GELU as one fused kernel. Same formula; returns how many were swapped."""
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    swapped = 0
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, NewGELUActivation):
+                setattr(module, name, GELUTanh())
+                swapped += 1
+    return swapped
+
+
+class _FrozenMatmulBF16Backward(torch.autograd.Function):
+    """y = x W + b in fp32; the input gradient dy W^T in bf16. W and b are frozen (no weight gradient)."""
+
+    @staticmethod
+    def forward(ctx, x2d, weight_in_out, bias, weight_out_in_bf16):  # (N, I), (I, O), (O,) | None, (O, I)
+        ctx.save_for_backward(weight_out_in_bf16)
+        return x2d @ weight_in_out if bias is None else torch.addmm(bias, x2d, weight_in_out)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # (N, O) -> (N, I)
+        (weight_out_in_bf16,) = ctx.saved_tensors
+        grad_in = grad_out.to(torch.bfloat16) @ weight_out_in_bf16
+        return grad_in.to(grad_out.dtype), None, None, None
+
+
+class _FrozenMatmulBF16(torch.autograd.Function):
+    """y = bf16(x) bf16(W) + b (fp32 accumulation and bias, fp32 out); the input gradient in bf16 too."""
+
+    @staticmethod
+    def forward(ctx, x2d, weight_in_out_bf16, bias, weight_out_in_bf16):
+        ctx.save_for_backward(weight_out_in_bf16)
+        y = (x2d.to(torch.bfloat16) @ weight_in_out_bf16).to(x2d.dtype)
+        return y if bias is None else y.add_(bias)
+
+    backward = _FrozenMatmulBF16Backward.backward
+
+
+def bf16_matmul_is_fast(device: torch.device) -> bool:
+    """CUDA, or a CPU with native bf16 dot products (avx512_bf16 or AMX)."""
+    if device.type == "cuda":
+        return True
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def frozen_matmuls_in_bf16(model: nn.Module, precision: str = "bf16") -> int:
+    """Run the matmuls of *frozen* linear layers (the base model under LoRA) in bf16.
+
+    ``"bf16_grad"``: only the input gradient dy W^T is bf16; the forward, hence log-probs, ratios,
+    values and losses, stays fp32 (the backward's frozen matmuls at 2.2x the fp32 throughput).
+    ``"bf16"``: the forward too (inputs and weights rounded to bf16, fp32 accumulation and output,
+    measured 4x the fp32 GFLOP/s on this project's 2-core CPUs), in *every* phase: sampling (which
+    then keeps the LoRA unmerged, see :func:`merged_lora`), the reference and the update all compute
+    the same function, so ratio == 1 before the first step and KL == 0 with the adapter disabled.
+    The trainable LoRA matrices, value head, softmax and losses stay fp32 (as in LoRA over a bf16 base).
+    Returns how many layers were patched.
+    """
+    from transformers.pytorch_utils import Conv1D
+
+    if precision not in ("bf16_grad", "bf16"):
+        raise ValueError(f"unknown bf16 mode {precision!r}")
+    patched = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if not isinstance(module, Conv1D | nn.Linear) or weight is None or weight.requires_grad:
+            continue
+        bias = getattr(module, "bias", None)
+        if bias is not None and bias.requires_grad:
+            continue
+        conv1d = isinstance(module, Conv1D)
+        if precision == "bf16":
+            module.forward = _bf16_forward(module, conv1d)
+            module.bf16_forward = True  # read by merged_lora
+        else:
+            module.forward = _bf16_backward_forward(module, module.forward, conv1d)
+        patched += 1
+    return patched
+
+
+def _bf16_weights(module: nn.Module, conv1d: bool, cache: dict) -> torch.Tensor:
+    """W as (out, in) in bf16, recast only when the weight changed in place (LoRA merge/restore)."""
+    weight = module.weight
+    if cache.get("version") != weight._version:
+        cache.clear()
+        w_out_in = (weight.detach().t() if conv1d else weight.detach()).to(torch.bfloat16).contiguous()
+        cache.update(version=weight._version, out_in=w_out_in)
+    return cache["out_in"]
+
+
+def _bf16_forward(module: nn.Module, conv1d: bool):
+    cache: dict[str, object] = {}
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        w_out_in = _bf16_weights(module, conv1d, cache)
+        if "in_out" not in cache:  # the forward's own layout, made once per weight version
+            cache["in_out"] = w_out_in.t().contiguous()
+        y = _FrozenMatmulBF16.apply(x.reshape(-1, x.shape[-1]), cache["in_out"], module.bias, w_out_in)
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+    return forward
+
+
+def _bf16_backward_forward(module: nn.Module, original, conv1d: bool):
+    cache: dict[str, object] = {}
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            return original(x)
+        w_out_in = _bf16_weights(module, conv1d, cache)
+        w_in_out = module.weight if conv1d else module.weight.t()
+        y = _FrozenMatmulBF16Backward.apply(x.reshape(-1, x.shape[-1]), w_in_out, module.bias, w_out_in)
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+    return forward

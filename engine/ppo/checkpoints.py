@@ -1,0 +1,110 @@
+"""PPO checkpoints: ``runs/<id>/checkpoints/step-N/`` with the LoRA adapter (peft ``save_pretrained``),
+the value head, the optimizer state and the trainer state.
+
+A checkpoint is written under a temp name and renamed, so a directory named ``step-N`` is always
+complete; :func:`list_checkpoints` is the one test of "complete" (its trainer state exists), used by
+resume, the log-prob evaluation and the sampling lab.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.models import ValueHead, load_value_head, save_value_head
+from engine.store.schema import CHECKPOINTS_DIR
+
+log = logging.getLogger(__name__)
+
+TRAINER_STATE = "trainer_state.json"
+VALUE_HEAD_FILE = "value_head.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step}"
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run, (step, path) ascending."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    found = []
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.name.startswith("step-") and (p / TRAINER_STATE).is_file():
+                try:
+                    found.append((int(p.name[5:]), p))
+                except ValueError:
+                    continue
+    return sorted(found)
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model: nn.Module,
+    value_head: ValueHead,
+    optimizer: torch.optim.Optimizer,
+    *,
+    kl_coef: float,
+    seed: int,
+) -> Path:
+    """Write ``checkpoints/step-<step>/`` atomically (temp directory, then rename)."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    final = root / checkpoint_name(step)
+    tmp = root / f".{checkpoint_name(step)}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(str(tmp))
+    save_value_head(value_head, tmp / VALUE_HEAD_FILE)
+    torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+    state = {
+        "step": step,
+        "kl_coef": kl_coef,
+        "seed": seed,
+        "rng": {
+            "scheme": "per-step torch.Generator seeded from (seed, step, stream); global state below",
+            "torch_cpu": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
+        },
+    }
+    (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    log.info("checkpoint %s", final)
+    return final
+
+
+@dataclass(frozen=True)
+class TrainerState:
+    step: int
+    kl_coef: float
+
+
+def load_checkpoint(
+    path: Path, model: nn.Module, value_head: ValueHead, optimizer: torch.optim.Optimizer
+) -> TrainerState:
+    """Restore adapter, value head and optimizer in place (and the global torch RNG); returns the
+    checkpoint's step and KL coefficient."""
+    from peft import load_peft_weights, set_peft_model_state_dict
+
+    device = next(model.parameters()).device
+    set_peft_model_state_dict(model, load_peft_weights(str(path), device=str(device)))
+    value_head.load_state_dict(
+        load_value_head(path / VALUE_HEAD_FILE, value_head.summary.in_features).state_dict()
+    )
+    optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, map_location=device, weights_only=True))
+    state = json.loads((path / TRAINER_STATE).read_text())
+    rng = np.frombuffer(base64.b64decode(state["rng"]["torch_cpu"]), dtype=np.uint8).copy()
+    torch.set_rng_state(torch.from_numpy(rng))
+    model.eval()
+    return TrainerState(step=int(state["step"]), kl_coef=float(state["kl_coef"]))

@@ -1,0 +1,105 @@
+"""What an iteration reports: metrics (namespaced keys, as TRL's) and store rows, as pure functions
+of the rollout and the tensors computed from it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from engine.config import SamplingConfig
+from engine.ops import masked_mean
+from engine.ppo.advantages import explained_variance
+from engine.ppo.rollout import Rollout
+from engine.sampling import decode_tokens
+
+
+def objective_metrics(
+    ro: Rollout,
+    raw_scores: torch.Tensor,
+    scores: torch.Tensor,
+    kl: torch.Tensor,
+    kl_coef: float,
+    gold: torch.Tensor | None,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+) -> dict[str, float]:
+    """Rollout-side metrics of one iteration. ``raw_scores`` / ``scores`` (B,) are the RM scores
+    before / after processing; ``kl``, ``advantages``, ``returns`` are (B, T), 0 outside the mask."""
+    mask = ro.response_mask
+    kl_per_seq = kl.sum(-1)  # (B,)
+    lengths = ro.lengths.float()
+    metrics = {
+        "objective/reward": float(raw_scores.mean()),
+        "objective/reward_std": float(raw_scores.std(unbiased=False)),
+        "objective/score": float(scores.mean()),
+        "objective/kl": float(kl_per_seq.mean()),
+        "objective/kl_per_token": float(masked_mean(kl, mask)),
+        "objective/kl_coef": kl_coef,
+        "objective/rlhf_reward": float((scores - kl_coef * kl_per_seq).mean()),
+        "objective/entropy": float(masked_mean(ro.signals.entropy, mask)),
+        "objective/sampling_entropy": float(masked_mean(ro.signals.sampling_entropy, mask)),
+        "objective/max_prob": float(masked_mean(ro.signals.max_prob, mask)),
+        "objective/n_candidates": float(masked_mean(ro.signals.n_candidates.float(), mask)),
+        "response/length": float(lengths.mean()),
+        "response/eos_rate": float(ro.has_eos.float().mean()),
+        "val/explained_var": explained_variance(ro.values, returns, mask),
+        "val/return_mean": float(masked_mean(returns, mask)),
+        "policy/advantage_abs": float(masked_mean(advantages.abs(), mask)),
+    }
+    if gold is not None:
+        metrics["objective/gold"] = float(gold.mean())
+        metrics["objective/gold_std"] = float(gold.std(unbiased=False))
+    return metrics
+
+
+def rollout_rows(
+    step: int,
+    prompts: Sequence[Any],
+    samples_per_prompt: int,
+    ro: Rollout,
+    ref_logprobs: torch.Tensor,
+    raw_scores: torch.Tensor,
+    gold: torch.Tensor | None,
+    kl: torch.Tensor,
+    responses: list[str],
+    tokenizer: Any,
+    sampling: SamplingConfig,
+) -> dict[str, list]:
+    """Store columns, one row per sample (``prompts`` each repeated ``samples_per_prompt`` times, in
+    order); per-token lists are cut to the response length."""
+    k = samples_per_prompt
+    lengths = ro.lengths.cpu().numpy()
+    token_arrays = {
+        "entropy": ro.signals.entropy,
+        "sampling_entropy": ro.signals.sampling_entropy,
+        "max_prob": ro.signals.max_prob,
+        "sampled_prob": ro.signals.sampled_prob,
+        "n_candidates": ro.signals.n_candidates,
+        "logprob": ro.logprobs,
+        "ref_logprob": ref_logprobs,
+        "value": ro.values,
+        "token_ids": ro.response_ids,
+    }
+    per_token = {name: t.detach().cpu().numpy() for name, t in token_arrays.items()}
+    n_rows = len(lengths)
+    rows: dict[str, list] = {
+        name: [arr[i, : lengths[i]] for i in range(n_rows)] for name, arr in per_token.items()
+    }
+    rows["tokens"] = decode_tokens(tokenizer, ro.response_ids.cpu(), ro.response_mask.cpu())
+    rows["prompt_id"] = [p.prompt_id for p in prompts for _ in range(k)]
+    rows["prompt_family"] = [p.family for p in prompts for _ in range(k)]
+    rows["sample_idx"] = [j for _ in prompts for j in range(k)]
+    rows["prompt"] = [p.text for p in prompts for _ in range(k)]
+    rows["response"] = responses
+    rows["reward"] = raw_scores.cpu().tolist()
+    rows["gold"] = gold.tolist() if gold is not None else [None] * n_rows
+    rows["kl"] = kl.sum(-1).cpu().tolist()
+    rows["length"] = lengths.tolist()
+    rows["has_eos"] = ro.has_eos.cpu().tolist()
+    rows["temperature"] = [sampling.temperature] * n_rows
+    rows["top_p"] = [sampling.top_p] * n_rows
+    rows["top_k"] = [sampling.top_k] * n_rows
+    rows["checkpoint"] = [f"step-{step - 1}"] * n_rows  # the policy that sampled: after step-1 updates
+    return rows

@@ -1,0 +1,264 @@
+"""The PPO loop: the prompt schedule, one iteration (the phases of :mod:`engine.ppo` in order), and
+the loop that logs each step to the store and checkpoints.
+
+Reproducibility: the prompt order of each pass over the prompt pool, the sampling generator and the
+minibatch shuffles of step ``s`` are all seeded from ``(seed, s)``, so a resumed run redraws exactly
+the steps it lost, whatever happened to any global RNG.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from engine.config import ConfigError
+from engine.models import (
+    LoadedModel,
+    ValueHead,
+    bf16_matmul_is_fast,
+    frozen_matmuls_in_bf16,
+    fuse_activations,
+    hidden_size,
+)
+from engine.ops import whiten
+from engine.ppo.advantages import gae
+from engine.ppo.checkpoints import load_checkpoint, save_checkpoint
+from engine.ppo.config import PPOConfig
+from engine.ppo.metrics import objective_metrics, rollout_rows
+from engine.ppo.rewards import kl_controller, kl_per_token, process_scores, shaped_rewards
+from engine.ppo.rollout import reference_logprobs, rollout
+from engine.ppo.update import UpdateBatch, is_finite, ppo_update
+from engine.reward import Judge, score_responses
+from engine.sampling import encode_prompts
+from engine.store import RunWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepResult:
+    step: int
+    metrics: dict[str, float]
+    rows: dict[str, list] | None  # rollout columns for the store; None for a skipped step
+    skipped: bool = False
+
+
+def step_seed(seed: int, step: int, stream: int) -> int:
+    """A distinct, reproducible seed per (run seed, step, stream)."""
+    return (seed * 1_000_003 + step * 7919 + stream * 104_729) % (2**63 - 1)
+
+
+class PPOTrainer:
+    """Holds the policy (base + LoRA), value head, reward model, optimizer and KL controller."""
+
+    def __init__(
+        self,
+        config: PPOConfig,
+        policy: LoadedModel,
+        reward: LoadedModel,
+        prompts: Sequence[Any],
+        *,
+        judge: Judge | None = None,
+        writer: RunWriter | None = None,
+        value_head: nn.Module | None = None,
+    ) -> None:
+        if not prompts:
+            raise ConfigError("no training prompts (check the prompt families or the prompts file)")
+        self.config = config
+        self.policy = policy
+        self.model = policy.model
+        self.tokenizer = policy.tokenizer
+        self.reward = reward
+        self.prompts = list(prompts)
+        self.judge = judge
+        self.writer = writer
+        self.device = policy.device
+        self.model.eval()  # dropout off: rollout and update must see the same function
+        fuse_activations(self.model)
+        self.base_precision = config.ppo.base_precision if bf16_matmul_is_fast(self.device) else "fp32"
+        if self.base_precision != "fp32":
+            frozen_matmuls_in_bf16(self.model, self.base_precision)
+        if value_head is None:
+            torch.manual_seed(config.run.seed)
+            value_head = ValueHead(hidden_size(self.model))
+        self.value_head = value_head.to(self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad] + list(self.value_head.parameters())
+        if not any(p.requires_grad for p in self.model.parameters()):
+            raise ConfigError("the policy has no trainable parameters: attach a LoRA adapter first")
+        # fused: one kernel per step instead of ~10 small ops per parameter tensor
+        self.optimizer = torch.optim.AdamW(params, lr=config.ppo.learning_rate, fused=True)
+        self.kl_ctl = kl_controller(config.ppo)
+        self._perms: dict[int, list[int]] = {}
+
+    # ------------------------------------------------------------------ prompts
+
+    def prompt_batch(self, step: int) -> list[Any]:
+        """The ``prompts_per_step`` prompts of 1-based ``step``: consecutive slices of per-pass shuffles."""
+        k, n = self.config.run.prompts_per_step, len(self.prompts)
+        batch = []
+        for j in range((step - 1) * k, step * k):
+            epoch, pos = divmod(j, n)
+            if epoch not in self._perms:
+                g = torch.Generator().manual_seed(step_seed(self.config.run.seed, epoch, stream=0))
+                self._perms[epoch] = torch.randperm(n, generator=g).tolist()
+            batch.append(self.prompts[self._perms[epoch][pos]])
+        return batch
+
+    # ------------------------------------------------------------------ one iteration
+
+    def iteration(self, step: int) -> StepResult:
+        """Rollout -> reference log-probs -> score -> KL-shaped rewards -> GAE -> PPO update."""
+        cfg, run = self.config, self.config.run
+        timings: dict[str, float] = {}
+        t_start = time.perf_counter()
+
+        prompts = self.prompt_batch(step)
+        texts = [p.text for p in prompts for _ in range(run.samples_per_prompt)]
+        prompt_index = torch.arange(len(prompts)).repeat_interleave(run.samples_per_prompt)  # (B,)
+        prompt_ids, prompt_mask = encode_prompts(self.tokenizer, texts, self.device)  # (B, P)
+        sample_gen = torch.Generator(device=self.device).manual_seed(step_seed(run.seed, step, stream=1))
+
+        ro = rollout(
+            self.model,
+            self.value_head,
+            prompt_ids,
+            prompt_mask,
+            cfg.sampling,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id,
+            generator=sample_gen,
+        )
+        timings["time/rollout"] = time.perf_counter() - t_start
+
+        t0 = time.perf_counter()
+        ref_logprobs = reference_logprobs(self.model, ro)
+        scored = score_responses(
+            self.tokenizer, ro.sequences, ro.attention_mask, ro.response_ids, ro.response_mask, texts,
+            reward=self.reward, judge=self.judge,
+        )  # fmt: skip
+        raw_scores, gold = scored.reward, scored.gold  # (B,) each
+        timings["time/score"] = time.perf_counter() - t0
+
+        mask = ro.response_mask
+        kl = kl_per_token(ro.logprobs, ref_logprobs, cfg.ppo.kl_estimator).masked_fill(~mask, 0.0)  # (B, T)
+        scores = process_scores(raw_scores, ro.has_eos, prompt_index.to(self.device), cfg.ppo)
+        kl_coef = self.kl_ctl.value
+        rewards = shaped_rewards(scores, kl, mask, kl_coef)  # (B, T)
+        advantages, returns = gae(rewards, ro.values, mask, cfg.ppo.gamma, cfg.ppo.lam)
+        if cfg.ppo.whiten_advantages:
+            advantages = whiten(advantages, mask)
+
+        if not is_finite(raw_scores, ro.logprobs, ref_logprobs, ro.values, advantages, returns):
+            log.warning("step %d: non-finite rollout (scores, log-probs or values); update skipped", step)
+            return StepResult(step, {"guard/bad_step": 1.0, "objective/kl_coef": kl_coef}, None, skipped=True)
+
+        t0 = time.perf_counter()
+        shuffle_gen = torch.Generator().manual_seed(step_seed(run.seed, step, stream=2))
+        update_metrics = ppo_update(
+            self.model,
+            self.value_head,
+            self.optimizer,
+            UpdateBatch(
+                sequences=ro.sequences,
+                attention_mask=ro.attention_mask,
+                response_mask=mask,
+                old_logprobs=ro.logprobs,
+                old_values=ro.values,
+                advantages=advantages,
+                returns=returns,
+                prompt_len=ro.prompt_ids.shape[1],
+                temperature=ro.temperature,
+            ),
+            cfg.ppo,
+            shuffle_gen,
+        )
+        timings["time/update"] = time.perf_counter() - t0
+
+        self.kl_ctl.update(float(kl.sum(-1).mean()), len(texts))
+        metrics = {
+            **objective_metrics(ro, raw_scores, scores, kl, kl_coef, gold, advantages, returns),
+            **update_metrics,
+        }
+        t0 = time.perf_counter()
+        rows = None
+        if run.log_rollouts:
+            rows = rollout_rows(
+                step, prompts, run.samples_per_prompt, ro, ref_logprobs, raw_scores, gold, kl,
+                scored.judge_texts, self.tokenizer, cfg.sampling,
+            )  # fmt: skip
+        timings["time/rows"] = time.perf_counter() - t0
+        timings["time/step"] = time.perf_counter() - t_start
+        metrics.update(timings)
+        return StepResult(step, metrics, rows)
+
+    # ------------------------------------------------------------------ loop
+
+    def train(
+        self,
+        start_step: int = 1,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_step: Callable[[StepResult], None] | None = None,
+        progress: bool = False,
+    ) -> int:
+        """Run steps ``start_step..steps``; log, checkpoint every ``save_every``. Returns the last finished step."""
+        steps = self.config.run.steps
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps, initial=start_step - 1, desc="ppo", unit="step")
+        last = start_step - 1
+        for step in range(start_step, steps + 1):
+            result = self.iteration(step)
+            self.log_step(result)
+            last = step
+            if step % self.config.run.save_every == 0 or step == steps or should_stop():
+                self.save_checkpoint(step)
+            if on_step is not None:
+                on_step(result)
+            if bar is not None:
+                bar.update(1)
+                m = result.metrics
+                bar.set_postfix(
+                    reward=f"{m.get('objective/reward', float('nan')):.3f}",
+                    kl=f"{m.get('objective/kl', float('nan')):.3f}",
+                )
+            if should_stop():
+                log.info("stop requested: stopped after step %d", step)
+                break
+        if bar is not None:
+            bar.close()
+        return last
+
+    def log_step(self, result: StepResult) -> None:
+        if self.writer is None:
+            return
+        if result.rows is not None:
+            self.writer.write_rollouts(result.step, result.rows)
+        # metrics last: a step counts as logged once its metrics file exists
+        self.writer.write_metrics(result.step, {k: v for k, v in result.metrics.items() if v is not None})
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, step: int) -> Path | None:
+        """Checkpoint into the run directory (nothing without a writer)."""
+        if self.writer is None:
+            return None
+        return save_checkpoint(
+            self.writer.run_dir, step, self.model, self.value_head, self.optimizer,
+            kl_coef=self.kl_ctl.value, seed=self.config.run.seed,
+        )  # fmt: skip
+
+    def load_checkpoint(self, path: Path) -> int:
+        """Restore adapter, value head, optimizer and KL coefficient; returns the checkpoint's step."""
+        state = load_checkpoint(path, self.model, self.value_head, self.optimizer)
+        self.kl_ctl.value = state.kl_coef
+        return state.step

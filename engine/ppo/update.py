@@ -1,0 +1,115 @@
+"""Phase 6, update: PPO epochs over shuffled minibatches, one combined loss, gradient clipping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from engine.ops import masked_mean
+from engine.ppo.config import PPOHyperConfig
+from engine.ppo.losses import policy_loss, value_loss
+from engine.ppo.rollout import policy_forward
+
+
+@dataclass
+class UpdateBatch:
+    """What the PPO epochs consume, (B, ...) each."""
+
+    sequences: torch.Tensor  # (B, P + T)
+    attention_mask: torch.Tensor  # (B, P + T)
+    response_mask: torch.Tensor  # (B, T)
+    old_logprobs: torch.Tensor  # (B, T)
+    old_values: torch.Tensor  # (B, T)
+    advantages: torch.Tensor  # (B, T)
+    returns: torch.Tensor  # (B, T)
+    prompt_len: int
+    temperature: float
+
+    def __len__(self) -> int:
+        return self.sequences.shape[0]
+
+
+def minibatches(batch_size: int, num_minibatches: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """A fresh shuffle of the batch, cut into ``num_minibatches`` index tensors."""
+    order = torch.randperm(batch_size, generator=generator)
+    yield from order.chunk(num_minibatches)
+
+
+def ppo_update(
+    model: nn.Module,
+    value_head: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: UpdateBatch,
+    cfg: PPOHyperConfig,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """``ppo_epochs`` passes over shuffled minibatches; metrics are averaged over all minibatches.
+
+    A minibatch whose loss or gradient is not finite is skipped (no optimizer step) and counted in
+    ``guard/skipped_minibatches``.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    stats: dict[str, list[torch.Tensor]] = {}
+    skipped = 0
+    first_ratio = float("nan")
+    for epoch in range(cfg.ppo_epochs):
+        for i, idx in enumerate(minibatches(len(batch), cfg.num_minibatches, generator)):
+            mask = batch.response_mask[idx]
+            logprobs, values, entropy = policy_forward(
+                model,
+                batch.sequences[idx],
+                batch.attention_mask[idx],
+                batch.prompt_len,
+                batch.temperature,
+                value_head,
+                with_entropy=True,
+            )
+            pg_loss, pg_stats = policy_loss(
+                logprobs, batch.old_logprobs[idx], batch.advantages[idx], mask, cfg.cliprange
+            )
+            vf_loss, vf_stats = value_loss(
+                values, batch.old_values[idx], batch.returns[idx], mask, cfg.cliprange_value
+            )
+            loss = pg_loss + cfg.vf_coef * vf_loss
+            if epoch == 0 and i == 0:
+                first_ratio = float(pg_stats["policy/ratio"])
+            optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):
+                skipped += 1
+                continue
+            loss.backward()
+            if cfg.max_grad_norm is not None:
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            else:
+                grad_norm = torch.linalg.vector_norm(
+                    torch.stack([p.grad.norm() for p in params if p.grad is not None])
+                )
+            if not torch.isfinite(grad_norm):
+                optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                continue
+            optimizer.step()
+            row = {
+                **pg_stats,
+                **vf_stats,
+                "loss/policy": pg_loss.detach(),
+                "loss/value": vf_loss.detach(),
+                "loss/total": loss.detach(),
+                "policy/entropy": masked_mean(entropy, mask),
+                "val/mean": masked_mean(values.detach(), mask),
+                "policy/grad_norm": grad_norm.detach(),
+            }
+            for key, value in row.items():
+                stats.setdefault(key, []).append(value)
+    metrics = {key: float(torch.stack(values).mean()) for key, values in stats.items()}
+    metrics["policy/ratio_first_minibatch"] = first_ratio
+    metrics["guard/skipped_minibatches"] = float(skipped)
+    return metrics
+
+
+def is_finite(*tensors: torch.Tensor) -> bool:
+    """True when every value of every tensor is finite (one sync)."""
+    return all(bool(torch.isfinite(t).all()) for t in tensors)

@@ -1,0 +1,44 @@
+"""The run-directory layer everything else builds on: run ids, the owner lock, status and heartbeat,
+the effective state of a run, the list of runs, and launching / stopping jobs.
+``from engine.runs import ...`` is the public API."""
+
+from engine.runs.launch import Job, launch, launch_eval, stop, wait_until_started
+from engine.runs.layout import (
+    JOB_LOG,
+    LOCK_FILE,
+    RUN_FILE,
+    STATUS_FILE,
+    atomic_write_json,
+    check_run_id,
+    new_run_id,
+    read_json,
+    run_dir_of,
+)
+from engine.runs.listing import RunInfo, list_runs, run_info
+from engine.runs.lock import is_live, owner_lock
+from engine.runs.status import StatusFile, effective_state, read_status
+
+__all__ = [
+    "JOB_LOG",
+    "LOCK_FILE",
+    "RUN_FILE",
+    "STATUS_FILE",
+    "Job",
+    "RunInfo",
+    "StatusFile",
+    "atomic_write_json",
+    "check_run_id",
+    "effective_state",
+    "is_live",
+    "launch",
+    "launch_eval",
+    "list_runs",
+    "new_run_id",
+    "owner_lock",
+    "read_json",
+    "read_status",
+    "run_dir_of",
+    "run_info",
+    "stop",
+    "wait_until_started",
+]

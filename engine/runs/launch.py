@@ -1,0 +1,146 @@
+"""Starting and stopping jobs from the app or the CLI: ``python -m engine ppo ...`` (contract) as a
+detached process in its own session, SIGTERM to stop it after its current step, and the log-prob
+evaluation job next to a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.config import ConfigError
+from engine.paths import REPO_ROOT
+from engine.ppo.config import PPOConfig, config_to_argv
+from engine.runs.layout import EVAL_LOG, JOB_LOG, RUN_FILE, new_run_id, run_dir_of
+from engine.runs.lock import is_live
+from engine.runs.status import read_status
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    run_id: str
+    run_dir: Path
+    pid: int
+    process: subprocess.Popen | None = None
+
+
+def launch(
+    config: PPOConfig | None = None,
+    *,
+    run_id: str | None = None,
+    root: Path | str | None = None,
+    resume: bool = False,
+    env: dict[str, str] | None = None,
+    wait: bool = False,
+    timeout: float = 120.0,
+) -> Job:
+    """Start ``python -m engine ppo ...`` as a detached process (its own session).
+
+    Refuses (ConfigError, nothing touched) a run id whose directory a live job owns, a new run whose
+    directory already holds a run, and a resume of a run that does not exist. Two launchers racing
+    past these checks (two browser tabs) both spawn, but only one child gets the directory's lock;
+    with ``wait`` the launcher blocks until its child owns the run (or raises ConfigError with the
+    child's error when it lost the race or failed to start).
+    """
+    run_id = run_id or new_run_id()
+    run_dir = run_dir_of(run_id, root)
+    if is_live(run_dir):
+        raise ConfigError(f"run {run_id} is owned by a live job; stop it first")
+    if resume and not (run_dir / RUN_FILE).is_file():
+        raise ConfigError(f"cannot resume {run_id}: no run at {run_dir}")
+    if not resume and (run_dir / RUN_FILE).exists():
+        raise ConfigError(f"run {run_id} already exists; resume it or pick another id")
+    argv = [sys.executable, "-m", "engine", "ppo", "--runs-dir", str(run_dir.parent), "--no-progress"]
+    argv += ["--resume", run_id] if resume else ["--run-id", run_id, *config_to_argv(config)]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / JOB_LOG, "ab") as out:
+        process = subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    log.info("launched %s (pid %d)", run_id, process.pid)
+    job = Job(run_id=run_id, run_dir=run_dir, pid=process.pid, process=process)
+    if wait:
+        wait_until_started(job, timeout)
+    return job
+
+
+def wait_until_started(job: Job, timeout: float = 120.0) -> None:
+    """Block until ``job``'s process owns its run directory; ConfigError if it exits first."""
+    end = time.time() + timeout
+    while time.time() < end:
+        status = read_status(job.run_dir) or {}
+        if status.get("pid") == job.pid and status.get("state") == "running":
+            return
+        if job.process is not None and job.process.poll() is not None:
+            if status.get("pid") == job.pid:  # started and already done (a very short run)
+                return
+            raise ConfigError(f"the job for {job.run_id} did not start: {_last_error(job.run_dir)}")
+        time.sleep(0.1)
+    raise ConfigError(
+        f"the job for {job.run_id} did not start within {timeout:.0f} s (see {job.run_dir / JOB_LOG})"
+    )
+
+
+def _last_error(run_dir: Path) -> str:
+    try:
+        lines = [
+            line for line in (run_dir / JOB_LOG).read_text(errors="replace").splitlines() if line.strip()
+        ]
+    except OSError:
+        return "no log"
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors or lines or ["no log"])[-1]
+
+
+def stop(run_id: str, root: Path | str | None = None) -> bool:
+    """SIGTERM the job that owns ``run_id`` (it finishes its step, checkpoints and exits); False if none."""
+    run_dir = run_dir_of(run_id, root)
+    status = read_status(run_dir)
+    if not is_live(run_dir) or not status or not status.get("pid"):
+        return False
+    try:
+        os.kill(int(status["pid"]), signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def launch_eval(run_id: str, root: Path | str | None = None) -> subprocess.Popen:
+    """Start ``python -m engine jobs eval RUN_ID --watch`` detached (next to a training job)."""
+    run_dir = run_dir_of(run_id, root)
+    if not (run_dir / RUN_FILE).is_file():
+        raise ConfigError(f"no run {run_id} in {run_dir.parent}")
+    argv = [
+        sys.executable,
+        "-m",
+        "engine",
+        "jobs",
+        "--runs-dir",
+        str(run_dir.parent),
+        "eval",
+        run_id,
+        "--watch",
+    ]
+    with open(run_dir / EVAL_LOG, "ab") as out:
+        return subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

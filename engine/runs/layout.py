@@ -1,0 +1,61 @@
+"""A run directory's name and its small JSON files: ``runs/<run_id>/`` with ``run.json`` (the record:
+kind, config, seed, source), ``status.json`` (the job's heartbeat) and ``.lock`` (the owner's flock).
+
+The store's Parquet files (``rollouts/``, ``metrics/``, ``evals/``) and ``checkpoints/`` live in the
+same directory; their layout is the store's (:mod:`engine.store.schema`). A directory with rollout
+files but no record (copied from another tool) is a run too, of unknown kind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.config import ConfigError
+from engine.paths import runs_dir
+
+RUN_FILE = "run.json"
+STATUS_FILE = "status.json"
+ROLLOUTS_DIR = "rollouts"  # the store's per-step rollout files (engine.store.schema)
+LOCK_FILE = ".lock"
+JOB_LOG = "job.log"
+EVAL_LOG = "eval.log"
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id is a plain directory name; ConfigError otherwise."""
+    if not run_id or "/" in run_id or run_id.startswith(".") or run_id != run_id.strip():
+        raise ConfigError(f"run id must be a plain name (letters, digits, '-', '_'), got {run_id!r}")
+    return run_id
+
+
+def run_dir_of(run_id: str, root: Path | str | None = None) -> Path:
+    """``<runs dir>/<run_id>`` (``root`` defaults to WORKBENCH_RUNS_DIR or ./runs)."""
+    return (Path(root) if root is not None else runs_dir()) / check_run_id(run_id)
+
+
+def new_run_id(prefix: str = "ppo") -> str:
+    return time.strftime(f"{prefix}-%Y%m%d-%H%M%S-") + os.urandom(2).hex()
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``; None when it is missing or not (yet) valid JSON."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def atomic_write_json(obj: Any, path: Path) -> Path:
+    """Write ``obj`` as JSON through a hidden temp file in the same directory + ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(obj, fh, indent=2, default=str)
+    os.replace(tmp, path)
+    return path
