@@ -15,6 +15,7 @@ from engine.config import ConfigError, SamplingConfig
 from engine.lab import (
     SIGNALS,
     SamplingLab,
+    forking_tokens,
     list_checkpoints,
     reference_config,
     threads_for,
@@ -91,7 +92,7 @@ def test_sweep_marks_each_grid_value(lab, tiny_gpt2_dir):
     assert [p.value for p in points] == [0.5, 1.0, 2.0] and seen[-1] == 1.0
     assert points[0].summary["sampling_entropy"] < points[2].summary["sampling_entropy"]
     assert points[0].reward is None and points[0].gold is None
-    with pytest.raises(ConfigError, match="top_k"):
+    with pytest.raises(ConfigError, match="top_k"):  # top-k's sweep is not offered
         lab.sweep(str(tiny_gpt2_dir), ["w2"], CFG, parameter="top_k", values=(1,), n_samples=1, seed=0)
 
 
@@ -103,8 +104,35 @@ def test_bad_requests_are_config_errors(lab, tiny_gpt2_dir):
 
 
 def test_reference_config_keeps_length():
-    ref = reference_config(SamplingConfig(temperature=0, top_k=3, top_p=0.2, max_new_tokens=7))
-    assert ref.is_default_distribution and ref.max_new_tokens == 7
+    ref = reference_config(SamplingConfig(temperature=0, top_k=3, top_p=0.2, min_p=0.3, max_new_tokens=7))
+    assert ref.is_default_distribution and ref.max_new_tokens == 7 and ref.min_p == 0.0
+
+
+def test_min_p_sweep_narrows_the_candidates(lab, tiny_gpt2_dir):
+    points = lab.sweep(
+        str(tiny_gpt2_dir), ["w2"], CFG, parameter="min_p", values=(0.0, 0.9), n_samples=4, seed=0
+    )
+    assert points[1].summary["n_candidates"] < points[0].summary["n_candidates"]
+
+
+def test_signals_are_computed_once_per_config(lab, tiny_gpt2_dir):
+    batch = lab.sample(str(tiny_gpt2_dir), ["w1 w2"], CFG, n_samples=2, seed=0)
+    assert batch.signals() is batch.signals() is batch.signals(CFG)
+    assert batch.signals(reference_config(CFG)) is not batch.signals()
+
+
+def test_forking_tokens_match_a_per_token_loop(lab, tiny_gpt2_dir):
+    batch = lab.sample(str(tiny_gpt2_dir), ["w1 w2", "w3"], CFG, n_samples=3, seed=1)
+    out = forking_tokens(batch, k=4)
+    entropy = batch.signals()["entropy"]
+    flat = [(float(entropy[r, t]), r, t) for r, row in enumerate(batch.tokens) for t in range(len(row))]
+    assert out["distribution"]["n_tokens"] == len(flat)
+    assert out["distribution"]["share_near_zero"] == pytest.approx(np.mean([e < 0.01 for e, _, _ in flat]))
+    assert out["distribution"]["p80"] == pytest.approx(np.percentile([e for e, _, _ in flat], 80))
+    best = sorted(flat, key=lambda x: (-x[0], x[1], x[2]))[:4]
+    assert [(t["row"], t["position"]) for t in out["top"]] == [(r, t) for _, r, t in best]
+    assert [t["token"] for t in out["top"]] == [batch.tokens[r][t] for _, r, t in best]
+    assert all(t["sample_idx"] == t["row"] % 3 for t in out["top"])
 
 
 def test_threads_for_small_model_restores(tiny_gpt2_dir, lab, monkeypatch):

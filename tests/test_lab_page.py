@@ -28,7 +28,6 @@ def lab_page(monkeypatch, tmp_path, tiny_gpt2_dir) -> AppTest:
     at.text_area(key="lab_typed").set_value("w1 w2 w3\nw7")
     at.slider(key="lab_n").set_value(4)
     at.slider(key="lab_max_new_tokens").set_value(8)
-    at.session_state["lab_sweep_on"] = False  # the toggle appears once samples exist; sweeps tested below
     at.run()
     assert not at.exception, at.exception
     return at
@@ -77,13 +76,80 @@ def test_unloadable_model_is_a_message(lab_page):
     assert lab_page.slider(key="lab_temperature")  # the rest of the page is still there
 
 
-def test_sweeps_and_comparison(lab_page, tiny_llama_dir):
-    lab_page.toggle(key="lab_sweep_on").set_value(True)
-    lab_page.toggle(key="lab_compare_on").set_value(True).run()
-    assert not lab_page.exception
+def _open_tab(at: AppTest, label: str) -> AppTest:
+    at.session_state["lab_tab"] = label
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_sweeps_run_only_in_their_tab(lab_page, monkeypatch):
+    """A slider change on the samples tab samples two batches (settings, T=1 reference), never a sweep."""
+    from engine.lab import SamplingLab
+
+    calls = []
+    monkeypatch.setattr(SamplingLab, "sweep", lambda self, *a, **k: calls.append(k["parameter"]) or [])
+    lab_page.slider(key="lab_temperature").set_value(1.3).run()
+    assert not lab_page.exception and calls == []
+    monkeypatch.undo()
+    _open_tab(lab_page, "Sweeps")
+    assert lab_page.segmented_control(key="lab_sweep").value == "temperature"
+    assert len(lab_page.get("plotly_chart")) == 1  # only the sweep figure: the hidden tabs draw nothing
+    for parameter in ("top_p", "min_p"):
+        lab_page.segmented_control(key="lab_sweep").set_value(parameter).run()
+        assert not lab_page.exception, lab_page.exception
+        fig = lab_page.get("plotly_chart")[0].proto.spec
+        assert parameter in fig
+
+
+def test_min_p_slider_changes_candidates_and_the_reference_ignores_it(lab_page):
+    before = _summary(lab_page)
+    reference = lab_page.dataframe[0].value["T=1 reference"].tolist()
+    lab_page.slider(key="lab_min_p").set_value(0.9).run()
+    assert not lab_page.exception, lab_page.exception
+    assert _summary(lab_page)["n candidates"] < before["n candidates"]
+    assert lab_page.dataframe[0].value["T=1 reference"].tolist() == reference  # min-p 0 in the reference
+    change = dict(
+        zip(lab_page.dataframe[0].value["signal"], lab_page.dataframe[0].value["change"], strict=True)
+    )
+    assert change["n candidates"].startswith("\u2212")  # the minus sign is shown
+
+
+def test_forking_tokens_tab(lab_page):
+    _open_tab(lab_page, "Forking tokens")
+    labels = [m.label for m in lab_page.metric]
+    assert labels[0].startswith("near zero") and "p80 entropy (nats)" in labels
+    top = lab_page.dataframe[0].value
+    assert list(top.columns) == ["prompt", "sample", "position", "word", "entropy (nats)"]
+    assert top["entropy (nats)"].is_monotonic_decreasing
+
+
+def test_settings_survive_leaving_the_page(monkeypatch, tmp_path, tiny_gpt2_dir):
+    from workbench.navigation import PAGES_DIR
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(REPO_ROOT / "workbench" / "app.py"), default_timeout=120).run()
+    at.switch_page(str(PAGES_DIR / "sampling_lab.py")).run()
+    at.text_input(key="lab_model_name").set_value(str(tiny_gpt2_dir))
+    at.text_area(key="lab_typed").set_value("w1 w2")
+    at.slider(key="lab_n").set_value(4)
+    at.slider(key="lab_temperature").set_value(1.4).run()
+    assert not at.exception, at.exception
+    at.switch_page(str(PAGES_DIR / "teaching.py")).run()
+    assert not at.exception and "lab_temperature" not in at.session_state  # Streamlit dropped it
+    at.switch_page(str(PAGES_DIR / "sampling_lab.py")).run()
+    assert not at.exception, at.exception
+    assert at.slider(key="lab_temperature").value == 1.4 and at.slider(key="lab_n").value == 4
+    assert at.text_input(key="lab_model_name").value == str(tiny_gpt2_dir)
+    assert not at.warning  # no "default value also set via Session State" warning
+
+
+def test_comparison(lab_page, tiny_llama_dir):
+    _open_tab(lab_page, "Compare checkpoints")
     lab_page.text_input(key="lab_other_name").set_value(str(tiny_llama_dir)).run()
     assert not lab_page.exception, lab_page.exception
-    assert len(lab_page.dataframe) >= 2
+    assert len(lab_page.dataframe) >= 1
 
 
 def test_world_models_prompts_rewards_and_comparison(monkeypatch, fake_world_data_dir, tmp_path):
@@ -91,7 +157,6 @@ def test_world_models_prompts_rewards_and_comparison(monkeypatch, fake_world_dat
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(fake_world_data_dir))
     monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "runs"))
     at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["lab_sweep_on"] = False
     at.run()
     assert not at.exception, at.exception
     assert at.select_slider(key="lab_model_epoch").value == 2
@@ -99,13 +164,14 @@ def test_world_models_prompts_rewards_and_comparison(monkeypatch, fake_world_dat
     at.slider(key="lab_max_new_tokens").set_value(8)
     at.text_area(key="lab_typed").set_value("w9 w8").run()
     assert not at.exception, at.exception
-    assert set(at.dataframe[1].value["kind"]) == {"RM", "gold"}  # the rewards tab's summary
-    assert len(at.get("plotly_chart")) >= 3  # distributions, raw and normalised rewards
-    at.toggle(key="lab_compare_on").set_value(True).run()
-    assert not at.exception, at.exception
+    _open_tab(at, "Rewards")
+    assert set(at.dataframe[0].value["kind"]) == {"RM", "gold"}  # the rewards tab's summary
+    assert len(at.get("plotly_chart")) == 2  # raw and normalised rewards
+    _open_tab(at, "Compare checkpoints")
     assert at.select_slider(key="lab_other_epoch").value == 1
-    at.toggle(key="lab_sweep_on").set_value(True).run()
-    assert not at.exception, at.exception
+    _open_tab(at, "Sweeps")
+    fig = at.get("plotly_chart")[0].proto.spec
+    assert "mean RM score" in fig and "mean gold score" in fig  # separate panels
 
 
 def test_ppo_checkpoint_is_pickable(monkeypatch, fake_world_data_dir, tmp_path):
@@ -118,7 +184,6 @@ def test_ppo_checkpoint_is_pickable(monkeypatch, fake_world_data_dir, tmp_path):
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(fake_world_data_dir))
     monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "runs"))
     at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["lab_sweep_on"] = False
     at.session_state["lab_n"] = 4
     at.run()
     at.radio(key="lab_model_kind").set_value("PPO checkpoint").run()

@@ -43,3 +43,23 @@ def test_quality_verdict():
     flat = quality_verdict(_points([(0.5, 1.0), (1.0, 1.0), (1.5, 0.99)], gold=False))
     assert "RM score" in flat and "not much sharper" in flat
     assert quality_verdict(_points([(1.0, 0.5), (2.0, 0.1)])) is None  # nothing below 1
+
+
+def test_change_column_keeps_its_minus_sign():
+    from workbench.lab_views import signed, summary_frame
+
+    assert signed(-152.5) == "\u2212152.5" and signed(0.03) == "+0.03"
+    means = dict.fromkeys(("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates"), 1.0)
+    frame = summary_frame({**means, "n_candidates": 2.0}, {**means, "n_candidates": 154.5})
+    assert frame.set_index("signal").loc["n candidates", "change"] == "\u2212152.5"
+
+
+def test_sweep_figure_puts_rm_and_gold_on_separate_axes():
+    from workbench.figures.lab import sweep_figure
+
+    summary = dict.fromkeys(("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates"), 1.0)
+    points = [SweepPoint(t, summary, -1 - 10 * t, 1 - t) for t in (0.0, 0.5, 1.0)]
+    fig = sweep_figure(points, "min_p", 0.5)
+    rm = next(t for t in fig.data if t.name == "mean RM score")
+    gold = next(t for t in fig.data if t.name.startswith("mean gold score"))
+    assert rm.yaxis != gold.yaxis and list(rm.y) == [-1, -6, -11]

@@ -1,4 +1,9 @@
-"""Widgets of the sampling lab that pick a model, prompts and settings, and sampling with progress."""
+"""Widgets of the sampling lab that pick a model, prompts and settings, and sampling with progress.
+
+The lab's settings survive leaving the page: Streamlit drops a widget's state once a run does not draw
+it, so :func:`keep_settings` copies them aside and :func:`restore_settings` puts them back. Widgets take
+their defaults from session state (:func:`default`), never from ``value=``, so a restored value wins.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,30 @@ import streamlit as st
 from engine.config import ConfigError, SamplingConfig
 from engine.lab import LabBatch, SamplingLab, list_checkpoints
 from engine.paths import runs_dir
+from engine.ppo.config import field_docs
+from workbench.lab_views import batch_tokens_html
 
 WORLD, CHECKPOINT, OTHER = "Built-in world SFT epoch", "PPO checkpoint", "Hugging Face name or local path"
+_KEPT = "_kept_settings"
+
+
+def restore_settings(prefix: str) -> None:
+    """Put back the widget values of keys starting with ``prefix`` kept when the page last ran."""
+    for key, value in st.session_state.get(_KEPT, {}).items():
+        if key.startswith(prefix) and key not in st.session_state:
+            st.session_state[key] = value
+
+
+def keep_settings(prefix: str) -> None:
+    """Keep the current values of the widgets whose keys start with ``prefix`` (call at the end of a run)."""
+    kept = st.session_state.setdefault(_KEPT, {})
+    kept.update({k: v for k, v in st.session_state.items() if isinstance(k, str) and k.startswith(prefix)})
+
+
+def default(key: str, value) -> str:
+    """Give widget ``key`` its default through session state (unless it holds a value); returns the key."""
+    st.session_state.setdefault(key, value)
+    return key
 
 
 def model_picker(world, *, key: str, label: str = "Model", default_epoch: int | None = None) -> str | None:
@@ -22,12 +49,10 @@ def model_picker(world, *, key: str, label: str = "Model", default_epoch: int | 
     kind = st.radio(label, kinds, key=f"{key}_kind")
     if kind == WORLD:
         epochs = world.sft_epochs
-        epoch = st.select_slider(
-            "SFT epoch",
-            epochs,
-            value=default_epoch if default_epoch in epochs else world.default_epoch,
-            key=f"{key}_epoch",
-        )
+        start = default_epoch if default_epoch in epochs else world.default_epoch
+        if st.session_state.get(f"{key}_epoch") not in epochs:
+            st.session_state[f"{key}_epoch"] = start
+        epoch = st.select_slider("SFT epoch", epochs, key=f"{key}_epoch")
         return world.policy_source(epoch)
     if kind == CHECKPOINT:
         labels = [label for label, _ in checkpoints]
@@ -55,7 +80,10 @@ def prompt_picker(world, *, key: str) -> list[str]:
             "Prompt family", families, format_func=lambda f: f"{f} ({tags[f]})", key=f"{key}_family"
         )
         options = [p.text for p in world.prompts("ppo", families=[family])]
-        picked = st.multiselect("Prompts", options, default=options[:1], key=f"{key}_prompts")
+        current = st.session_state.get(f"{key}_prompts")
+        if current is None or any(p not in options for p in current):  # a new family: its first prompt
+            st.session_state[f"{key}_prompts"] = [p for p in current or [] if p in options] or options[:1]
+        picked = st.multiselect("Prompts", options, key=f"{key}_prompts")
     typed = st.text_area(
         "Or type prompts, one per line" if world is not None else "Prompts, one per line",
         key=f"{key}_typed",
@@ -65,25 +93,25 @@ def prompt_picker(world, *, key: str) -> list[str]:
 
 
 def sampling_settings(max_new_tokens: int, *, key: str) -> SamplingConfig | None:
-    """Temperature / top-p / top-k sliders in one row; None (with a message) when invalid."""
-    left, middle, right = st.columns(3)
-    temperature = left.slider(
+    """Temperature / top-p / top-k / min-p sliders in one row; None (with a message) when invalid."""
+    docs = field_docs(SamplingConfig)
+    d = SamplingConfig()
+    c1, c2, c3, c4 = st.columns(4)
+    temperature = c1.slider(
         "Temperature",
         0.0,
         3.0,
-        1.0,
-        0.05,
-        key=f"{key}_temperature",
-        help="0 = greedy: always the most likely token",
+        step=0.05,
+        key=default(f"{key}_temperature", d.temperature),
+        help=docs["temperature"],
     )
-    top_p = middle.slider(
-        "Top-p", 0.0, 1.0, 1.0, 0.01, key=f"{key}_top_p", help="in (0, 1]; 1 keeps every token"
-    )
-    top_k = right.slider("Top-k", 0, 100, 0, 1, key=f"{key}_top_k", help="0 keeps every token")
+    top_p = c2.slider("Top-p", 0.0, 1.0, step=0.01, key=default(f"{key}_top_p", d.top_p), help=docs["top_p"])
+    top_k = c3.slider("Top-k", 0, 100, step=1, key=default(f"{key}_top_k", d.top_k), help=docs["top_k"])
+    min_p = c4.slider("Min-p", 0.0, 0.95, step=0.01, key=default(f"{key}_min_p", d.min_p), help=docs["min_p"])
     try:
         config = SamplingConfig(
-            temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens
-        )
+            temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, max_new_tokens=max_new_tokens
+        )  # fmt: skip
     except ConfigError as exc:
         st.error(f"Invalid setting: {exc}")
         return None
@@ -93,6 +121,19 @@ def sampling_settings(max_new_tokens: int, *, key: str) -> SamplingConfig | None
             "are the same, n candidates is 1 and the sampling entropy is 0."
         )
     return config
+
+
+def show_samples(
+    batch: LabBatch, signals: dict, colour_by: str, scale: tuple[float, float], *, shown: int
+) -> None:
+    """Each prompt's samples as coloured token rows: the first ``shown``, the rest in an expander."""
+    for i, prompt in enumerate(batch.prompts):
+        st.markdown(f"**Prompt:** `{prompt}`")
+        rows = [r for r, p in enumerate(batch.prompt_index) if p == i]
+        st.html(batch_tokens_html(batch, signals, colour_by, scale, rows[:shown]))
+        if len(rows) > shown:
+            with st.expander(f"{len(rows) - shown} more samples of this prompt"):
+                st.html(batch_tokens_html(batch, signals, colour_by, scale, rows[shown:]))
 
 
 def sample_with_progress(

@@ -15,6 +15,18 @@ from engine.analysis.normalise import normalise_per_prompt
 from engine.lab import SIGNALS, LabBatch, SweepPoint
 from workbench.figures.tokens import SIGNAL_LABELS, colour, colour_range, legend_html, token_rows_html  # noqa: F401
 
+FORKING_INTRO = (
+    "A minority of high-entropy **forking tokens** decides where a response goes (Wang et al. 2025, "
+    "arXiv 2506.01939: in their data over half of the tokens have entropy below 0.01 nats and the 80th "
+    "percentile is 0.672 nats). Here: the sampled tokens of these settings."
+)
+SWEEP_INTRO = (
+    "The practitioner's note found top-k and top-p matter little, temperature matters little **below 1**, "
+    "but **above 1 quality falls off sharply**; min-p's authors claim it holds quality at high temperature "
+    "(arXiv 2407.01082; disputed by arXiv 2506.13681). Each curve samples the current prompts at every grid "
+    "value, the other settings as set."
+)
+
 
 def signed(x: float) -> str:
     """A difference with its sign always shown, the minus as the typographic minus: "−152.5", "+0.03"."""
