@@ -78,3 +78,8 @@ __all__ = [
 from engine.store.browser_queries import RANKING_LABELS, RANKINGS, prompt_step_table, rank_prompts  # noqa: E402
 
 __all__ += ["RANKINGS", "RANKING_LABELS", "prompt_step_table", "rank_prompts"]
+
+# KL to the reference per step from the logged per-token log-probs (k1 and the non-negative k3).
+from engine.store.kl_queries import KL_STEP_COLUMNS, kl_per_step  # noqa: E402
+
+__all__ += ["KL_STEP_COLUMNS", "kl_per_step"]
