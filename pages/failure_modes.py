@@ -1,10 +1,21 @@
 """Failure modes: detector hits per step, and the worst examples of each detector."""
 
-import plotly.express as px
 import streamlit as st
 
-from engine.store import DETECTORS, DetectorParams
-from workbench.store_views import LINE_COLOURS, cached, pick_runs
+import engine.store as store
+from workbench.figures.curves import failure_rates_figure, failure_table
+from workbench.navigation import PAGES_DIR
+from workbench.store_views import cached, clicked_row, pick_runs
+
+EXAMPLE_COLUMNS = ["run_id", "step", "prompt_id", "sample_idx", "score", "reward", "gold", "kl", "length",
+                   "has_eos", "repeat_share", "prompt", "response"]  # fmt: skip
+COLLAPSE_NOTE = (
+    "**When is collapse a failure?** Entropy reduction is how PPO works: a prompt whose samples have "
+    "all become the same *good* answer (gold near its best) is PPO succeeding, not failing. Collapse is "
+    "a failure when the shared answer is poor (low gold), when it comes early, or on PPO-only prompts "
+    "where the model should still explore: with no spread left the advantages are zero and PPO can "
+    "no longer improve that prompt. Read the `gold` column of the examples below."
+)
 
 st.title("Failure modes")
 st.caption(
@@ -16,63 +27,51 @@ run_dirs = pick_runs("failures_runs", multi=True)
 if run_dirs:
     with st.expander("Detector thresholds"):
         c1, c2, c3, c4 = st.columns(4)
-        params = {
-            "kl_threshold": c1.number_input("KL threshold (nats)", 0.1, 1000.0, 10.0, key="failures_kl"),
-            "length_ratio": c2.number_input("Length ratio", 1.1, 20.0, 2.0, key="failures_len"),
-            "repetition_share": c3.number_input("Repeated trigram share", 0.05, 1.0, 0.3, key="failures_rep"),
-            "tail_sd": c4.number_input("Tail (sd)", 1.0, 10.0, 3.0, key="failures_tail"),
-        }
-    counts = cached("failure_counts", run_dirs, params=DetectorParams(**params))
-    counts["label"] = counts["detector"] + ("" if len(run_dirs) == 1 else " · " + counts["run_id"])
-    fig = px.line(
-        counts,
-        x="step",
-        y="rate",
-        color="label",
-        markers=True,
-        title="Share of samples flagged per step",
-        color_discrete_sequence=LINE_COLOURS,
-    )
-    fig.update_layout(height=380, yaxis_tickformat=".0%", legend_title_text="", margin={"t": 50, "b": 40})
-    st.plotly_chart(fig, key="failures_plot")
+        params = store.DetectorParams(
+            kl_threshold=c1.number_input("KL threshold (nats)", 0.1, 1000.0, 10.0, key="failures_kl"),
+            length_ratio=c2.number_input("Length ratio", 1.1, 20.0, 2.0, key="failures_len"),
+            repetition_share=c3.number_input("Repeated trigram share", 0.05, 1.0, 0.3, key="failures_rep"),
+            tail_sd=c4.number_input("Tail (sd)", 1.0, 10.0, 3.0, key="failures_tail"),
+        )
+    counts = cached(store.failure_counts, run_dirs, params=params)
+    st.plotly_chart(failure_rates_figure(counts, len(run_dirs) > 1), key="failures_plot")
+    table = failure_table(counts, list(store.DETECTORS))
+    st.dataframe(table, key="failures_table")
 
-    table = counts.pivot_table(
-        index=["run_id", "step"], columns="detector", values="n_flagged", aggfunc="sum"
-    )
-    st.dataframe(table[[d for d in DETECTORS if d in table]], key="failures_table")
-
-    totals = counts.groupby("detector")["n_flagged"].sum()
+    totals = table.sum()
+    detectors = list(store.DETECTORS)
+    if "failures_detector" not in st.session_state and totals.max() > 0:
+        st.session_state["failures_detector"] = str(totals.idxmax())  # open on the detector with most flags
     detector = st.selectbox(
         "Examples of",
-        list(DETECTORS),
+        detectors,
         format_func=lambda d: f"{d} ({int(totals.get(d, 0))} flagged)",
         key="failures_detector",
     )
-    st.markdown(f"**{detector}**: {DETECTORS[detector]}")
-    examples = cached(
-        "failure_examples", run_dirs, detector=detector, params=DetectorParams(**params), limit=25
-    )
+    st.markdown(f"**{detector}**: {store.DETECTORS[detector]}")
+    if detector == "entropy_collapse":
+        st.info(COLLAPSE_NOTE)
+    examples = cached(store.failure_examples, run_dirs, detector=detector, params=params, limit=25)
     if examples.empty:
         st.info("No sample is flagged by this detector with these thresholds.")
     else:
-        st.dataframe(
-            examples[
-                [
-                    "run_id",
-                    "step",
-                    "prompt_id",
-                    "sample_idx",
-                    "score",
-                    "reward",
-                    "gold",
-                    "kl",
-                    "length",
-                    "has_eos",
-                    "repeat_share",
-                    "prompt",
-                    "response",
-                ]
-            ],
+        st.caption("**Click a row** to open the sample in the Rollout browser.")
+        event = st.dataframe(
+            examples[EXAMPLE_COLUMNS],
             hide_index=True,
             key="failures_examples",
+            on_select="rerun",
+            selection_mode="single-row",
+            column_config={
+                "prompt": st.column_config.TextColumn(width="medium"),
+                "response": st.column_config.TextColumn(width="large"),
+            },
         )
+        clicked = clicked_row(event, examples, "failures_examples")
+        if clicked is not None:
+            params_ = {
+                "run": clicked["run_id"],
+                "prompt": clicked["prompt_id"],
+                "step": str(int(clicked["step"])),
+            }
+            st.switch_page(str(PAGES_DIR / "rollout_browser.py"), query_params=params_)

@@ -1,24 +1,70 @@
-"""Home: the built-in world at a glance, the seed's thesis, and where to go next."""
+"""Home, a first-run guide: what the workbench is, the state of the world and the runs, three doors."""
+
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+import engine.store as store
 from workbench.navigation import sections
 from workbench.resources import BUILD_COMMAND, world_error, world_or_none
+from workbench.store_views import cached, page_link, runs_table
 
-THESIS = """
-**PPO is entropy reduction inside the SFT model's sampling space.** PPO only moves probability mass
-between responses the SFT model can already sample: it lowers the density of low-reward regions and
-raises it in high-reward ones. So it helps only under two conditions: **(1) the sampling space is
-large enough** (the SFT model still has entropy on the PPO prompts; otherwise the samples barely
-differ, advantages vanish and learning stops), and **(2) the reward model stays accurate on that
-space** (it must rank correctly what PPO actually samples, which drifts during training). The pages
-below let you measure both: per-token entropy and the other sampling signals, reward densities
-(raw and per-prompt normalised), which SFT epoch to start from, and RM accuracy on PPO's samples.
+INTRO = """
+**PPO is entropy reduction inside the SFT model's sampling space**: it only moves probability mass
+between answers the starting model can already sample, so it helps only while that space is wide
+enough and the reward model stays right on what PPO samples. This workbench makes both visible, on
+a built-in toy world with a hidden gold judge: per-token entropy of samples, reward densities, which
+SFT epoch to start from, and the reward model's accuracy as PPO moves. Start with a door below;
+every page works on the shipped demo runs before you train anything.
 """
 
 st.title("PPO Entropy Workbench")
-st.markdown(THESIS)
+st.markdown(INTRO)
+
+st.subheader("Where to start")
+runs = runs_table()
+with_steps = runs[runs["n_rollouts"] > 0]
+first_run = with_steps[with_steps["demo"]].head(1)
+if first_run.empty:
+    first_run = with_steps.head(1)
+doors = st.columns(3)
+with doors[0]:
+    st.markdown("**Learn**: the practitioner's note, one idea at a time, with live figures.")
+    page_link("teaching.py", "Open the Learn path", ":material/school:")
+with doors[1]:
+    st.markdown("**Sampling lab**: one prompt, many samples, tokens coloured by entropy.")
+    page_link("sampling_lab.py", "Open the Sampling lab", ":material/science:")
+with doors[2]:
+    if first_run.empty:
+        st.markdown("**Rollout browser**: no run with logged rollouts yet (launch one on **Runs**).")
+        page_link("rollout_browser.py", "Open the Rollout browser", ":material/list_alt:")
+    else:
+        run = first_run.iloc[0]
+        ranking = "gold_var"  # the judge's spread; RM variance puts rare off-task answers on top
+        top = cached(store.rank_prompts, Path(run["run_dir"]), ranking=ranking, limit=1)
+        if top.empty or pd.isna(top["score"].iloc[0]):  # no gold in this run
+            ranking = "reward_var"
+            top = cached(store.rank_prompts, Path(run["run_dir"]), ranking=ranking, limit=1)
+        params = {"run": run["run_id"], "ranking": ranking}
+        if not top.empty:
+            params["prompt"] = top["prompt_id"].iloc[0]
+        kind = "demo run" if run["demo"] else "run"
+        st.markdown(f"**Rollout browser**: the {kind} `{run['run_id']}` on its most-varying prompt.")
+        page_link("rollout_browser.py", "Open the highest-variance prompt", ":material/list_alt:", params)
+
+st.subheader("Your runs and the demo runs")
+own, demo = runs[~runs["demo"]], runs[runs["demo"]]
+c1, c2 = st.columns(2)
+c1.metric("Your runs", len(own), help="under WORKBENCH_RUNS_DIR (launch on Runs, or Import)")
+c2.metric("Demo runs (read-only)", len(demo), help="shipped in data/demo_runs")
+if not runs.empty:
+    shown = runs.assign(owner=runs["demo"].map({True: "demo", False: "yours"}))
+    st.dataframe(
+        shown[["run_id", "owner", "kind", "state", "n_steps", "n_rollouts"]], hide_index=True, width="stretch"
+    )
+else:
+    st.info("No runs yet, and no demo runs: launch a PPO job on the **Runs** page.")
 
 world = world_or_none()
 st.subheader("The built-in world")
@@ -29,44 +75,30 @@ if world is None:
     )
     st.code(BUILD_COMMAND, language="bash")
     st.caption(
-        "Everything else still works with a Hugging Face model (by name, from the local cache) or a local path."
+        "Everything else still works with a Hugging Face model (from the local cache) or a local path."
     )
 else:
     summary = world.summary()
     families = pd.DataFrame(summary["families"])
     in_sft = int(families["in_sft"].sum())
-    cols = st.columns(5)
+    cols = st.columns(4)
     cols[0].metric(
-        "Prompt families",
-        len(families),
-        help=f"{in_sft} covered by SFT data, {len(families) - in_sft} PPO-only",
+        "Prompt families", len(families), help=f"{in_sft} in SFT data, {len(families) - in_sft} PPO-only"
     )
     cols[1].metric("Prompts", summary["n_prompts"])
-    cols[2].metric(
-        "SFT epochs",
-        len(summary["sft_epochs"]),
-        help=f"epochs {summary['sft_epochs']}; default {summary['default_epoch']}",
-    )
+    cols[2].metric("SFT epochs", len(summary["sft_epochs"]), help=f"default start {summary['default_epoch']}")
     cols[3].metric("Policy parameters", f"{summary['policy_params']:,}")
-    cols[4].metric("RM parameters", f"{summary['rm_params']:,}")
     families["coverage"] = families["in_sft"].map({True: "in SFT", False: "PPO only"})
-    st.dataframe(
-        families[
-            ["family", "coverage", "description", "sft_train_prompts", "eval_prompts", "ppo_only_prompts"]
-        ],
-        hide_index=True,
-        width="stretch",
-    )
+    st.dataframe(families[["family", "coverage", "description"]], hide_index=True, width="stretch")
     st.caption(
-        f"SFT checkpoints `world:sft-epoch-N` for N in {summary['sft_epochs']} (default {summary['default_epoch']}), "
-        f"reward model `{world.rm_source}`, vocabulary {summary['vocab_size']} words, built with seed "
-        f'{summary["seed"]} at `{summary["path"]}`. PPO-only families are the seed\'s "wider data range": '
+        f"SFT checkpoints `world:sft-epoch-N` (N in {summary['sft_epochs']}), reward model "
+        f"`{world.rm_source}`. PPO-only families are the practitioner's note's \"wider data range\": "
         "the SFT model is unsure there, which is where PPO has room to learn."
     )
 
-st.subheader("Pages")
-for section, specs in sections().items():
-    st.markdown(f"**{section}**")
-    for spec in specs:
-        if spec.file != "home.py":
-            st.page_link(str(spec.path), label=f"{spec.title}: {spec.blurb}", icon=spec.icon)
+with st.expander("Every page"):
+    for section, specs in sections().items():
+        st.markdown(f"**{section}**")
+        for spec in specs:
+            if spec.file != "home.py":
+                page_link(spec.file, f"{spec.title}: {spec.blurb}", spec.icon)

@@ -1,8 +1,17 @@
-"""Reward densities: raw vs per-prompt normalised, one curve per logged step (ridgeline)."""
+"""Reward densities: raw vs per-prompt normalised, one smoothed curve per logged step (ridgeline)."""
 
 import streamlit as st
 
-from workbench.store_views import VALUE_LABELS, cached, common_range, pick_runs, ridgeline, spread_figure
+import engine.store as store
+from workbench.figures.ridgeline import (
+    HISTOGRAM_BINS,
+    VALUE_LABELS,
+    common_range,
+    ridgeline,
+    smooth_density,
+    spread_figure,
+)
+from workbench.store_views import cached, entropy_link, pick_runs
 
 st.title("Reward densities")
 st.markdown(
@@ -16,28 +25,40 @@ st.markdown(
 
 run_dirs = pick_runs("densities_run")
 if run_dirs:
-    left, right = st.columns([2, 1])
-    value = left.radio(
+    entropy_link(st.session_state["densities_run"])
+    value = st.radio(
         "Value", list(VALUE_LABELS), format_func=VALUE_LABELS.get, horizontal=True, key="densities_value"
     )
-    bins = right.slider("Bins", 10, 120, 60, step=10, key="densities_bins")
-    raw = cached("reward_norm_density", run_dirs, value=value, normalised=False, bins=bins)
-    norm = cached("reward_norm_density", run_dirs, value=value, normalised=True, bins=bins)
+    raw = cached(store.reward_norm_density, run_dirs, value=value, normalised=False, bins=HISTOGRAM_BINS)
+    norm = cached(store.reward_norm_density, run_dirs, value=value, normalised=True, bins=HISTOGRAM_BINS)
+    label = VALUE_LABELS[value]
     if raw.empty:
-        st.info(f"No {VALUE_LABELS[value]} logged in this run (an import without it, or no judge).")
+        how = {
+            "gold": "the judge scores every sample of a world run; an imported run brings gold only if its "
+            "source logged one (map it on the Import page)",
+            "mean_entropy": "compute per-token signals with `python -m engine import signals RUN --model ...`",
+        }.get(value, "every run logs it: is the run empty?")
+        st.info(f"No {label} logged in this run. To get it: {how}.")
     else:
-        label = VALUE_LABELS[value]
         col_raw, col_norm = st.columns(2)
         x_range = common_range(raw, norm)  # one x axis, so the two widths compare at a glance
+        smooth_raw, smooth_norm = smooth_density(raw), smooth_density(norm)
         col_raw.plotly_chart(
-            ridgeline(raw, title=f"raw {label}", x_title=label, x_range=x_range), key="densities_raw"
+            ridgeline(smooth_raw, title=f"raw {label}", x_title=label, x_range=x_range), key="densities_raw"
         )
         col_norm.plotly_chart(
-            ridgeline(norm, title=f"per-prompt normalised {label}", x_title=label, x_range=x_range),
+            ridgeline(smooth_norm, title=f"per-prompt normalised {label}", x_title=label, x_range=x_range),
             key="densities_norm",
+        )
+        h = smooth_norm.groupby("step")["bandwidth"].first()
+        st.caption(
+            f"Curves are Gaussian kernel density estimates, bandwidth from each step's sample count "
+            f"(Silverman's rule; {h.min():.3g} to {h.max():.3g} here), so a step of 64 samples reads "
+            "as a shape rather than a comb of spikes."
         )
         st.plotly_chart(spread_figure(raw, norm, label), key="densities_spread")
         st.caption(
-            "Mean and sd are estimated from the histograms; the raw and normalised means coincide by construction. A falling normalised sd is the within-prompt "
-            "sampling space shrinking; when it approaches zero, advantages vanish and PPO stops learning."
+            "Top: the spread (sd) per step; bottom: the mean, on its own axis. The raw and normalised means "
+            "coincide by construction. A falling normalised sd is the within-prompt sampling space "
+            "shrinking; when it approaches zero, advantages vanish and PPO stops learning."
         )

@@ -1,14 +1,70 @@
 """RM accuracy during PPO, three ways: reward spread, agreement with the gold judge, log-prob accuracy."""
 
+from pathlib import Path
+
 import streamlit as st
 
-from workbench.store_views import cached, per_step_lines, pick_runs
+import engine.store as store
+from engine.config import ConfigError
+from engine.ppo.checkpoints import list_checkpoints
+from engine.runs import launch_eval
+from engine.runs.layout import EVAL_LOG
+from workbench.figures.curves import per_step_lines
+from workbench.store_views import cached, is_demo, pick_runs, show_error
 
 st.title("RM accuracy")
 st.caption(
     "PPO moves probability mass towards what the RM rewards, so the RM must stay right on what PPO now "
     "samples. Three monitors, from coarse to direct."
 )
+
+
+@st.fragment(run_every=3)
+def eval_progress(run_dir: Path) -> None:
+    """Checkpoints evaluated / to evaluate (the SFT start counts as one), live while the job runs."""
+    job = st.session_state.get("rm_eval_jobs", {}).get(str(run_dir))
+    total = 1 + len(list_checkpoints(run_dir))
+    done = len(set(store.logprob_accuracy(run_dir)["checkpoint"]))
+    if job is not None:  # the job writes its rows at the end: count its log lines meanwhile
+        path = run_dir / EVAL_LOG
+        log = path.read_bytes()[job["offset"] :].decode(errors="replace") if path.is_file() else ""
+        done = max(done, job["done"] + log.count("log-prob accuracy"))
+    st.progress(
+        min(done / total, 1.0), text=f"log-prob accuracy: {min(done, total)} of {total} checkpoints evaluated"
+    )
+    if job is not None and job["process"].poll() is None:
+        st.caption(f"Evaluation running (pid {job['process'].pid}); log in `{run_dir / EVAL_LOG}`.")
+    elif job is not None and job["process"].returncode:
+        st.error(f"The evaluation stopped with an error; see the end of `{run_dir / EVAL_LOG}`.")
+
+
+def eval_panel(run_dirs: list[Path]) -> None:
+    own = [d for d in run_dirs if not is_demo(d)]
+    if len(own) < len(run_dirs):
+        st.info(
+            "Demo runs are read-only: their log-prob accuracy ships with them and cannot be recomputed here."
+        )
+    if not own:
+        return
+    run_dir = (
+        own[0]
+        if len(own) == 1
+        else st.selectbox("Evaluate run", own, format_func=lambda d: d.name, key="rm_eval_run")
+    )
+    jobs = st.session_state.setdefault("rm_eval_jobs", {})
+    running = str(run_dir) in jobs and jobs[str(run_dir)]["process"].poll() is None
+    if st.button("Evaluate this run's checkpoints", disabled=running, key="rm_eval_start"):
+        log = run_dir / EVAL_LOG
+        offset = log.stat().st_size if log.is_file() else 0
+        try:
+            process = launch_eval(run_dir.name, run_dir.parent)
+        except ConfigError as exc:
+            show_error(exc, "The evaluation could not start")
+            return
+        done = len(set(store.logprob_accuracy(run_dir)["checkpoint"]))
+        jobs[str(run_dir)] = {"process": process, "offset": offset, "done": done}
+    eval_progress(run_dir)
+
 
 run_dirs = pick_runs("rm_runs", multi=True)
 if run_dirs:
@@ -17,19 +73,18 @@ if run_dirs:
         "From the PPO-max paper: a reward variance that explodes or a long tail (samples beyond mean ± 3 sd) "
         "catches big failures such as RM loopholes or KL blow-up, not a slow loss of accuracy."
     )
-    spread = cached("reward_spread", run_dirs)
+    spread = cached(store.reward_spread, run_dirs)
     left, right = st.columns(2)
     left.plotly_chart(
-        per_step_lines(
-            spread,
-            {"reward_std": "reward sd", "reward_kurtosis": "excess kurtosis"},
-            title="Spread and tail weight",
-        ),
+        per_step_lines(spread, {"reward_std": "reward sd"}, title="Reward spread", y_title="sd"),
         key="rm_spread",
     )
     right.plotly_chart(
         per_step_lines(
-            spread, {"tail_share": "share beyond ±3 sd"}, title="Long tail", y_title="share of samples"
+            spread,
+            {"tail_share": "share beyond ±3 sd"},
+            title="Long tail",
+            y_title="share of samples",
         ),
         key="rm_tail",
     )
@@ -39,9 +94,12 @@ if run_dirs:
         "For every pair of samples of the same prompt whose gold scores differ: does the RM order them like "
         "the judge? (An RM tie counts half.) This measures the RM on the *current* sampling space."
     )
-    agreement = cached("rm_gold_agreement", run_dirs)
+    agreement = cached(store.rm_gold_agreement, run_dirs)
     if agreement.empty:
-        st.info("No gold (judge) scores in these runs: pairwise agreement needs them.")
+        st.info(
+            "No gold (judge) scores in these runs: pairwise agreement needs them. Runs on the built-in world "
+            "have them; for an imported run, map a judge-score column on the **Import** page."
+        )
     else:
         fig = per_step_lines(
             agreement,
@@ -55,11 +113,11 @@ if run_dirs:
     st.subheader("3. Log-prob accuracy on the labelled preference test set")
     st.markdown(
         "Share of test pairs where the policy gives the chosen answer a higher log-probability than the "
-        "rejected one, per checkpoint (computed by a background job into `evals/logprob_accuracy.parquet`)."
+        "rejected one, per checkpoint (a background job writes `evals/logprob_accuracy.parquet`)."
     )
-    accuracy = cached("logprob_accuracy", run_dirs)
+    accuracy = cached(store.logprob_accuracy, run_dirs)
     if accuracy.empty:
-        st.info("Log-prob accuracy: not computed yet for these runs.")
+        st.info("Log-prob accuracy: not computed yet for these runs. Start the evaluation below.")
     else:
         st.plotly_chart(
             per_step_lines(
@@ -67,3 +125,4 @@ if run_dirs:
             ),
             key="rm_logprob",
         )
+    eval_panel(run_dirs)

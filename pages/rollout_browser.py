@@ -1,164 +1,132 @@
-"""Rollout browser: prompts ranked by within-prompt reward variance, then every sample of one prompt."""
+"""Rollout browser: prompts ranked by a learning-signal measure; click one to see all its samples."""
 
-import numpy as np
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from workbench.store_views import cached, entropy_legend_html, entropy_scale, pick_runs, sample_tokens_html
+import engine.store as store
+from workbench.figures.prompt import prompt_over_training
+from workbench.figures.tokens import entropy_legend_html, entropy_scale, is_token_list, sample_tokens_html
+from workbench.store_views import (
+    apply_query_param,
+    cached,
+    clicked_row,
+    entropy_link,
+    pick_runs,
+    sample_filters,
+    query_param,
+    set_link,
+)
+
+PROMPT_COLUMNS = ["prompt_id", "prompt_family", "prompt", "score", "reward_var", "gold_var", "entropy_drop",
+                  "reward_mean", "gold_mean", "entropy_mean", "n_samples", "n_steps"]  # fmt: skip
+SAMPLE_COLUMNS = [
+    "sample_idx",
+    "reward",
+    "reward_norm",
+    "gold",
+    "kl",
+    "length",
+    "has_eos",
+    "mean_entropy",
+    "response",
+]
 
 st.title("Rollout browser")
 st.caption(
-    "Prompts whose samples' rewards vary most come first: that is where PPO gets a learning signal. "
-    "Pick one to see all its samples across steps, tokens coloured by per-token entropy."
+    "Prompts whose samples differ most come first: that is where PPO gets a learning signal. "
+    "**Click a row** to see all its samples across steps, tokens coloured by per-token entropy."
 )
 
 run_dirs = pick_runs("browser_run")
 if run_dirs:
-    steps = cached("logged_steps", run_dirs)
-    summary = cached("step_summary", run_dirs)
-    with st.expander("Filters", expanded=False):
-        c1, c2, c3 = st.columns(3)
-        family = c1.selectbox("Prompt family", ["(all)", *cached("families", run_dirs)], key="browser_family")
-        step_range = (
-            c2.select_slider("Steps", steps, value=(steps[0], steps[-1]), key="browser_steps")
-            if len(steps) > 1
-            else (steps[0], steps[0])
-        )
-        eos = c3.selectbox("Ends with EOS", ["any", "yes", "no"], key="browser_eos")
-        lo, hi = float(summary["reward_min"].min()), float(summary["reward_max"].max())
-        reward_range = c1.slider(
-            "Reward", lo, max(hi, lo + 1e-6), (lo, max(hi, lo + 1e-6)), key="browser_reward"
-        )
-        max_len = int(summary["length_max"].max()) if summary["length_max"].notna().any() else 0
-        length_range = c2.slider("Length", 0, max(max_len, 1), (0, max(max_len, 1)), key="browser_length")
-        search = c3.text_input("Search prompt / response", key="browser_search")
-    prompts = cached(
-        "top_variance_prompts",
-        run_dirs,
-        steps=tuple(step_range),
-        family=None if family == "(all)" else family,
-        reward_range=tuple(reward_range) if reward_range != (lo, hi) else None,
-        length_range=tuple(length_range) if max_len and length_range != (0, max_len) else None,
-        has_eos={"any": None, "yes": True, "no": False}[eos],
-        search=search or None,
-        limit=200,
+    run_id = st.session_state["browser_run"]
+    entropy_link(run_id)
+    steps = cached(store.logged_steps, run_dirs)
+    summary = cached(store.step_summary, run_dirs)  # per step: reward and length ranges, gold
+    has_gold = bool(summary["gold_mean"].notna().any())
+    rankings = [r for r in store.RANKINGS if has_gold or r != "gold_var"]
+    apply_query_param("ranking", "browser_ranking", rankings)
+    ranking = st.radio(
+        "Rank prompts by",
+        rankings,
+        format_func=store.RANKING_LABELS.get,
+        horizontal=True,
+        key="browser_ranking",
     )
+    st.caption(
+        f"Ranking on: **{store.RANKINGS[ranking][1]}**."
+        + ("" if has_gold else " No gold (judge) scores in this run, so gold variance is not offered.")
+    )
+    filters = sample_filters(cached(store.families, run_dirs), steps, summary)
+    prompts = cached(store.rank_prompts, run_dirs, ranking=ranking, limit=200, **filters)
     if prompts.empty:
         st.info("No prompt matches these filters.")
-    else:
-        st.dataframe(
-            prompts[
-                [
-                    "prompt_id",
-                    "prompt_family",
-                    "prompt",
-                    "reward_var",
-                    "reward_mean",
-                    "gold_mean",
-                    "entropy_mean",
-                    "n_samples",
-                    "n_steps",
-                ]
-            ],
-            hide_index=True,
-            height=240,
-            key="browser_table",
-        )
-        labels = {
-            pid: f"{pid} · var {var:.3g} · {str(prompt)[:60]}"
-            for pid, var, prompt in prompts[["prompt_id", "reward_var", "prompt"]].itertuples(index=False)
-        }
-        prompt_id = st.selectbox("Prompt", list(labels), format_func=labels.get, key="browser_prompt")
-        samples = cached(
-            "prompt_drilldown",
-            run_dirs,
-            prompt_id=prompt_id,
-            run_id=prompts.loc[prompts.prompt_id == prompt_id, "run_id"].iloc[0],
-        )
-        st.markdown(f"**Prompt** ({samples['prompt_family'].iloc[0]}): {samples['prompt'].iloc[0]}")
+        st.stop()
+    event = st.dataframe(
+        prompts[PROMPT_COLUMNS],
+        hide_index=True,
+        height=240,
+        key="browser_table",
+        on_select="rerun",
+        selection_mode="single-row",
+        column_config={"score": st.column_config.NumberColumn(store.RANKING_LABELS[ranking], format="%.3g")},
+    )
+    # The open prompt: a click on the table, else a deep link (?prompt=), else the one already open
+    # (it survives reruns and filter changes), else the top-ranked prompt.
+    clicked = clicked_row(event, prompts, "browser_table")
+    if clicked is not None:
+        st.session_state["browser_prompt"] = (run_id, clicked["prompt_id"])
+    elif (linked := query_param("prompt")) and st.session_state.get("_linked_browser_prompt") != linked:
+        st.session_state["browser_prompt"] = (run_id, linked)
+    if st.session_state.get("browser_prompt", (None,))[0] != run_id:
+        st.session_state["browser_prompt"] = (run_id, prompts["prompt_id"].iloc[0])
+    prompt_id = st.session_state["browser_prompt"][1]
+    set_link("run", run_id, "browser_run")
+    set_link("prompt", prompt_id, "browser_prompt")
 
-        per_step = (
-            samples.groupby("step")
-            .agg(
-                reward=("reward", "mean"),
-                reward_sd=("reward", "std"),
-                gold=("gold", "mean"),
-                entropy=("mean_entropy", "mean"),
-            )
-            .reset_index()
-        )
-        fig = go.Figure()
-        fig.add_trace(
-            go.Scatter(
-                x=samples["step"],
-                y=samples["reward"],
-                mode="markers",
-                name="sample reward",
-                marker={"color": "#1f77b4", "opacity": 0.5},
-            )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=per_step["step"],
-                y=per_step["reward"],
-                mode="lines",
-                name="mean reward",
-                line={"color": "#1f77b4"},
-            )
-        )
-        if per_step["gold"].notna().any():
-            fig.add_trace(
-                go.Scatter(
-                    x=per_step["step"],
-                    y=per_step["gold"],
-                    mode="lines",
-                    name="mean gold",
-                    line={"color": "#2ca02c", "dash": "dash"},
-                )
-            )
-        fig.add_trace(
-            go.Scatter(
-                x=per_step["step"],
-                y=per_step["entropy"],
-                mode="lines",
-                name="mean entropy (right)",
-                yaxis="y2",
-                line={"color": "#d62728", "dash": "dot"},
-            )
-        )
-        fig.update_layout(
-            title="This prompt over training",
-            xaxis_title="step",
-            yaxis_title="reward",
-            height=320,
-            yaxis2={"title": "entropy (nats)", "overlaying": "y", "side": "right", "showgrid": False},
-            margin={"l": 10, "r": 10, "t": 50, "b": 40},
-            legend={"orientation": "h", "y": -0.25},
-        )
-        st.plotly_chart(fig, key="browser_prompt_plot")
+    samples = cached(store.prompt_drilldown, run_dirs, prompt_id=prompt_id, run_id=run_id)
+    if samples.empty:
+        st.info(f"Prompt `{prompt_id}` has no samples in run {run_id}: click a row of the table.")
+        st.stop()
+    per_step = cached(store.prompt_step_table, run_dirs, prompt_id=prompt_id, run_id=run_id)
+    st.markdown(f"**Prompt `{prompt_id}`** ({samples['prompt_family'].iloc[0]}): {samples['prompt'].iloc[0]}")
+    st.plotly_chart(prompt_over_training(samples, per_step), key="browser_prompt_plot")
 
-        prompt_steps = sorted(samples["step"].unique())
-        step = (
-            st.select_slider("Step", prompt_steps, value=prompt_steps[-1], key="browser_step")
-            if len(prompt_steps) > 1
-            else prompt_steps[0]
+    prompt_steps = per_step["step"].tolist()
+    apply_query_param("step", "browser_step", prompt_steps, int)
+    if st.session_state.get("browser_step") not in prompt_steps:
+        st.session_state["browser_step"] = prompt_steps[-1]
+    step = (
+        st.select_slider("Step", prompt_steps, key="browser_step")
+        if len(prompt_steps) > 1
+        else prompt_steps[0]
+    )
+    at_step = samples[samples["step"] == step]
+    chosen = st.dataframe(
+        at_step[SAMPLE_COLUMNS],
+        hide_index=True,
+        key="browser_samples",
+        on_select="rerun",
+        selection_mode="single-row",
+        column_config={"response": st.column_config.TextColumn(width="large")},
+    )
+    rows = chosen.selection.rows if chosen is not None else []
+    shown = at_step.iloc[rows] if rows else at_step
+    token, sample = query_param("token"), query_param("sample")
+    highlight = (
+        (int(sample), int(token)) if token and sample and token.isdigit() and sample.isdigit() else None
+    )
+    high = entropy_scale([samples])
+    if rows:
+        st.caption(
+            f"Showing the clicked sample {int(shown['sample_idx'].iloc[0])}; click it again to show all."
         )
-        at_step = samples[samples["step"] == step]
-        high = entropy_scale([samples])
-        st.dataframe(
-            at_step[
-                ["sample_idx", "reward", "reward_norm", "gold", "kl", "length", "has_eos", "mean_entropy"]
-            ],
-            hide_index=True,
-            key="browser_samples",
+    st.html(entropy_legend_html(0.0, high) + sample_tokens_html(shown, high, highlight=highlight))
+    if highlight is not None:
+        st.caption(f"Ringed: token {highlight[1]} of sample {highlight[0]} (from the entropy dynamics page).")
+    if not at_step["entropy"].map(is_token_list).any():
+        st.info(
+            "No per-token entropy logged for these samples (an imported run?): tokens are shown "
+            f"uncoloured. Compute it with `python -m engine import signals {run_id} --model PATH_OR_NAME`."
         )
-        st.html(entropy_legend_html(0.0, high) + sample_tokens_html(at_step, high))
-        if not at_step["entropy"].map(lambda v: isinstance(v, list | tuple | np.ndarray)).any():
-            st.info(
-                "No per-token entropy logged for these samples (an imported run?): tokens are shown "
-                f"uncoloured. Compute it with `python -m engine import signals {at_step['run_id'].iloc[0]} "
-                "--model PATH_OR_NAME`."
-            )
-        if pd.notna(at_step["reward"]).any() and len(prompt_steps) > 1:
-            st.caption("Move the step slider to watch the same prompt's samples drift as PPO trains.")
+    if len(prompt_steps) > 1:
+        st.caption("Move the step slider to watch the same prompt's samples drift as PPO trains.")

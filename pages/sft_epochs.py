@@ -1,20 +1,21 @@
 """SFT epochs: the sampling space of every SFT checkpoint, and the hand-off to a PPO run."""
 
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from engine.world.epochs import entropy_floor, epoch_table, load_or_sample, report_path
+from workbench.figures.sft_epochs import (
+    best_of_n_figure,
+    entropy_figure,
+    epoch_boxes,
+    epoch_scores,
+    ratio_text,
+    spread_by_epoch,
+    spread_trend,
+)
 from workbench.navigation import PAGES_DIR
 from workbench.resources import BUILD_COMMAND, world_error, world_or_none
 from workbench.runs_views import HANDOFF_SFT_EPOCH
-
-SPLIT_LABELS = {
-    "sft_train": "SFT-train prompts",
-    "eval": "held-out SFT-family prompts",
-    "ppo_only": "PPO-only prompts",
-}
 
 st.title("Which SFT epoch should PPO start from?")
 st.markdown(
@@ -54,28 +55,7 @@ floor = entropy_floor(table)
 
 left, right = st.columns([2, 1])
 with left:
-    fig = go.Figure()
-    for split, label in SPLIT_LABELS.items():
-        column = f"entropy_{split}"
-        if column in table:
-            fig.add_trace(go.Scatter(x=table["epoch"], y=table[column], mode="lines+markers", name=label))
-    fig.add_vline(x=floor, line_dash="dot", annotation_text=f"floor reached (epoch {floor})")
-    fig.add_vline(
-        x=world.default_epoch,
-        line_dash="dash",
-        line_color="green",
-        annotation_text="default start",
-        annotation_position="bottom right",
-    )
-    fig.update_layout(
-        title="Mean per-token entropy of samples (nats)",
-        xaxis_title="SFT epoch",
-        yaxis_title="entropy",
-        height=380,
-        margin=dict(t=50, b=40),
-        legend=dict(orientation="h", y=-0.25),
-    )
-    st.plotly_chart(fig, width="stretch")
+    st.plotly_chart(entropy_figure(table, floor, world.default_epoch), width="stretch")
 with right:
     epoch = st.select_slider(
         "SFT epoch", options=list(table["epoch"]), value=world.default_epoch, key="sft_epoch_pick"
@@ -83,15 +63,16 @@ with right:
     row = table.set_index("epoch").loc[epoch]
     c1, c2 = st.columns(2)
     c1.metric("Entropy, SFT-train prompts", f"{row['entropy_sft_train']:.3f}")
+    ratio = float(row["entropy_ratio_ppo_only_vs_sft"])
     c2.metric(
         "Entropy, PPO-only prompts",
         f"{row['entropy_ppo_only']:.3f}",
-        delta=f"x{row['entropy_ratio_ppo_only_vs_sft']:.2f}",
-        delta_color="off",
+        help=f"{ratio_text(ratio)} than on SFT-train prompts",
     )
     st.caption(
-        "The seed measured 0.12 on SFT prompts vs 0.19 on PPO prompts: barely different, so PPO had "
-        "little room. A large ratio means PPO's prompts lie outside what SFT already fitted."
+        f"PPO-only vs SFT-train entropy at this epoch: **{ratio_text(ratio)}**. The practitioner's note "
+        "measured 0.12 on SFT prompts vs 0.19 on PPO prompts: barely different, so PPO had little room. "
+        "A large ratio means PPO's prompts lie outside what SFT already fitted."
     )
     c1.metric("Mean gold", f"{row['gold']:.3f}")
     c2.metric(
@@ -111,29 +92,32 @@ value = st.radio(
     format_func=lambda v: {"gold": "gold judge", "reward": "RM reward"}[v],
 )
 normalise = st.toggle("Per-prompt normalised (reward - prompt mean + global mean)", value=True)
-frame = samples[["epoch", "prompt_id", "split", value]].copy()
+frame, clipped = epoch_scores(samples, value, normalise)
+st.plotly_chart(epoch_boxes(frame, value), width="stretch")
+trend = spread_trend(spread_by_epoch(frame, value))
+first, last = int(table["epoch"].min()), int(table["epoch"].max())
 if normalise:
-    keys = ["epoch", "prompt_id"]
-    frame[value] = (
-        frame[value]
-        - frame.groupby(keys)[value].transform("mean")
-        + frame.groupby("epoch")[value].transform("mean")
+    st.caption(
+        "Normalised, each prompt's samples are centred on the epoch's mean: the box width left is the "
+        f"spread *within* prompts, what PPO can choose from. On SFT-train prompts it **{trend}** from "
+        f"epoch {first} to {last}"
+        + (
+            " (early epochs fail on almost every sample, so there is little to choose from yet)."
+            if trend == "widens"
+            else "."
+        )
+        + (
+            f" {clipped:.0%} of normalised gold values fall outside gold's range [0, 1] and are drawn at its edge."
+            if clipped
+            else ""
+        )
     )
-frame["prompts"] = frame["split"].map(SPLIT_LABELS)
-fig = px.box(frame, x="epoch", y=value, color="prompts", points=False, height=380)
-fig.update_layout(margin=dict(t=30, b=40), legend=dict(orientation="h", y=-0.2), boxmode="group")
-st.plotly_chart(fig, width="stretch")
-st.caption(
-    "Normalised, each prompt's samples are centred on the global mean: the width left is the spread "
-    "*within* prompts, i.e. what PPO can choose from. It narrows as epochs memorise the data."
-)
+else:
+    st.caption(
+        "Raw scores mix how hard each prompt is with the spread within its samples; switch on the "
+        f"normalisation to see the second alone. On SFT-train prompts the box width {trend} from epoch {first} to {last}."
+    )
 
 st.subheader("Mean vs best-of-N: room for PPO")
-fig = go.Figure()
-fig.add_trace(go.Bar(x=table["epoch"], y=table["gold"], name="mean gold"))
-fig.add_trace(go.Bar(x=table["epoch"], y=table["best_gold"] - table["gold"], name="best-of-8 gap"))
-fig.update_layout(
-    barmode="stack", height=320, xaxis_title="SFT epoch", yaxis_title="gold", margin=dict(t=20, b=40)
-)
-st.plotly_chart(fig, width="stretch")
+st.plotly_chart(best_of_n_figure(table), width="stretch")
 st.dataframe(table.round(3), hide_index=True, width="stretch")

@@ -47,3 +47,15 @@ def test_start_ppo_button_hands_the_epoch_to_the_runs_form(page, tmp_path, monke
     next(b for b in page.button if "epoch 1" in b.label).click().run()
     assert not page.exception
     assert page.selectbox(key="runs_sft_epoch").value == 1
+
+
+def test_captions_match_the_figures(page):
+    page.button[0].click().run()
+    ppo_only = next(m for m in page.metric if m.label == "Entropy, PPO-only prompts")
+    assert not ppo_only.proto.delta  # the ratio is said in words, never as an up arrow
+    captions = " ".join(c.value for c in page.caption)
+    assert "practitioner's note" in captions and "seed measured" not in captions
+    assert any(w in captions for w in ("widens", "narrows", "stays about the same"))
+    page.radio[0].set_value("gold").run()
+    boxes = page.get("plotly_chart")[1].proto.spec
+    assert '"y":[-' not in boxes.replace(" ", "")  # normalised gold is never drawn below 0

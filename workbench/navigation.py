@@ -1,4 +1,4 @@
-"""Which pages the app lists, grouped in sections. Pure data + a file check, so tests can use it."""
+"""Which pages the app lists, grouped in sections. Pure data; every listed page must exist."""
 
 from __future__ import annotations
 
@@ -22,7 +22,13 @@ class PageSpec:
 
 
 PAGES = (
-    PageSpec("Explore", "home.py", "Home", ":material/home:", "the built-in world and the seed's thesis"),
+    PageSpec(
+        "Explore",
+        "home.py",
+        "Home",
+        ":material/home:",
+        "what the workbench is, the state of the world and the runs, where to start",
+    ),
     PageSpec(
         "Explore",
         "sampling_lab.py",
@@ -50,6 +56,13 @@ PAGES = (
     ),
     PageSpec(
         "Analyse",
+        "entropy_dynamics.py",
+        "Entropy dynamics",
+        ":material/insights:",
+        "what drives the entropy change, which tokens, how much room is left",
+    ),
+    PageSpec(
+        "Analyse",
         "failure_modes.py",
         "Failure modes",
         ":material/warning:",
@@ -62,17 +75,25 @@ PAGES = (
         ":material/fact_check:",
         "is the RM still right on what PPO samples?",
     ),
-    PageSpec("Analyse", "import_run.py", "Import", ":material/upload_file:", "bring rollouts of a TRL/verl/... run"),
-    PageSpec("Learn", "teaching.py", "Teaching", ":material/school:", "the seed's ideas, step by step"),
+    PageSpec(
+        "Analyse", "import_run.py", "Import", ":material/upload_file:", "bring rollouts of a TRL/verl/... run"
+    ),
+    PageSpec(
+        "Learn", "teaching.py", "Teaching", ":material/school:", "the practitioner's note, step by step"
+    ),
 )
 
 
 def available_pages() -> list[PageSpec]:
-    """The pages whose script exists, in navigation order (a page not written yet is left out)."""
-    return [spec for spec in PAGES if spec.path.is_file()]
+    """Every listed page, in navigation order; a listed page whose script is missing is an error."""
+    missing = [str(spec.path) for spec in PAGES if not spec.path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"pages listed in workbench/navigation.py but missing: {missing}")
+    return list(PAGES)
 
 
 def sections() -> dict[str, list[PageSpec]]:
+    """The pages by section, in navigation order."""
     grouped: dict[str, list[PageSpec]] = {}
     for spec in available_pages():
         grouped.setdefault(spec.section, []).append(spec)

@@ -1,0 +1,126 @@
+"""Entropy dynamics of one run: what drives the entropy change, which tokens, and how much is left."""
+
+import pandas as pd
+import streamlit as st
+
+from engine.analysis.entropy_dynamics import entropy_report
+from engine.config import ConfigError
+from workbench.figures.entropy import cov_vs_change_figure, forking_figure, gold_kl_figure, law_figure
+from workbench.navigation import PAGES_DIR
+from workbench.store_views import cached, clicked_row, pick_runs, show_error
+
+st.title("Entropy dynamics")
+st.markdown(
+    "PPO lowers entropy where it raises the probability of tokens with a positive advantage. Per step, "
+    "the **covariance of each token's log-probability and its advantage** predicts the entropy change "
+    "(Cui et al. 2025: a positive covariance lowers entropy); a few tokens carry most of it. The same "
+    "paper fits reward against entropy, `R = -a·exp(H) + b`, whose value at zero entropy is the run's "
+    "**ceiling**: once entropy is spent, so is the room to learn."
+)
+
+run_dirs = pick_runs("entropy_run")
+if run_dirs:
+    run_id = st.session_state["entropy_run"]
+    try:
+        report = cached(entropy_report, run_dirs[0])
+    except ConfigError as exc:
+        show_error(exc, "This run cannot be analysed")
+        st.stop()
+    per = pd.DataFrame(report["per_step"])
+
+    st.subheader("1. Covariance next to the measured entropy change")
+    if report["cov_reason"]:
+        st.info(
+            f"Covariance missing: {report['cov_reason']}. Runs trained before the per-token advantage was "
+            "stored (or imported runs) lack it; a new PPO run from the **Runs** page logs it."
+        )
+    else:
+        st.plotly_chart(cov_vs_change_figure(per, report["cov_entropy_corr"]), key="entropy_cov")
+        source = {
+            "measured": "measured before/after each update",
+            "next_step": "the next step's entropy minus this one's",
+        }
+        st.caption(f"Entropy change: {source.get(report['entropy_change_source'], 'n/a')}.")
+
+    top = report["top_cov_tokens"] or {}
+    st.subheader(f"2. Tokens with the largest covariance terms (step {top.get('step', '-')})")
+    if top.get("tokens"):
+        tokens = pd.DataFrame(top["tokens"])
+        share = top.get("share")
+        if share is not None:
+            st.caption(
+                f"These {len(tokens)} tokens carry {share:.0%} of the step's covariance. **Click one** to open it."
+            )
+        event = st.dataframe(
+            tokens[["token", "prompt_id", "sample_idx", "position", "logprob", "advantage", "term", "share"]],
+            hide_index=True, height=240, key="entropy_tokens", on_select="rerun", selection_mode="single-row",
+        )  # fmt: skip
+        clicked = clicked_row(event, tokens, "entropy_tokens")
+        if clicked is not None:
+            params = {"run": run_id, "prompt": clicked["prompt_id"], "step": str(top["step"])}
+            params |= {"sample": str(int(clicked["sample_idx"])), "token": str(int(clicked["position"]))}
+            st.switch_page(str(PAGES_DIR / "rollout_browser.py"), query_params=params)
+    else:
+        st.info(f"No token list: {top.get('reason') or report['cov_reason']}.")
+
+    st.subheader("3. Reward against entropy, and the ceiling")
+    law = report["law"]
+    if law.get("reason"):
+        st.info(f"The law cannot be fitted: {law['reason']}.")
+    else:
+        st.plotly_chart(law_figure(per, law, "mean_reward", "RM reward"), key="entropy_law")
+        gain = law["ceiling"] - law["final_predicted"]
+        h_now = per["mean_entropy"].iloc[-1]
+        st.markdown(
+            f"At this entropy ({h_now:.3g} nats), this run can still gain about **{gain:.3g}** in RM reward: "
+            f"the law's ceiling is {law['ceiling']:.3g} (fitted on the first {law['fit_steps']} steps; last "
+            f"step measured {law['final_measured']:.3g}, predicted {law['final_predicted']:.3g})."
+        )
+        gold_law = report.get("law_gold") or {}
+        if gold_law.get("ceiling") is not None:
+            st.caption(
+                f"Fitted on gold instead: ceiling {gold_law['ceiling']:.3g}, room left "
+                f"{gold_law['ceiling'] - gold_law['final_predicted']:.3g}."
+            )
+
+    st.subheader("4. Forking tokens")
+    forking = report["forking"] or {}
+    if forking.get("reason") or not forking.get("per_step"):
+        st.info(
+            f"No forking-token distribution: {forking.get('reason', 'no per-token entropy')}. For an imported "
+            f"run, compute it with `python -m engine import signals {run_id} --model PATH_OR_NAME`."
+        )
+    else:
+        series = pd.DataFrame(forking["per_step"])
+        first = forking["first_step"]
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Tokens near zero entropy", f"{forking['share_near_zero']:.0%}",
+                  delta=f"{forking['share_near_zero'] - first['share_near_zero']:+.0%} since step {first['step']}",
+                  delta_color="off")  # fmt: skip
+        c2.metric("Median token entropy", f"{forking['p50']:.3g} nats")
+        c3.metric("90th percentile", f"{forking['p90']:.3g} nats")
+        st.plotly_chart(forking_figure(series, forking["near_zero_threshold"]), key="entropy_forking")
+        st.caption(
+            "Most tokens are near-deterministic; the few high-entropy **forking tokens** decide where a "
+            "response goes. Entropy reduction shows as the share near zero rising and the top percentiles falling."
+        )
+
+    st.subheader("5. Gold against sqrt(KL): over-optimisation")
+    fit = report.get("gold_sqrt_kl")
+    if fit is None:
+        st.info(
+            "No gold (judge) scores in this run: the fit needs them (world runs have them; imports may not)."
+        )
+    elif fit.get("alpha") is None:
+        st.info(f"The fit is not identified: {fit['reason']}.")
+    else:
+        st.plotly_chart(gold_kl_figure(per, fit), key="entropy_gold_kl")
+        peak = (
+            f"fitted peak at KL {fit['kl_peak']:.3g} (gold {fit['gold_peak']:.3g})"
+            if fit.get("kl_peak")
+            else fit["reason"]
+        )
+        st.caption(
+            f"Gao et al. 2022: gold rises, peaks and falls with sqrt(KL) while the RM keeps rising; {peak}; "
+            f"the run is now at KL {fit['kl_now']:.3g}, {fit.get('position') or ''}."
+        )

@@ -1,0 +1,62 @@
+"""Per-step line charts: one line per (run, value), and the failure detectors' flag rates."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+# Distinct hues for lines (Streamlit's default colourway is shades of one blue: unreadable for 5+ lines).
+LINE_COLOURS = (
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22",
+)  # fmt: skip
+
+
+def per_step_lines(
+    frame: pd.DataFrame, columns: dict[str, str], *, title: str, y_title: str = ""
+) -> go.Figure:
+    """Line per (run, column) over steps; ``columns`` maps column -> legend label."""
+    fig = go.Figure()
+    runs = frame["run_id"].unique() if "run_id" in frame else [None]
+    for r, run in enumerate(runs):
+        part = frame if run is None else frame[frame["run_id"] == run]
+        for c, (column, label) in enumerate(columns.items()):
+            name = label if len(runs) == 1 else f"{label} ({run})"
+            line = {"color": LINE_COLOURS[(r * len(columns) + c) % len(LINE_COLOURS)]}
+            fig.add_trace(
+                go.Scatter(x=part["step"], y=part[column], mode="lines+markers", name=name, line=line)
+            )
+    fig.update_layout(
+        title=title,
+        xaxis_title="step",
+        yaxis_title=y_title,
+        height=340,
+        margin={"l": 10, "r": 10, "t": 50, "b": 40},
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
+
+
+def failure_rates_figure(counts: pd.DataFrame, several_runs: bool) -> go.Figure:
+    """Share of samples each detector flags per step (``failure_counts`` rows)."""
+    frame = counts.assign(label=counts["detector"] + (" · " + counts["run_id"] if several_runs else ""))
+    fig = px.line(
+        frame,
+        x="step",
+        y="rate",
+        color="label",
+        markers=True,
+        title="Share of samples flagged per step",
+        color_discrete_sequence=LINE_COLOURS,
+    )
+    fig.update_layout(height=380, yaxis_tickformat=".0%", legend_title_text="", margin={"t": 50, "b": 40})
+    return fig
+
+
+def failure_table(counts: pd.DataFrame, detectors: list[str]) -> pd.DataFrame:
+    """``failure_counts``' long rows as the wide table shown: one row per (run, step), one column per
+    detector (flag counts), in ``detectors`` order."""
+    table = counts.pivot_table(
+        index=["run_id", "step"], columns="detector", values="n_flagged", aggfunc="sum"
+    )
+    return table[[d for d in detectors if d in table]]
