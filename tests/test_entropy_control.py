@@ -9,10 +9,10 @@ import torch
 
 from engine.ppo.entropy_control import (
     clip_cov_policy_loss,
-    clip_higher_policy_loss,
     covariance_terms,
     kl_cov_policy_loss,
 )
+from engine.ppo.losses import policy_loss
 
 
 def fixed_batch(seed: int = 0, b: int = 4, t: int = 7):
@@ -54,7 +54,7 @@ def test_covariance_terms_match_loop() -> None:
 @pytest.mark.parametrize(("eps_low", "eps_high"), [(0.2, 0.28), (0.2, 0.2), (0.1, 0.5)])
 def test_clip_higher_matches_loop(eps_low: float, eps_high: float) -> None:
     new, old, adv, mask = fixed_batch(1)
-    loss, stats = clip_higher_policy_loss(new, old, adv, mask, eps_low, eps_high)
+    loss, stats = policy_loss(new, old, adv, mask, eps_low, eps_high)
     pos = real_positions(mask)
     per_token = [
         naive_token_loss(float(new.detach()[p]), float(old[p]), float(adv[p]), eps_low, eps_high) for p in pos
@@ -76,11 +76,11 @@ def test_clip_higher_lets_positive_advantages_rise_further() -> None:
     old = torch.zeros(1, 1, dtype=torch.float64)
     new = torch.full((1, 1), math.log(1.25), dtype=torch.float64, requires_grad=True)  # r = 1.25
     adv, mask = torch.ones(1, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.bool)
-    sym, _ = clip_higher_policy_loss(new, old, adv, mask, 0.2, 0.2)
+    sym, _ = policy_loss(new, old, adv, mask, 0.2, 0.2)
     sym.backward()
     assert float(new.grad) == 0.0  # r > 1.2: clipped, no gradient
     new.grad = None
-    high, _ = clip_higher_policy_loss(new, old, adv, mask, 0.2, 0.28)
+    high, _ = policy_loss(new, old, adv, mask, 0.2, 0.28)
     high.backward()
     assert float(new.grad) == pytest.approx(-1.25)  # inside 1.28: d(-A r)/d lp = -A r
 
@@ -126,7 +126,7 @@ def test_clip_cov_matches_loop(share: float, lo: float, hi: float) -> None:
         assert float(new.grad[p]) == 0.0
     # the others keep the plain gradient
     reference = new.detach().clone().requires_grad_(True)
-    plain, _ = clip_higher_policy_loss(reference, old, adv, mask, 0.2, 0.28)
+    plain, _ = policy_loss(reference, old, adv, mask, 0.2, 0.28)
     plain.backward()
     for p in real_positions(mask):
         if p not in detached:
@@ -138,7 +138,7 @@ def test_clip_cov_with_no_candidates_is_the_plain_loss() -> None:
     loss, stats = clip_cov_policy_loss(
         new, old, adv, mask, eps_low=0.2, eps_high=0.28, cov_low=1e6, cov_high=1e7
     )
-    plain, _ = clip_higher_policy_loss(new, old, adv, mask, 0.2, 0.28)
+    plain, _ = policy_loss(new, old, adv, mask, 0.2, 0.28)
     assert loss.item() == pytest.approx(plain.item(), abs=1e-12)
     assert float(stats["policy/clip_cov_frac"]) == 0.0
 

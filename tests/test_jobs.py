@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import torch
 
 from engine.config import ConfigError
 from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig, config_to_argv
@@ -165,3 +167,40 @@ def test_two_tabs_launching_the_same_run_start_one_job(tmp_path, job_config):
     job = launch(config.replace(steps=4), run_id="twin", root=tmp_path, resume=True, env=ENV, wait=True)
     job.process.wait(timeout=120)
     assert _metric_steps(first.run_dir) == [1, 2, 3]  # resume keeps the recorded config (3 steps)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"policy": "/nonexistent/policy"},  # a missing policy
+        {"reward_model": "/nonexistent/rm"},  # a missing RM
+        {"prompts_file": "/nonexistent/prompts.txt"},  # a missing prompts file
+        {"prompts_file": "EMPTY"},  # an empty prompts file
+    ],
+    ids=["policy", "rm", "prompts", "empty-prompts"],
+)
+def test_a_failed_start_leaves_nothing_behind(tmp_path, job_config, bad):
+    if bad.get("prompts_file") == "EMPTY":
+        (tmp_path / "empty.txt").write_text("\n")
+        bad = {"prompts_file": str(tmp_path / "empty.txt")}
+    config = job_config.replace(**bad)
+    run_dir = run_dir_of("bad", tmp_path / "runs")
+    with pytest.raises(ConfigError):
+        run_job(config, run_dir)
+    assert not run_dir.exists()
+    # from the app: the launcher reports the child's error and removes what it made
+    with pytest.raises(ConfigError, match="did not start"):
+        launch(config, run_id="bad", root=tmp_path / "runs", env=ENV, wait=True)
+    assert not run_dir.exists() and list_runs(tmp_path / "runs") == []
+    # the id can be used again
+    run_job(job_config.replace(steps=1), run_dir)
+    assert read_status(run_dir)["state"] == "finished"
+
+
+def test_run_record_says_the_precision_used(tmp_path, job_config):
+    from engine.models import bf16_matmul_is_fast
+
+    run_dir = run_dir_of("prec", tmp_path)
+    run_job(job_config.replace(steps=1, base_precision="bf16"), run_dir)
+    recorded = json.loads((run_dir / "run.json").read_text())["config"]["ppo"]["base_precision"]
+    assert recorded == ("bf16" if bf16_matmul_is_fast(torch.device("cpu")) else "fp32")

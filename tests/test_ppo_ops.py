@@ -199,12 +199,48 @@ def test_value_loss_matches_naive_loop():
     for b in range(B):
         for t in range(T):
             if mask[b, t]:
-                vc = float(old[b, t]) + min(max(float(v[b, t] - old[b, t]), -eps), eps)
+                vc = min(max(float(v[b, t]), float(old[b, t]) - eps), float(old[b, t]) + eps)
                 lu, lc = (float(v[b, t]) - float(ret[b, t])) ** 2, (vc - float(ret[b, t])) ** 2
                 terms.append(max(lu, lc))
                 fracs.append(float(lc > lu))
     assert math.isclose(float(loss), 0.5 * sum(terms) / len(terms), rel_tol=1e-9)
     assert math.isclose(float(stats["val/clipfrac"]), sum(fracs) / len(fracs), rel_tol=1e-6)
+
+
+def test_value_clipfrac_counts_no_rounding_as_clipping():
+    """Values inside the clip range are not clipped, in float32 too (old + clamp(v - old) is not v)."""
+    g = torch.Generator().manual_seed(1)
+    old = torch.randn(64, 24, generator=g) * 5
+    v = old + (torch.rand(64, 24, generator=g) - 0.5) * 0.3  # all within 0.2 of old
+    ret = torch.randn(64, 24, generator=g) * 5
+    _, stats = value_loss(v, old, ret, torch.ones(64, 24, dtype=torch.bool), 0.2)
+    assert float(stats["val/clipfrac"]) == 0.0
+
+
+def test_probe_metrics_match_naive():
+    from types import SimpleNamespace
+
+    from engine.ppo.metrics import probe_metrics
+
+    prompts = [SimpleNamespace(family=f) for f in ("a", "a", "b")]
+    k, T = 3, 4
+    mask = torch.tensor([[1, 1, 1, 0]] * 9, dtype=torch.bool)
+    entropy = torch.arange(9 * T, dtype=torch.float32).reshape(9, T) / 10 * mask
+    logprobs = -torch.arange(9 * T, dtype=torch.float32).reshape(9, T) / 20 * mask
+    ro = SimpleNamespace(response_mask=mask, signals=SimpleNamespace(entropy=entropy), logprobs=logprobs)
+    responses = ["x", "x", "y", "p", "q", "r", "z", "z", "z"]
+    m = probe_metrics(prompts, k, ro, responses)
+    for family, rows in (("a", range(6)), ("b", range(6, 9)), (None, range(9))):
+        prefix = "probe" if family is None else f"probe/{family}"
+        naive_entropy = sum(float(entropy[r][mask[r]].sum()) for r in rows) / sum(
+            int(mask[r].sum()) for r in rows
+        )
+        groups = [list(rows)[i : i + k] for i in range(0, len(rows), k)]
+        naive_distinct = sum(len({responses[r] for r in g}) for g in groups) / len(groups)
+        naive_top = sum(max(math.exp(float(logprobs[r].sum())) for r in g) for g in groups) / len(groups)
+        assert m[f"{prefix}/entropy"] == pytest.approx(naive_entropy)
+        assert m[f"{prefix}/distinct"] == pytest.approx(naive_distinct)
+        assert m[f"{prefix}/top_mass"] == pytest.approx(naive_top)
 
 
 def test_explained_variance():

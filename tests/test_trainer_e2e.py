@@ -50,6 +50,11 @@ def test_e2e_rollouts_and_metrics_in_store(tmp_path, tiny_sources):
     rel = con.sql(f"select * from read_parquet('{tmp_path}/run/rollouts/*.parquet')")
     rows = rel.fetchdf()
     assert len(rows) == 3 * 8 and sorted(rows.step.unique()) == [1, 2, 3]
+    # probes every 5 steps from step 1, and at the last step; fixed prompts with 8 samples each
+    probes = con.sql(f"select * from read_parquet('{tmp_path}/run/probes/*.parquet')").fetchdf()
+    assert sorted(probes.step.unique()) == [1, 3] and probes.is_probe.all() and probes.advantage.isna().all()
+    assert (probes.groupby(["step", "prompt_id"]).size() == 8).all()
+    assert "probe/entropy" in results[0].metrics and "probe/entropy" not in results[1].metrics
     assert (rows.groupby(["step", "prompt_id"]).size() == 4).all()
     row = rows.iloc[0]
     n = int(row.length)
@@ -64,6 +69,7 @@ def test_e2e_rollouts_and_metrics_in_store(tmp_path, tiny_sources):
         "logprob",
         "ref_logprob",
         "value",
+        "advantage",
     ):
         assert len(row[col]) == n, col
     assert rows.gold.notna().all() and rows.temperature.eq(0.9).all() and rows.top_k.eq(20).all()
@@ -167,3 +173,52 @@ def test_bench_ppo_json_contract(capsys):
         assert result[key] > 0, key
     assert result["base_precision"] in ("fp32", "bf16")
     assert len(result["per_iteration"]) == 2
+
+
+def _run_rows_and_metrics(tmp_path, name, tiny_sources, config):
+    writer = RunWriter.create(tmp_path / name, kind="ppo", config=config.to_dict(), seed=config.run.seed)
+    trainer = build_trainer(config, writer, sources=tiny_sources, device="cpu")
+    results = []
+    trainer.train(on_step=results.append)
+    rows = duckdb.sql(
+        f"select step, prompt_id, sample_idx, response, reward, logprob from "
+        f"read_parquet('{tmp_path / name}/rollouts/*.parquet') order by step, prompt_id, sample_idx"
+    ).fetchall()
+    metrics = [{k: v for k, v in r.metrics.items() if not k.startswith("time/")} for r in results]
+    return rows, metrics
+
+
+def test_same_seed_reproduces_a_fresh_run(tmp_path, tiny_sources):
+    """peft draws the LoRA init from the global generator: seeded from the run's seed before attaching."""
+    config = tiny_config()
+    torch.manual_seed(123)  # whatever the global generator's state before the run
+    rows_a, metrics_a = _run_rows_and_metrics(tmp_path, "a", tiny_sources, config)
+    torch.manual_seed(456)
+    rows_b, metrics_b = _run_rows_and_metrics(tmp_path, "b", tiny_sources, config)
+    assert rows_a == rows_b
+    assert metrics_a == metrics_b
+
+
+def test_entropy_before_and_after_each_update_are_measured(tmp_path, tiny_sources):
+    from engine.store import ENTROPY_AFTER_UPDATE, ENTROPY_BEFORE_UPDATE
+
+    trainer = build_trainer(tiny_config(steps=1), sources=tiny_sources, device="cpu")
+    m = trainer.iteration(1).metrics
+    assert m[ENTROPY_BEFORE_UPDATE] == pytest.approx(m["objective/entropy"], abs=1e-6)  # the same tokens
+    assert m[ENTROPY_AFTER_UPDATE] != m[ENTROPY_BEFORE_UPDATE]  # the update moved the policy
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"cliprange_high": 0.28}, {"entropy_control": "clip_cov"}, {"entropy_control": "kl_cov"}],
+    ids=["clip-higher", "clip-cov", "kl-cov"],
+)
+def test_entropy_control_settings_train(tmp_path, tiny_sources, settings):
+    config = tiny_config(steps=1).replace(**settings)
+    trainer = build_trainer(config, sources=tiny_sources, device="cpu")
+    m = trainer.iteration(1).metrics
+    assert abs(m["policy/ratio_first_minibatch"] - 1.0) < 1e-5
+    key = {"clip_cov": "policy/clip_cov_frac", "kl_cov": "policy/kl_cov_frac"}.get(
+        settings.get("entropy_control"), "policy/clipfrac_high"
+    )
+    assert key in m

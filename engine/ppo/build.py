@@ -87,13 +87,26 @@ def build_trainer(
     sources: Sources | None = None,
     device: torch.device | str | None = None,
 ) -> PPOTrainer:
-    """Load the policy (+ fresh LoRA), the reward model and the prompts of ``config``."""
+    """Load the policy (+ fresh LoRA), the reward model and the prompts of ``config``.
+
+    Every input is checked here, before a run directory exists: the sources, the prompts (each must
+    fit the policy's context with ``max_new_tokens``), the models. The global torch generator is
+    seeded from the run's seed before the adapter is attached, so the LoRA initialisation (peft draws
+    it from the global generator) and hence the whole run are reproducible.
+    """
     from engine.models import attach_lora, load_causal_lm, set_threads_from_env
     from engine.reward import load_reward_model
+    from engine.sampling import check_fits_context
 
     set_threads_from_env()
     sources = sources or resolve_sources(config)
+    if not sources.prompts:
+        raise ConfigError("no training prompts (check the prompt families or the prompts file)")
     policy = load_causal_lm(sources.policy, device=device)
+    tokenizer = policy.tokenizer
+    longest = max(len(tokenizer(p.text, add_special_tokens=False)["input_ids"]) for p in sources.prompts)
+    check_fits_context(policy.model.config, longest, config.sampling.max_new_tokens)
+    torch.manual_seed(config.run.seed)
     policy.model = attach_lora(policy.model, r=config.model.lora_r, alpha=config.model.lora_alpha).eval()
     reward = load_reward_model(sources.reward_model, device=policy.device)
     return PPOTrainer(config, policy, reward, sources.prompts, judge=sources.judge, writer=writer)

@@ -23,10 +23,12 @@ from engine.config import ConfigError, SamplingConfig
 KLEstimator = Literal["k1", "k3"]
 RewardNorm = Literal["none", "batch", "prompt"]
 BasePrecision = Literal["fp32", "bf16_grad", "bf16"]
+EntropyControl = Literal["none", "clip_cov", "kl_cov"]
 # The choices of each Literal setting, from the type itself (the CLI, the form and validation share them).
 KL_ESTIMATORS = typing.get_args(KLEstimator)
 REWARD_NORMS = typing.get_args(RewardNorm)
 BASE_PRECISIONS = typing.get_args(BasePrecision)
+ENTROPY_CONTROLS = typing.get_args(EntropyControl)
 
 
 def _check(condition: bool, message: str) -> None:
@@ -88,7 +90,9 @@ class PPOHyperConfig:
     lam: float = 0.95
     """GAE lambda."""
     cliprange: float = 0.2
-    """Policy ratio clip epsilon."""
+    """Policy ratio clip epsilon (the lower side when cliprange_high is set)."""
+    cliprange_high: float | None = None
+    """Upper side of the ratio clip (DAPO's clip-higher, e.g. 0.28 with cliprange 0.2: unlikely tokens can gain probability faster, which keeps entropy up); None = cliprange."""
     cliprange_value: float = 0.2
     """Value clip around the rollout's values."""
     vf_coef: float = 0.1
@@ -109,6 +113,18 @@ class PPOHyperConfig:
     """RM score normalisation: none, batch (whiten over the batch) or prompt (subtract the prompt mean, divide by batch std)."""
     reward_clip: float | None = None
     """Clip the (normalised) score to [-reward_clip, reward_clip]; None = off."""
+    entropy_control: EntropyControl = "none"
+    """Covariance-based entropy control (Cui et al. 2025, arXiv 2505.22617): clip_cov detaches the gradient of a few random tokens whose log-prob/advantage covariance term is in a high band; kl_cov adds a |log ratio| penalty on the top tokens by covariance (and drops the ratio clip, as the authors do); none = plain PPO."""
+    clip_cov_share: float = 2e-4
+    """Clip-Cov: share of response tokens whose gradient is detached (the authors' 2e-4)."""
+    clip_cov_low: float = 1.0
+    """Clip-Cov: lower bound of the covariance band of candidate tokens."""
+    clip_cov_high: float = 5.0
+    """Clip-Cov: upper bound of the covariance band of candidate tokens."""
+    kl_cov_share: float = 2e-3
+    """KL-Cov: share of response tokens, the top ones by covariance, that get the penalty (the authors' k_percent 0.2 %)."""
+    kl_cov_coef: float = 1.0
+    """KL-Cov: coefficient of the |log ratio| penalty."""
     base_precision: BasePrecision = "bf16"
     """Matmuls of the frozen base where bf16 matmuls are fast (CUDA, avx512_bf16/AMX CPUs; fp32 elsewhere): bf16 = forward and input gradient in bf16 in every phase, bf16_grad = only the input gradient, fp32 = none."""
 
@@ -158,6 +174,27 @@ class PPOHyperConfig:
             f"reward_norm must be one of {REWARD_NORMS}, got {self.reward_norm!r}",
         )
         _check(
+            self.cliprange_high is None or (_finite(self.cliprange_high) and self.cliprange_high > 0),
+            f"cliprange_high must be > 0 or None, got {self.cliprange_high!r}",
+        )
+        _check(
+            self.entropy_control in ENTROPY_CONTROLS,
+            f"entropy_control must be one of {ENTROPY_CONTROLS}, got {self.entropy_control!r}",
+        )
+        for name in ("clip_cov_share", "kl_cov_share"):
+            value = getattr(self, name)
+            _check(_finite(value) and 0 <= value <= 1, f"{name} must be in [0, 1], got {value!r}")
+        _check(
+            _finite(self.clip_cov_low)
+            and _finite(self.clip_cov_high)
+            and self.clip_cov_low < self.clip_cov_high,
+            f"the Clip-Cov band needs clip_cov_low < clip_cov_high, got {self.clip_cov_low!r}, {self.clip_cov_high!r}",
+        )
+        _check(
+            _finite(self.kl_cov_coef) and self.kl_cov_coef >= 0,
+            f"kl_cov_coef must be >= 0, got {self.kl_cov_coef!r}",
+        )
+        _check(
             self.base_precision in BASE_PRECISIONS,
             f"base_precision must be one of {BASE_PRECISIONS}, got {self.base_precision!r}",
         )
@@ -187,6 +224,12 @@ class RunConfig:
     """Save a checkpoint (adapter, value head, optimizer) every N steps, and at the end."""
     log_rollouts: bool = True
     """Log every rollout with its per-token signals to the store."""
+    probe_every: int = 5
+    """Sample a fixed set of probe prompts every N steps (and at the last step), logged as probe rows: per family, entropy, distinct responses and the mass of the most likely response against step; 0 = off."""
+    probes_per_family: int = 2
+    """Probe prompts per prompt family (the first ones of the family by id, the same at every probe)."""
+    probe_samples: int = 8
+    """Samples per probe prompt (T = 1, a fixed seed, so the curves follow the policy, not the draw)."""
 
     def __post_init__(self) -> None:
         _check(_positive_int(self.steps), f"steps must be an integer >= 1, got {self.steps!r}")
@@ -202,6 +245,18 @@ class RunConfig:
             isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}"
         )
         _check(_positive_int(self.save_every), f"save_every must be an integer >= 1, got {self.save_every!r}")
+        _check(
+            isinstance(self.probe_every, int) and self.probe_every >= 0,
+            f"probe_every must be an integer >= 0 (0 = no probes), got {self.probe_every!r}",
+        )
+        _check(
+            _positive_int(self.probes_per_family),
+            f"probes_per_family must be an integer >= 1, got {self.probes_per_family!r}",
+        )
+        _check(
+            _positive_int(self.probe_samples) and self.probe_samples >= 2,
+            f"probe_samples must be an integer >= 2 (distinct responses need several), got {self.probe_samples!r}",
+        )
         if not isinstance(self.families, tuple):  # lists arrive from JSON and forms
             object.__setattr__(self, "families", tuple(self.families))
 
@@ -316,9 +371,7 @@ def field_docs(cls: type) -> dict[str, str]:
 def field_choices(cls: type) -> dict[str, tuple]:
     """Field name -> allowed values, for the fields of ``cls`` typed with a ``Literal``."""
     hints = typing.get_type_hints(cls)
-    return {
-        name: typing.get_args(hint) for name, hint in hints.items() if typing.get_origin(hint) is Literal
-    }
+    return {name: typing.get_args(hint) for name, hint in hints.items() if typing.get_origin(hint) is Literal}
 
 
 # ---------------------------------------------------------------------- the command-line codec
@@ -349,7 +402,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             kwargs: dict[str, Any] = {
                 "default": argparse.SUPPRESS,
-                "help": f"{docs.get(f.name, '')} (default: {default})",
+                "help": f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%"),  # argparse formats %
             }
             if kind == "bool":
                 kwargs["action"] = argparse.BooleanOptionalAction

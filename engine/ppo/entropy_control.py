@@ -1,4 +1,5 @@
-"""Entropy control in the policy loss: clip-higher (DAPO), Clip-Cov and KL-Cov (Cui et al. 2025).
+"""Entropy control in the policy loss: Clip-Cov and KL-Cov (Cui et al. 2025); clip-higher (DAPO) is
+``cliprange_high`` of :func:`engine.ppo.losses.policy_loss`.
 
 Cui et al. 2025 ("The Entropy Mechanism of Reinforcement Learning for Reasoning Language Models",
 arXiv 2505.22617) show that a policy-gradient step changes the policy's entropy by about
@@ -11,8 +12,6 @@ controls act on the few tokens with the largest covariance terms
 
 Both follow the authors' code, ``verl/trainer/ppo/core_algos.py`` (``compute_policy_loss_clip_cov``
 and ``compute_policy_loss_kl_cov``) in github.com/PRIME-RL/Entropy-Mechanism-of-RL (commit 8850579).
-DAPO's clip-higher (Yu et al. 2025, arXiv 2503.14476) widens the upper clip range only
-(``eps_low`` 0.2, ``eps_high`` 0.28), so unlikely tokens can gain probability faster.
 
 Every function takes ``(B, T)`` tensors: the current log-probs (with grad), the rollout's log-probs,
 the advantages and ``response_mask`` (True = real token), and returns ``(loss, stats)`` like
@@ -25,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from engine.ops import masked_mean
+from engine.ppo.losses import clipped_surrogates, ratio_stats
 
 
 def covariance_terms(
@@ -39,55 +39,6 @@ def covariance_terms(
     lp, adv = logprobs.detach(), advantages.detach()
     terms = (lp - masked_mean(lp, response_mask)) * (adv - masked_mean(adv, response_mask))
     return terms.masked_fill(~response_mask.bool(), 0.0)  # (B, T)
-
-
-def _surrogates(
-    logprobs: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    advantages: torch.Tensor,
-    eps_low: float,
-    eps_high: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(log ratio, ratio, -A r, -A clip(r, 1 - eps_low, 1 + eps_high)), each (B, T)."""
-    log_ratio = logprobs - old_logprobs
-    ratio = torch.exp(log_ratio)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
-    return log_ratio, ratio, unclipped, clipped
-
-
-def _ratio_stats(log_ratio: torch.Tensor, ratio: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {
-        "policy/approxkl": 0.5 * masked_mean(log_ratio.detach() ** 2, mask),
-        "policy/ratio": masked_mean(ratio.detach(), mask),
-    }
-
-
-def clip_higher_policy_loss(
-    logprobs: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    advantages: torch.Tensor,
-    response_mask: torch.Tensor,
-    eps_low: float = 0.2,
-    eps_high: float = 0.28,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped surrogate with an asymmetric range: mean of max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high)).
-
-    With ``eps_low == eps_high`` it is the usual PPO loss. Stats: clipfrac (share of real tokens
-    where the clipped term is the max) and its split into clipfrac_high (r > 1 + eps_high, A > 0)
-    and clipfrac_low (r < 1 - eps_low, A < 0).
-    """
-    log_ratio, ratio, unclipped, clipped = _surrogates(logprobs, old_logprobs, advantages, eps_low, eps_high)
-    loss = masked_mean(torch.maximum(unclipped, clipped), response_mask)
-    with torch.no_grad():
-        is_clipped = clipped > unclipped
-        stats = {
-            "policy/clipfrac": masked_mean(is_clipped.float(), response_mask),
-            "policy/clipfrac_high": masked_mean((is_clipped & (ratio > 1)).float(), response_mask),
-            "policy/clipfrac_low": masked_mean((is_clipped & (ratio < 1)).float(), response_mask),
-            **_ratio_stats(log_ratio, ratio, response_mask),
-        }
-    return loss, stats
 
 
 def clip_cov_policy_loss(
@@ -116,7 +67,9 @@ def clip_cov_policy_loss(
     = 1, leaving the covariance clip as the only trust region. Stats add ``policy/clip_cov_frac``, the
     share of real tokens detached.
     """
-    log_ratio, ratio, unclipped, clipped = _surrogates(logprobs, old_logprobs, advantages, eps_low, eps_high)
+    log_ratio, ratio, unclipped, clipped = clipped_surrogates(
+        logprobs, old_logprobs, advantages, eps_low, eps_high
+    )
     mask = response_mask.bool()
     with torch.no_grad():
         clipped_by_ratio = (clipped > unclipped) & mask
@@ -133,7 +86,7 @@ def clip_cov_policy_loss(
         stats = {
             "policy/clipfrac": masked_mean(clipped_by_ratio.float(), mask),
             "policy/clip_cov_frac": masked_mean((weight == 0).float(), mask),
-            **_ratio_stats(log_ratio, ratio, mask),
+            **ratio_stats(log_ratio, ratio, mask),
         }
     return loss, stats
 
@@ -177,6 +130,6 @@ def kl_cov_policy_loss(
             "policy/clipfrac": torch.zeros((), device=logprobs.device),
             "policy/kl_cov_frac": masked_mean(selected.float(), mask),
             "policy/abs_log_ratio": masked_mean(log_ratio.detach().abs(), mask),
-            **_ratio_stats(log_ratio, ratio, mask),
+            **ratio_stats(log_ratio, ratio, mask),
         }
     return loss, stats

@@ -63,12 +63,16 @@ def rollout_rows(
     raw_scores: torch.Tensor,
     gold: torch.Tensor | None,
     kl: torch.Tensor,
+    advantages: torch.Tensor,
     responses: list[str],
     tokenizer: Any,
     sampling: SamplingConfig,
+    *,
+    is_probe: bool = False,
 ) -> dict[str, list]:
     """Store columns, one row per sample (``prompts`` each repeated ``samples_per_prompt`` times, in
-    order); per-token lists are cut to the response length."""
+    order); per-token lists are cut to the response length. ``advantages`` (B, T) are the ones the
+    update used (after whitening); ``is_probe`` marks probe rows (not trained on)."""
     k = samples_per_prompt
     lengths = ro.lengths.cpu().numpy()
     token_arrays = {
@@ -80,6 +84,7 @@ def rollout_rows(
         "logprob": ro.logprobs,
         "ref_logprob": ref_logprobs,
         "value": ro.values,
+        "advantage": advantages,
         "token_ids": ro.response_ids,
     }
     per_token = {name: t.detach().cpu().numpy() for name, t in token_arrays.items()}
@@ -101,5 +106,42 @@ def rollout_rows(
     rows["temperature"] = [sampling.temperature] * n_rows
     rows["top_p"] = [sampling.top_p] * n_rows
     rows["top_k"] = [sampling.top_k] * n_rows
+    rows["min_p"] = [sampling.min_p] * n_rows
+    rows["is_probe"] = [is_probe] * n_rows
     rows["checkpoint"] = [f"step-{step - 1}"] * n_rows  # the policy that sampled: after step-1 updates
     return rows
+
+
+def probe_metrics(
+    prompts: Sequence[Any], samples_per_prompt: int, ro: Rollout, responses: list[str]
+) -> dict[str, float]:
+    """The probe curves of one step, per family and over all probes (``probe/<family>/<name>`` and
+    ``probe/<name>``), from ``samples_per_prompt`` T = 1 samples of each fixed probe prompt:
+
+    - ``entropy``: mean per-token entropy of the samples (nats);
+    - ``distinct``: distinct responses per prompt (out of ``samples_per_prompt``);
+    - ``top_mass``: probability, under the policy, of the most likely response sampled for the prompt
+      (``exp`` of its summed T = 1 log-probs), averaged over prompts: 1 when the policy has collapsed
+      onto one answer.
+    """
+    k = samples_per_prompt
+    mask = ro.response_mask
+    entropy_sum = (ro.signals.entropy * mask).sum(-1).tolist()  # (B,)
+    n_tokens = mask.sum(-1).tolist()
+    sequence_prob = ro.logprobs.sum(-1).double().exp().tolist()  # (B,) the probes sample at T = 1
+    groups: dict[str, dict[str, list[float]]] = {}
+    for i, prompt in enumerate(prompts):
+        rows = range(i * k, (i + 1) * k)
+        for key in (prompt.family, None):
+            g = groups.setdefault(key, {"entropy": [], "tokens": [], "distinct": [], "top_mass": []})
+            g["entropy"] += [entropy_sum[r] for r in rows]
+            g["tokens"] += [n_tokens[r] for r in rows]
+            g["distinct"].append(len({responses[r] for r in rows}))
+            g["top_mass"].append(max(sequence_prob[r] for r in rows))
+    metrics = {}
+    for family, g in groups.items():
+        prefix = "probe" if family is None else f"probe/{family}"
+        metrics[f"{prefix}/entropy"] = sum(g["entropy"]) / max(sum(g["tokens"]), 1)
+        metrics[f"{prefix}/distinct"] = sum(g["distinct"]) / len(g["distinct"])
+        metrics[f"{prefix}/top_mass"] = sum(g["top_mass"]) / len(g["top_mass"])
+    return metrics

@@ -141,6 +141,21 @@ def policy_forward(
 
 
 @torch.no_grad()
+def token_entropy(model: nn.Module, batch: Rollout, chunk: int = 16) -> torch.Tensor:
+    """Per-token entropy (T = 1, the model's own distribution) of the current policy at the rollout's
+    response positions: (B, T), 0 outside the mask. After an update, next to the rollout's own
+    ``signals.entropy``, it measures how much that update moved the entropy of the same tokens."""
+    sequences, attention, P = batch.sequences, batch.attention_mask, batch.prompt_ids.shape[1]
+    parts = [
+        policy_forward(model, sequences[i : i + chunk], attention[i : i + chunk], P, 1.0, with_entropy=True)[
+            2
+        ]
+        for i in range(0, sequences.shape[0], chunk)
+    ]
+    return torch.cat(parts).masked_fill(~batch.response_mask, 0.0)  # (B, T)
+
+
+@torch.no_grad()
 def reference_logprobs(model: nn.Module, batch: Rollout, chunk: int = 16) -> torch.Tensor:
     """Log-probs of the sampled tokens under the reference policy (adapter disabled), same temperature.
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.config import ConfigError
+from engine.config import ConfigError, SamplingConfig
 from engine.models import (
     LoadedModel,
     ValueHead,
@@ -27,17 +27,17 @@ from engine.models import (
     fuse_activations,
     hidden_size,
 )
-from engine.ops import whiten
+from engine.ops import masked_mean, whiten
 from engine.ppo.advantages import gae
 from engine.ppo.checkpoints import load_checkpoint, save_checkpoint
 from engine.ppo.config import PPOConfig
-from engine.ppo.metrics import objective_metrics, rollout_rows
+from engine.ppo.metrics import objective_metrics, probe_metrics, rollout_rows
 from engine.ppo.rewards import kl_controller, kl_per_token, process_scores, shaped_rewards
-from engine.ppo.rollout import reference_logprobs, rollout
+from engine.ppo.rollout import reference_logprobs, rollout, token_entropy
 from engine.ppo.update import UpdateBatch, is_finite, ppo_update
 from engine.reward import Judge, score_responses
 from engine.sampling import encode_prompts
-from engine.store import RunWriter
+from engine.store import ENTROPY_AFTER_UPDATE, ENTROPY_BEFORE_UPDATE, RunWriter
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,12 @@ class StepResult:
     metrics: dict[str, float]
     rows: dict[str, list] | None  # rollout columns for the store; None for a skipped step
     skipped: bool = False
+    probe_rows: dict[str, list] | None = None  # the probe prompts' samples, at probe steps
+
+
+def effective_precision(requested: str, device: torch.device) -> str:
+    """The base precision a run really uses: bf16 modes only where bf16 matmuls are fast."""
+    return requested if bf16_matmul_is_fast(device) else "fp32"
 
 
 def step_seed(seed: int, step: int, stream: int) -> int:
@@ -82,7 +88,7 @@ class PPOTrainer:
         self.device = policy.device
         self.model.eval()  # dropout off: rollout and update must see the same function
         fuse_activations(self.model)
-        self.base_precision = config.ppo.base_precision if bf16_matmul_is_fast(self.device) else "fp32"
+        self.base_precision = effective_precision(config.ppo.base_precision, self.device)
         if self.base_precision != "fp32":
             frozen_matmuls_in_bf16(self.model, self.base_precision)
         if value_head is None:
@@ -96,6 +102,7 @@ class PPOTrainer:
         self.optimizer = torch.optim.AdamW(params, lr=config.ppo.learning_rate, fused=True)
         self.kl_ctl = kl_controller(config.ppo)
         self._perms: dict[int, list[int]] = {}
+        self.probe_prompts = probe_set(self.prompts, config.run.probes_per_family)
 
     # ------------------------------------------------------------------ prompts
 
@@ -118,6 +125,12 @@ class PPOTrainer:
         cfg, run = self.config, self.config.run
         timings: dict[str, float] = {}
         t_start = time.perf_counter()
+
+        probe = None
+        if self.is_probe_step(step):
+            t0 = time.perf_counter()
+            probe = self.probe(step)  # the policy of this step's rollout, before its update
+            timings["time/probe"] = time.perf_counter() - t0
 
         prompts = self.prompt_batch(step)
         texts = [p.text for p in prompts for _ in range(run.samples_per_prompt)]
@@ -180,6 +193,10 @@ class PPOTrainer:
             shuffle_gen,
         )
         timings["time/update"] = time.perf_counter() - t0
+        # The same tokens' entropy before and after this update: the change per update, measured.
+        entropy_after = token_entropy(self.model, ro)  # (B, T)
+        update_metrics[ENTROPY_BEFORE_UPDATE] = float(masked_mean(ro.signals.entropy, mask))
+        update_metrics[ENTROPY_AFTER_UPDATE] = float(masked_mean(entropy_after, mask))
 
         self.kl_ctl.update(float(kl.sum(-1).mean()), len(texts))
         metrics = {
@@ -190,13 +207,53 @@ class PPOTrainer:
         rows = None
         if run.log_rollouts:
             rows = rollout_rows(
-                step, prompts, run.samples_per_prompt, ro, ref_logprobs, raw_scores, gold, kl,
+                step, prompts, run.samples_per_prompt, ro, ref_logprobs, raw_scores, gold, kl, advantages,
                 scored.judge_texts, self.tokenizer, cfg.sampling,
             )  # fmt: skip
         timings["time/rows"] = time.perf_counter() - t0
+        probe_rows = None
+        if probe is not None:
+            probe_rows, probe_stats = probe
+            metrics.update(probe_stats)
         timings["time/step"] = time.perf_counter() - t_start
         metrics.update(timings)
-        return StepResult(step, metrics, rows)
+        return StepResult(step, metrics, rows, probe_rows=probe_rows if run.log_rollouts else None)
+
+    # ------------------------------------------------------------------ probes
+
+    def is_probe_step(self, step: int) -> bool:
+        every = self.config.run.probe_every
+        return every > 0 and ((step - 1) % every == 0 or step == self.config.run.steps)
+
+    @torch.no_grad()
+    def probe(self, step: int) -> tuple[dict[str, list], dict[str, float]]:
+        """Sample the fixed probe prompts at T = 1 with a seed that is the same at every probe step, so
+        the curves follow the policy rather than the draw; returns (store rows, probe metrics)."""
+        cfg, run = self.config, self.config.run
+        k = run.probe_samples
+        sampling = SamplingConfig(
+            max_new_tokens=cfg.sampling.max_new_tokens, stop_at_eos=cfg.sampling.stop_at_eos
+        )
+        texts = [p.text for p in self.probe_prompts for _ in range(k)]
+        prompt_ids, prompt_mask = encode_prompts(self.tokenizer, texts, self.device)
+        generator = torch.Generator(device=self.device).manual_seed(step_seed(run.seed, 0, stream=3))
+        ro = rollout(
+            self.model, self.value_head, prompt_ids, prompt_mask, sampling,
+            eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
+            generator=generator,
+        )  # fmt: skip
+        ref_logprobs = reference_logprobs(self.model, ro)
+        scored = score_responses(
+            self.tokenizer, ro.sequences, ro.attention_mask, ro.response_ids, ro.response_mask, texts,
+            reward=self.reward, judge=self.judge,
+        )  # fmt: skip
+        kl = kl_per_token(ro.logprobs, ref_logprobs, cfg.ppo.kl_estimator).masked_fill(~ro.response_mask, 0.0)
+        rows = rollout_rows(
+            step, self.probe_prompts, k, ro, ref_logprobs, scored.reward, scored.gold, kl,
+            torch.zeros_like(ro.logprobs), scored.judge_texts, self.tokenizer, sampling, is_probe=True,
+        )  # fmt: skip
+        rows["advantage"] = [None] * len(texts)  # probes are not trained on: no advantage
+        return rows, probe_metrics(self.probe_prompts, k, ro, scored.judge_texts)
 
     # ------------------------------------------------------------------ loop
 
@@ -243,6 +300,8 @@ class PPOTrainer:
             return
         if result.rows is not None:
             self.writer.write_rollouts(result.step, result.rows)
+        if result.probe_rows is not None:
+            self.writer.write_probes(result.step, result.probe_rows)
         # metrics last: a step counts as logged once its metrics file exists
         self.writer.write_metrics(result.step, {k: v for k, v in result.metrics.items() if v is not None})
 
@@ -262,3 +321,11 @@ class PPOTrainer:
         state = load_checkpoint(path, self.model, self.value_head, self.optimizer)
         self.kl_ctl.value = state.kl_coef
         return state.step
+
+
+def probe_set(prompts: Sequence[Any], per_family: int) -> list[Any]:
+    """The fixed probe prompts: the first ``per_family`` prompts of each family by prompt id."""
+    by_family: dict[str, list[Any]] = {}
+    for p in sorted(prompts, key=lambda p: p.prompt_id):
+        by_family.setdefault(p.family, []).append(p)
+    return [p for family in sorted(by_family) for p in by_family[family][:per_family]]

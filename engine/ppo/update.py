@@ -10,6 +10,7 @@ from torch import nn
 
 from engine.ops import masked_mean
 from engine.ppo.config import PPOHyperConfig
+from engine.ppo.entropy_control import clip_cov_policy_loss, kl_cov_policy_loss
 from engine.ppo.losses import policy_loss, value_loss
 from engine.ppo.rollout import policy_forward
 
@@ -36,6 +37,30 @@ def minibatches(batch_size: int, num_minibatches: int, generator: torch.Generato
     """A fresh shuffle of the batch, cut into ``num_minibatches`` index tensors."""
     order = torch.randperm(batch_size, generator=generator)
     yield from order.chunk(num_minibatches)
+
+
+def policy_objective(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    cfg: PPOHyperConfig,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The policy loss of ``cfg``: the clipped surrogate (clip-higher when ``cliprange_high`` is set),
+    or one of the covariance-based entropy controls. (B, T) tensors -> (loss, stats)."""
+    high = cfg.cliprange if cfg.cliprange_high is None else cfg.cliprange_high
+    if cfg.entropy_control == "clip_cov":
+        return clip_cov_policy_loss(
+            logprobs, old_logprobs, advantages, mask, eps_low=cfg.cliprange, eps_high=high,
+            clip_share=cfg.clip_cov_share, cov_low=cfg.clip_cov_low, cov_high=cfg.clip_cov_high,
+            generator=generator,
+        )  # fmt: skip
+    if cfg.entropy_control == "kl_cov":
+        return kl_cov_policy_loss(
+            logprobs, old_logprobs, advantages, mask, top_share=cfg.kl_cov_share, kl_coef=cfg.kl_cov_coef
+        )
+    return policy_loss(logprobs, old_logprobs, advantages, mask, cfg.cliprange, cfg.cliprange_high)
 
 
 def ppo_update(
@@ -67,8 +92,8 @@ def ppo_update(
                 value_head,
                 with_entropy=True,
             )
-            pg_loss, pg_stats = policy_loss(
-                logprobs, batch.old_logprobs[idx], batch.advantages[idx], mask, cfg.cliprange
+            pg_loss, pg_stats = policy_objective(
+                logprobs, batch.old_logprobs[idx], batch.advantages[idx], mask, cfg, generator
             )
             vf_loss, vf_stats = value_loss(
                 values, batch.old_values[idx], batch.returns[idx], mask, cfg.cliprange_value

@@ -5,6 +5,7 @@ evaluation job next to a run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 from engine.config import ConfigError
 from engine.paths import REPO_ROOT
 from engine.ppo.config import PPOConfig, config_to_argv
-from engine.runs.layout import EVAL_LOG, JOB_LOG, RUN_FILE, new_run_id, run_dir_of
+from engine.runs.layout import EVAL_LOG, JOB_LOG, LOCK_FILE, RUN_FILE, new_run_id, run_dir_of
 from engine.runs.lock import is_live
 from engine.runs.status import read_status
 
@@ -88,11 +89,24 @@ def wait_until_started(job: Job, timeout: float = 120.0) -> None:
         if job.process is not None and job.process.poll() is not None:
             if status.get("pid") == job.pid:  # started and already done (a very short run)
                 return
-            raise ConfigError(f"the job for {job.run_id} did not start: {_last_error(job.run_dir)}")
+            error = _last_error(job.run_dir)
+            _remove_unstarted(job.run_dir)
+            raise ConfigError(f"the job for {job.run_id} did not start: {error}")
         time.sleep(0.1)
     raise ConfigError(
         f"the job for {job.run_id} did not start within {timeout:.0f} s (see {job.run_dir / JOB_LOG})"
     )
+
+
+def _remove_unstarted(run_dir: Path) -> None:
+    """After a failed start of a new run (no record written, no live owner): drop the job log and the
+    directory, so the id can be used again."""
+    if (run_dir / RUN_FILE).exists() or is_live(run_dir):
+        return
+    (run_dir / JOB_LOG).unlink(missing_ok=True)
+    (run_dir / LOCK_FILE).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()
 
 
 def _last_error(run_dir: Path) -> str:

@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 
 from engine.store.schema import (
     METRIC_SCHEMA,
+    EVALS_DIR,
     METRICS_DIR,
+    PROBES_DIR,
     REQUIRED_ROLLOUT_COLUMNS,
     ROLLOUT_SCHEMA,
     ROLLOUTS_DIR,
@@ -47,11 +49,13 @@ class Scan:
     """The usable files of some run directories, and a warning per file that was skipped."""
 
     rollout_files: list[Path] = field(default_factory=list)
+    probe_files: list[Path] = field(default_factory=list)
     metric_files: list[Path] = field(default_factory=list)
     rollout_columns: set[str] = field(default_factory=set)
     rollout_layouts: set[tuple[str, ...]] = field(default_factory=set)
     """Distinct column lists of the rollout files: one means no schema unification is needed."""
     metric_layouts: set[tuple[str, ...]] = field(default_factory=set)
+    probe_layouts: set[tuple[str, ...]] = field(default_factory=set)
     n_rollouts: int = 0
     warnings: list[str] = field(default_factory=list)
 
@@ -119,6 +123,7 @@ def scan(run_dirs: RunDirs, steps: tuple[int, int] | None = None) -> Scan:
             continue
         for sub, schema, required, bucket in (
             (ROLLOUTS_DIR, ROLLOUT_SCHEMA, ("step", *REQUIRED_ROLLOUT_COLUMNS), result.rollout_files),
+            (PROBES_DIR, ROLLOUT_SCHEMA, ("step", *REQUIRED_ROLLOUT_COLUMNS), result.probe_files),
             (METRICS_DIR, METRIC_SCHEMA, METRIC_SCHEMA.names, result.metric_files),
         ):
             for step, path in step_files(run_dir / sub):
@@ -135,6 +140,8 @@ def scan(run_dirs: RunDirs, steps: tuple[int, int] | None = None) -> Scan:
                     result.rollout_columns.update(check.columns)
                     result.rollout_layouts.add(check.columns)
                     result.n_rollouts += check.num_rows
+                elif sub == PROBES_DIR:
+                    result.probe_layouts.add(check.columns)
                 else:
                     result.metric_layouts.add(check.columns)
     return result
@@ -144,7 +151,7 @@ def fingerprint(run_dirs: RunDirs) -> tuple[tuple[str, int, int], ...]:
     """(path, mtime_ns, size) of every file a query could read: a cache key that changes when a run grows."""
     out = []
     for run_dir in as_run_dirs(run_dirs):
-        for sub in (ROLLOUTS_DIR, METRICS_DIR, "evals"):
+        for sub in (ROLLOUTS_DIR, PROBES_DIR, METRICS_DIR, EVALS_DIR):
             directory = run_dir / sub
             if not directory.is_dir():
                 continue

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.config import ConfigError
 from engine import runs as runs_layer
+from engine.config import ConfigError
 from engine.store.files import RunDirs, as_run_dirs, check_file, scan
 from engine.store.reader import store_cursor
 from engine.store.schema import (

@@ -100,17 +100,20 @@ def _views_key(found: Scan) -> tuple:
     return (
         tuple(_stamp(p) for p in found.rollout_files),
         tuple(sorted(found.rollout_layouts)),
+        tuple(_stamp(p) for p in found.probe_files),
+        tuple(sorted(found.probe_layouts)),
         tuple(_stamp(p) for p in found.metric_files),
         tuple(sorted(found.metric_layouts)),
     )
 
 
 class _Cursor:
-    """A connection of the shared database with ``rollouts`` and ``metrics`` views over some files."""
+    """A connection of the shared database with ``rollouts``, ``probes`` (the fixed probe prompts,
+    rollout schema) and ``metrics`` views over some files."""
 
     def __init__(self) -> None:
         self.con = _database().cursor()
-        self.raw = {name: f"{name}_raw_{uuid.uuid4().hex[:12]}" for name in ("rollouts", "metrics")}
+        self.raw = {name: f"{name}_raw_{uuid.uuid4().hex[:12]}" for name in ("rollouts", "probes", "metrics")}
         self.key: tuple | None = None  # what the views cover; None: not (fully) created
 
     def bind(self, found: Scan, key: tuple) -> None:
@@ -119,6 +122,7 @@ class _Cursor:
         self.key = None
         for name, files, layouts, schema in (
             ("rollouts", found.rollout_files, found.rollout_layouts, ROLLOUT_SCHEMA),
+            ("probes", found.probe_files, found.probe_layouts, ROLLOUT_SCHEMA),
             ("metrics", found.metric_files, found.metric_layouts, METRIC_SCHEMA),
         ):
             _create_view(self.con, name, self.raw[name], files, layouts, schema)

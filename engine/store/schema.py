@@ -1,8 +1,9 @@
 """Arrow schemas and file names of the run store (contract: pages, importers and the trainer share them).
 
 A run directory ``runs/<run_id>/`` holds ``run.json``, ``status.json`` (written by the job),
-``rollouts/step-NNNNNN.parquet`` and ``metrics/step-NNNNNN.parquet`` (one file per logged step),
-``checkpoints/`` and ``evals/<name>.parquet``.
+``rollouts/step-NNNNNN.parquet`` (what PPO trained on) and ``metrics/step-NNNNNN.parquet`` (one file
+per logged step), ``probes/step-NNNNNN.parquet`` (the fixed probe prompts, rollout schema, every few
+steps), ``checkpoints/`` and ``evals/<name>.parquet``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pyarrow as pa
 from engine.runs.layout import ROLLOUTS_DIR, RUN_FILE, STATUS_FILE  # noqa: F401 (the run directory's layout)
 
 METRICS_DIR = "metrics"
+PROBES_DIR = "probes"  # the fixed probe prompts sampled every few steps (rollout schema, is_probe)
 EVALS_DIR = "evals"
 CHECKPOINTS_DIR = "checkpoints"
 RUN_KINDS = ("ppo", "sft", "import")
@@ -59,6 +61,7 @@ ROLLOUT_SCHEMA = pa.schema(
         ("temperature", pa.float32()),
         ("top_p", pa.float32()),
         ("top_k", pa.int32()),
+        ("min_p", pa.float32()),
         ("checkpoint", pa.string()),
         ("prompt_collapsed", pa.bool_()),
         # Which data-parallel rank sampled the row (0 in a one-process run).

@@ -7,7 +7,6 @@ reader never sees half a file and a killed job loses at most the step in flight.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -29,6 +28,7 @@ from engine.store.schema import (
     EVALS_DIR,
     METRIC_SCHEMA,
     METRICS_DIR,
+    PROBES_DIR,
     REQUIRED_ROLLOUT_COLUMNS,
     ROLLOUT_SCHEMA,
     ROLLOUTS_DIR,
@@ -245,6 +245,11 @@ class RunWriter:
         table = to_rollout_table(rows, run_id=self.run_id, step=step)
         return atomic_write_table(table, self.run_dir / ROLLOUTS_DIR / step_file_name(step))
 
+    def write_probes(self, step: int, rows: Rows) -> Path:
+        """Write the probe rows of ``step`` (the fixed probe prompts, rollout schema)."""
+        table = to_rollout_table(rows, run_id=self.run_id, step=step)
+        return atomic_write_table(table, self.run_dir / PROBES_DIR / step_file_name(step))
+
     def write_metrics(self, step: int, metrics: Mapping[str, float]) -> Path:
         table = metrics_table(metrics, run_id=self.run_id, step=step)
         return atomic_write_table(table, self.run_dir / METRICS_DIR / step_file_name(step))
@@ -257,7 +262,7 @@ class RunWriter:
 
     def drop_steps_after(self, step: int) -> None:
         """Remove rollouts and metrics of steps > ``step`` (resuming from the checkpoint of ``step``)."""
-        for sub in (ROLLOUTS_DIR, METRICS_DIR):
+        for sub in (ROLLOUTS_DIR, PROBES_DIR, METRICS_DIR):
             for s, path in step_files(self.run_dir / sub):
                 if s > step:
                     path.unlink(missing_ok=True)
