@@ -13,18 +13,14 @@ import streamlit as st  # noqa: E402
 import engine.runs as jobs  # noqa: E402
 from engine.config import ConfigError  # noqa: E402
 from engine.paths import runs_dir  # noqa: E402
+from engine.store import kl_per_step, metric_keys  # noqa: E402
 from engine.store import metrics as read_metrics  # noqa: E402
+from workbench import runs_views as views  # noqa: E402
+from workbench.figures import runs as figures  # noqa: E402
 from workbench.resources import world_or_none  # noqa: E402
-from workbench.runs_views import (  # noqa: E402
-    HANDOFF_SFT_EPOCH,
-    LIVE_STATES,
-    curves_figure,
-    launch_form,
-    runs_frame,
-    status_caption,
-)
 
 POLL_SECONDS = 2.0
+CURVE_KEYS = ["objective/reward", "objective/gold", "objective/kl", "objective/entropy", "probe/entropy"]
 
 st.title("Runs")
 st.markdown(
@@ -34,63 +30,88 @@ st.markdown(
     "SFT model's sampling space."
 )
 
-with st.expander("Launch a run", expanded=HANDOFF_SFT_EPOCH in st.session_state or not jobs.list_runs()):
-    submitted = launch_form(world_or_none())
+own = jobs.list_runs()
+with st.expander("Launch a run", expanded=views.HANDOFF_SFT_EPOCH in st.session_state or not own):
+    submitted = views.launch_form(world_or_none())
     if submitted is not None:
-        config, run_id = submitted
+        config, run_id, warnings = submitted
+        for warning in warnings:
+            st.warning(f"Launched anyway: {warning}")
         try:
             with st.spinner("Starting the job..."):
                 job = jobs.launch(config, run_id=run_id or None, wait=True)
-            st.session_state["runs_selected"] = job.run_id
+            st.session_state["runs_pick"] = job.run_id  # the picker follows the new run
             st.success(f"Started {job.run_id} (pid {job.pid}).")
         except ConfigError as exc:
             st.error(str(exc))
 
-runs = [r for r in jobs.list_runs() if r.kind == "ppo"]
+runs = {r.run_id: r for r in jobs.list_runs(with_demo=True) if r.kind == "ppo"}
 if not runs:
     st.info(f"No PPO runs in {runs_dir()} yet: launch one above, or `python -m engine ppo --help`.")
     st.stop()
 
 st.subheader("Past and current runs")
-st.dataframe(runs_frame(runs), hide_index=True, width="stretch")
-ids = [r.run_id for r in runs]
-selected = st.session_state.get("runs_selected")
-run_id = st.selectbox("Run", ids, index=ids.index(selected) if selected in ids else 0, key="runs_pick")
-run_dir = jobs.run_dir_of(run_id)
-live = jobs.is_live(run_dir)
+table = st.empty()
+if st.session_state.get("runs_pick") not in runs:
+    st.session_state.pop("runs_pick", None)
+run_id = st.selectbox(
+    "Run", list(runs), key="runs_pick", format_func=lambda r: r + (" (demo)" * runs[r].demo)
+)
+info = runs[run_id]
+run_dir = info.run_dir
+live = not info.demo and jobs.is_live(run_dir)
 
 
 def live_view() -> None:
+    fresh = {r.run_id: r for r in jobs.list_runs(with_demo=True) if r.kind == "ppo"}
     status = jobs.read_status(run_dir)
     state = jobs.effective_state(run_dir, status)
-    st.markdown(status_caption(status, state))
-    if status and status.get("steps"):
-        st.progress(min(1.0, status.get("step", 0) / status["steps"]))
     try:
-        frame = read_metrics(
-            [run_dir], keys=["objective/reward", "objective/gold", "objective/kl", "objective/entropy"]
-        )
+        frame = read_metrics([run_dir], keys=CURVE_KEYS)
+        keys = metric_keys([run_dir])
+        kl = kl_per_step([run_dir])
     except ConfigError as exc:
         st.warning(str(exc))
         return
+    step = views.shown_step((status or {}).get("step", 0), frame["step"].tolist())
+    table.dataframe(views.runs_frame(list(fresh.values()), {run_id: step}), hide_index=True, width="stretch")
+    if info.demo:
+        st.caption("A shipped demo run: read-only (it cannot be stopped or resumed).")
+    st.markdown(views.status_caption(status, state, step))
+    if status and status.get("steps"):
+        st.progress(min(1.0, step / status["steps"]))
+    if live and st.button(
+        "Stop this run", key="runs_stop", help="SIGTERM: the job finishes its step, checkpoints and exits"
+    ):
+        jobs.stop(run_id)
+        st.toast(f"Asked {run_id} to stop after its current step.")
     if frame.empty:
         st.caption("No logged step yet.")
-    else:
-        st.plotly_chart(curves_figure(frame), key="runs_curves")
-    if live != (state in LIVE_STATES):  # the job started or ended since the page ran: redraw buttons
+        return
+    families = figures.probe_families(keys)
+    estimator = (
+        (jobs.read_json(run_dir / jobs.RUN_FILE) or {})
+        .get("config", {})
+        .get("ppo", {})
+        .get("kl_estimator", "k1")
+    )
+    panels = figures.run_panels(frame, kl, kl_estimator=estimator, probes="probe/entropy" in keys)
+    st.plotly_chart(figures.curves_figure(panels), key="runs_curves")
+    st.caption(views.curves_caption(kl_k3=not kl.empty, estimator=estimator, probes=bool(families)))
+    if families:
+        st.markdown("**The fixed probe set, per family**: the same prompts at every probe step")
+        probe_frame = read_metrics(
+            [run_dir], keys=[f"probe/{f}/{v}" for f in families for v, _ in figures.PROBE_VALUES]
+        )
+        st.plotly_chart(figures.probe_figure(probe_frame, families), key="runs_probes")
+    if live != (state in views.LIVE_STATES):  # the job started or ended since the page ran: redraw
         st.rerun()
 
 
 st.fragment(run_every=POLL_SECONDS if live else None)(live_view)()
 
-left, right, _ = st.columns([1, 1, 4])
-if live:
-    if left.button("Stop", key="runs_stop", help="SIGTERM: the job finishes its step, checkpoints and exits"):
-        jobs.stop(run_id)
-        st.toast(f"Asked {run_id} to stop after its current step.")
-else:
-    state = jobs.effective_state(run_dir)
-    if state in ("stopped", "interrupted", "failed") and right.button("Resume", key="runs_resume"):
+if not live and not info.demo and jobs.effective_state(run_dir) in ("stopped", "interrupted", "failed"):
+    if st.button("Resume this run", key="runs_resume"):
         try:
             with st.spinner("Resuming..."):
                 jobs.launch(run_id=run_id, resume=True, wait=True)

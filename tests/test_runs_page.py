@@ -72,7 +72,11 @@ def test_launch_from_the_form_then_watch_it_finish(env):
     assert read_status(run_dir)["state"] == "finished"
     at = _page()
     assert at.selectbox(key="runs_pick").value == "from-page"
-    assert "finished" in _text(at) and len(at.get("plotly_chart")) == 1
+    assert "finished" in _text(at), _text(at)
+    assert [c.key for c in at.get("plotly_chart")] == [
+        "runs_curves",
+        "runs_probes",
+    ]  # the probe set per family
     # a launch into the same run id is refused, nothing overwritten
     at.text_input(key="runs_policy").set_value(sources.policy)
     at.text_input(key="runs_reward_model").set_value(sources.reward_model)
@@ -112,12 +116,12 @@ def test_form_offers_the_worlds_epochs_and_families(monkeypatch, tmp_path):
 def test_curves_show_each_step_and_a_moving_average():
     import pandas as pd
 
-    from workbench.runs_views import curves_figure, moving_average_window
+    from workbench.figures.runs import curves_figure, moving_average_window, run_panels
 
     steps = list(range(1, 51))
     values = [float(s % 7) for s in steps]
     metrics = pd.DataFrame({"step": steps, "key": "objective/reward", "value": values})
-    fig = curves_figure(metrics)
+    fig = curves_figure(run_panels(metrics, pd.DataFrame(), kl_estimator="k1", probes=False))
     points, trend = fig.data[0], fig.data[1]
     assert list(points.y) == values and points.mode == "markers"
     window = moving_average_window(50)
@@ -125,3 +129,121 @@ def test_curves_show_each_step_and_a_moving_average():
     assert trend.y[-1] == pytest.approx(sum(values[-5:]) / 5)
     assert trend.y[0] == values[0]  # a short head averages what there is
     assert len(fig.layout.annotations) == 4 + 3  # 4 panel titles + "not logged" for the 3 missing keys
+    titles = [a.text for a in fig.layout.annotations]
+    assert "KL to the SFT policy (k1, sum per response)" in titles and "noisy" in titles[3]
+
+
+def test_kl_panel_prefers_k3_and_entropy_prefers_probes():
+    import pandas as pd
+
+    from workbench.figures.runs import curves_figure, probe_families, probe_figure, run_panels
+
+    metrics = pd.DataFrame(
+        {"step": [1, 2, 1, 2, 1, 2], "key": ["objective/kl"] * 2 + ["probe/entropy"] * 2 + ["probe/count/entropy"] * 2,
+         "value": [-0.5, -1.0, 1.2, 1.0, 0.4, 0.3]}
+    )  # fmt: skip
+    kl = pd.DataFrame({"run_id": "r", "step": [1, 2], "k1": [-0.5, -1.0], "k3": [0.1, 0.2]})
+    panels = run_panels(metrics, kl, kl_estimator="k1", probes=True)
+    assert panels[2][0] == "KL to the SFT policy (k3, sum per response)" and list(panels[2][2]["value"]) == [
+        0.1,
+        0.2,
+    ]
+    assert "probe set" in panels[3][0] and list(panels[3][2]["value"]) == [1.2, 1.0]
+    assert curves_figure(panels).data
+    families = probe_families(sorted(set(metrics["key"])))
+    assert families == ["count"] and probe_figure(metrics, families).data[0].name == "count"
+
+
+def test_form_is_generated_from_every_config_field(env):
+    import dataclasses
+
+    from engine.ppo.config import SECTION_TYPES, field_docs
+
+    at = _page()
+    for section, cls in SECTION_TYPES.items():
+        for f in dataclasses.fields(cls):
+            if f.name in ("sft_epoch", "families"):  # world-only fields: no world in this env
+                continue
+            keys = {w.key for kind in ("number_input", "selectbox", "checkbox", "text_input", "multiselect")
+                    for w in at.get(kind)}  # fmt: skip
+            assert f"runs_{f.name}" in keys, f"no form widget for {section}.{f.name}"
+    assert at.selectbox(key="runs_kl_estimator").options == ["k1", "k3"]
+    assert field_docs(SECTION_TYPES["ppo"])["kl_estimator"] in at.selectbox(key="runs_kl_estimator").help
+
+
+def test_one_sample_per_prompt_explains_reward_norm_and_odd_settings_warn(env):
+    at = _page()
+    at.number_input(key="runs_samples_per_prompt").set_value(1)
+    at.button(key="FormSubmitter:runs_form-Launch PPO run").click().run()
+    assert "Reward normalisation" in _text(at) and "Samples per prompt" in _text(at)
+    from engine.ppo.config import PPOConfig
+    from workbench.runs_views import run_warnings
+
+    warnings = run_warnings(PPOConfig().replace(max_new_tokens=1, prompts_per_step=1, num_minibatches=1))
+    assert any("1 new token" in w for w in warnings) and any("1 prompt per step" in w for w in warnings)
+    assert run_warnings(PPOConfig()) == []
+
+
+def _finished_run(root, run_id, steps=3, planned=5, status_step=None):
+    run_dir = root / run_id
+    writer = RunWriter.create(run_dir, kind="ppo", config={"run": {"steps": planned}}, seed=0)
+    for step in range(1, steps + 1):
+        writer.write_metrics(step, {"objective/reward": 0.1 * step, "objective/entropy": 2.0 - 0.1 * step})
+    step = steps if status_step is None else status_step
+    (run_dir / "status.json").write_text(
+        f'{{"state": "stopped", "step": {step}, "steps": {planned}, "pid": 1}}'
+    )
+    return run_dir
+
+
+def test_second_launch_moves_the_picker_to_the_new_run(env, monkeypatch):
+    import engine.runs as jobs
+
+    _finished_run(env / "runs", "first")
+
+    def fake_launch(config=None, *, run_id=None, **kwargs):
+        _finished_run(env / "runs", run_id)
+        return jobs.Job(run_id=run_id, run_dir=env / "runs" / run_id, pid=1)
+
+    monkeypatch.setattr(jobs, "launch", fake_launch)
+    at = _page()
+    assert at.selectbox(key="runs_pick").value == "first"
+    at.text_input(key="runs_policy").set_value("p")
+    at.text_input(key="runs_reward_model").set_value("r")
+    at.text_input(key="runs_run_id").set_value("second")
+    at.button(key="FormSubmitter:runs_form-Launch PPO run").click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="runs_pick").value == "second"
+
+
+def test_resuming_run_shows_its_last_logged_step_in_caption_and_table(env):
+    _finished_run(env / "runs", "res", steps=3, planned=5, status_step=0)  # a resumed job still loading
+    at = _page()
+    assert "step 3 of 5" in _text(at)
+    assert at.dataframe[0].value.set_index("run").loc["res", "step"] == "3/5"
+
+
+def test_demo_runs_are_listed_read_only(env, monkeypatch):
+    data = env / "data"
+    _finished_run(data / "demo_runs", "demo-default")
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(data))
+    at = _page()
+    assert at.selectbox(key="runs_pick").value == "demo-default"
+    assert at.dataframe[0].value["whose"].tolist() == ["demo (read-only)"]
+    assert "read-only" in _text(at)
+    keys = {b.key for b in at.button}
+    assert "runs_resume" not in keys and "runs_stop" not in keys
+
+
+def test_sft_epochs_hand_off_preselects_the_epoch(monkeypatch, tmp_path):
+    from engine.paths import world_dir
+    from workbench.runs_views import HANDOFF_SFT_EPOCH
+
+    if not (world_dir() / "world.json").is_file():
+        pytest.skip("the built-in world is not built")
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state[HANDOFF_SFT_EPOCH] = 1
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="runs_sft_epoch").value == 1

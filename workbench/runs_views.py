@@ -1,237 +1,255 @@
-"""UI helpers of the Runs page: the launch form (built from PPOConfig), the runs table, live curves.
+"""UI helpers of the Runs page: the launch form (generated from PPOConfig), the runs table, warnings.
 
-Figures and tables are pure functions of data (testable without Streamlit); the form and the live
-fragment are the only parts that touch ``st``.
+The form has one widget per PPOConfig leaf, chosen by the field's type (checkbox, select for a
+``Literal``, number, text), with the field's docstring as its help, so a new config field appears in
+the form with no change here. ``BASIC`` names the few fields shown up front; the rest sit in the
+"Advanced settings" expander, by section. Tables and warnings are pure functions of data.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from engine.config import ConfigError
+from engine.ppo.config import SECTION_TYPES, PPOConfig, field_choices, field_docs
 from engine.runs import RunInfo
-from engine.ppo.config import PPOConfig, PPOHyperConfig, RunConfig, field_docs
 
-# (metric key, panel title, line name); panels in reading order
-CURVES = (
-    ("objective/reward", "RM reward (mean)", "RM reward"),
-    ("objective/gold", "gold score (mean)", "gold"),
-    ("objective/kl", "KL to the SFT policy (sum per response)", "KL"),
-    ("objective/entropy", "per-token entropy (nats)", "entropy"),
-)
 LIVE_STATES = ("running", "starting")
-
 HANDOFF_SFT_EPOCH = "handoff_sft_epoch"
 """Session key the SFT epochs page sets to pre-select the starting epoch of a new run."""
 
+BASIC = (
+    "sft_epoch", "families", "policy", "reward_model", "prompts_file", "steps", "prompts_per_step",
+    "samples_per_prompt", "reward_norm", "kl_coef", "learning_rate", "temperature", "max_new_tokens",
+)  # fmt: skip
+"""The fields shown up front, in this order; every other field is in the advanced expander."""
+WORLD_ONLY = ("sft_epoch", "families")  # meaningful only on the built-in world
+BASIC_WITHOUT_WORLD = ("policy", "reward_model", "prompts_file")  # advanced when the world is built
+LABELS = {
+    "kl_coef": "KL coefficient", "kl_estimator": "KL estimator", "kl_target": "Adaptive KL target",
+    "kl_horizon": "Adaptive KL horizon", "lam": "GAE lambda", "gamma": "GAE gamma", "top_p": "Top-p",
+    "top_k": "Top-k", "min_p": "Min-p", "lora_r": "LoRA rank", "lora_alpha": "LoRA alpha",
+    "vf_coef": "Value loss weight", "ppo_epochs": "PPO epochs", "num_minibatches": "Minibatches",
+    "reward_norm": "Reward normalisation", "sft_epoch": "Starting SFT epoch", "families": "Prompt families",
+    "policy": "Policy (path or HF name)", "reward_model": "Reward model (path)",
+    "prompts_file": "Prompts file (one per line)", "max_new_tokens": "Max new tokens",
+}  # fmt: skip
+COLUMNS = 4
 
-def _help(section: type, name: str) -> str:
-    return field_docs(section).get(name, "")
+
+def label_of(name: str) -> str:
+    return LABELS.get(name, name.replace("_", " ").capitalize())
 
 
-def launch_form(world: Any, key: str = "runs_form") -> tuple[PPOConfig, str] | None:
-    """The launch form; on submit returns (validated config, run id or ''), else None.
+def _leaves() -> list[tuple[str, type, dataclasses.Field, Any]]:
+    """(section, section class, field, default) of every PPOConfig leaf, in section order."""
+    defaults = PPOConfig().to_dict()
+    return [
+        (section, cls, f, defaults[section][f.name])
+        for section, cls in SECTION_TYPES.items()
+        for f in dataclasses.fields(cls)
+    ]
+
+
+def _float_step(default: float) -> float:
+    """A number input's step of about a tenth of the default's magnitude (0.1 for 1.0, 1e-5 for 3e-4)."""
+    if not default:
+        return 0.01
+    return 10.0 ** (math.floor(math.log10(abs(default))) - (1 if abs(default) >= 1 else 0))
+
+
+def field_widget(container, cls: type, f: dataclasses.Field, default: Any, world: Any) -> Any:
+    """One widget for a PPOConfig field, chosen by its type; returns the value in the field's type."""
+    name, kind, key = f.name, str(f.type), f"runs_{f.name}"
+    doc = field_docs(cls).get(name, "")
+    optional = kind.endswith("| None")
+    help_text = f"`{name}`: {doc}" + (" Empty = None (off)." if optional and name != "sft_epoch" else "")
+    label = label_of(name)
+    if world is not None and name == "sft_epoch":
+        epochs = list(world.sft_epochs)
+        start = world.default_epoch if world.default_epoch in epochs else epochs[0]
+        handoff = st.session_state.pop(HANDOFF_SFT_EPOCH, None)  # set by the SFT epochs page
+        if handoff in epochs:
+            start = handoff
+            st.session_state.pop(key, None)  # let the hand-off win over an earlier choice
+        return container.selectbox(label, epochs, index=epochs.index(start), key=key, help=help_text)
+    if world is not None and name == "families":
+        names = [fam.name for fam in world.families]
+        ppo_only = {fam.name for fam in world.families if not fam.in_sft}
+        picked = container.multiselect(
+            label, names, default=names, key=key, help=help_text + " 'PPO only': never in SFT data.",
+            format_func=lambda n: n + (" (PPO only)" if n in ppo_only else ""),
+        )  # fmt: skip
+        return tuple(picked)
+    if kind == "bool":
+        return container.checkbox(label, value=default, key=key, help=help_text)
+    if name in field_choices(cls):
+        choices = list(field_choices(cls)[name])
+        return container.selectbox(label, choices, index=choices.index(default), key=key, help=help_text)
+    if kind.startswith("tuple"):
+        text = container.text_input(label + " (comma-separated)", ", ".join(default), key=key, help=help_text)
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    if kind == "str":
+        return container.text_input(label, default, key=key, help=help_text).strip()
+    if kind.startswith("int"):
+        value = container.number_input(label, value=default, step=1, key=key, help=help_text)
+        return None if value is None else int(value)
+    if kind.startswith("float"):
+        step = _float_step(default if default is not None else 0.0)
+        fmt = "%.1e" if default is not None and 0 < abs(default) < 1e-3 else "%g"
+        value = container.number_input(label, value=default, step=step, format=fmt, key=key, help=help_text)
+        return None if value is None else float(value)
+    raise AssertionError(f"no form widget for {name}: {kind}")  # a new kind of field: add it above
+
+
+def _grid(items: list, widget) -> dict[str, Any]:
+    values = {}
+    for start in range(0, len(items), COLUMNS):
+        for column, (_, cls, f, default) in zip(
+            st.columns(COLUMNS), items[start : start + COLUMNS], strict=False
+        ):
+            values[f.name] = widget(column, cls, f, default)
+    return values
+
+
+def launch_form(world: Any, key: str = "runs_form") -> tuple[PPOConfig, str, list[str]] | None:
+    """The launch form; on submit returns (validated config, run id or '', warnings), else None.
 
     Widget keys are ``runs_<setting>``. A ConfigError from validation is shown and None returned.
     """
-    d = PPOConfig()
-    hp, rn = PPOHyperConfig, RunConfig
+    skipped = BASIC_WITHOUT_WORLD if world is not None else WORLD_ONLY
+    basic = [name for name in BASIC if name not in skipped]
+    leaves = {f.name: (s, cls, f, d) for s, cls, f, d in _leaves()}
+    shown = [leaves[name] for name in basic]
+    hidden = [
+        leaf for name, leaf in leaves.items() if name not in basic and (world or name not in WORLD_ONLY)
+    ]
+
+    def widget(column, cls, f, default):
+        return field_widget(column, cls, f, default, world)
+
     with st.form(key):
-        leaves: dict[str, Any] = {}
-        if world is not None:
-            c1, c2 = st.columns([1, 2])
-            epochs = list(world.sft_epochs)
-            default = epochs.index(world.default_epoch) if world.default_epoch in epochs else 0
-            handoff = st.session_state.pop(HANDOFF_SFT_EPOCH, None)  # set by the SFT epochs page
-            if handoff in epochs:
-                default = epochs.index(handoff)
-                st.session_state.pop("runs_sft_epoch", None)  # let the hand-off win over an earlier choice
-            leaves["sft_epoch"] = c1.selectbox(
-                "Starting SFT epoch",
-                epochs,
-                index=default,
-                key="runs_sft_epoch",
-                help="Earlier epochs keep more entropy (a larger sampling space); later ones fit SFT's prompts better.",
-            )
-            names = [f.name for f in world.families]
-            leaves["families"] = tuple(
-                c2.multiselect(
-                    "Prompt families",
-                    names,
-                    default=names,
-                    key="runs_families",
-                    format_func=lambda n: n + ("" if _in_sft(world, n) else " (PPO only)"),
-                    help="Families marked 'PPO only' were never in SFT data: where PPO has room to learn.",
-                )
-            )
-        else:
-            c1, c2, c3 = st.columns(3)
-            leaves["policy"] = c1.text_input(
-                "Policy (path or HF name)", key="runs_policy", help="The built-in world is not built."
-            )
-            leaves["reward_model"] = c2.text_input("Reward model (path)", key="runs_reward_model")
-            leaves["prompts_file"] = c3.text_input("Prompts file (one per line)", key="runs_prompts_file")
-        c1, c2, c3, c4 = st.columns(4)
-        leaves["kl_coef"] = c1.number_input(
-            "KL coefficient",
-            min_value=0.0,
-            value=d.ppo.kl_coef,
-            step=0.01,
-            format="%.3f",
-            key="runs_kl_coef",
-            help=_help(hp, "kl_coef"),
-        )
-        leaves["learning_rate"] = c2.number_input(
-            "Learning rate",
-            min_value=1e-7,
-            value=d.ppo.learning_rate,
-            step=1e-5,
-            format="%.1e",
-            key="runs_learning_rate",
-            help=_help(hp, "learning_rate"),
-        )
-        leaves["steps"] = int(
-            c3.number_input("Steps", 1, 100_000, d.run.steps, key="runs_steps", help=_help(rn, "steps"))
-        )
-        leaves["samples_per_prompt"] = int(
-            c4.number_input(
-                "Samples per prompt",
-                1,
-                1024,
-                d.run.samples_per_prompt,
-                key="runs_samples_per_prompt",
-                help=_help(rn, "samples_per_prompt"),
-            )
-        )
-        c1, c2, c3, c4 = st.columns(4)
-        leaves["temperature"] = c1.slider(
-            "Temperature", 0.1, 2.0, float(d.sampling.temperature), 0.05, key="runs_temperature"
-        )
-        leaves["top_p"] = c2.slider("Top-p", 0.05, 1.0, float(d.sampling.top_p), 0.05, key="runs_top_p")
-        leaves["top_k"] = int(
-            c3.number_input("Top-k (0 = off)", 0, 100_000, d.sampling.top_k, key="runs_top_k")
-        )
-        run_id = c4.text_input(
+        values = _grid(shown, widget)
+        run_id = st.text_input(
             "Run id (optional)", key="runs_run_id", help="Default: ppo-<date>-<time>-<random>"
         )
-        with st.expander("More settings"):
-            c1, c2, c3, c4 = st.columns(4)
-            leaves["prompts_per_step"] = int(
-                c1.number_input(
-                    "Prompts per step", 1, 4096, d.run.prompts_per_step, key="runs_prompts_per_step"
-                )
-            )
-            leaves["ppo_epochs"] = int(
-                c2.number_input("PPO epochs", 1, 64, d.ppo.ppo_epochs, key="runs_ppo_epochs")
-            )
-            leaves["num_minibatches"] = int(
-                c3.number_input("Minibatches", 1, 4096, d.ppo.num_minibatches, key="runs_num_minibatches")
-            )
-            leaves["max_new_tokens"] = int(
-                c4.number_input(
-                    "Max new tokens", 1, 4096, d.sampling.max_new_tokens, key="runs_max_new_tokens"
-                )
-            )
-            c1, c2, c3, c4 = st.columns(4)
-            leaves["kl_estimator"] = c1.selectbox(
-                "KL estimator", ["k1", "k3"], key="runs_kl_estimator", help=_help(hp, "kl_estimator")
-            )
-            target = c2.number_input(
-                "Adaptive KL target (0 = fixed)", min_value=0.0, value=0.0, step=1.0, key="runs_kl_target"
-            )
-            leaves["kl_target"] = float(target) if target > 0 else None
-            leaves["seed"] = int(c3.number_input("Seed", 0, 2**31 - 1, d.run.seed, key="runs_seed"))
-            leaves["save_every"] = int(
-                c4.number_input("Checkpoint every", 1, 10_000, d.run.save_every, key="runs_save_every")
-            )
+        with st.expander("Advanced settings (every other PPOConfig field)"):
+            for section in SECTION_TYPES:
+                items = [leaf for leaf in hidden if leaf[0] == section]
+                if items:
+                    st.markdown(f"**{section}**")
+                    values.update(_grid(items, widget))
         submitted = st.form_submit_button("Launch PPO run", type="primary")
     if not submitted:
         return None
     try:
-        return d.replace(**leaves), run_id.strip()
+        config = PPOConfig().replace(**values)
     except ConfigError as exc:
-        st.error(str(exc))
+        st.error(f"{exc}. {fix_hint(str(exc))}".strip())
         return None
+    return config, run_id.strip(), run_warnings(config)
 
 
-def _in_sft(world: Any, name: str) -> bool:
-    return next((f.in_sft for f in world.families if f.name == name), True)
+def fix_hint(message: str) -> str:
+    """What to change in the form for a validation message that names a setting."""
+    if "reward_norm='prompt' needs samples_per_prompt" in message:
+        return (
+            "Per-prompt normalisation compares the samples of one prompt with each other: with one sample "
+            "there is nothing to compare. Set 'Samples per prompt' to 2 or more, or 'Reward normalisation' "
+            "to batch or none."
+        )
+    if "not divisible by num_minibatches" in message:
+        return "Change 'Prompts per step', 'Samples per prompt' or 'Minibatches' (advanced) so they divide."
+    return ""
 
 
-def runs_frame(runs: list[RunInfo]) -> pd.DataFrame:
-    """The runs table: id, state, progress, created, message."""
+def run_warnings(config: PPOConfig) -> list[str]:
+    """Settings that make a run not worth looking at, each with the reason (the run still starts)."""
+    s, r = config.sampling, config.run
+    out = []
+    if s.max_new_tokens < 4:
+        out.append(
+            f"{s.max_new_tokens} new token(s) per response: too short for any answer of the world "
+            "(its answers take 5 to 12 tokens), so every response scores alike and PPO has nothing to learn."
+        )
+    if r.prompts_per_step < 2:
+        out.append(
+            "1 prompt per step: each update follows the one prompt that was drawn, so the curves jump with "
+            "the prompt, not with what PPO learned."
+        )
+    if r.batch_size < 8:
+        out.append(
+            f"{r.batch_size} responses per step: too few to estimate advantages; the curves are noise."
+        )
+    if r.steps < 5:
+        out.append(f"{r.steps} step(s): too short for a trend (the curves average about a tenth of the run).")
+    if s.temperature > 1.5:
+        out.append(
+            f"temperature {s.temperature:g}: above about 1.5 samples fall apart (see the Sampling lab)."
+        )
+    return out
+
+
+def runs_frame(runs: list[RunInfo], steps: dict[str, int]) -> pd.DataFrame:
+    """The runs table: id, whose, state, progress (``steps``: the step shown per run), created, message."""
     return pd.DataFrame(
         [
             {
                 "run": r.run_id,
+                "whose": "demo (read-only)" if r.demo else "yours",
                 "state": r.state,
-                "step": f"{r.step}/{r.steps}" if r.steps else str(r.step),
+                "step": f"{steps.get(r.run_id, r.step)}/{r.steps}"
+                if r.steps
+                else str(steps.get(r.run_id, r.step)),
                 "created": r.created_at,
                 "message": r.message,
             }
             for r in runs
         ],
-        columns=["run", "state", "step", "created", "message"],
+        columns=["run", "whose", "state", "step", "created", "message"],
     )
 
 
-PANEL_COLOURS = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd")
+def shown_step(status_step: int, logged: list[int]) -> int:
+    """The step to show: the job's own, or the last logged one while a resumed job still loads
+    (its status starts at 0 until it reaches its first step)."""
+    return max([status_step, *logged])
 
 
-def moving_average_window(n_steps: int) -> int:
-    """Steps averaged by the trend line: about a tenth of the run, 1 to 20."""
-    return max(1, min(20, n_steps // 10))
-
-
-def curves_figure(metrics: pd.DataFrame) -> go.Figure:
-    """2 x 2 panels of reward, gold, KL and entropy against step (long-format metrics in)."""
-    fig = make_subplots(
-        rows=2, cols=2, subplot_titles=[title for _, title, _ in CURVES], horizontal_spacing=0.08
-    )
-    for i, (key, _, name) in enumerate(CURVES):
-        rows = metrics[metrics["key"] == key].sort_values("step") if not metrics.empty else metrics
-        row, col = divmod(i, 2)
-        if rows.empty:
-            fig.add_annotation(
-                text="not logged" if key != "objective/gold" else "no judge for this run",
-                xref=f"x{i + 1 if i else ''} domain", yref=f"y{i + 1 if i else ''} domain",
-                x=0.5, y=0.5, showarrow=False,
-            )  # fmt: skip
-            continue
-        colour = PANEL_COLOURS[i % len(PANEL_COLOURS)]
-        # Each step samples other prompts, so single steps are noisy: faint points, and a moving
-        # average to read the trend by.
-        window = moving_average_window(len(rows))
-        fig.add_trace(
-            go.Scatter(
-                x=rows["step"], y=rows["value"], mode="markers", name=f"{name} (per step)",
-                marker=dict(color=colour, size=4, opacity=0.35),
-            ),
-            row=row + 1, col=col + 1,
-        )  # fmt: skip
-        fig.add_trace(
-            go.Scatter(
-                x=rows["step"], y=rows["value"].rolling(window, min_periods=1).mean(), mode="lines",
-                name=f"{name} (mean of last {window} steps)", line=dict(color=colour, width=2.5),
-            ),
-            row=row + 1, col=col + 1,
-        )  # fmt: skip
-    fig.update_layout(height=520, showlegend=False, margin=dict(l=40, r=20, t=40, b=30))
-    fig.update_xaxes(title_text="step", row=2)
-    return fig
-
-
-def status_caption(status: dict | None, state: str) -> str:
+def status_caption(status: dict | None, state: str, step: int) -> str:
     if not status:
         return f"state: **{state}**"
     steps = status.get("steps")
-    progress = f"step {status.get('step', 0)}" + (f" of {steps}" if steps else "")
-    text = f"state: **{state}** · {progress} · pid {status.get('pid', '?')}"
+    text = f"state: **{state}** · step {step}" + (f" of {steps}" if steps else "")
+    text += f" · pid {status.get('pid', '?')}"
     if status.get("message"):
         text += f" · {status['message']}"
     return text
+
+
+def curves_caption(*, kl_k3: bool, estimator: str, probes: bool) -> str:
+    """Which KL estimator and which entropy the curves show, and why."""
+    kl = (
+        "**KL**: k3 = (r − 1) − log r with r = p_ref / p, summed over each response's tokens from the logged "
+        f"log-probs: never negative (the trainer's own penalty uses {estimator}"
+        + (
+            ", whose per-token terms can be negative, so its sum can dip below 0)."
+            if estimator == "k1"
+            else ")."
+        )
+        if kl_k3
+        else f"**KL**: the trainer's {estimator} estimate summed per response (no per-token log-probs logged)."
+    )
+    entropy = (
+        "**Entropy**: on the fixed probe set (the same prompts at every probe step), so the curve follows the "
+        "policy, not which prompts a step happened to draw."
+        if probes
+        else "**Entropy**: of each step's sampled batch. Each step samples other prompts, so it is noisy; a run "
+        "with probes (`probe_every` > 0) shows the probe set's curve instead."
+    )
+    return f"{kl} {entropy} Faint points: single steps; lines: the moving average."

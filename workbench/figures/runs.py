@@ -1,0 +1,118 @@
+"""Figures of the Runs page: the live 2 x 2 curves of a run and its probe-set curves per family.
+
+Pure functions of long-format metrics (``run_id, step, key, value``) and the per-step KL frame of
+``engine.store.kl_per_step``; no Streamlit.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from workbench.figures.curves import LINE_COLOURS
+
+PANEL_COLOURS = ("#1f77b4", "#2ca02c", "#d62728", "#9467bd")
+PROBE_VALUES = (
+    ("entropy", "per-token entropy (nats)"),
+    ("distinct", "distinct responses per prompt"),
+    ("top_mass", "mass of the most likely response"),
+)
+
+
+def moving_average_window(n_steps: int) -> int:
+    """Steps averaged by the trend line: about a tenth of the run, 1 to 20."""
+    return max(1, min(20, n_steps // 10))
+
+
+def _series(metrics: pd.DataFrame, key: str) -> pd.DataFrame:
+    if metrics.empty:
+        return pd.DataFrame(columns=["step", "value"])
+    return metrics[metrics["key"] == key].sort_values("step")[["step", "value"]]
+
+
+def curves_figure(panels: list[tuple[str, str, pd.DataFrame, str]]) -> go.Figure:
+    """2 x 2 panels of (title, line name, rows with step and value, text when empty) against step.
+
+    Each step samples other prompts, so single steps are noisy: faint points, and a moving average of
+    about a tenth of the run to read the trend by.
+    """
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[p[0] for p in panels], horizontal_spacing=0.08)
+    for i, (_, name, rows, empty_text) in enumerate(panels):
+        row, col = divmod(i, 2)
+        if rows.empty:
+            fig.add_annotation(text=empty_text, xref="x domain", yref="y domain", x=0.5, y=0.5,
+                               showarrow=False, row=row + 1, col=col + 1)  # fmt: skip
+            continue
+        colour = PANEL_COLOURS[i % len(PANEL_COLOURS)]
+        window = moving_average_window(len(rows))
+        fig.add_trace(
+            go.Scatter(x=rows["step"], y=rows["value"], mode="markers", name=f"{name} (per step)",
+                       marker={"color": colour, "size": 4, "opacity": 0.35}),
+            row=row + 1, col=col + 1,
+        )  # fmt: skip
+        fig.add_trace(
+            go.Scatter(x=rows["step"], y=rows["value"].rolling(window, min_periods=1).mean(), mode="lines",
+                       name=f"{name} (mean of last {window} steps)", line={"color": colour, "width": 2.5}),
+            row=row + 1, col=col + 1,
+        )  # fmt: skip
+    fig.update_layout(height=520, showlegend=False, margin={"l": 40, "r": 20, "t": 40, "b": 30})
+    fig.update_xaxes(title_text="step", row=2)
+    return fig
+
+
+def run_panels(
+    metrics: pd.DataFrame, kl: pd.DataFrame, *, kl_estimator: str, probes: bool
+) -> list[tuple[str, str, pd.DataFrame, str]]:
+    """The four panels of a run: RM reward, gold, KL to the SFT policy, entropy.
+
+    KL: k3 summed per response from the logged log-probs (never negative) when the rollouts carry
+    them, else the trainer's own ``objective/kl`` under its estimator. Entropy: the fixed probe set's
+    when the run logs probes (the same prompts every time), else the sampled batch's.
+    """
+    if not kl.empty:
+        kl_panel = (
+            "KL to the SFT policy (k3, sum per response)",
+            "KL k3",
+            kl.rename(columns={"k3": "value"}),
+        )
+    else:
+        kl_panel = (
+            f"KL to the SFT policy ({kl_estimator}, sum per response)",
+            "KL",
+            _series(metrics, "objective/kl"),
+        )
+    entropy_key, entropy_title = (
+        ("probe/entropy", "per-token entropy on the probe set (nats)")
+        if probes
+        else ("objective/entropy", "per-token entropy of the batch (nats, noisy)")
+    )
+    return [
+        ("RM reward (mean)", "RM reward", _series(metrics, "objective/reward"), "not logged"),
+        ("gold score (mean)", "gold", _series(metrics, "objective/gold"), "no judge for this run"),
+        (*kl_panel, "not logged"),
+        (entropy_title, "entropy", _series(metrics, entropy_key), "not logged"),
+    ]
+
+
+def probe_families(keys: list[str]) -> list[str]:
+    """Families with probe curves among metric keys ``probe/<family>/<value>``."""
+    return sorted({k.split("/")[1] for k in keys if k.startswith("probe/") and k.count("/") == 2})
+
+
+def probe_figure(metrics: pd.DataFrame, families: list[str]) -> go.Figure:
+    """Per family, the probe set's entropy, distinct responses and top-response mass against step."""
+    fig = make_subplots(rows=1, cols=len(PROBE_VALUES), subplot_titles=[t for _, t in PROBE_VALUES])
+    for c, (value, _) in enumerate(PROBE_VALUES, start=1):
+        for f, family in enumerate(families):
+            rows = _series(metrics, f"probe/{family}/{value}")
+            fig.add_trace(
+                go.Scatter(x=rows["step"], y=rows["value"], mode="lines+markers", name=family, legendgroup=family,
+                           showlegend=c == 1, line={"color": LINE_COLOURS[f % len(LINE_COLOURS)]}),
+                row=1, col=c,
+            )  # fmt: skip
+    fig.update_layout(
+        height=340, margin={"l": 40, "r": 20, "t": 40, "b": 30}, legend={"orientation": "h", "y": -0.2}
+    )
+    fig.update_xaxes(title_text="step")
+    return fig
