@@ -1,12 +1,9 @@
 """Teaching: what entropy reduction in PPO looks like, on one prompt with a dozen responses."""
 
-import numpy as np
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from engine.teaching import entropy, make_bandit, run, softmax
+from workbench.figures import teaching as figures
 from workbench.navigation import PAGES_DIR
 
 st.title("PPO as entropy reduction, in one picture")
@@ -32,13 +29,11 @@ with st.sidebar:
     loophole = st.slider("RM loophole (over-rating of a bad answer)", 0.0, 2.0, 0.0, 0.1)
     kl_coef = st.slider("KL coefficient", 0.0, 0.5, 0.05, 0.01)
     steps = st.slider("PPO steps", 10, 400, 150, 10)
-    seed = st.number_input("Seed", 0, 999, 0)
+    seed = st.number_input("Random seed", 0, 999, 0)
 
 bandit = make_bandit(12, sft_temperature, rm_noise, loophole, int(seed))
 history, final = run(bandit, kl_coef=kl_coef, steps=steps)
 start = softmax(bandit.sft_logits)
-order = np.argsort(bandit.gold)
-labels = [f"answer {i + 1}" for i in range(len(order))]
 
 c = st.columns(4)
 c[0].metric(
@@ -56,41 +51,8 @@ c[2].metric(
 )
 c[3].metric("KL to SFT", f"{history.kl.iloc[-1]:.2f}")
 
-bars = go.Figure()
-colours = [f"rgb({int(230 - 180 * g)}, {int(60 + 150 * g)}, 90)" for g in bandit.gold[order]]
-bars.add_trace(go.Bar(x=labels, y=start[order], name="SFT model", marker_color="lightgray"))
-bars.add_trace(
-    go.Bar(
-        x=labels,
-        y=final[order],
-        name=f"after {steps} PPO steps",
-        marker_color=colours,
-        customdata=np.stack([bandit.gold[order], bandit.rm[order]], 1),
-        hovertemplate="p=%{y:.3f}<br>gold %{customdata[0]:.2f}<br>RM %{customdata[1]:.2f}",
-    )
-)
-bars.update_layout(
-    barmode="group",
-    height=340,
-    title="Probability of each answer (sorted by gold; colour = gold, red bad, green good)",
-    margin=dict(t=50, b=30),
-    legend=dict(orientation="h", y=-0.15),
-)
-st.plotly_chart(bars, width="stretch")
-
-curves = make_subplots(rows=1, cols=2, subplot_titles=("entropy falls", "RM reward vs gold"))
-curves.add_trace(go.Scatter(x=history.step, y=history.entropy, name="entropy"), 1, 1)
-curves.add_trace(
-    go.Scatter(
-        x=history.step, y=history.expected_rm, name="expected RM reward", line=dict(dash="dash", width=3)
-    ),
-    1,
-    2,
-)
-curves.add_trace(go.Scatter(x=history.step, y=history.expected_gold, name="expected gold"), 1, 2)
-curves.update_layout(height=320, margin=dict(t=40, b=30), legend=dict(orientation="h", y=-0.2))
-curves.update_xaxes(title_text="PPO step")
-st.plotly_chart(curves, width="stretch")
+st.plotly_chart(figures.answer_bars(bandit, start, final, steps), width="stretch")
+st.plotly_chart(figures.bandit_curves(history), width="stretch")
 
 gap = float(bandit.gold.max() - start @ bandit.gold)
 st.markdown(
@@ -115,15 +77,4 @@ for page, text in (
         st.page_link(str(PAGES_DIR / page), label=text)
 
 with st.expander("The numbers behind the picture"):
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "answer": labels,
-                "gold": bandit.gold[order],
-                "RM": bandit.rm[order],
-                "p SFT": start[order],
-                "p PPO": final[order],
-            }
-        ).round(3),
-        hide_index=True,
-    )
+    st.dataframe(figures.answers_table(bandit, start, final), hide_index=True)

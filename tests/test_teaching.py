@@ -55,3 +55,19 @@ def test_teaching_page_reruns_with_each_setting(slider, value):
     assert len(at.metric) == 4
     if slider == 0:
         assert at.metric[0].value != before
+
+
+def test_figures_legend_matches_the_bars_and_rm_line_is_on_top():
+    from workbench.figures.teaching import answer_bars, bandit_curves
+
+    bandit = make_bandit(12)
+    history, final = run(bandit, steps=20)
+    bars = answer_bars(bandit, softmax(bandit.sft_logits), final, 20)
+    after = bars.data[1]
+    assert after.showlegend is False and after.marker.colorbar.title.text.endswith("gold")  # no red swatch
+    assert list(after.marker.color) == sorted(bandit.gold)
+    curves = bandit_curves(history)
+    names = [t.name for t in curves.data]
+    assert names.index("expected RM reward") > names.index("expected gold")  # drawn last, on top
+    gold = curves.data[names.index("expected gold")]
+    assert gold.line.width > curves.data[names.index("expected RM reward")].line.width  # visible around it
