@@ -69,18 +69,26 @@ if run_dirs:
         st.info(f"The law cannot be fitted: {law['reason']}.")
     else:
         st.plotly_chart(law_figure(per, law, "mean_reward", "RM reward"), key="entropy_law")
-        gain = law["ceiling"] - law["final_predicted"]
+        gain = law["ceiling"] - law["final_measured"]
         h_now = per["mean_entropy"].iloc[-1]
-        st.markdown(
-            f"At this entropy ({h_now:.3g} nats), this run can still gain about **{gain:.3g}** in RM reward: "
-            f"the law's ceiling is {law['ceiling']:.3g} (fitted on the first {law['fit_steps']} steps; last "
-            f"step measured {law['final_measured']:.3g}, predicted {law['final_predicted']:.3g})."
+        fitted = (
+            f"fitted on the first {law['fit_steps']} steps, last step measured {law['final_measured']:.3g}"
         )
+        if gain > 0:
+            st.markdown(
+                f"At this entropy ({h_now:.3g} nats), this run can still gain about **{gain:.3g}** in RM "
+                f"reward: the law's ceiling is {law['ceiling']:.3g} ({fitted})."
+            )
+        else:
+            st.markdown(
+                f"The run is already at or past the law's ceiling of {law['ceiling']:.3g} ({fitted}): the law "
+                "fitted on the early steps does not describe this run's later steps, or the reward is gamed."
+            )
         gold_law = report.get("law_gold") or {}
         if gold_law.get("ceiling") is not None:
             st.caption(
                 f"Fitted on gold instead: ceiling {gold_law['ceiling']:.3g}, room left "
-                f"{gold_law['ceiling'] - gold_law['final_predicted']:.3g}."
+                f"{gold_law['ceiling'] - gold_law['final_measured']:.3g}."
             )
 
     st.subheader("4. Forking tokens")

@@ -7,8 +7,9 @@ from workbench.figures.curves import failure_rates_figure, failure_table
 from workbench.navigation import PAGES_DIR
 from workbench.store_views import cached, clicked_row, pick_runs
 
-EXAMPLE_COLUMNS = ["run_id", "step", "prompt_id", "sample_idx", "score", "reward", "gold", "kl", "length",
-                   "has_eos", "repeat_share", "prompt", "response"]  # fmt: skip
+# the response early, wide: it is what a reader looks at (the table scrolls sideways past it)
+EXAMPLE_COLUMNS = ["step", "prompt_id", "sample_idx", "response", "score", "reward", "gold", "kl", "length",
+                   "has_eos", "repeat_share", "prompt", "run_id"]  # fmt: skip
 COLLAPSE_NOTE = (
     "**When is collapse a failure?** Entropy reduction is how PPO works: a prompt whose samples have "
     "all become the same *good* answer (gold near its best) is PPO succeeding, not failing. Collapse is "

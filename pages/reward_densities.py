@@ -41,8 +41,8 @@ if run_dirs:
         st.info(f"No {label} logged in this run. To get it: {how}.")
     else:
         col_raw, col_norm = st.columns(2)
-        x_range = common_range(raw, norm)  # one x axis, so the two widths compare at a glance
         smooth_raw, smooth_norm = smooth_density(raw), smooth_density(norm)
+        x_range = common_range(smooth_raw, smooth_norm)  # one x axis, so the two widths compare
         col_raw.plotly_chart(
             ridgeline(smooth_raw, title=f"raw {label}", x_title=label, x_range=x_range), key="densities_raw"
         )

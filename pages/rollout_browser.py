@@ -11,8 +11,8 @@ from workbench.store_views import (
     clicked_row,
     entropy_link,
     pick_runs,
-    sample_filters,
     query_param,
+    sample_filters,
     set_link,
 )
 
@@ -62,7 +62,7 @@ if run_dirs:
         st.info("No prompt matches these filters.")
         st.stop()
     event = st.dataframe(
-        prompts[PROMPT_COLUMNS],
+        prompts[[c for c in PROMPT_COLUMNS if c != ranking]],  # "score" is the ranking's column
         hide_index=True,
         height=240,
         key="browser_table",

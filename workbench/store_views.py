@@ -106,6 +106,10 @@ def pick_runs(key: str, *, multi: bool = False) -> list[Path] | None:
     labels = {row["run_id"]: run_label(row) for _, row in runs.iterrows()}
     with_steps = runs.loc[runs["n_rollouts"] > 0, "run_id"].tolist()
     ids = runs["run_id"].tolist()
+    if own.empty and with_steps:  # demo runs only: open the longest one
+        with_steps = (
+            runs.loc[runs["n_rollouts"] > 0].sort_values("n_steps", ascending=False)["run_id"].tolist()
+        )
     default = with_steps[0] if with_steps else ids[0]
     if multi:
         linked = query_param("run")

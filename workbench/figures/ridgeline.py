@@ -43,7 +43,8 @@ def smooth_density(hist: pd.DataFrame) -> pd.DataFrame:
 
     The bandwidth follows the step's sample count (:func:`bandwidth`), so 64 samples give a smooth
     curve rather than a comb of 60 spikes, and 10,000 samples keep their detail. Each curve
-    integrates to 1 over the whole real line. Columns: run_id, step, x, density, bandwidth.
+    integrates to 1: the grid reaches 3 bandwidths past the outermost bins, so no curve stops at an
+    edge. Columns: run_id, step, x, density, bandwidth.
     """
     frames = []
     for (run_id, step), g in hist.groupby(["run_id", "step"], sort=True):
@@ -55,19 +56,21 @@ def smooth_density(hist: pd.DataFrame) -> pd.DataFrame:
         width = float((g["right"] - g["left"]).iloc[0]) or 1.0
         mean = (w * x).sum() / n
         h = bandwidth(int(n), float(np.sqrt((w * (x - mean) ** 2).sum() / n)), width)
-        z = (x[:, None] - x[None, :]) / h  # (K, K): evaluation point x bin centre
+        pad = np.arange(1, int(np.ceil(3 * h / width)) + 1) * width  # the tails, 3 bandwidths out
+        grid = np.concatenate([x[0] - pad[::-1], x, x[-1] + pad])  # (G,)
+        z = (grid[:, None] - x[None, :]) / h  # (G, K): evaluation point x bin centre
         density = (np.exp(-0.5 * z**2) * w[None, :]).sum(axis=1) / (n * h * np.sqrt(2 * np.pi))
         frames.append(
-            pd.DataFrame({"run_id": run_id, "step": step, "x": x, "density": density, "bandwidth": h})
+            pd.DataFrame({"run_id": run_id, "step": step, "x": grid, "density": density, "bandwidth": h})
         )
     columns = ["run_id", "step", "x", "density", "bandwidth"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def common_range(*densities: pd.DataFrame) -> tuple[float, float]:
-    """The x range covering every non-empty bin of the given histograms."""
-    parts = [d.loc[d["count"] > 0] for d in densities]
-    return min(float(p["left"].min()) for p in parts), max(float(p["right"].max()) for p in parts)
+    """The x range where any of the given smoothed densities is above 0.1 % of its peak."""
+    parts = [d.loc[d["density"] > 1e-3 * d["density"].max()] for d in densities]
+    return min(float(p["x"].min()) for p in parts), max(float(p["x"].max()) for p in parts)
 
 
 def ridgeline(

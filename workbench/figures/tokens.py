@@ -152,12 +152,12 @@ def sample_tokens_html(
 
 
 def entropy_scale(frames: Sequence[pd.DataFrame]) -> float:
-    """Upper end of the entropy colour scale shared by all shown samples (at least 1 nat)."""
-    highs = [
-        float(np.max(v))
-        for f in frames
-        if "entropy" in f
-        for v in f["entropy"]
-        if is_token_list(v) and len(v)
+    """Upper end of the entropy colour scale shared by all shown samples: the 99th percentile of their
+    per-token entropies (at least 1 nat), so one outlier token does not wash out every other box;
+    tokens above it take the darkest colour."""
+    values = [
+        np.asarray(v, dtype=float) for f in frames if "entropy" in f for v in f["entropy"] if is_token_list(v)
     ]
-    return max([1.0, *highs])
+    flat = np.concatenate(values) if values else np.empty(0)
+    flat = flat[np.isfinite(flat)]
+    return max(1.0, float(np.percentile(flat, 99))) if flat.size else 1.0
