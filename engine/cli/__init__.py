@@ -25,6 +25,7 @@ COMMANDS = {
     "bench": "engine.cli.bench",
     "import": "engine.cli.import_run",
     "analyse": "engine.cli.analyse",
+    "demo": "engine.cli.demo",
 }
 
 

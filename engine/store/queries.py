@@ -27,23 +27,37 @@ from engine.store.schema import (
 # Scalar columns a density or summary can be computed over (whitelist: they are spliced into SQL).
 DENSITY_VALUES = ("reward", "gold", "mean_entropy", "kl", "length")
 
-# normalised x = x - mean of its prompt's samples at that step + mean of all samples at that step.
-# Computed as a GROUP BY over prompts joined back on a 64-bit hash of (run_id, step, prompt_id):
-# measured 1.5x faster than joining on the three columns and 2-3x faster than two window functions
-# (which sort every sample twice). A hash collision between two prompts of a store has probability
-# ~ prompts^2 / 2^64, i.e. never in practice.
-_NORMALISED_CTE = """
-v AS (
-    SELECT run_id, step, hash(run_id, step, prompt_id) AS k, CAST({col} AS DOUBLE) AS x
-    FROM rollouts WHERE {col} IS NOT NULL AND isfinite({col})
-),
-pm AS (SELECT k, run_id, step, avg(x) AS m, min(x) AS lo, max(x) AS hi, count(*) AS n FROM v GROUP BY ALL),
-sm AS (SELECT run_id, step, sum(m * n) / sum(n) AS step_mean, sum(n) AS n FROM pm GROUP BY ALL),
--- per prompt: the shift that normalises its samples, and the normalised range (for the grid)
-shift AS (
-    SELECT k, d, pm.lo + d AS norm_lo, pm.hi + d AS norm_hi  -- same rounding as x + d below
-    FROM pm JOIN (SELECT run_id, step, step_mean FROM sm) USING (run_id, step), LATERAL (SELECT step_mean - m AS d)
-)"""
+def prompt_groups_cte(col: str, *, normalised: bool = True, where: str = "TRUE") -> str:
+    """The one SQL definition of per-prompt normalisation (:mod:`engine.analysis.normalise`):
+    ``normalised x = x - mean of its prompt's samples at that step + mean of all samples at that step``.
+
+    CTEs for ``WITH``: ``pm`` one row per (run_id, step, prompt) group of the rows matching ``where``
+    with a non-null, finite ``col``: its key ``k`` (a 64-bit hash of the three), mean ``m``, ``lo``,
+    ``hi``, count ``n`` and values ``xs``; ``sm`` per (run_id, step): ``step_mean``, ``n`` and an
+    integer id ``sid``; ``shift`` per group: ``d`` (``step_mean - m``, or 0 when not ``normalised``),
+    so a group's normalised values are ``x + d``.
+    Keeping each group's values as a list next to its mean lets the second pass unnest them instead of
+    hash-joining every sample back onto its prompt (measured 1.2x faster on 1M rows), and grouping on
+    a hash is 1.5x faster than on the three columns (a collision between two prompts of a store has
+    probability ~ prompts^2 / 2^64). ``col`` and ``where`` are spliced into SQL: callers pass
+    whitelisted column names and fixed clauses only.
+    """
+    shift = "step_mean - m" if normalised else "0.0"  # x + 0.0 == x: one query shape for both
+    return f"""
+    pm AS (
+        SELECT k, run_id, step, avg(x) AS m, min(x) AS lo, max(x) AS hi, count(*) AS n, list(x) AS xs
+        FROM (
+            SELECT run_id, step, hash(run_id, step, prompt_id) AS k, CAST({col} AS DOUBLE) AS x
+            FROM rollouts WHERE ({where}) AND {col} IS NOT NULL AND isfinite({col})
+        ) GROUP BY k, run_id, step
+    ),
+    sm AS (
+        SELECT *, CAST(row_number() OVER (ORDER BY run_id, step) AS INTEGER) AS sid
+        FROM (SELECT run_id, step, sum(m * n) / sum(n) AS step_mean, sum(n) AS n FROM pm GROUP BY ALL)
+    ),
+    shift AS (
+        SELECT k, run_id, step, sid, lo, hi, xs, {shift} AS d FROM pm JOIN (SELECT run_id, step, step_mean, sid FROM sm) USING (run_id, step)
+    )"""
 
 
 def _check_value(value: str) -> str:
@@ -128,24 +142,8 @@ def reward_norm_density(
     col = _check_value(value)
     if not isinstance(bins, int) or not 1 <= bins <= 1000:
         raise ConfigError(f"bins must be an integer in [1, 1000], got {bins!r}")
-    shift = "step_mean - m" if normalised else "0.0"  # x + 0.0 == x: one query for both
-    # One scan: each prompt's group keeps its values as a list next to its mean, so the second pass
-    # (the histogram of x + d, once the grid is known) unnests 1M values instead of materialising and
-    # hash-joining 1M rows back onto their prompts (measured 1.2x faster), and counts are grouped on
-    # an integer step id rather than on (run_id, step).
     sql = f"""
-    WITH pm AS (
-        SELECT run_id, step, avg(x) AS m, min(x) AS lo, max(x) AS hi, count(*) AS n, list(x) AS xs
-        FROM (
-            SELECT run_id, step, hash(run_id, step, prompt_id) AS k, CAST({col} AS DOUBLE) AS x
-            FROM rollouts WHERE {col} IS NOT NULL AND isfinite({col})
-        ) GROUP BY k, run_id, step
-    ),
-    sm AS (
-        SELECT *, CAST(row_number() OVER (ORDER BY run_id, step) AS INTEGER) AS sid
-        FROM (SELECT run_id, step, sum(m * n) / sum(n) AS step_mean, sum(n) AS n FROM pm GROUP BY ALL)
-    ),
-    shift AS (SELECT sid, lo, hi, xs, {shift} AS d FROM pm JOIN sm USING (run_id, step)),
+    WITH {prompt_groups_cte(col, normalised=normalised)},
     grid AS (SELECT lo, CASE WHEN hi > lo THEN (hi - lo) / $1 ELSE 1.0 END AS width FROM (SELECT min(lo + d) AS lo, max(hi + d) AS hi FROM shift)),
     counts AS (
         SELECT sid, bin, count(*) AS c FROM (
@@ -170,13 +168,16 @@ def step_summary(run_dirs: RunDirs, steps: tuple[int, int] | None = None) -> pd.
     """Per (run_id, step): sample and prompt counts, reward / normalised reward / gold spread,
     mean within-prompt reward std, mean entropy, KL, length and EOS rate."""
     sql = f"""
-    WITH {_NORMALISED_CTE.format(col="reward")},
+    WITH {prompt_groups_cte("reward")},
     within AS (
         SELECT run_id, step, avg(sd) AS within_prompt_reward_std FROM (
             SELECT run_id, step, prompt_id, stddev_samp(reward) AS sd FROM rollouts GROUP BY ALL
         ) GROUP BY ALL
     ),
-    norm AS (SELECT run_id, step, stddev_samp(x + d) AS reward_norm_std FROM v JOIN shift USING (k) GROUP BY ALL)
+    norm AS (
+        SELECT run_id, step, stddev_samp(x + d) AS reward_norm_std
+        FROM (SELECT run_id, step, unnest(xs) AS x, d FROM shift) GROUP BY ALL
+    )
     SELECT run_id, step,
         count(*) AS n_samples, count(DISTINCT prompt_id) AS n_prompts,
         avg(reward) AS reward_mean, stddev_samp(reward) AS reward_std,
@@ -285,15 +286,12 @@ def prompt_drilldown(
     WITH mine AS (
         SELECT {select} FROM rollouts WHERE prompt_id = ? {run_filter}
     ),
-    step_mean AS (
-        SELECT run_id, step, avg(reward) AS step_mean FROM rollouts
-        WHERE (run_id, step) IN (SELECT DISTINCT run_id, step FROM mine) GROUP BY ALL
-    )
+    {prompt_groups_cte("reward", where="(run_id, step) IN (SELECT DISTINCT run_id, step FROM mine)")}
     SELECT run_id, step, sample_idx, prompt_id, prompt_family, prompt, response,
-        reward, reward - avg(reward) OVER (PARTITION BY run_id, step) + step_mean AS reward_norm,
+        reward, reward + s.d AS reward_norm,
         gold, kl, length, has_eos, mean_entropy, repeat_share, temperature, top_p, top_k, checkpoint,
         {", ".join(token_columns)}
-    FROM mine JOIN step_mean USING (run_id, step)
+    FROM mine LEFT JOIN (SELECT k, d FROM shift) s ON s.k = hash(mine.run_id, mine.step, mine.prompt_id)
     ORDER BY run_id, step, sample_idx
     """
     params = [prompt_id] + ([run_id] if run_id else [])

@@ -1,0 +1,139 @@
+"""The shipped demo runs (``data/demo_runs/``): real PPO runs on the built-in world, made by the engine
+itself from a recorded config and seed, so a fresh clone has runs to click through and learn from.
+
+- ``demo-default``: the default config from the default SFT epoch: gold rises while the probe
+  prompts' entropy falls (PPO as entropy reduction);
+- ``demo-kl0``: no KL penalty: the RM reward keeps rising while gold peaks and falls, and the RM's
+  agreement with gold drops on what PPO now samples (over-optimisation);
+- ``demo-late-epoch``: the default config from the last, collapsed SFT epoch: a small sampling
+  space leaves PPO little to gain (the practitioner's "sampling space too small").
+
+Every step's metrics are kept; rollouts are kept for every ``keep_every``-th step (all rollouts of a
+kept step, never a sample of them), probes at every probe step, and the log-prob accuracy of the
+run's checkpoints (``evals/``). Checkpoints themselves are dropped but for the last adapter, which
+the sampling lab can load. ``python -m engine demo build`` regenerates them; :func:`demo_figures`
+is what the command prints and what the shipped ones are compared against.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engine.ppo.config import PPOConfig
+from engine.store.schema import CHECKPOINTS_DIR, ROLLOUTS_DIR, step_files
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    run_id: str
+    title: str
+    config: PPOConfig
+    keep_every: int  # keep the rollouts of steps 1, 1 + keep_every, ... and the last
+
+
+def demo_specs() -> list[DemoSpec]:
+    default = PPOConfig()
+    return [
+        DemoSpec(
+            "demo-default",
+            "default PPO: gold rises while entropy falls",
+            default.replace(steps=240, save_every=40, seed=0),
+            keep_every=2,
+        ),
+        DemoSpec(
+            "demo-kl0",
+            "no KL penalty: the RM is over-optimised",
+            default.replace(kl_coef=0.0, steps=200, save_every=25, seed=0),
+            keep_every=2,
+        ),
+        DemoSpec(
+            "demo-late-epoch",
+            "from the last, collapsed SFT epoch: little left to gain",
+            default.replace(sft_epoch=8, steps=120, save_every=40, seed=0),
+            keep_every=2,
+        ),
+    ]
+
+
+def build_demo(spec: DemoSpec, out_dir: Path, *, progress: bool = True) -> Path:
+    """Train ``spec`` into ``out_dir/<run_id>`` (written under a temp name, renamed at the end)."""
+    from engine.ppo.build import build_trainer
+    from engine.ppo.logprob_eval import evaluate_run
+    from engine.store import RunWriter
+
+    torch.set_num_threads(int(os.environ.get("WORKBENCH_THREADS", "1")))  # tiny model: one thread
+    final = Path(out_dir) / spec.run_id
+    tmp = Path(out_dir) / f".{spec.run_id}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer = build_trainer(spec.config)
+    config = spec.config.replace(base_precision=trainer.base_precision)  # what it computed
+    trainer.writer = RunWriter.create(
+        tmp, kind="ppo", config=config.to_dict(), seed=config.run.seed, source=f"demo: {spec.title}"
+    )
+    trainer.train(progress=progress)
+    evaluate_run(tmp)  # log-prob accuracy of every checkpoint (the RM accuracy page's third view)
+    _thin(tmp, spec)
+    # The record says it is finished (a demo has no job): the pages list it with this state.
+    from engine.runs import STATUS_FILE, atomic_write_json
+
+    atomic_write_json(
+        {"state": "finished", "step": config.run.steps, "steps": config.run.steps, "message": spec.title},
+        tmp / STATUS_FILE,
+    )
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
+def _thin(run_dir: Path, spec: DemoSpec) -> None:
+    """Drop the rollouts of steps between kept ones, and every checkpoint but the last adapter."""
+    last = spec.config.run.steps
+    for step, path in step_files(run_dir / ROLLOUTS_DIR):
+        if (step - 1) % spec.keep_every and step != last:
+            path.unlink()
+    checkpoints = sorted((run_dir / CHECKPOINTS_DIR).glob("step-*"), key=lambda p: int(p.name[5:]))
+    for path in checkpoints[:-1]:
+        shutil.rmtree(path)
+    for path in checkpoints[-1:]:
+        (path / "optimizer.pt").unlink(missing_ok=True)  # only resuming needs it; a demo is read-only
+
+
+def demo_figures(run_dir: Path) -> dict:
+    """The figures a demo run is made to show, from its store: gold and probe entropy at the start and
+    the end (means over the first and last tenth of the steps), the gold peak, RM-gold agreement."""
+    import engine.store as store
+
+    metrics = store.metrics(run_dir).pivot_table(index="step", columns="key", values="value")
+    n = max(len(metrics) // 10, 1)
+
+    def start_end(key: str) -> list[float] | None:
+        if key not in metrics:
+            return None
+        column = metrics[key].dropna()
+        return [round(float(column.iloc[:n].mean()), 4), round(float(column.iloc[-n:].mean()), 4)]
+
+    agreement = store.rm_gold_agreement(run_dir)
+    gold = metrics.get("objective/gold")
+    return {
+        "steps": int(metrics.index.max()),
+        "gold": start_end("objective/gold"),
+        "reward": start_end("objective/reward"),
+        "probe_entropy": start_end("probe/entropy"),
+        "batch_entropy": start_end("objective/entropy"),
+        "kl": start_end("objective/kl"),
+        "gold_peak_step": int(gold.rolling(n, min_periods=1).mean().idxmax()) if gold is not None else None,
+        "rm_gold_agreement": [
+            round(float(agreement["agreement"].iloc[: max(len(agreement) // 10, 1)].mean()), 4),
+            round(float(agreement["agreement"].iloc[-max(len(agreement) // 10, 1) :].mean()), 4),
+        ]
+        if len(agreement)
+        else None,
+    }
