@@ -55,7 +55,8 @@ def test_sql_agreement_is_the_python_one(tmp_path):
 
 def test_sql_normalisation_is_the_python_one(tmp_path):
     run = _store(tmp_path)
-    expected = dict(zip(zip(PROMPTS, [0, 1, 2, 3, 0, 1, 2, 0, 1, 2]), normalise_per_prompt(REWARD, PROMPTS)))
+    keys = zip(PROMPTS, [0, 1, 2, 3, 0, 1, 2, 0, 1, 2], strict=True)
+    expected = dict(zip(keys, normalise_per_prompt(REWARD, PROMPTS), strict=True))
     for prompt in "abc":
         frame = prompt_drilldown(run, prompt, token_columns=["tokens"])
         for row in frame.itertuples():
