@@ -102,9 +102,9 @@ if run_dirs:
         series = pd.DataFrame(forking["per_step"])
         first = forking["first_step"]
         c1, c2, c3 = st.columns(3)
-        c1.metric("Tokens near zero entropy", f"{forking['share_near_zero']:.0%}",
-                  delta=f"{forking['share_near_zero'] - first['share_near_zero']:+.0%} since step {first['step']}",
-                  delta_color="off")  # fmt: skip
+        change = forking["share_near_zero"] - first["share_near_zero"]
+        c1.metric("Tokens near zero entropy", f"{forking['share_near_zero']:.1%}", delta_color="off",
+                  delta=f"{change:+.1%} since step {first['step']}" if abs(change) >= 0.001 else None)  # fmt: skip
         c2.metric("Median token entropy", f"{forking['p50']:.3g} nats")
         c3.metric("90th percentile", f"{forking['p90']:.3g} nats")
         st.plotly_chart(forking_figure(series, forking["near_zero_threshold"]), key="entropy_forking")

@@ -76,7 +76,11 @@ if run_dirs:
     spread = cached(store.reward_spread, run_dirs)
     left, right = st.columns(2)
     left.plotly_chart(
-        per_step_lines(spread, {"reward_std": "reward sd"}, title="Reward spread", y_title="sd"),
+        per_step_lines(
+            spread,
+            {"reward_std": "reward sd", "reward_kurtosis": "excess kurtosis"},
+            title="Spread and tail weight",
+        ),
         key="rm_spread",
     )
     right.plotly_chart(
@@ -117,7 +121,11 @@ if run_dirs:
     )
     accuracy = cached(store.logprob_accuracy, run_dirs)
     if accuracy.empty:
-        st.info("Log-prob accuracy: not computed yet for these runs. Start the evaluation below.")
+        own = not all(is_demo(d) for d in run_dirs)
+        st.info(
+            "Log-prob accuracy: not computed yet for these runs."
+            + (" Start the evaluation below." if own else "")
+        )
     else:
         st.plotly_chart(
             per_step_lines(

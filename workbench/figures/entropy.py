@@ -79,7 +79,7 @@ def forking_figure(series: pd.DataFrame, near_zero: float) -> go.Figure:
     )
     for q in [c for c in series.columns if c.startswith("p") and c[1:].isdigit()]:
         fig.add_trace(go.Scatter(x=series["step"], y=series[q], name=q, mode="lines"), row=2, col=1)
-    fig.update_yaxes(tickformat=".0%", row=1, col=1)
+    fig.update_yaxes(tickformat=".1%", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="nats", row=2, col=1)
     fig.update_xaxes(title_text="step", row=2, col=1)
     fig.update_layout(title="Forking tokens over the run", height=460, **_LAYOUT)
