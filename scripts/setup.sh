@@ -13,8 +13,10 @@ if [ ! -x "$PY" ]; then
   python3 -m venv "$VENV"
   "$PY" -m pip install -q --upgrade pip
 fi
-stamp="$VENV/.installed-$(cat pyproject.toml scripts/constraints.txt | sha1sum | cut -c1-12)-$want_test"
-if [ ! -f "$stamp" ]; then
+hash="$(cat pyproject.toml scripts/constraints.txt | sha1sum | cut -c1-12)"
+stamp="$VENV/.installed-$hash-$want_test"
+# A test install is an app install plus the test extra: after the tests, the app needs nothing more.
+if [ ! -f "$stamp" ] && ! { [ "$want_test" = 0 ] && [ -f "$VENV/.installed-$hash-1" ]; }; then
   "$PY" -c "import torch" 2>/dev/null || "$PY" -m pip install -q "torch==2.13.0" || "$PY" -m pip install -q torch
   # constraints.txt pins the versions the project was tested with (pip freeze of a green run).
   extra=""; [ "$want_test" = 1 ] && extra="[test]"
