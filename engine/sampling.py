@@ -182,6 +182,20 @@ def pad_right(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
+def chat_prompts(tokenizer, prompts: list[str], enabled: bool = True) -> list[str]:
+    """Prompts as the policy reads them: each a user turn in the tokenizer's chat template with the
+    generation prompt, when ``enabled`` and the tokenizer has a template; unchanged otherwise. The one
+    place PPO sampling, its probes and the lab template prompts (the store keeps the user's text)."""
+    if not enabled or not getattr(tokenizer, "chat_template", None):
+        return list(prompts)
+    return [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in prompts
+    ]
+
+
 def encode_prompts(tokenizer, prompts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded (B, P) ids and mask."""
     if not prompts:

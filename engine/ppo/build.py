@@ -1,8 +1,14 @@
 """Building a trainer from a config: resolve the model sources and prompts (the built-in world by
-default, or explicit paths and a prompts file), load the models, attach a fresh LoRA adapter."""
+default, or explicit paths and a prompts file), load the models, attach a fresh LoRA adapter.
+
+A prompts file is plain text (one prompt per line), JSONL or Parquet (by suffix): a prompt column
+(``prompt``, ``text`` or ``query``), an optional family column (``family``, ``prompt_family`` or
+``tag``: what the pages group by; ``file`` when absent) and an optional id column (``id`` or
+``prompt_id``; ``p00000``... by position when absent)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +19,7 @@ import torch
 from engine.config import ConfigError
 from engine.ppo.checkpoints import list_checkpoints
 from engine.ppo.config import PPOConfig
+from engine.ppo.distributed import SINGLE, Dist
 from engine.ppo.trainer import PPOTrainer
 from engine.reward import Judge
 from engine.store import RunWriter
@@ -71,13 +78,84 @@ def resolve_sources(config: PPOConfig) -> Sources:
     return Sources(policy=policy, reward_model=reward_model, prompts=prompts, judge=judge)
 
 
+PROMPT_COLUMNS = ("prompt", "text", "query")
+FAMILY_COLUMNS = ("family", "prompt_family", "tag")
+ID_COLUMNS = ("id", "prompt_id")
+
+
 def read_prompts_file(path: Path) -> list[PromptItem]:
+    """The prompts of a text, JSONL or Parquet file (see the module docstring); ConfigError on bad input."""
     if not path.is_file():
         raise ConfigError(f"prompts file {path} does not exist")
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if not lines:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        records = _jsonl_records(path)
+    elif suffix in (".parquet", ".pq"):
+        records = _parquet_records(path)
+    else:
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        records = [{"prompt": t} for t in lines]
+    if not records:
         raise ConfigError(f"prompts file {path} holds no prompts")
-    return [PromptItem(prompt_id=f"p{i:05d}", family="file", text=t) for i, t in enumerate(lines)]
+    return prompts_from_records(records, path)
+
+
+def _jsonl_records(path: Path) -> list[dict]:
+    records = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} line {n} is not JSON: {exc.msg}") from None
+        if not isinstance(record, dict):
+            raise ConfigError(f"{path} line {n} is not a JSON object")
+        records.append(record)
+    return records
+
+
+def _parquet_records(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise ConfigError(f"cannot read {path} as Parquet: {exc}") from None
+
+
+def _first_column(record: dict, names: tuple[str, ...]) -> str | None:
+    return next((name for name in names if name in record), None)
+
+
+def prompts_from_records(records: list[dict], source: Path) -> list[PromptItem]:
+    """Records with a prompt column (and optional family / id columns) -> PromptItems; ids unique."""
+    column = _first_column(records[0], PROMPT_COLUMNS)
+    if column is None:
+        raise ConfigError(
+            f"{source} has no prompt column: expected one of {list(PROMPT_COLUMNS)}, got {sorted(records[0])}"
+        )
+    family_col = _first_column(records[0], FAMILY_COLUMNS)
+    id_col = _first_column(records[0], ID_COLUMNS)
+    prompts = []
+    for i, record in enumerate(records):
+        text = record.get(column)
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"{source} record {i + 1}: {column!r} must be a non-empty string, got {text!r}")
+        family = record.get(family_col) if family_col else None
+        prompt_id = record.get(id_col) if id_col else None
+        prompts.append(
+            PromptItem(
+                prompt_id=f"p{i:05d}" if prompt_id is None else str(prompt_id),
+                family="file" if family is None or family == "" else str(family),
+                text=text.strip(),
+            )
+        )
+    ids = [p.prompt_id for p in prompts]
+    if len(set(ids)) != len(ids):
+        duplicate = next(x for x in ids if ids.count(x) > 1)
+        raise ConfigError(f"{source}: prompt id {duplicate!r} appears more than once")
+    return prompts
 
 
 def build_trainer(
@@ -86,6 +164,7 @@ def build_trainer(
     *,
     sources: Sources | None = None,
     device: torch.device | str | None = None,
+    dist: Dist = SINGLE,
 ) -> PPOTrainer:
     """Load the policy (+ fresh LoRA), the reward model and the prompts of ``config``.
 
@@ -96,7 +175,7 @@ def build_trainer(
     """
     from engine.models import attach_lora, load_causal_lm, set_threads_from_env
     from engine.reward import load_reward_model
-    from engine.sampling import check_fits_context
+    from engine.sampling import chat_prompts, check_fits_context
 
     set_threads_from_env()
     sources = sources or resolve_sources(config)
@@ -104,19 +183,25 @@ def build_trainer(
         raise ConfigError("no training prompts (check the prompt families or the prompts file)")
     policy = load_causal_lm(sources.policy, device=device)
     tokenizer = policy.tokenizer
-    longest = max(len(tokenizer(p.text, add_special_tokens=False)["input_ids"]) for p in sources.prompts)
+    texts = chat_prompts(tokenizer, [p.text for p in sources.prompts], config.model.chat_template)
+    longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
     check_fits_context(policy.model.config, longest, config.sampling.max_new_tokens)
     torch.manual_seed(config.run.seed)
     policy.model = attach_lora(policy.model, r=config.model.lora_r, alpha=config.model.lora_alpha).eval()
     reward = load_reward_model(sources.reward_model, device=policy.device)
-    return PPOTrainer(config, policy, reward, sources.prompts, judge=sources.judge, writer=writer)
+    return PPOTrainer(config, policy, reward, sources.prompts, judge=sources.judge, writer=writer, dist=dist)
 
 
-def resume_step(trainer: PPOTrainer) -> int:
-    """Load the last checkpoint of the trainer's run and drop logged steps after it; next step to run."""
-    assert trainer.writer is not None
-    found = list_checkpoints(trainer.writer.run_dir)
+def resume_step(trainer: PPOTrainer, run_dir: Path | None = None) -> int:
+    """Load the last checkpoint of the run and drop logged steps after it; the next step to run.
+
+    Every rank of a data-parallel run loads the checkpoint (``run_dir``: ranks other than 0 have no
+    writer); only the writer drops files.
+    """
+    run_dir = Path(run_dir) if run_dir is not None else trainer.writer.run_dir  # type: ignore[union-attr]
+    found = list_checkpoints(run_dir)
     done = trainer.load_checkpoint(found[-1][1]) if found else 0
-    trainer.writer.drop_steps_after(done)
+    if trainer.writer is not None:
+        trainer.writer.drop_steps_after(done)
     log.info("resuming after step %d", done)
     return done + 1

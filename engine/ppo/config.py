@@ -58,6 +58,8 @@ class ModelConfig:
     """LoRA rank."""
     lora_alpha: int = 32
     """LoRA alpha (scale = alpha / r)."""
+    chat_template: bool = True
+    """Wrap each prompt as a user turn in the policy tokenizer's chat template (with the generation prompt) when the tokenizer has one; the stored prompt stays the user's text."""
 
     def __post_init__(self) -> None:
         _check(_positive_int(self.lora_r), f"lora_r must be an integer >= 1, got {self.lora_r!r}")
@@ -217,7 +219,7 @@ class RunConfig:
     families: tuple[str, ...] = ()
     """Built-in world prompt families to train on; empty = all PPO families."""
     prompts_file: str = ""
-    """A text file with one prompt per line (instead of the world's PPO prompts)."""
+    """Prompts instead of the world's PPO prompts: a text file (one prompt per line), or JSONL / Parquet with a prompt column (prompt, text or query) and optional family (or tag) and id columns."""
     seed: int = 0
     """Seeds prompt order, sampling and minibatch shuffles (each step derives its own generator)."""
     save_every: int = 5
@@ -230,6 +232,8 @@ class RunConfig:
     """Probe prompts per prompt family (the first ones of the family by id, the same at every probe)."""
     probe_samples: int = 8
     """Samples per probe prompt (T = 1, a fixed seed, so the curves follow the policy, not the draw)."""
+    processes: int = 1
+    """Data-parallel processes (torch.distributed; > 1 launches with torchrun): each samples prompts_per_step / processes prompts, gradients are averaged before every optimizer step."""
 
     def __post_init__(self) -> None:
         _check(_positive_int(self.steps), f"steps must be an integer >= 1, got {self.steps!r}")
@@ -257,6 +261,11 @@ class RunConfig:
             _positive_int(self.probe_samples) and self.probe_samples >= 2,
             f"probe_samples must be an integer >= 2 (distinct responses need several), got {self.probe_samples!r}",
         )
+        _check(_positive_int(self.processes), f"processes must be an integer >= 1, got {self.processes!r}")
+        _check(
+            self.prompts_per_step % self.processes == 0,
+            f"prompts_per_step = {self.prompts_per_step} cannot be split evenly over processes = {self.processes}",
+        )
         if not isinstance(self.families, tuple):  # lists arrive from JSON and forms
             object.__setattr__(self, "families", tuple(self.families))
 
@@ -264,6 +273,11 @@ class RunConfig:
     def batch_size(self) -> int:
         """Sequences per iteration."""
         return self.prompts_per_step * self.samples_per_prompt
+
+    @property
+    def batch_size_per_process(self) -> int:
+        """Sequences each data-parallel process samples and trains on per iteration."""
+        return self.batch_size // self.processes
 
 
 @dataclass(frozen=True)
@@ -285,6 +299,11 @@ class PPOConfig:
             batch % mbs == 0,
             f"batch arithmetic: prompts_per_step x samples_per_prompt = {self.run.prompts_per_step} x "
             f"{self.run.samples_per_prompt} = {batch} sequences is not divisible by num_minibatches = {mbs}",
+        )
+        _check(
+            self.run.batch_size_per_process % mbs == 0,
+            f"batch arithmetic: {batch} sequences over processes = {self.run.processes} is "
+            f"{self.run.batch_size_per_process} per process, not divisible by num_minibatches = {mbs}",
         )
         _check(
             self.ppo.reward_norm != "prompt" or self.run.samples_per_prompt >= 2,

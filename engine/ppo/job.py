@@ -1,6 +1,10 @@
 """The body of a PPO job process: own the run directory, train, keep the heartbeat, stop cleanly on
 SIGTERM (after the current step, with a checkpoint). Started by ``python -m engine ppo`` (contract),
 which the app launches in the background (:func:`engine.runs.launch`).
+
+Under ``torchrun`` / ``accelerate launch`` every rank runs this body (:mod:`engine.ppo.distributed`):
+rank 0 owns the run directory (lock, record, status, store, checkpoints), every rank builds the same
+trainer, loads the same checkpoint on resume and stops after the same step.
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -15,6 +20,7 @@ from pathlib import Path
 from engine.config import ConfigError
 from engine.ppo.build import build_trainer, resume_step
 from engine.ppo.config import PPOConfig
+from engine.ppo.distributed import Dist, init_from_env, shutdown
 from engine.runs import LOCK_FILE, RUN_FILE, StatusFile, owner_lock
 from engine.store import RunWriter
 
@@ -30,27 +36,59 @@ def run_job(config: PPOConfig | None, run_dir: Path, *, resume: bool = False, pr
     run_dir = Path(run_dir)
     if resume and not (run_dir / RUN_FILE).is_file():
         raise ConfigError(f"cannot resume {run_dir.name}: no run at {run_dir}")
-    if not resume and (run_dir / RUN_FILE).exists():
-        raise ConfigError(
-            f"run {run_dir.name} already exists in {run_dir.parent}; resume it or pick another id"
-        )
-    with owner_lock(run_dir):
-        trainer = None
+    dist, device = init_from_env()
+    try:
         if resume:
-            writer = RunWriter.open(run_dir)
-            record = json.loads((run_dir / RUN_FILE).read_text())
-            recorded = PPOConfig.from_dict(record["config"])
+            recorded = PPOConfig.from_dict(json.loads((run_dir / RUN_FILE).read_text())["config"])
             config = (
                 recorded
                 if config is None
                 else recorded.replace(steps=max(config.run.steps, recorded.run.steps))
             )
+        assert config is not None
+        config = with_world_size(config, dist)
+        if not dist.is_main:
+            return _follow(config, run_dir, dist, device, resume=resume)
+        return _lead(config, run_dir, dist, device, resume=resume, progress=progress)
+    finally:
+        shutdown(dist)
+
+
+def with_world_size(config: PPOConfig, dist: Dist) -> PPOConfig:
+    """The config with ``processes`` = the launcher's world size (validated: the batch must split)."""
+    wanted = config.run.processes
+    if dist.world_size == 1 and wanted > 1:
+        raise ConfigError(
+            f"processes = {wanted} needs a distributed launch: "
+            f"`torchrun --standalone --nproc_per_node {wanted} -m engine ppo ...` (the Runs page does this)"
+        )
+    if wanted not in (1, dist.world_size):
+        raise ConfigError(f"processes = {wanted} but the launcher started {dist.world_size} processes")
+    return config.replace(processes=dist.world_size)
+
+
+def _lead(config: PPOConfig, run_dir: Path, dist: Dist, device, *, resume: bool, progress: bool) -> int:
+    """Rank 0 (the only rank of a one-process run): the run directory's owner."""
+    with contextlib.ExitStack() as owned:
+        try:
+            if not resume and (run_dir / RUN_FILE).exists():
+                raise ConfigError(
+                    f"run {run_dir.name} already exists in {run_dir.parent}; resume it or pick another id"
+                )
+            owned.enter_context(owner_lock(run_dir))
+        except BaseException:
+            dist.all_true(False)  # the other ranks stop too
+            raise
+        dist.all_true(True)
+        trainer = None
+        if resume:
+            writer = RunWriter.open(run_dir)
         else:
             # Sources, prompts and models are loaded before the run exists: a failed start (a missing
             # policy, an empty prompts file, ...) leaves no run directory whose id can then be neither
             # reused nor resumed.
             try:
-                trainer = build_trainer(config)
+                trainer = _build_agreed(config, dist, device)
             except BaseException:
                 remove_failed_start(run_dir)
                 raise
@@ -58,19 +96,16 @@ def run_job(config: PPOConfig | None, run_dir: Path, *, resume: bool = False, pr
             config = config.replace(base_precision=trainer.base_precision)
             writer = RunWriter.create(run_dir, kind="ppo", config=config.to_dict(), seed=config.run.seed)
             trainer.writer = writer
-        stop_requested = threading.Event()
-
-        def on_signal(signum: int, frame: object) -> None:
-            log.info("signal %d: stopping after the current step", signum)
-            stop_requested.set()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        stop_requested = _stop_on_signals()
         with StatusFile(run_dir, config.run.steps) as status:
+            if dist.active and "TORCHELASTIC_RUN_ID" in os.environ:
+                # The launcher started (and stops) torchrun, which forwards SIGTERM to every rank.
+                status.update(pid=os.getppid())
             try:
                 if trainer is None:
                     status.update(message="loading models")
-                    trainer = build_trainer(config, writer)
-                start = resume_step(trainer) if resume else 1
+                    trainer = _build_agreed(config, dist, device, writer)
+                start = resume_step(trainer, run_dir) if resume else 1
                 status.update(step=start - 1, message=f"training from step {start}")
 
                 def on_step(result) -> None:
@@ -79,19 +114,69 @@ def run_job(config: PPOConfig | None, run_dir: Path, *, resume: bool = False, pr
                 last = trainer.train(
                     start, should_stop=stop_requested.is_set, on_step=on_step, progress=progress
                 )
-                if stop_requested.is_set() and last < config.run.steps:
+                stopped = last < config.run.steps
+                if stopped:
                     status.update(state="stopped", step=last, message=f"stopped after step {last}")
                 else:
                     status.update(state="finished", step=last, message="done")
-                if stop_requested.is_set() and last < start:  # stopped before the first step: nothing to save
+                if stopped and last < start:  # stopped before the first step: nothing to save
                     log.info("stopped before any step")
             except BaseException as exc:
                 status.update(state="failed", message=f"{type(exc).__name__}: {exc}")
                 raise
             finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+                stop_requested.restore()
     return 0
+
+
+def _follow(config: PPOConfig, run_dir: Path, dist: Dist, device, *, resume: bool) -> int:
+    """A rank > 0: the same trainer without a writer; loads the same checkpoint, stops with rank 0."""
+    if not dist.all_true(True):  # rank 0 could not take the run directory
+        raise ConfigError(f"rank 0 could not take run {run_dir.name} (see its error in the job log)")
+    trainer = _build_agreed(config, dist, device)
+    start = resume_step(trainer, run_dir) if resume else 1
+    stop_requested = _stop_on_signals()
+    try:
+        trainer.train(start, should_stop=stop_requested.is_set)
+    finally:
+        stop_requested.restore()
+    return 0
+
+
+def _build_agreed(config: PPOConfig, dist: Dist, device, writer: RunWriter | None = None):
+    """Build the trainer on every rank, and fail on every rank if it failed on any (instead of the
+    others waiting for it at the first collective)."""
+    try:
+        trainer = build_trainer(config, writer, device=device, dist=dist)
+    except BaseException:
+        dist.all_true(False)
+        raise
+    if not dist.all_true(True):
+        raise ConfigError("another process of this run failed to start (see its error in the job log)")
+    return trainer
+
+
+class _StopFlag(threading.Event):
+    """Set by SIGTERM / SIGINT; ``restore`` puts the previous handlers back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.previous: dict[int, object] = {}
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_on_signals() -> _StopFlag:
+    flag = _StopFlag()
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("signal %d: stopping after the current step", signum)
+        flag.set()
+
+    flag.previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    return flag
 
 
 def remove_failed_start(run_dir: Path) -> None:

@@ -1,6 +1,11 @@
 """The PPO loop: the prompt schedule, one iteration (the phases of :mod:`engine.ppo` in order), and
 the loop that logs each step to the store and checkpoints.
 
+Data parallelism (:mod:`engine.ppo.distributed`): with a :class:`~engine.ppo.distributed.Dist` of
+world size N each rank runs the same iteration on its shard of the step's prompts; gradients,
+metrics, the finite-check and the KL controller's input are reduced across ranks, and rank 0 (the
+only one with a writer) stores every rank's rows and the checkpoints.
+
 Reproducibility: the prompt order of each pass over the prompt pool, the sampling generator and the
 minibatch shuffles of step ``s`` are all seeded from ``(seed, s)``, so a resumed run redraws exactly
 the steps it lost, whatever happened to any global RNG.
@@ -31,12 +36,13 @@ from engine.ops import masked_mean, whiten
 from engine.ppo.advantages import gae
 from engine.ppo.checkpoints import load_checkpoint, save_checkpoint
 from engine.ppo.config import PPOConfig
+from engine.ppo.distributed import SINGLE, Dist
 from engine.ppo.metrics import objective_metrics, probe_metrics, rollout_rows
 from engine.ppo.rewards import kl_controller, kl_per_token, process_scores, shaped_rewards
 from engine.ppo.rollout import reference_logprobs, rollout, token_entropy
 from engine.ppo.update import UpdateBatch, is_finite, ppo_update
 from engine.reward import Judge, score_responses
-from engine.sampling import encode_prompts
+from engine.sampling import chat_prompts, encode_prompts
 from engine.store import ENTROPY_AFTER_UPDATE, ENTROPY_BEFORE_UPDATE, RunWriter
 
 log = logging.getLogger(__name__)
@@ -56,9 +62,10 @@ def effective_precision(requested: str, device: torch.device) -> str:
     return requested if bf16_matmul_is_fast(device) else "fp32"
 
 
-def step_seed(seed: int, step: int, stream: int) -> int:
-    """A distinct, reproducible seed per (run seed, step, stream)."""
-    return (seed * 1_000_003 + step * 7919 + stream * 104_729) % (2**63 - 1)
+def step_seed(seed: int, step: int, stream: int, rank: int = 0) -> int:
+    """A distinct, reproducible seed per (run seed, step, stream, data-parallel rank); rank 0's seeds
+    are a one-process run's."""
+    return (seed * 1_000_003 + step * 7919 + stream * 104_729 + rank * 15_485_863) % (2**63 - 1)
 
 
 class PPOTrainer:
@@ -74,6 +81,7 @@ class PPOTrainer:
         judge: Judge | None = None,
         writer: RunWriter | None = None,
         value_head: nn.Module | None = None,
+        dist: Dist = SINGLE,
     ) -> None:
         if not prompts:
             raise ConfigError("no training prompts (check the prompt families or the prompts file)")
@@ -85,6 +93,7 @@ class PPOTrainer:
         self.prompts = list(prompts)
         self.judge = judge
         self.writer = writer
+        self.dist = dist
         self.device = policy.device
         self.model.eval()  # dropout off: rollout and update must see the same function
         fuse_activations(self.model)
@@ -103,6 +112,15 @@ class PPOTrainer:
         self.kl_ctl = kl_controller(config.ppo)
         self._perms: dict[int, list[int]] = {}
         self.probe_prompts = probe_set(self.prompts, config.run.probes_per_family)
+
+    def trainable_parameters(self) -> list[torch.Tensor]:
+        """The optimizer's parameters: the LoRA adapter and the value head."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded (B, P) ids and mask of prompt texts, in the chat template when the run uses one."""
+        templated = chat_prompts(self.tokenizer, texts, self.config.model.chat_template)
+        return encode_prompts(self.tokenizer, templated, self.device)
 
     # ------------------------------------------------------------------ prompts
 
@@ -127,16 +145,17 @@ class PPOTrainer:
         t_start = time.perf_counter()
 
         probe = None
-        if self.is_probe_step(step):
+        if self.is_probe_step(step) and self.dist.is_main:  # the probes of the one (shared) policy
             t0 = time.perf_counter()
             probe = self.probe(step)  # the policy of this step's rollout, before its update
             timings["time/probe"] = time.perf_counter() - t0
 
-        prompts = self.prompt_batch(step)
+        prompts = self.dist.shard(self.prompt_batch(step))  # this rank's prompts (all of them in one process)
         texts = [p.text for p in prompts for _ in range(run.samples_per_prompt)]
         prompt_index = torch.arange(len(prompts)).repeat_interleave(run.samples_per_prompt)  # (B,)
-        prompt_ids, prompt_mask = encode_prompts(self.tokenizer, texts, self.device)  # (B, P)
-        sample_gen = torch.Generator(device=self.device).manual_seed(step_seed(run.seed, step, stream=1))
+        prompt_ids, prompt_mask = self.encode(texts)  # (B, P)
+        rank = self.dist.rank
+        sample_gen = torch.Generator(device=self.device).manual_seed(step_seed(run.seed, step, 1, rank))
 
         ro = rollout(
             self.model,
@@ -168,12 +187,13 @@ class PPOTrainer:
         if cfg.ppo.whiten_advantages:
             advantages = whiten(advantages, mask)
 
-        if not is_finite(raw_scores, ro.logprobs, ref_logprobs, ro.values, advantages, returns):
+        finite = is_finite(raw_scores, ro.logprobs, ref_logprobs, ro.values, advantages, returns)
+        if not self.dist.all_true(finite):  # every rank skips together
             log.warning("step %d: non-finite rollout (scores, log-probs or values); update skipped", step)
             return StepResult(step, {"guard/bad_step": 1.0, "objective/kl_coef": kl_coef}, None, skipped=True)
 
         t0 = time.perf_counter()
-        shuffle_gen = torch.Generator().manual_seed(step_seed(run.seed, step, stream=2))
+        shuffle_gen = torch.Generator().manual_seed(step_seed(run.seed, step, 2, rank))
         update_metrics = ppo_update(
             self.model,
             self.value_head,
@@ -191,6 +211,7 @@ class PPOTrainer:
             ),
             cfg.ppo,
             shuffle_gen,
+            mean_gradients=self.dist.mean_gradients_ if self.dist.active else None,
         )
         timings["time/update"] = time.perf_counter() - t0
         # The same tokens' entropy before and after this update: the change per update, measured.
@@ -198,7 +219,8 @@ class PPOTrainer:
         update_metrics[ENTROPY_BEFORE_UPDATE] = float(masked_mean(ro.signals.entropy, mask))
         update_metrics[ENTROPY_AFTER_UPDATE] = float(masked_mean(entropy_after, mask))
 
-        self.kl_ctl.update(float(kl.sum(-1).mean()), len(texts))
+        # The controller sees the global batch, so its coefficient stays the same on every rank.
+        self.kl_ctl.update(self.dist.mean(float(kl.sum(-1).mean())), len(texts) * self.dist.world_size)
         metrics = {
             **objective_metrics(ro, raw_scores, scores, kl, kl_coef, gold, advantages, returns),
             **update_metrics,
@@ -210,6 +232,8 @@ class PPOTrainer:
                 step, prompts, run.samples_per_prompt, ro, ref_logprobs, raw_scores, gold, kl, advantages,
                 scored.judge_texts, self.tokenizer, cfg.sampling,
             )  # fmt: skip
+            rows["rank"] = [rank] * len(texts)
+            rows = self.dist.gather_rows(rows)  # every rank's rows on rank 0 (None elsewhere)
         timings["time/rows"] = time.perf_counter() - t0
         probe_rows = None
         if probe is not None:
@@ -217,6 +241,7 @@ class PPOTrainer:
             metrics.update(probe_stats)
         timings["time/step"] = time.perf_counter() - t_start
         metrics.update(timings)
+        metrics = self.dist.reduce_metrics(metrics)
         return StepResult(step, metrics, rows, probe_rows=probe_rows if run.log_rollouts else None)
 
     # ------------------------------------------------------------------ probes
@@ -235,7 +260,7 @@ class PPOTrainer:
             max_new_tokens=cfg.sampling.max_new_tokens, stop_at_eos=cfg.sampling.stop_at_eos
         )
         texts = [p.text for p in self.probe_prompts for _ in range(k)]
-        prompt_ids, prompt_mask = encode_prompts(self.tokenizer, texts, self.device)
+        prompt_ids, prompt_mask = self.encode(texts)
         generator = torch.Generator(device=self.device).manual_seed(step_seed(run.seed, 0, stream=3))
         ro = rollout(
             self.model, self.value_head, prompt_ids, prompt_mask, sampling,
@@ -253,6 +278,7 @@ class PPOTrainer:
             torch.zeros_like(ro.logprobs), scored.judge_texts, self.tokenizer, sampling, is_probe=True,
         )  # fmt: skip
         rows["advantage"] = [None] * len(texts)  # probes are not trained on: no advantage
+        rows["rank"] = [self.dist.rank] * len(texts)
         return rows, probe_metrics(self.probe_prompts, k, ro, scored.judge_texts)
 
     # ------------------------------------------------------------------ loop
@@ -265,10 +291,16 @@ class PPOTrainer:
         on_step: Callable[[StepResult], None] | None = None,
         progress: bool = False,
     ) -> int:
-        """Run steps ``start_step..steps``; log, checkpoint every ``save_every``. Returns the last finished step."""
+        """Run steps ``start_step..steps``; log, checkpoint every ``save_every``. Returns the last finished step.
+
+        ``should_stop`` is asked once per step, after it; in a data-parallel run the ranks agree (any
+        rank asked to stop stops them all after the same step, with a checkpoint).
+        """
         steps = self.config.run.steps
+        # Seeded alike on every rank (and loaded from one checkpoint on resume); rank 0's values make sure.
+        self.dist.broadcast_parameters_(self.trainable_parameters())
         bar = None
-        if progress:
+        if progress and self.dist.is_main:
             from tqdm import tqdm
 
             bar = tqdm(total=steps, initial=start_step - 1, desc="ppo", unit="step")
@@ -277,7 +309,8 @@ class PPOTrainer:
             result = self.iteration(step)
             self.log_step(result)
             last = step
-            if step % self.config.run.save_every == 0 or step == steps or should_stop():
+            stop = self.dist.any_true(should_stop())
+            if step % self.config.run.save_every == 0 or step == steps or stop:
                 self.save_checkpoint(step)
             if on_step is not None:
                 on_step(result)
@@ -288,7 +321,7 @@ class PPOTrainer:
                     reward=f"{m.get('objective/reward', float('nan')):.3f}",
                     kl=f"{m.get('objective/kl', float('nan')):.3f}",
                 )
-            if should_stop():
+            if stop:
                 log.info("stop requested: stopped after step %d", step)
                 break
         if bar is not None:

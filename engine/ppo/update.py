@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -70,11 +70,15 @@ def ppo_update(
     batch: UpdateBatch,
     cfg: PPOHyperConfig,
     generator: torch.Generator,
+    mean_gradients: Callable[[Sequence[torch.Tensor]], None] | None = None,
 ) -> dict[str, float]:
     """``ppo_epochs`` passes over shuffled minibatches; metrics are averaged over all minibatches.
 
     A minibatch whose loss or gradient is not finite is skipped (no optimizer step) and counted in
-    ``guard/skipped_minibatches``.
+    ``guard/skipped_minibatches``. ``mean_gradients`` (data-parallel runs,
+    :meth:`engine.ppo.distributed.Dist.mean_gradients_`) averages the gradients over the ranks before
+    clipping: every rank then clips, checks and steps on the same gradient, in lockstep (so a rank
+    with a non-finite loss still joins the all-reduce, and its NaNs make every rank skip).
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
     stats: dict[str, list[torch.Tensor]] = {}
@@ -102,10 +106,12 @@ def ppo_update(
             if epoch == 0 and i == 0:
                 first_ratio = float(pg_stats["policy/ratio"])
             optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
+            if mean_gradients is None and not torch.isfinite(loss):
                 skipped += 1
                 continue
             loss.backward()
+            if mean_gradients is not None:
+                mean_gradients(params)
             if cfg.max_grad_norm is not None:
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             else:
