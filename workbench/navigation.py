@@ -78,6 +78,7 @@ PAGES = (
     PageSpec(
         "Analyse", "import_run.py", "Import", ":material/upload_file:", "bring rollouts of a TRL/verl/... run"
     ),
+    PageSpec("Learn", "learn.py", "Learn path", ":material/route:", "the note's argument in five live steps"),
     PageSpec(
         "Learn", "teaching.py", "Teaching", ":material/school:", "the practitioner's note, step by step"
     ),

@@ -83,3 +83,24 @@ __all__ += ["RANKINGS", "RANKING_LABELS", "prompt_step_table", "rank_prompts"]
 from engine.store.kl_queries import KL_STEP_COLUMNS, kl_per_step  # noqa: E402
 
 __all__ += ["KL_STEP_COLUMNS", "kl_per_step"]
+
+# The fixed probe prompts (one prompt's samples at given steps, per-family curves) and the RM exploits.
+from engine.store.probe_queries import (  # noqa: E402
+    PROBE_TOKEN_COLUMNS,
+    exploit_rollouts,
+    probe_family_change,
+    probe_family_steps,
+    probe_prompts,
+    probe_samples,
+    probe_steps,
+)
+
+__all__ += [
+    "PROBE_TOKEN_COLUMNS",
+    "exploit_rollouts",
+    "probe_family_change",
+    "probe_family_steps",
+    "probe_prompts",
+    "probe_samples",
+    "probe_steps",
+]

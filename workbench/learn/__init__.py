@@ -1,0 +1,30 @@
+"""The Learn path: the practitioner's note in five short steps, each a live figure over the built-in
+world's models and the shipped demo runs, a "try it" control and a link to the full page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from workbench.learn import data_range, epochs, reduction, rm_drift, sampling_space
+
+
+@dataclass(frozen=True)
+class LearnStep:
+    key: str
+    title: str
+    idea: str  # the one idea of the step, in a line
+    render: Callable[[], None]
+
+
+STEPS = (
+    LearnStep("space", "1 · The sampling space", "what the SFT model can sample is all PPO can reach",
+              sampling_space.render),
+    LearnStep("epochs", "2 · SFT epochs", "each SFT epoch shrinks that space; pick where to start",
+              epochs.render),
+    LearnStep("reduction", "3 · PPO reduces entropy", "PPO moves mass to the good samples: entropy falls",
+              reduction.render),
+    LearnStep("rm", "4 · The RM on a moving space", "far from SFT, the RM is wrong and PPO exploits it",
+              rm_drift.render),
+    LearnStep("range", "5 · Data range", "PPO gains most where SFT left entropy", data_range.render),
+)  # fmt: skip
