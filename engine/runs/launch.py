@@ -1,11 +1,16 @@
 """Starting and stopping jobs from the app or the CLI: ``python -m engine ppo ...`` (contract) as a
 detached process in its own session, SIGTERM to stop it after its current step, and the log-prob
 evaluation job next to a run.
+
+A run with ``processes > 1`` starts as ``python -m torch.distributed.run --standalone
+--nproc_per_node N -m engine ppo ...`` (torchrun with this interpreter): rank 0 records torchrun's
+pid in the status file, so stopping the job signals torchrun, which forwards SIGTERM to every rank.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -59,7 +64,8 @@ def launch(
         raise ConfigError(f"cannot resume {run_id}: no run at {run_dir}")
     if not resume and (run_dir / RUN_FILE).exists():
         raise ConfigError(f"run {run_id} already exists; resume it or pick another id")
-    argv = [sys.executable, "-m", "engine", "ppo", "--runs-dir", str(run_dir.parent), "--no-progress"]
+    command = job_command(_processes(config, run_dir, resume))
+    argv = [*command, "--runs-dir", str(run_dir.parent), "--no-progress"]
     argv += ["--resume", run_id] if resume else ["--run-id", run_id, *config_to_argv(config)]
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / JOB_LOG, "ab") as out:
@@ -77,6 +83,24 @@ def launch(
     if wait:
         wait_until_started(job, timeout)
     return job
+
+
+def job_command(processes: int = 1) -> list[str]:
+    """``python -m engine ppo``, under torchrun (``torch.distributed.run``) for ``processes > 1``."""
+    if processes <= 1:
+        return [sys.executable, "-m", "engine", "ppo"]
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+        "-m", "engine", "ppo",
+    ]  # fmt: skip
+
+
+def _processes(config: PPOConfig | None, run_dir: Path, resume: bool) -> int:
+    """Processes of the job: the config's, or the recorded run's on resume."""
+    if not resume:
+        return config.run.processes if config is not None else 1
+    record = json.loads((run_dir / RUN_FILE).read_text())
+    return int(record.get("config", {}).get("run", {}).get("processes", 1))
 
 
 def wait_until_started(job: Job, timeout: float = 120.0) -> None:
