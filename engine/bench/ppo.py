@@ -1,4 +1,5 @@
-"""``python -m engine bench ppo --json`` (contract): one PPO iteration on the protocol "tiny-ppo-cpu".
+"""``python -m engine bench ppo --json`` (contract): PPO iterations on the protocol "tiny-ppo-cpu"
+(the default) or "small-gpu" (``--protocol small-gpu``, :func:`build_small_gpu`).
 
 Same work as the TRL anchor (``/work/shared/anchors/trl_ppo_tiny.py``): a word-level tokenizer of
 2000 words (vocab 2004); a random-init GPT-2 policy (n_layer=4, n_head=4, n_embd=256,
@@ -7,6 +8,13 @@ RM (n_layer=2, n_head=4, n_embd=128); 64 prompts of 16 tokens per iteration, exa
 tokens (no early stop), temperature 1; 4 PPO epochs x 4 minibatches (16 AdamW steps, lr 1e-4); seed 0.
 Rollout logging with every per-token signal stays on (Parquet into a temporary run directory).
 The median is over the iterations after the first (warm-up).
+
+"small-gpu": a random-init policy of Qwen2.5-0.5B's architecture (:func:`qwen25_05b_config`, written
+here: nothing is downloaded) with LoRA r=16 on q/k/v/o, and a 0.5B-class RM (a Qwen2 sequence
+classifier of the same architecture); the tiny protocol's batch of 64 prompts x 128 new tokens; on
+the default device (CUDA when present, the frozen base in bf16 there). It reports seconds per
+iteration, tokens/s and peak memory (``torch.cuda.max_memory_allocated`` on CUDA, RSS on CPU).
+``--scale`` < 1 shrinks layers, width, vocabulary and batch (the tests run it on CPU at 0.05).
 """
 
 from __future__ import annotations
@@ -30,11 +38,22 @@ PROMPT_LEN = 16
 RESPONSE_LEN = 32
 PROMPTS_PER_ITERATION = 64
 SEED = 0
+PROTOCOLS = ("tiny-ppo-cpu", "small-gpu")
+SMALL_GPU_RESPONSE_LEN = 128
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--protocol", choices=PROTOCOLS, default=PROTOCOL, help="what to measure (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="small-gpu only: shrink layers, width, vocabulary and batch by this factor in (0, 1] (CPU tests)",
+    )
     parser.add_argument(
         "--iterations", type=int, default=6, help="PPO iterations, the first is a warm-up (>= 2)"
     )
@@ -51,14 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_tokenizer():
+def build_tokenizer(n_words: int = N_WORDS):
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
     from tokenizers.pre_tokenizers import Whitespace
     from transformers import PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[BOS]", "[EOS]", "[UNK]"]
-    words = [f"w{i:04d}" for i in range(N_WORDS)]
+    words = [f"w{i:04d}" for i in range(n_words)]
     core = Tokenizer(WordLevel(vocab={t: i for i, t in enumerate(specials + words)}, unk_token="[UNK]"))
     core.pre_tokenizer = Whitespace()
     tok = PreTrainedTokenizerFast(
@@ -124,6 +143,166 @@ def build_trainer(run_dir: Path, base_precision: str = "bf16"):
     )
 
 
+def qwen25_05b_config(scale: float = 1.0):
+    """Qwen2.5-0.5B's architecture as a ``Qwen2Config`` (hidden 896, 24 layers, 14 heads of 64, 2 KV
+    heads, MLP 4864, vocabulary 151936, RoPE theta 1e6, tied embeddings); ``scale`` < 1 shrinks the
+    layers, heads (head size kept), MLP and vocabulary."""
+    from transformers import Qwen2Config
+
+    heads = max(2, 2 * round(14 * scale / 2))  # a multiple of the 2 KV heads
+    return Qwen2Config(
+        vocab_size=max(1000, round(151936 * scale)),
+        hidden_size=64 * heads,
+        intermediate_size=max(64, round(4864 * scale)),
+        num_hidden_layers=max(1, round(24 * scale)),
+        num_attention_heads=heads,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        rope_theta=1_000_000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+
+
+def build_small_gpu(run_dir: Path, base_precision: str = "bf16", scale: float = 1.0):
+    """The small-gpu protocol's trainer: a Qwen2.5-0.5B-shaped policy + RM, random init, default device."""
+    import numpy as np
+    import torch
+    from transformers import Qwen2ForCausalLM, Qwen2ForSequenceClassification
+
+    from engine.config import ConfigError, SamplingConfig
+    from engine.models import LoadedModel, attach_lora, default_device
+    from engine.ppo.build import PromptItem
+    from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
+    from engine.ppo.trainer import PPOTrainer
+    from engine.reward import SequenceClassifierRM
+    from engine.store import RunWriter
+
+    if not 0 < scale <= 1:
+        raise ConfigError(f"--scale must be in (0, 1], got {scale}")
+    device = default_device()
+    model_config = qwen25_05b_config(scale)
+    tok, words = build_tokenizer(model_config.vocab_size - 4)  # every id decodes to a word
+    torch.manual_seed(SEED)
+    policy = Qwen2ForCausalLM(model_config)
+    rm_config = qwen25_05b_config(scale)
+    rm_config.num_labels = 1
+    rm = Qwen2ForSequenceClassification(rm_config)
+    policy = attach_lora(policy, r=16, alpha=32).to(device).eval()
+    reward = SequenceClassifierRM(rm).to(device).eval().requires_grad_(False)
+    n_prompts = max(4, 4 * round(PROMPTS_PER_ITERATION * scale / 4))
+    response_len = max(8, round(SMALL_GPU_RESPONSE_LEN * scale))
+    rng = np.random.RandomState(SEED)
+    prompts = [
+        PromptItem(f"p{i:04d}", "random", " ".join(rng.choice(words[:N_WORDS], size=PROMPT_LEN)))
+        for i in range(10 * n_prompts)
+    ]
+    config = PPOConfig(
+        model=ModelConfig(policy="bench", reward_model="bench", lora_r=16, lora_alpha=32),
+        sampling=SamplingConfig(temperature=1.0, max_new_tokens=response_len, stop_at_eos=False),
+        ppo=PPOHyperConfig(
+            ppo_epochs=4,
+            num_minibatches=4,
+            learning_rate=1e-4,
+            reward_norm="none",
+            base_precision=base_precision,
+        ),
+        run=RunConfig(
+            steps=10_000, prompts_per_step=n_prompts, samples_per_prompt=1, seed=SEED, probe_every=0
+        ),
+    )
+    writer = RunWriter.create(run_dir, kind="ppo", config=config.to_dict(), seed=SEED)
+    trainer = PPOTrainer(
+        config,
+        LoadedModel(policy, tok, "bench:qwen2.5-0.5b-arch", None),
+        LoadedModel(reward, tok, "bench:qwen2.5-0.5b-arch-rm", None),
+        prompts,
+        writer=writer,
+    )
+    return trainer, config, model_config, device
+
+
+def main_small_gpu(args: argparse.Namespace) -> int:
+    """The small-gpu protocol: seconds per iteration, tokens/s, peak memory."""
+    import torch
+
+    logging.getLogger("engine").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="bench-ppo-") as tmp:
+        trainer, config, model_config, device = build_small_gpu(
+            Path(tmp) / "run", args.base_precision, args.scale
+        )
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        per_iteration = []
+        for step in range(1, args.iterations + 1):
+            t0 = time.perf_counter()
+            result = trainer.iteration(step)
+            trainer.log_step(result)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            m = result.metrics
+            per_iteration.append(
+                {
+                    "iteration": step,
+                    "total_s": time.perf_counter() - t0,
+                    "generation_s": m["time/rollout"],
+                    "ref_and_score_s": m["time/score"],
+                    "train_s": m["time/update"],
+                }
+            )
+    seconds = statistics.median(it["total_s"] for it in per_iteration[1:])
+    tokens = config.run.batch_size * config.sampling.max_new_tokens
+    peak_gpu = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    result = {
+        "protocol": "small-gpu",
+        "engine": "engine.ppo.trainer.PPOTrainer",
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "scale": args.scale,
+        "model": {
+            "architecture": "Qwen2ForCausalLM (Qwen2.5-0.5B shape, random init)",
+            "parameters": sum(p.numel() for p in trainer.model.get_base_model().parameters()),
+            "hidden_size": model_config.hidden_size,
+            "num_hidden_layers": model_config.num_hidden_layers,
+            "num_attention_heads": model_config.num_attention_heads,
+            "num_key_value_heads": model_config.num_key_value_heads,
+            "intermediate_size": model_config.intermediate_size,
+            "vocab_size": model_config.vocab_size,
+        },
+        "base_precision": trainer.base_precision,
+        "prompts_per_iteration": config.run.batch_size,
+        "new_tokens_per_prompt": config.sampling.max_new_tokens,
+        "tokens_per_iteration": tokens,
+        "seconds_per_iteration": seconds,
+        "tokens_per_second": tokens / seconds,
+        "generation_tokens_per_second": tokens
+        / statistics.median(it["generation_s"] for it in per_iteration[1:]),
+        "peak_gpu_memory_mb": peak_gpu,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "optimizer_steps_per_iteration": config.optimizer_steps_per_iteration,
+        "iterations": args.iterations,
+        "warmup_iterations_discarded": 1,
+        "per_iteration": per_iteration,
+        "threads": torch.get_num_threads(),
+        "versions": {"torch": torch.__version__},
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        memory = (
+            f"peak GPU {peak_gpu:.0f} MiB"
+            if peak_gpu is not None
+            else f"peak RSS {result['peak_rss_mb']:.0f} MiB"
+        )
+        print(
+            f"small-gpu on {device}: {seconds:.3f} s/iteration, {result['tokens_per_second']:.0f} tokens/s, {memory}"
+        )
+    return 0
+
+
 def update_flops(config) -> float:
     """Matmul FLOPs of one iteration's PPO update (forward + input-gradient backward + LoRA grads).
 
@@ -153,6 +332,8 @@ def main(args: argparse.Namespace) -> int:
         from engine.config import ConfigError
 
         raise ConfigError("--iterations must be >= 2 (the first is a warm-up)")
+    if args.protocol == "small-gpu":
+        return main_small_gpu(args)
     logging.getLogger("engine").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench-ppo-") as tmp:
         trainer, config, _ = build_trainer(Path(tmp) / "run", args.base_precision)
