@@ -19,7 +19,7 @@ def test_full_shape_is_qwen25_05b():
         14,
         2,
     )
-    assert (c.intermediate_size, c.vocab_size, c.rope_theta, c.tie_word_embeddings) == (
+    assert (c.intermediate_size, c.vocab_size, c.rope_parameters["rope_theta"], c.tie_word_embeddings) == (
         4864,
         151936,
         1e6,
