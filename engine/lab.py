@@ -95,6 +95,7 @@ class LabBatch:
     rewards: np.ndarray | None = None  # (B,) RM scores
     gold: np.ndarray | None = None  # (B,) gold judge scores (built-in world)
     _signals: dict = field(default_factory=dict, repr=False)  # config -> signals, computed once
+    _alternatives: dict = field(default_factory=dict, repr=False)  # (config, k) -> top alternatives
 
     @property
     def config(self) -> SamplingConfig:
@@ -116,7 +117,11 @@ class LabBatch:
         return self._signals[config]
 
     def alternatives(self, config: SamplingConfig | None = None, k: int = N_ALTERNATIVES) -> Alternatives:
-        return top_alternatives(self.generation.logits, config or self.config, k)
+        """The top ``k`` tokens per position (memoised: the token rows of each prompt ask for them)."""
+        key = (config or self.config, k)
+        if key not in self._alternatives:
+            self._alternatives[key] = top_alternatives(self.generation.logits, key[0], k)
+        return self._alternatives[key]
 
     def signal_values(self, config: SamplingConfig | None = None) -> dict[str, np.ndarray]:
         """Each signal's values over real tokens only (flat), for distributions."""

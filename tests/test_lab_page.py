@@ -104,11 +104,11 @@ def test_sweeps_run_only_in_their_tab(lab_page, monkeypatch):
 
 def test_min_p_slider_changes_candidates_and_the_reference_ignores_it(lab_page):
     before = _summary(lab_page)
-    reference = lab_page.dataframe[0].value["T=1 reference"].tolist()
+    reference = lab_page.dataframe[0].value["T=1"].tolist()
     lab_page.slider(key="lab_min_p").set_value(0.9).run()
     assert not lab_page.exception, lab_page.exception
     assert _summary(lab_page)["n candidates"] < before["n candidates"]
-    assert lab_page.dataframe[0].value["T=1 reference"].tolist() == reference  # min-p 0 in the reference
+    assert lab_page.dataframe[0].value["T=1"].tolist() == reference  # min-p 0 in the reference
     change = dict(
         zip(lab_page.dataframe[0].value["signal"], lab_page.dataframe[0].value["change"], strict=True)
     )

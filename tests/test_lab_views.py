@@ -48,7 +48,7 @@ def test_quality_verdict():
 def test_change_column_keeps_its_minus_sign():
     from workbench.lab_views import signed, summary_frame
 
-    assert signed(-152.5) == "\u2212152.5" and signed(0.03) == "+0.03"
+    assert signed(-152.5) == "\u2212152.5" and signed(0.03) == "+0.030" and signed(0.0) == "0"
     means = dict.fromkeys(("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates"), 1.0)
     frame = summary_frame({**means, "n_candidates": 2.0}, {**means, "n_candidates": 154.5})
     assert frame.set_index("signal").loc["n candidates", "change"] == "\u2212152.5"

@@ -7,6 +7,7 @@ their defaults from session state (:func:`default`), never from ``value=``, so a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import streamlit as st
@@ -19,6 +20,7 @@ from workbench.lab_views import batch_tokens_html
 
 WORLD, CHECKPOINT, OTHER = "Built-in world SFT epoch", "PPO checkpoint", "Hugging Face name or local path"
 _KEPT = "_kept_settings"
+PROGRESS_AFTER_S = 0.5  # a sampling that takes longer than this shows a progress bar
 
 
 def restore_settings(prefix: str) -> None:
@@ -153,9 +155,13 @@ def sample_with_progress(
             with st.spinner(f"Loading {source} (once per process)..."):
                 lab.model(source)
         bar = st.empty()
+        start = time.perf_counter()
 
         def on_step(done: int, total: int) -> None:
-            bar.progress(done / total, text=f"Sampling {what}: token {done} of {total}")
+            # Only a slow sampling gets a bar: on a small model each update (a message to the browser
+            # per token) would cost more than the sampling itself.
+            if time.perf_counter() - start > PROGRESS_AFTER_S:
+                bar.progress(done / total, text=f"Sampling {what}: token {done} of {total}")
 
         batch = lab.sample(
             source,

@@ -29,8 +29,11 @@ SWEEP_INTRO = (
 
 
 def signed(x: float) -> str:
-    """A difference with its sign always shown, the minus as the typographic minus: "−152.5", "+0.03"."""
-    return f"{x:+.4g}".replace("-", "\u2212")
+    """A short difference with its sign always shown, the minus as the typographic minus ("−152.5",
+    "+0.031", "0"): text, so a narrow column never clips the sign away."""
+    if x == 0:
+        return "0"
+    return (f"{x:+.1f}" if abs(x) >= 10 else f"{x:+.3f}").replace("-", "\u2212")
 
 
 def summary_frame(current: dict[str, float], reference: dict[str, float]) -> pd.DataFrame:
@@ -40,7 +43,7 @@ def summary_frame(current: dict[str, float], reference: dict[str, float]) -> pd.
         {
             "signal": SIGNAL_LABELS[name],
             "these settings": round(current[name], 4),
-            "T=1 reference": round(reference[name], 4),
+            "T=1": round(reference[name], 4),
             "change": signed(current[name] - reference[name]),
         }
         for name in SIGNALS

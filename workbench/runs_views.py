@@ -24,7 +24,7 @@ HANDOFF_SFT_EPOCH = "handoff_sft_epoch"
 """Session key the SFT epochs page sets to pre-select the starting epoch of a new run."""
 
 BASIC = (
-    "sft_epoch", "families", "policy", "reward_model", "prompts_file", "steps", "prompts_per_step",
+    "families", "sft_epoch", "policy", "reward_model", "prompts_file", "steps", "prompts_per_step",
     "samples_per_prompt", "reward_norm", "kl_coef", "learning_rate", "temperature", "max_new_tokens",
 )  # fmt: skip
 """The fields shown up front, in this order; every other field is in the advanced expander."""
@@ -42,8 +42,16 @@ LABELS = {
 COLUMNS = 4
 
 
+ACRONYMS = {"kl": "KL", "eos": "EOS", "cov": "Cov", "lora": "LoRA", "sft": "SFT", "rm": "RM"}
+WIDE = ("families",)  # fields that get a row of their own
+
+
 def label_of(name: str) -> str:
-    return LABELS.get(name, name.replace("_", " ").capitalize())
+    """The form label of a field: curated, else its words with acronyms kept ("kl_cov_share" -> "KL Cov share")."""
+    if name in LABELS:
+        return LABELS[name]
+    words = [ACRONYMS.get(w, w) for w in name.split("_")]
+    return " ".join([words[0][:1].upper() + words[0][1:], *words[1:]])
 
 
 def _leaves() -> list[tuple[str, type, dataclasses.Field, Any]]:
@@ -108,11 +116,19 @@ def field_widget(container, cls: type, f: dataclasses.Field, default: Any, world
 
 
 def _grid(items: list, widget) -> dict[str, Any]:
+    """Widgets in rows of ``COLUMNS``; a ``WIDE`` field takes a row of its own."""
     values = {}
-    for start in range(0, len(items), COLUMNS):
-        for column, (_, cls, f, default) in zip(
-            st.columns(COLUMNS), items[start : start + COLUMNS], strict=False
-        ):
+    rows: list[list] = [[]]
+    for item in items:
+        if item[2].name in WIDE:
+            rows += [[item], []]
+        elif len(rows[-1]) == COLUMNS:
+            rows.append([item])
+        else:
+            rows[-1].append(item)
+    for row in (r for r in rows if r):
+        columns = [st.container()] if row[0][2].name in WIDE else st.columns(COLUMNS)
+        for column, (_, cls, f, default) in zip(columns, row, strict=False):
             values[f.name] = widget(column, cls, f, default)
     return values
 
@@ -142,7 +158,8 @@ def launch_form(world: Any, key: str = "runs_form") -> tuple[PPOConfig, str, lis
             for section in SECTION_TYPES:
                 items = [leaf for leaf in hidden if leaf[0] == section]
                 if items:
-                    st.markdown(f"**{section}**")
+                    doc = (SECTION_TYPES[section].__doc__ or "").strip().splitlines()[0]
+                    st.markdown(f"**{section}** · {doc}")
                     values.update(_grid(items, widget))
         submitted = st.form_submit_button("Launch PPO run", type="primary")
     if not submitted:

@@ -43,7 +43,7 @@ def reward_figure(frame: pd.DataFrame, column: str) -> go.Figure:
         for setting, hue in SETTINGS:
             values = frame[(frame["kind"] == kind) & (frame["setting"] == setting)][column]
             fig.add_trace(
-                go.Histogram(x=values, name=setting, marker_color=hue, opacity=0.6, nbinsx=20,
+                go.Histogram(x=values, name=setting, marker_color=hue, opacity=0.6, nbinsx=20, bingroup=kind,
                              showlegend=col == 1, legendgroup=setting),
                 row=1, col=col,
             )  # fmt: skip

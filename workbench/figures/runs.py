@@ -6,6 +6,8 @@ Pure functions of long-format metrics (``run_id, step, key, value``) and the per
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -57,8 +59,16 @@ def curves_figure(panels: list[tuple[str, str, pd.DataFrame, str]]) -> go.Figure
             row=row + 1, col=col + 1,
         )  # fmt: skip
     fig.update_layout(height=520, showlegend=False, margin={"l": 40, "r": 20, "t": 40, "b": 30})
+    last = max((int(rows["step"].max()) for _, _, rows, _ in panels if not rows.empty), default=1)
+    fig.update_xaxes(dtick=step_tick(last))
     fig.update_xaxes(title_text="step", row=2)
+    fig.update_yaxes(exponentformat="e")  # 1.5e-4, not the SI prefix "150µ"
     return fig
+
+
+def step_tick(last_step: int) -> int:
+    """Whole steps between x-axis ticks, about 8 ticks over the run (steps are integers)."""
+    return max(1, math.ceil(last_step / 8))
 
 
 def run_panels(
@@ -114,5 +124,6 @@ def probe_figure(metrics: pd.DataFrame, families: list[str]) -> go.Figure:
     fig.update_layout(
         height=340, margin={"l": 40, "r": 20, "t": 40, "b": 30}, legend={"orientation": "h", "y": -0.2}
     )
-    fig.update_xaxes(title_text="step")
+    last = int(metrics["step"].max()) if not metrics.empty else 1
+    fig.update_xaxes(title_text="step", dtick=step_tick(last))
     return fig
