@@ -5,17 +5,16 @@ highest-variance row is clicked and its samples appear. Screenshots: ``test-arti
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from test_browser import _check_and_shoot, _free_port, _open, _wait_until_idle
+from browser_app import serve_app
+from test_browser import _check_and_shoot, _open, _wait_until_idle
 from test_browser import browser as browser  # noqa: F401 (the module's Chromium fixture)
 
 from engine.paths import REPO_ROOT, world_dir
@@ -53,36 +52,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
     empty = tmp_path_factory.mktemp("empty-runs")
-    log_path = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    env = {**os.environ, "WORKBENCH_RUNS_DIR": str(empty), "WORKBENCH_DATA_DIR": str(data_dir)}
-    command = [
-        sys.executable, "-m", "streamlit", "run", "workbench/app.py",
-        "--server.headless", "true", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://localhost:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not become healthy:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with serve_app({"WORKBENCH_RUNS_DIR": str(empty), "WORKBENCH_DATA_DIR": str(data_dir)}, tmp_path_factory.mktemp("streamlit")) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _wait_for_charts(page, timeout_s: float = 30) -> None:

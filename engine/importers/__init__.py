@@ -3,7 +3,7 @@ tables) -> the run store's layout, so the analysis pages read them like the engi
 
 ``import_run(fmt, path, ...)`` is what ``python -m engine import FORMAT PATH`` and the Import page
 call; ``preview`` gives the first staged rows and the column mapping for the page. Each format is
-one module exposing ``files(path, fmt)`` and ``stage(files, mapping, progress, used, warnings)``;
+one module exposing ``files(path, fmt)`` and ``stage(files, ctx)`` (ctx: a ``common.Staging``);
 ``engine.importers.common`` holds the streaming, mapping and atomic-write machinery.
 """
 
@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from engine.config import ConfigError
-from engine.importers.common import ImportResult, Progress, parse_mapping, run_import
+from engine.importers.common import ImportResult, Progress, Staging, parse_mapping, run_import
 
 FORMATS = {
     "trl": "engine.importers.trl",
@@ -53,14 +53,13 @@ def import_run(
 
     module, path = _module(fmt), Path(path).expanduser()
     files = module.files(path, fmt)
-    mapping = dict(mapping or {})
-    used: dict[str, Any] = {}
-    warnings: list[str] = []
-    config = {"format": fmt, "source_path": str(path.resolve()), "files": len(files), "mapping": mapping}
+    ctx = Staging(mapping=dict(mapping or {}))
+    config = {"format": fmt, "source_path": str(path.resolve()), "files": len(files), "mapping": ctx.mapping}
 
     def staged(progress: Progress | None):
-        yield from module.stage(files, mapping, progress, used, warnings)
-        config["mapping"] = used.get("mapping", mapping)  # the mapping the files were read with
+        ctx.progress = progress
+        yield from module.stage(files, ctx)
+        config["mapping"] = ctx.used.get("mapping", ctx.mapping)  # the mapping the files were read with
 
     return run_import(
         fmt,
@@ -72,7 +71,7 @@ def import_run(
         config=config,
         replace=replace,
         progress_factory=progress_factory,
-        warnings=warnings,
+        warnings=ctx.warnings,
     )
 
 
@@ -82,9 +81,8 @@ def preview(
     """(first staged rows as a DataFrame, the mapping used, warnings), reading only the first batch."""
     module, path = _module(fmt), Path(path).expanduser()
     files = module.files(path, fmt)
-    used: dict[str, Any] = {}
-    warnings: list[str] = []
-    batches = module.stage(files[:1], dict(mapping or {}), None, used, warnings)
+    ctx = Staging(mapping=dict(mapping or {}))
+    batches = module.stage(files[:1], ctx)
     try:
         first = next((b for b in batches if b.num_rows), None)
     finally:
@@ -92,4 +90,4 @@ def preview(
     if first is None:
         raise ConfigError(f"{files[0]}: no rollout rows found")
     frame = first.slice(0, rows).to_pandas()
-    return frame, used.get("mapping", {}), warnings
+    return frame, ctx.used.get("mapping", {}), ctx.warnings

@@ -52,6 +52,18 @@ SPILL_ROWS = 200_000  # staged rows held in memory before the step buffers spill
 Progress = Callable[[int], None]  # called with the number of source bytes (or rows) just consumed
 
 
+@dataclass
+class Staging:
+    """What a format module's ``stage(paths, ctx)`` reads with and reports back: the user's column
+    ``mapping``, a ``progress`` callback, ``used`` (``used["mapping"]``: the mapping the files were
+    really read with; other keys: columns seen) and ``warnings`` for the user."""
+
+    mapping: Mapping[str, list[str]]
+    progress: Progress | None = None
+    used: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class ImportResult:
     """What an import wrote (the ``--json`` object of ``python -m engine import``)."""

@@ -17,14 +17,21 @@ other fields go to ``extras``. No group id is logged: samples are grouped by pro
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from engine.config import ConfigError
-from engine.importers.common import Progress, find_files, jsonl_records, number, records_batches, rows_table
+from engine.importers.common import (
+    Staging,
+    find_files,
+    jsonl_records,
+    number,
+    records_batches,
+    rows_table,
+)
 
 _STEP = re.compile(r"train_data_step(\d+)\.jsonl$")
 PER_TOKEN = {"generation_logprobs": "logprob", "advantages": "advantage"}
@@ -81,16 +88,10 @@ def sample_row(obj: dict, step: int, where: str) -> dict[str, Any]:
     return row
 
 
-def stage(
-    paths: list[Path],
-    mapping: Mapping[str, list[str]],
-    progress: Progress | None,
-    used: dict,
-    warnings: list[str],
-) -> Iterator[pa.Table]:
-    if mapping:
-        warnings.append("--map is ignored for nemo-rl (its fields are fixed)")
-    used.setdefault(
+def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
+    if ctx.mapping:
+        ctx.warnings.append("--map is ignored for nemo-rl (its fields are fixed)")
+    ctx.used.setdefault(
         "mapping", {"prompt": ["content[:-1]"], "response": ["content[-1]"], "reward": ["rewards"]}
     )
     for path in paths:
@@ -102,4 +103,4 @@ def stage(
         def convert(records: list[tuple[int, Any]], path: Path = path, step: int = step) -> pa.Table:
             return rows_table([sample_row(obj, step, f"{path}:{line}") for line, obj in records])
 
-        yield from records_batches(jsonl_records(path, progress), convert)
+        yield from records_batches(jsonl_records(path, ctx.progress), convert)

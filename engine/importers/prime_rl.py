@@ -26,14 +26,22 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from engine.config import ConfigError
-from engine.importers.common import Progress, find_files, jsonl_records, number, records_batches, rows_table
+from engine.importers.common import (
+    Progress,
+    Staging,
+    find_files,
+    jsonl_records,
+    number,
+    records_batches,
+    rows_table,
+)
 
 _STEP = re.compile(r"^step_(\d+)$")
 
@@ -156,21 +164,17 @@ def _run_dir(path: Path) -> Path:
     return path
 
 
-def stage(
-    paths: list[Path],
-    mapping: Mapping[str, list[str]],
-    progress: Progress | None,
-    used: dict,
-    warnings: list[str],
-) -> Iterator[pa.Table]:
-    if mapping:
-        warnings.append("--map is ignored for prime-rl (its fields are fixed)")
-    used.setdefault("mapping", {"prompt": ["nodes before the first sampled"], "reward": ["traces[].rewards"]})
+def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
+    if ctx.mapping:
+        ctx.warnings.append("--map is ignored for prime-rl (its fields are fixed)")
+    ctx.used.setdefault(
+        "mapping", {"prompt": ["nodes before the first sampled"], "reward": ["traces[].rewards"]}
+    )
     for path in paths:
         if path.parent.name == "all":
-            warnings.append(f"{path}: no train/effective episodes for this step, read train/all")
+            ctx.warnings.append(f"{path}: no train/effective episodes for this step, read train/all")
         step = _step_of(path) or 0
-        exports = token_exports(_run_dir(path), step, progress)
+        exports = token_exports(_run_dir(path), step, ctx.progress)
 
         def convert(
             records: list[tuple[int, Any]], path: Path = path, step: int = step, exports: dict = exports
@@ -189,4 +193,4 @@ def stage(
 
         if path.stat().st_size == 0:
             continue
-        yield from records_batches(jsonl_records(path, progress), convert)
+        yield from records_batches(jsonl_records(path, ctx.progress), convert)

@@ -8,12 +8,12 @@ Columns are found by name (``prompt``/``query``/``input``, ``response``/``comple
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 
-from engine.importers.common import Progress, find_files, map_table, resolve_mapping, table_batches
+from engine.importers.common import Staging, find_files, map_table, resolve_mapping, table_batches
 
 DEFAULTS = {
     "prompt": ["prompt", "query", "input", "question"],
@@ -30,15 +30,9 @@ def files(path: Path, fmt: str) -> list[Path]:
     return find_files(path, PATTERNS[fmt], f"{fmt} files")
 
 
-def stage(
-    paths: list[Path],
-    mapping: Mapping[str, list[str]],
-    progress: Progress | None,
-    used: dict,
-    warnings: list[str],
-) -> Iterator[pa.Table]:
+def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
     for path in paths:
-        for batch in table_batches(path, progress):
-            resolved = resolve_mapping(batch.column_names, DEFAULTS, mapping)
-            used.setdefault("mapping", resolved)
+        for batch in table_batches(path, ctx.progress):
+            resolved = resolve_mapping(batch.column_names, DEFAULTS, ctx.mapping)
+            ctx.used.setdefault("mapping", resolved)
             yield map_table(batch, resolved, where=str(path), default_step=0)

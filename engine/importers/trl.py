@@ -14,13 +14,13 @@ extra columns are kept in ``extras``. Newer layouts with a ``completions/<mode>/
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 
 from engine.config import ConfigError
-from engine.importers.common import Progress, find_files, map_table, table_batches
+from engine.importers.common import Staging, find_files, map_table, table_batches
 
 PATTERNS = ["completions_*.parquet", "completions_*.jsonl"]
 
@@ -52,22 +52,16 @@ def _numeric(dtype: pa.DataType) -> bool:
     return pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_null(dtype)
 
 
-def stage(
-    paths: list[Path],
-    mapping: Mapping[str, list[str]],
-    progress: Progress | None,
-    used: dict,
-    warnings: list[str],
-) -> Iterator[pa.Table]:
+def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
     for path in paths:
-        for batch in table_batches(path, progress):
+        for batch in table_batches(path, ctx.progress):
             resolved = {"prompt": ["prompt"], "response": ["completion"]}
             if "step" in batch.column_names:
                 resolved["step"] = ["step"]
-            if "reward" not in mapping:
+            if "reward" not in ctx.mapping:
                 resolved["reward"] = reward_columns(batch, str(path))
-            resolved.update(mapping)
-            used.setdefault("mapping", resolved)
+            resolved.update(ctx.mapping)
+            ctx.used.setdefault("mapping", resolved)
             yield map_table(batch, resolved, where=str(path), default_step=_step_of(path))
 
 

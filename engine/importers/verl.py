@@ -10,12 +10,12 @@ reward extras are kept in ``extras``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 
-from engine.importers.common import Progress, find_files, jsonl_batches, map_table, resolve_mapping
+from engine.importers.common import Staging, find_files, jsonl_batches, map_table, resolve_mapping
 
 DEFAULTS = {"prompt": ["input"], "response": ["output"], "reward": ["score"], "step": ["step"]}
 
@@ -28,16 +28,10 @@ def files(path: Path, fmt: str = "verl") -> list[Path]:
     return sorted(steps, key=lambda p: int(p.stem)) or found
 
 
-def stage(
-    paths: list[Path],
-    mapping: Mapping[str, list[str]],
-    progress: Progress | None,
-    used: dict,
-    warnings: list[str],
-) -> Iterator[pa.Table]:
+def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
     for path in paths:
         default_step = int(path.stem) if path.stem.isdigit() else None
-        for batch in jsonl_batches(path, progress):
-            resolved = resolve_mapping(batch.column_names, DEFAULTS, mapping)
-            used.setdefault("mapping", resolved)
+        for batch in jsonl_batches(path, ctx.progress):
+            resolved = resolve_mapping(batch.column_names, DEFAULTS, ctx.mapping)
+            ctx.used.setdefault("mapping", resolved)
             yield map_table(batch, resolved, where=str(path), default_step=default_step)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 
 from engine.config import ConfigError
-from engine.importers.common import Progress, find_files, json_dumps, map_table, resolve_mapping
+from engine.importers.common import Staging, find_files, json_dumps, map_table, resolve_mapping
 
 DEFAULTS = {
     "prompt": ["query", "prompt"],
@@ -67,30 +67,26 @@ def read_table(path: Path) -> pa.Table:
     return pa.table(columns) if columns else pa.table({})
 
 
-def stage(
-    paths: list[Path],
-    mapping: Mapping[str, list[str]],
-    progress: Progress | None,
-    used: dict,
-    warnings: list[str],
-) -> Iterator[pa.Table]:
+def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
     tables = [(path, read_table(path)) for path in paths]
     stepped = [(p, t) for p, t in tables if any(c in t.column_names for c in DEFAULTS["step"])]
     if len(stepped) > 1:
         keep = max(stepped, key=lambda pt: pt[1].num_rows)
-        warnings.append(
+        ctx.warnings.append(
             f"{len(stepped)} tables carry a step column (OpenRLHF re-logs every earlier row): read only {keep[0].name}"
         )
         tables = [keep]
     for path, table in tables:
-        if progress is not None:
-            progress(path.stat().st_size)
-        resolved = resolve_mapping(table.column_names, DEFAULTS, mapping)
+        if ctx.progress is not None:
+            ctx.progress(path.stat().st_size)
+        resolved = resolve_mapping(table.column_names, DEFAULTS, ctx.mapping)
         if "prompt" not in resolved:
             table = table.append_column("prompt", pa.array([""] * table.num_rows, pa.string()))
             resolved["prompt"] = ["prompt"]
-            warnings.append(f"{path.name}: no prompt column, prompts left empty (one prompt group per step)")
-        used.setdefault("mapping", resolved)
+            ctx.warnings.append(
+                f"{path.name}: no prompt column, prompts left empty (one prompt group per step)"
+            )
+        ctx.used.setdefault("mapping", resolved)
         match = _FILE_STEP.search(path.name)
         for start in range(0, max(table.num_rows, 1), BATCH_ROWS):
             part = table.slice(start, BATCH_ROWS)
