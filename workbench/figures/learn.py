@@ -8,12 +8,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.figures.curves import LINE_COLOURS
 from workbench.figures.ridgeline import bandwidth
 from workbench.figures.sft_epochs import SPLIT_LABELS
 
 _LAYOUT = {"margin": {"l": 40, "r": 20, "t": 50, "b": 40}, "legend": {"orientation": "h", "y": -0.22}}
 GOLD, RM, ENTROPY = "#2ca02c", "#1f77b4", "#d62728"
+SPLIT_COLOURS = {"sft_train": "#1f77b4", "eval": "#9ecae1", "ppo_only": "#ff7f0e"}
+PICKED = "#6a3d9a"  # the epoch / family the user picked (not a colour any series uses)
 
 
 def _kde(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -36,7 +37,7 @@ def epoch_density_figure(frame: pd.DataFrame, value: str, picked: int, x_title: 
                 x=grid,
                 y=_kde(part[value].to_numpy(dtype=float), grid),
                 name=f"epoch {epoch}",
-                line={"color": ENTROPY if mine else "#bbb", "width": 4 if mine else 1.2},
+                line={"color": PICKED if mine else "#bbb", "width": 4 if mine else 1.2},
                 opacity=1.0 if mine else 0.8,
             )
         )
@@ -50,21 +51,27 @@ def epoch_density_figure(frame: pd.DataFrame, value: str, picked: int, x_title: 
     return fig
 
 
-def probe_family_figure(family_steps: pd.DataFrame, family: str, step: int) -> go.Figure:
-    """A probe family's mean per-token entropy (left axis) and mean gold (right) against step, with the
-    chosen step marked."""
-    part = family_steps[family_steps["prompt_family"] == family]
+def probe_family_figure(family_steps: pd.DataFrame, family: str, step: int | None = None) -> go.Figure:
+    """A probe family's mean per-token entropy (left axis) and mean gold (right) against step: each
+    probe step faint, a 5-step running mean bold (16 samples a step are noisy); ``step`` marked."""
+    part = family_steps[family_steps["prompt_family"] == family].sort_values("step")
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(
-        go.Scatter(x=part["step"], y=part["entropy_mean"], name="entropy (nats)", line={"color": ENTROPY}),
-        secondary_y=False,
-    )
-    fig.add_trace(
-        go.Scatter(x=part["step"], y=part["gold_mean"], name="gold", line={"color": GOLD}), secondary_y=True
-    )
-    fig.add_vline(x=step, line_dash="dot", annotation_text=f"step {step}")
-    fig.update_yaxes(title_text="entropy (nats)", secondary_y=False)
-    fig.update_yaxes(title_text="gold", secondary_y=True)
+    for column, name, colour, right in (("entropy_mean", "entropy (nats)", ENTROPY, False),
+                                        ("gold_mean", "gold", GOLD, True)):  # fmt: skip
+        smooth = part[column].rolling(5, center=True, min_periods=1).mean()
+        fig.add_trace(
+            go.Scatter(x=part["step"], y=part[column], name=f"{name}, per probe step", opacity=0.35,
+                       line={"color": colour, "width": 1}, showlegend=False),
+            secondary_y=right,
+        )  # fmt: skip
+        fig.add_trace(
+            go.Scatter(x=part["step"], y=smooth, name=f"{name} (running mean)", line={"color": colour, "width": 3}),
+            secondary_y=right,
+        )  # fmt: skip
+    if step is not None:
+        fig.add_vline(x=step, line_dash="dot", annotation_text=f"step {step}")
+    fig.update_yaxes(title_text="entropy (nats)", secondary_y=False, color=ENTROPY)
+    fig.update_yaxes(title_text="gold", secondary_y=True, color=GOLD)
     fig.update_layout(
         title=f"Probe prompts of '{family}': entropy and gold", xaxis_title="step", height=340, **_LAYOUT
     )
@@ -130,7 +137,7 @@ def split_entropy_figure(table: pd.DataFrame, epoch: int) -> go.Figure:
         go.Bar(
             x=[SPLIT_LABELS[s] for s in splits],
             y=[row[f"entropy_{s}"] for s in splits],
-            marker_color=[LINE_COLOURS[i] for i in range(len(splits))],
+            marker_color=[SPLIT_COLOURS[s] for s in splits],
             text=[f"{row[f'entropy_{s}']:.3f}" for s in splits],
             textposition="outside",
         )

@@ -26,5 +26,5 @@ STEPS = (
               reduction.render),
     LearnStep("rm", "4 · The RM on a moving space", "far from SFT, the RM is wrong and PPO exploits it",
               rm_drift.render),
-    LearnStep("range", "5 · Data range", "PPO gains most where SFT left entropy", data_range.render),
+    LearnStep("range", "5 · Data range", "PPO has room where SFT left entropy", data_range.render),
 )  # fmt: skip

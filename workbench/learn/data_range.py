@@ -36,8 +36,10 @@ def render() -> None:
     right.markdown(
         f"Measured now on the world's SFT samples at epoch {epoch} (8 per prompt, temperature 1): "
         f"**{row['entropy_sft_train']:.3f}** nats on SFT-train prompts vs **{row['entropy_ppo_only']:.3f}** "
-        f"on PPO-only prompts, {ratio_text(float(row['entropy_ratio_ppo_only_vs_sft']))}. The note's "
-        f"ratio was ×{0.19 / 0.12:.2f}. A large ratio means PPO's prompts lie where SFT left room."
+        f"on PPO-only prompts, {ratio_text(float(row['entropy_ratio_ppo_only_vs_sft']))}: a gap of "
+        f"{row['entropy_ppo_only'] - row['entropy_sft_train']:.2f} nats. In the note both numbers were "
+        f"small and {0.19 - 0.12:.2f} nats apart: the SFT model was nearly as sure on the PPO prompts as "
+        "on its own, so PPO had little left to reduce. Here the PPO-only prompts leave it room."
     )
     run_dir = demo_run(RUN)
     if run_dir is None:
@@ -56,6 +58,13 @@ def render() -> None:
     )
     st.plotly_chart(family_change_figure(change, family, ppo_only), key="learn_range_change")
     mine = change.set_index("prompt_family").loc[family]
+    outside = change["prompt_family"].isin(ppo_only)
+    st.caption(
+        f"Mean gold change over `{RUN}`: {change.loc[outside, 'gold_change'].mean():+.2f} on PPO-only "
+        f"families, {change.loc[~outside, 'gold_change'].mean():+.2f} on families in SFT data; mean "
+        f"entropy change {change.loc[outside, 'entropy_change'].mean():+.2f} vs "
+        f"{change.loc[~outside, 'entropy_change'].mean():+.2f} nats."
+    )
     at_epoch = samples[(samples["epoch"] == epoch) & (samples["family"] == family)]["mean_entropy"]
     st.markdown(
         f"**{family}** ({'PPO-only' if family in ppo_only else 'in SFT data'}): the SFT model's entropy "
@@ -65,7 +74,5 @@ def render() -> None:
         f"{mine['entropy_first']:.2f} → {mine['entropy_last']:.2f} ({mine['entropy_change']:+.2f})."
     )
     family_steps = cached(store.probe_family_steps, run_dir)
-    st.plotly_chart(
-        probe_family_figure(family_steps, family, int(mine["last_step"])), key="learn_range_curve"
-    )
+    st.plotly_chart(probe_family_figure(family_steps, family), key="learn_range_curve")
     page_link("runs.py", "Runs: launch PPO on the families you choose", ":material/play_circle:")

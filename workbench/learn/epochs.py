@@ -6,16 +6,19 @@ import pandas as pd
 import streamlit as st
 
 from engine.world.epochs import entropy_floor, epoch_table
-from workbench.figures.learn import epoch_density_figure
-from workbench.figures.sft_epochs import entropy_figure, epoch_scores
+from workbench.figures.learn import PICKED, epoch_density_figure
+from workbench.figures.sft_epochs import entropy_figure, epoch_scores, spread_by_epoch
 from workbench.learn.common import world_and_samples
 from workbench.store_views import page_link
 
 
 @st.cache_data(show_spinner=False)
-def _views(samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _views(samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """Per-epoch table, normalised RM rewards, and their IQR per epoch on SFT-train prompts."""
     # float64: epoch_scores writes normalised values back into the column (float32 refuses them)
-    return epoch_table(samples), epoch_scores(samples.astype({"reward": "float64"}), "reward", True)[0]
+    scores = epoch_scores(samples.astype({"reward": "float64"}), "reward", True)[0]
+    spread = spread_by_epoch(scores, "reward")
+    return epoch_table(samples), scores, spread[spread["split"] == "sft_train"].set_index("epoch")["iqr"]
 
 
 def render() -> None:
@@ -31,7 +34,7 @@ def render() -> None:
     if found is None:
         return
     world, samples = found
-    table, scores = _views(samples)
+    table, scores, spread = _views(samples)
     floor = entropy_floor(table)
     epochs = [int(e) for e in table["epoch"]]
     epoch = st.select_slider("Try it: SFT epoch", epochs, value=world.default_epoch, key="learn_epoch")
@@ -44,9 +47,12 @@ def render() -> None:
         "Best-of-8 gold", f"{row['best_gold']:.3f}", help="mean over prompts of the best of 8 samples"
     )
     left, right = st.columns(2)
-    left.plotly_chart(entropy_figure(table, floor, world.default_epoch), key="learn_epoch_entropy")
+    entropy = entropy_figure(table, floor, world.default_epoch)
+    entropy.add_vline(x=epoch, line_color=PICKED, line_width=3, opacity=0.5)
+    left.plotly_chart(entropy, key="learn_epoch_entropy")
     right.plotly_chart(epoch_density_figure(scores, "reward", epoch, "RM reward"), key="learn_epoch_density")
     room = float(row["best_gold"] - row["gold"])
+    widest = int(spread.idxmax())
     where = (
         "before the floor: the model still explores"
         if epoch < floor
@@ -55,9 +61,11 @@ def render() -> None:
     st.markdown(
         f"**Epoch {epoch}** is {where}. Its samples score {row['gold']:.2f} gold on average, the best of "
         f"8 per prompt {row['best_gold']:.2f}: **{room:.2f}** of room that PPO can reach by reweighting. "
-        "The right plot shows each epoch's rewards *within* prompts (each prompt's samples centred on the "
-        "epoch's mean): a narrow curve is a small sampling space. Early epochs are wide but bad (little "
-        "good to find), late ones good but narrow (little left to choose). The world's default start, "
+        "The right plot shows each epoch's RM rewards *within* prompts (each prompt's samples centred on "
+        "the epoch's mean): a narrow curve is a small sampling space. On SFT-train prompts the spread "
+        f"(interquartile range) is widest at epoch {widest} ({spread.max():.2f}) and {spread.iloc[-1]:.2f} "
+        f"by epoch {epochs[-1]}: the first epochs fail on almost every sample (nothing good to find), the "
+        "last ones repeat one answer per prompt (little left to choose). The world's default start, "
         f"epoch {world.default_epoch}, sits between; step 3 shows a PPO run from the last epoch for contrast."
     )
     page_link(

@@ -46,12 +46,13 @@ def render() -> None:
     part = curves[(curves["step"] >= lo) & (curves["step"] <= hi)]
     fit = fit_gold_sqrt_kl(part["kl"].tolist(), part["gold"].tolist()) if len(part) >= 3 else None
     st.plotly_chart(rm_gold_figure(part, fit, f"{run}: RM reward and gold"), key="learn_rm_curves")
-    smooth = part.set_index("step")[["reward", "gold"]].rolling(9, center=True, min_periods=1).mean()
+    window = max(1, min(9, len(part) // 10))  # a running mean: one step's gold is noisy
+    smooth = part.set_index("step")[["reward", "gold"]].rolling(window, center=True, min_periods=1).mean()
     peak = int(smooth["gold"].idxmax())
     st.markdown(
         f"From step {lo} to {hi} the RM reward went {smooth['reward'].iloc[0]:.2f} → "
         f"{smooth['reward'].iloc[-1]:.2f}; gold {smooth['gold'].iloc[0]:.2f} → peak "
-        f"{smooth['gold'].max():.2f} at step {peak} → {smooth['gold'].iloc[-1]:.2f} (9-step running means). "
+        f"{smooth['gold'].max():.2f} at step {peak} → {smooth['gold'].iloc[-1]:.2f} ({window}-step running means). "
         + (
             f"The fit puts gold's peak at sqrt(KL) = {fit['d_peak']:.2f}; the run ends {fit['position']}."
             if fit and fit.get("d_peak")
