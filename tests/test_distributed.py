@@ -203,3 +203,20 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
     assert abs(kl1[0]) < 1e-5 and abs(kl2[0]) < 1e-5  # a fresh adapter is the reference in both
     assert max(abs(a - b) for a, b in zip(kl1, kl2, strict=True)) < KL_ATOL
     assert max(abs(a - b) for a, b in zip(loss1, loss2, strict=True)) < LOSS_ATOL
+
+
+def test_launch_uses_torchrun_for_several_processes():
+    import sys
+
+    from engine.runs.launch import job_command
+
+    assert job_command(1) == [sys.executable, "-m", "engine", "ppo"]
+    assert job_command(2)[:6] == [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+    ]
+    assert job_command(2)[-3:] == ["-m", "engine", "ppo"]
