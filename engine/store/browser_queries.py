@@ -7,7 +7,7 @@ import pandas as pd
 
 from engine.config import ConfigError
 from engine.store.files import RunDirs
-from engine.store.queries import _step_range
+from engine.store.queries import _step_range, sample_filter
 from engine.store.reader import store_cursor
 
 # ranking -> (SQL over the per-(prompt, step) table, what it means in words)
@@ -61,22 +61,7 @@ def rank_prompts(
         raise ConfigError(f"ranking must be one of {list(RANKINGS)}, got {ranking!r}")
     if not isinstance(limit, int) or limit < 1:
         raise ConfigError(f"limit must be a positive integer, got {limit!r}")
-    where, params = ["TRUE"], []
-    if family:
-        where.append("prompt_family = ?")
-        params.append(family)
-    if reward_range is not None:
-        where.append("reward BETWEEN ? AND ?")
-        params += [float(reward_range[0]), float(reward_range[1])]
-    if length_range is not None:
-        where.append("length BETWEEN ? AND ?")
-        params += [int(length_range[0]), int(length_range[1])]
-    if has_eos is not None:
-        where.append("has_eos = ?")
-        params.append(bool(has_eos))
-    if search:
-        where.append("(contains(lower(prompt), lower(?)) OR contains(lower(response), lower(?)))")
-        params += [search, search]
+    where, params = sample_filter(family, reward_range, length_range, has_eos, search)
     measures = {name: sql for name, (sql, _) in RANKINGS.items()}
     # The step's normalised reward variance is the pooled within-prompt variance: sum over prompts of
     # (n - 1) * var, over (N - 1) (the per-prompt shift removes the between-prompt part).
@@ -84,7 +69,7 @@ def rank_prompts(
     WITH per_step AS (
         SELECT run_id, prompt_id, step, count(*) AS n, var_samp(reward) AS reward_var,
             var_samp(gold) AS gold_var, sum(reward) AS total, avg(gold) AS gold, avg(mean_entropy) AS entropy
-        FROM rollouts WHERE {" AND ".join(where)} GROUP BY ALL
+        FROM rollouts WHERE {where} GROUP BY ALL
     ),
     steps AS (
         SELECT run_id, step, sum((n - 1) * coalesce(reward_var, 0)) / nullif(sum(n) - 1, 0) AS step_norm_var

@@ -197,6 +197,34 @@ def step_summary(run_dirs: RunDirs, steps: tuple[int, int] | None = None) -> pd.
         return cur.execute(sql).df()
 
 
+def sample_filter(
+    family: str | None = None,
+    reward_range: tuple[float, float] | None = None,
+    length_range: tuple[int, int] | None = None,
+    has_eos: bool | None = None,
+    search: str | None = None,
+) -> tuple[str, list]:
+    """(SQL condition over ``rollouts`` rows, its parameters) of the rollout browser's sample filters.
+    ``search`` is a case-insensitive literal substring of the prompt or response (no wildcards)."""
+    where, params = ["TRUE"], []
+    if family:
+        where.append("prompt_family = ?")
+        params.append(family)
+    if reward_range is not None:
+        where.append("reward BETWEEN ? AND ?")
+        params += [float(reward_range[0]), float(reward_range[1])]
+    if length_range is not None:
+        where.append("length BETWEEN ? AND ?")
+        params += [int(length_range[0]), int(length_range[1])]
+    if has_eos is not None:
+        where.append("has_eos = ?")
+        params.append(bool(has_eos))
+    if search:
+        where.append("(contains(lower(prompt), lower(?)) OR contains(lower(response), lower(?)))")
+        params += [search, search]
+    return " AND ".join(where), params
+
+
 def top_variance_prompts(
     run_dirs: RunDirs,
     steps: tuple[int, int] | None = None,
@@ -215,29 +243,14 @@ def top_variance_prompts(
     """
     if not isinstance(limit, int) or limit < 1:
         raise ConfigError(f"limit must be a positive integer, got {limit!r}")
-    where, params = ["TRUE"], []
-    if family:
-        where.append("prompt_family = ?")
-        params.append(family)
-    if reward_range is not None:
-        where.append("reward BETWEEN ? AND ?")
-        params += [float(reward_range[0]), float(reward_range[1])]
-    if length_range is not None:
-        where.append("length BETWEEN ? AND ?")
-        params += [int(length_range[0]), int(length_range[1])]
-    if has_eos is not None:
-        where.append("has_eos = ?")
-        params.append(bool(has_eos))
-    if search:
-        where.append("(contains(lower(prompt), lower(?)) OR contains(lower(response), lower(?)))")
-        params += [search, search]
+    where, params = sample_filter(family, reward_range, length_range, has_eos, search)
     # Rank on numbers only, then fetch the texts of the few winners: carrying prompt strings through
     # the aggregation of a million samples costs more than the ranking itself.
     sql = f"""
     WITH per_step AS (
         SELECT run_id, prompt_id, step, count(*) AS n, var_samp(reward) AS var, sum(reward) AS total,
             min(reward) AS lo, max(reward) AS hi, avg(gold) AS gold, avg(mean_entropy) AS entropy
-        FROM rollouts WHERE {" AND ".join(where)} GROUP BY ALL
+        FROM rollouts WHERE {where} GROUP BY ALL
     ),
     ranked AS (
         SELECT run_id, prompt_id, avg(var) AS reward_var, sum(n) AS n_samples, count(*) AS n_steps,
