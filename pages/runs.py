@@ -26,8 +26,8 @@ st.title("Runs")
 st.markdown(
     "Launch a LoRA PPO job (a separate process: `python -m engine ppo ...`), watch its reward, gold "
     "score, KL and entropy while it trains, stop it (it finishes its step and checkpoints) and resume it. "
-    "PPO should raise the gold score while the per-token entropy falls: entropy reduction inside the "
-    "SFT model's sampling space."
+    "PPO should raise the gold score while the per-token entropy falls (entropy reduction inside the "
+    "SFT model's sampling space): each run's curves below say whether it does."
 )
 
 own = jobs.list_runs()
@@ -98,6 +98,7 @@ def live_view() -> None:
     panels = figures.run_panels(frame, kl, kl_estimator=estimator, probes="probe/entropy" in keys)
     st.plotly_chart(figures.curves_figure(panels), key="runs_curves")
     st.caption(views.curves_caption(kl_k3=not kl.empty, estimator=estimator, probes=bool(families)))
+    st.markdown(views.trend_sentence(frame, probes="probe/entropy" in keys))
     if families:
         st.markdown("**The fixed probe set, per family**: the same prompts at every probe step")
         probe_frame = read_metrics(

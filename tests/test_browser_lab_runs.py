@@ -6,20 +6,17 @@ Screenshots: ``test-artifacts/screenshots/``.
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_browser import _check_and_shoot, _free_port, _open, _wait_until_idle
+from browser_app import serve_app
+from test_browser import _check_and_shoot, _open, _wait_until_idle
 from test_browser import browser as browser  # noqa: F401 (the module's Chromium fixture)
 
-from engine.paths import REPO_ROOT, world_dir
+from engine.paths import world_dir
 
 pytestmark = pytest.mark.browser
 
@@ -36,35 +33,10 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(runs_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    env = {**os.environ, "WORKBENCH_RUNS_DIR": str(runs_root)}
-    command = [
-        sys.executable, "-m", "streamlit", "run", "workbench/app.py",
-        "--server.headless", "true", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://localhost:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not become healthy:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
+        with serve_app({"WORKBENCH_RUNS_DIR": str(runs_root)}, tmp_path_factory.mktemp("streamlit")) as url:
+            yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
         from engine.runs import is_live, list_runs, stop
 
         for run in list_runs(runs_root):  # never leave a job of this test running
@@ -195,5 +167,26 @@ def test_launch_stop_and_resume_a_tiny_run(browser, app_url, runs_root):  # noqa
         _shoot(page, "runs-04-resumed")
         page.get_by_role("button", name="Stop this run").click()
         _wait_for(page, lambda t: "stopped" in t or "finished" in t, "second stop")
+    finally:
+        page.close()
+
+
+def test_demo_run_shows_probe_curves_read_only(browser, app_url):  # noqa: F811
+    from engine.runs import list_runs
+
+    demos = [r for r in list_runs(with_demo=True) if r.demo and r.kind == "ppo"]
+    if not demos:
+        pytest.skip("no shipped demo runs (data/demo_runs)")
+    page = browser.new_page(viewport={"width": 1500, "height": 2600})
+    page.goto(f"{app_url}/runs")
+    _wait_until_idle(page)
+    try:
+        page.get_by_role("combobox").filter(has_text="").last.click()
+        page.get_by_role("option", name=f"{demos[0].run_id} (demo)").click()
+        _wait_until_idle(page)
+        assert page.get_by_text("A shipped demo run: read-only").count() == 1
+        assert page.get_by_role("button", name="Stop this run").count() == 0
+        assert page.get_by_role("button", name="Resume this run").count() == 0
+        _shoot(page, "runs-05-demo")
     finally:
         page.close()

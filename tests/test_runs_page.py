@@ -247,3 +247,19 @@ def test_sft_epochs_hand_off_preselects_the_epoch(monkeypatch, tmp_path):
     at.run()
     assert not at.exception, at.exception
     assert at.selectbox(key="runs_sft_epoch").value == 1
+
+
+def test_trend_sentence_reads_the_runs_own_curves():
+    import pandas as pd
+
+    from workbench.runs_views import first_and_last, trend_sentence
+
+    steps = list(range(1, 21))
+    frame = pd.DataFrame(
+        {"step": steps * 2, "key": ["objective/gold"] * 20 + ["probe/entropy"] * 20,
+         "value": [0.2 + 0.01 * s for s in steps] + [1.0 - 0.02 * s for s in steps]}
+    )  # fmt: skip
+    assert first_and_last(frame, "objective/gold") == pytest.approx((0.215, 0.395))
+    text = trend_sentence(frame, probes=True)
+    assert "gold rose from 0.215 to 0.395" in text and "probe-set entropy fell" in text
+    assert trend_sentence(frame.iloc[:0], probes=False) == ""

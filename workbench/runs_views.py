@@ -243,7 +243,8 @@ def status_caption(status: dict | None, state: str, step: int) -> str:
         return f"state: **{state}**"
     steps = status.get("steps")
     text = f"state: **{state}** · step {step}" + (f" of {steps}" if steps else "")
-    text += f" · pid {status.get('pid', '?')}"
+    if state in LIVE_STATES and status.get("pid"):
+        text += f" · pid {status['pid']}"
     if status.get("message"):
         text += f" · {status['message']}"
     return text
@@ -270,3 +271,31 @@ def curves_caption(*, kl_k3: bool, estimator: str, probes: bool) -> str:
         "with probes (`probe_every` > 0) shows the probe set's curve instead."
     )
     return f"{kl} {entropy} Faint points: single steps; lines: the moving average."
+
+
+def first_and_last(frame: pd.DataFrame, key: str) -> tuple[float, float] | None:
+    """Mean of ``key`` over the first and over the last tenth of the run's logged steps (at least one)."""
+    rows = (
+        frame[frame["key"] == key].sort_values("step")["value"] if not frame.empty else pd.Series(dtype=float)
+    )
+    if len(rows) < 2:
+        return None
+    k = max(1, len(rows) // 10)
+    return float(rows.iloc[:k].mean()), float(rows.iloc[-k:].mean())
+
+
+def trend_sentence(frame: pd.DataFrame, *, probes: bool) -> str:
+    """What this run shows of the claim "gold rises while entropy falls", from its own curves."""
+    entropy_key = "probe/entropy" if probes else "objective/entropy"
+    parts = []
+    for key, name in (
+        ("objective/gold", "gold"),
+        (entropy_key, "probe-set entropy" if probes else "batch entropy"),
+    ):
+        ends = first_and_last(frame, key)
+        if ends is not None:
+            arrow = "rose" if ends[1] > ends[0] else "fell"
+            parts.append(f"{name} {arrow} from {ends[0]:.3g} to {ends[1]:.3g}")
+    if not parts:
+        return ""
+    return "**On this run** (first vs last tenth of its steps): " + "; ".join(parts) + "."
