@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from engine.teaching import Bandit
 
-GOLD_SCALE = [[0.0, "rgb(230, 60, 90)"], [1.0, "rgb(50, 210, 90)"]]  # red = bad, green = good
+GOLD_SCALE = "RdYlGn"  # red = bad, yellow = middling, green = good
 RM_COLOUR, GOLD_COLOUR, ENTROPY_COLOUR = "#1f3b99", "#2ca02c", "#9467bd"
 
 
