@@ -78,9 +78,10 @@ def probe_family_figure(family_steps: pd.DataFrame, family: str, step: int | Non
     return fig
 
 
-def rm_gold_figure(curves: pd.DataFrame, fit: dict | None, title: str) -> go.Figure:
-    """Left: RM reward and gold per step (each on its own axis). Right: both against sqrt(KL), with
-    Gao et al.'s fitted gold curve ``offset + d (alpha - beta log d)``. ``curves``: step, reward, gold, kl."""
+def rm_gold_figure(curves: pd.DataFrame, fit: dict | None, title: str, window: int = 1) -> go.Figure:
+    """Left: RM reward and gold per step (each on its own axis; faint per step, bold a ``window``-step
+    running mean). Right: both against sqrt(KL), with Gao et al.'s fitted gold curve
+    ``offset + d (alpha - beta log d)``. ``curves``: step, reward, gold, kl."""
     d = np.sqrt(curves["kl"].clip(lower=0))
     fig = make_subplots(
         rows=1,
@@ -88,17 +89,24 @@ def rm_gold_figure(curves: pd.DataFrame, fit: dict | None, title: str) -> go.Fig
         specs=[[{"secondary_y": True}, {"secondary_y": True}]],
         subplot_titles=("against step", "against sqrt(KL to the SFT model)"),
     )
-    for col, x in ((1, curves["step"]), (2, d)):
-        mode = "lines" if col == 1 else "markers"
+    for column, name, colour, right in (
+        ("reward", "RM reward", RM, False),
+        ("gold", "gold (judge)", GOLD, True),
+    ):
+        smooth = curves[column].rolling(window, center=True, min_periods=1).mean()
         fig.add_trace(
-            go.Scatter(x=x, y=curves["reward"], name="RM reward", mode=mode, line={"color": RM},
-                       marker={"size": 5}, showlegend=col == 1),
-            row=1, col=col, secondary_y=False,
+            go.Scatter(x=curves["step"], y=curves[column], opacity=0.3, line={"color": colour, "width": 1},
+                       showlegend=False, name=f"{name}, per step"),
+            row=1, col=1, secondary_y=right,
         )  # fmt: skip
         fig.add_trace(
-            go.Scatter(x=x, y=curves["gold"], name="gold (judge)", mode=mode, line={"color": GOLD},
-                       marker={"size": 5}, showlegend=col == 1),
-            row=1, col=col, secondary_y=True,
+            go.Scatter(x=curves["step"], y=smooth, name=name, line={"color": colour, "width": 3}),
+            row=1, col=1, secondary_y=right,
+        )  # fmt: skip
+        fig.add_trace(
+            go.Scatter(x=d, y=curves[column], mode="markers", marker={"size": 5, "color": colour},
+                       showlegend=False, name=name),
+            row=1, col=2, secondary_y=right,
         )  # fmt: skip
     if fit is not None and fit.get("alpha") is not None and len(d):
         grid = np.linspace(1e-3, float(d.max()) * 1.05, 80)

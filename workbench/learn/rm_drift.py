@@ -45,8 +45,9 @@ def render() -> None:
     lo, hi = st.select_slider("Try it: steps", steps, value=(steps[0], steps[-1]), key="learn_rm_steps")
     part = curves[(curves["step"] >= lo) & (curves["step"] <= hi)]
     fit = fit_gold_sqrt_kl(part["kl"].tolist(), part["gold"].tolist()) if len(part) >= 3 else None
-    st.plotly_chart(rm_gold_figure(part, fit, f"{run}: RM reward and gold"), key="learn_rm_curves")
     window = max(1, min(9, len(part) // 10))  # a running mean: one step's gold is noisy
+    title = f"{run}: RM reward and gold"
+    st.plotly_chart(rm_gold_figure(part, fit, title, window), key="learn_rm_curves")
     smooth = part.set_index("step")[["reward", "gold"]].rolling(window, center=True, min_periods=1).mean()
     peak = int(smooth["gold"].idxmax())
     st.markdown(
