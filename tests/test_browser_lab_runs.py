@@ -91,6 +91,7 @@ def test_lab_sliders_change_the_tokens(browser, app_url):  # noqa: F811
             ("Forking tokens", "lab-03-forking"),
             ("Rewards", "lab-04-rewards"),
             ("Sweeps", "lab-05-sweeps"),
+            ("Compare checkpoints", "lab-06-compare"),
         ):
             page.get_by_role("tab", name=tab).click()
             _wait_until_idle(page)
