@@ -23,8 +23,8 @@ import torch
 from engine.analysis.entropy_dynamics import entropy_distribution, top_entropy_tokens
 from engine.config import ConfigError, SamplingConfig, validate_prompt
 from engine.models import LoadedModel, load_causal_lm
-from engine.ppo.checkpoints import list_checkpoints as run_checkpoints
 from engine.reward import Judge, load_reward_model, same_vocabulary, score_responses
+from engine.runs import list_checkpoints as run_checkpoints
 from engine.sampling import Generation, generate_from_texts, sampling_logits
 
 SIGNALS = ("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates")

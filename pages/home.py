@@ -31,7 +31,7 @@ if first_run.empty:
 doors = st.columns(3)
 with doors[0]:
     st.markdown("**Learn**: the practitioner's note, one idea at a time, with live figures.")
-    page_link("teaching.py", "Open the Learn path", ":material/school:")
+    page_link("learn.py", "Open the Learn path", ":material/school:")
 with doors[1]:
     st.markdown("**Sampling lab**: one prompt, many samples, tokens coloured by entropy.")
     page_link("sampling_lab.py", "Open the Sampling lab", ":material/science:")

@@ -119,6 +119,17 @@ def test_sft_epoch_scores_normalise_and_keep_gold_in_range():
     assert spread_trend(spread) == "narrows"
 
 
+def test_sft_epoch_scores_normalise_float32_rewards():
+    """The world's epoch report stores RM rewards as float32: normalising them must not fail."""
+    samples = pd.DataFrame(
+        {"epoch": [1, 1, 1], "prompt_id": ["a", "a", "b"], "split": "sft_train",
+         "reward": np.array([-1.0, -3.0, 2.0], dtype=np.float32)}
+    )  # fmt: skip
+    norm, clipped = epoch_scores(samples, "reward", normalised=True)
+    mean = (-1.0 - 3.0 + 2.0) / 3
+    assert norm["reward"].tolist() == pytest.approx([1.0 + mean, -1.0 + mean, mean]) and clipped == 0
+
+
 def test_ratio_text_has_no_rise_for_a_fall():
     assert ratio_text(0.93).startswith("×0.93 (less") and ratio_text(1.9).startswith("×1.90 (more")
 

@@ -8,8 +8,8 @@ import torch
 
 from engine.config import ConfigError
 from engine.ppo.build import Sources, build_trainer, resume_step
-from engine.ppo.checkpoints import list_checkpoints as checkpoints
 from engine.ppo.config import PPOConfig, PPOHyperConfig, RunConfig
+from engine.runs import list_checkpoints as checkpoints
 from engine.store import RunWriter
 from tests.ppo_fixtures import make_tiny_sources, one_thread, tiny_config  # noqa: F401 (fixture)
 

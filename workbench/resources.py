@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from engine.config import ConfigError
-from engine.lab import SamplingLab
 from engine.paths import world_dir
+
+if TYPE_CHECKING:  # the lab brings torch: loaded on first use, so pages without models start fast
+    from engine.lab import SamplingLab
 
 BUILD_COMMAND = "python -m engine world build"
 
@@ -39,6 +42,8 @@ def world_error() -> str | None:
 
 @st.cache_resource(show_spinner=False)
 def _lab(world_path: str | None) -> SamplingLab:
+    from engine.lab import SamplingLab
+
     return SamplingLab(world=world_or_none() if world_path else None)
 
 

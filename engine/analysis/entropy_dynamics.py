@@ -30,10 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from engine.config import ConfigError
-from engine.ppo.entropy_control import covariance_terms as masked_covariance_terms
 
 NEAR_ZERO_NATS = 0.01
 """Per-token entropy below this many nats counts as "near zero" (Wang et al. 2025's threshold)."""
@@ -71,6 +69,11 @@ def covariance_terms(logprob: np.ndarray, advantage: np.ndarray) -> np.ndarray:
     ``engine.ppo.entropy_control.covariance_terms``, here with every token real).
     Naive equivalent: ``[(l - mean(lp)) * (a - mean(A)) for l, a in zip(lp, A)]``.
     """
+    # torch (for the loss's own definition) only when terms are computed: pages import this module
+    import torch
+
+    from engine.ppo.entropy_control import covariance_terms as masked_covariance_terms
+
     lp = torch.from_numpy(np.array(logprob, dtype=np.float64))  # a copy: DuckDB's arrays are read-only
     adv = torch.from_numpy(np.array(advantage, dtype=np.float64))
     if lp.shape != adv.shape:

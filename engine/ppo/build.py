@@ -17,11 +17,11 @@ from typing import Any
 import torch
 
 from engine.config import ConfigError
-from engine.ppo.checkpoints import list_checkpoints
 from engine.ppo.config import PPOConfig
 from engine.ppo.distributed import SINGLE, Dist
 from engine.ppo.trainer import PPOTrainer
 from engine.reward import Judge
+from engine.runs import list_checkpoints
 from engine.store import RunWriter
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,9 @@
 the value head, the optimizer state and the trainer state.
 
 A checkpoint is written under a temp name and renamed, so a directory named ``step-N`` is always
-complete; :func:`list_checkpoints` is the one test of "complete" (its trainer state exists), used by
-resume, the log-prob evaluation and the sampling lab.
+complete; :func:`engine.runs.list_checkpoints` is the one test of "complete" (its trainer state
+exists), used by resume, the log-prob evaluation, the sampling lab and the RM accuracy page (it needs
+no torch, so pages can call it).
 """
 
 from __future__ import annotations
@@ -21,31 +22,16 @@ import torch
 from torch import nn
 
 from engine.models import ValueHead, load_value_head, save_value_head
-from engine.store.schema import CHECKPOINTS_DIR
+from engine.runs.layout import CHECKPOINTS_DIR, TRAINER_STATE
 
 log = logging.getLogger(__name__)
 
-TRAINER_STATE = "trainer_state.json"
 VALUE_HEAD_FILE = "value_head.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 
 
 def checkpoint_name(step: int) -> str:
     return f"step-{step}"
-
-
-def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run, (step, path) ascending."""
-    root = Path(run_dir) / CHECKPOINTS_DIR
-    found = []
-    if root.is_dir():
-        for p in root.iterdir():
-            if p.name.startswith("step-") and (p / TRAINER_STATE).is_file():
-                try:
-                    found.append((int(p.name[5:]), p))
-                except ValueError:
-                    continue
-    return sorted(found)
 
 
 def save_checkpoint(

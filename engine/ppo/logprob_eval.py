@@ -83,8 +83,8 @@ def evaluate_run(
 
     from engine.models import attach_lora, load_causal_lm
     from engine.ppo.build import resolve_sources
-    from engine.ppo.checkpoints import list_checkpoints
     from engine.ppo.config import PPOConfig
+    from engine.runs import list_checkpoints
     from engine.store import LOGPROB_ACCURACY, LOGPROB_ACCURACY_SCHEMA, write_eval
 
     run_dir = Path(run_dir)

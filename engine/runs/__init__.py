@@ -14,7 +14,7 @@ from engine.runs.layout import (
     read_json,
     run_dir_of,
 )
-from engine.runs.listing import RunInfo, list_runs, run_info
+from engine.runs.listing import RunInfo, list_checkpoints, list_runs, run_info
 from engine.runs.lock import is_live, owner_lock
 from engine.runs.status import StatusFile, effective_state, read_status
 
@@ -32,6 +32,7 @@ __all__ = [
     "is_live",
     "launch",
     "launch_eval",
+    "list_checkpoints",
     "list_runs",
     "new_run_id",
     "owner_lock",

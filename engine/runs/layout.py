@@ -21,6 +21,8 @@ from engine.paths import runs_dir
 RUN_FILE = "run.json"
 STATUS_FILE = "status.json"
 ROLLOUTS_DIR = "rollouts"  # the store's per-step rollout files (engine.store.schema)
+CHECKPOINTS_DIR = "checkpoints"  # checkpoints/step-N/: adapter, value head, optimizer, trainer state
+TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint: its presence means complete
 LOCK_FILE = ".lock"
 JOB_LOG = "job.log"
 EVAL_LOG = "eval.log"

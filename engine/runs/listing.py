@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.paths import demo_runs_dir, runs_dir
-from engine.runs.layout import ROLLOUTS_DIR, RUN_FILE, read_json
+from engine.runs.layout import CHECKPOINTS_DIR, ROLLOUTS_DIR, RUN_FILE, TRAINER_STATE, read_json
 from engine.runs.status import effective_state, read_status
 
 
@@ -76,3 +76,18 @@ def _runs_in(base: Path, *, demo: bool) -> list[RunInfo]:
         if d.is_dir() and not d.name.startswith(".") and (info := run_info(d, demo=demo)) is not None
     ]
     return sorted(found, key=lambda r: r.created_at, reverse=True)
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run (``checkpoints/step-N/`` holding its trainer state), (step, path)
+    ascending. A checkpoint is written under a temp name and renamed, so this is the one test."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    found = []
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.name.startswith("step-") and (p / TRAINER_STATE).is_file():
+                try:
+                    found.append((int(p.name[5:]), p))
+                except ValueError:
+                    continue
+    return sorted(found)

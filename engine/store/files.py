@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.store.schema import (
-    METRIC_SCHEMA,
     EVALS_DIR,
+    METRIC_SCHEMA,
     METRICS_DIR,
     PROBES_DIR,
     REQUIRED_ROLLOUT_COLUMNS,

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from engine.runs.layout import ROLLOUTS_DIR, RUN_FILE, STATUS_FILE  # noqa: F401 (the run directory's layout)
+from engine.runs.layout import CHECKPOINTS_DIR, ROLLOUTS_DIR, RUN_FILE, STATUS_FILE  # noqa: F401 (the run directory's layout)
 
 METRICS_DIR = "metrics"
 PROBES_DIR = "probes"  # the fixed probe prompts sampled every few steps (rollout schema, is_probe)
 EVALS_DIR = "evals"
-CHECKPOINTS_DIR = "checkpoints"
 RUN_KINDS = ("ppo", "sft", "import")
 
 _STEP_FILE = re.compile(r"^step-(\d{6,})\.parquet$")

@@ -52,6 +52,7 @@ def epoch_scores(samples: pd.DataFrame, value: str, normalised: bool) -> tuple[p
     it (0 - a prompt mean of 0.9 + an epoch mean of 0.4 = -0.5), which reads as a score that does not
     exist, so such a value is drawn at the edge."""
     frame = samples[["epoch", "prompt_id", "split", value]].copy()
+    frame[value] = frame[value].astype(float)  # RM rewards are float32: normalised values are float64
     if normalised:
         for _, part in frame.groupby("epoch"):
             frame.loc[part.index, value] = normalise_per_prompt(
