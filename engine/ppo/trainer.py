@@ -39,7 +39,7 @@ from engine.ppo.config import PPOConfig
 from engine.ppo.distributed import SINGLE, Dist
 from engine.ppo.metrics import objective_metrics, probe_metrics, rollout_rows
 from engine.ppo.rewards import kl_controller, kl_per_token, process_scores, shaped_rewards
-from engine.ppo.rollout import reference_logprobs, rollout, token_entropy
+from engine.ppo.rollout import Rollout, reference_logprobs, rollout, token_entropy
 from engine.ppo.update import UpdateBatch, is_finite, ppo_update
 from engine.reward import Judge, score_responses
 from engine.sampling import chat_prompts, encode_prompts
@@ -122,6 +122,15 @@ class PPOTrainer:
         templated = chat_prompts(self.tokenizer, texts, self.config.model.chat_template)
         return encode_prompts(self.tokenizer, templated, self.device)
 
+    def sample(self, texts: list[str], sampling: SamplingConfig, generator: torch.Generator) -> Rollout:
+        """Phase 1 on prompt texts: encode them and roll the current policy out."""
+        prompt_ids, prompt_mask = self.encode(texts)  # (B, P)
+        tok = self.tokenizer
+        return rollout(
+            self.model, self.value_head, prompt_ids, prompt_mask, sampling,
+            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, generator=generator,
+        )  # fmt: skip
+
     # ------------------------------------------------------------------ prompts
 
     def prompt_batch(self, step: int) -> list[Any]:
@@ -153,20 +162,9 @@ class PPOTrainer:
         prompts = self.dist.shard(self.prompt_batch(step))  # this rank's prompts (all of them in one process)
         texts = [p.text for p in prompts for _ in range(run.samples_per_prompt)]
         prompt_index = torch.arange(len(prompts)).repeat_interleave(run.samples_per_prompt)  # (B,)
-        prompt_ids, prompt_mask = self.encode(texts)  # (B, P)
         rank = self.dist.rank
         sample_gen = torch.Generator(device=self.device).manual_seed(step_seed(run.seed, step, 1, rank))
-
-        ro = rollout(
-            self.model,
-            self.value_head,
-            prompt_ids,
-            prompt_mask,
-            cfg.sampling,
-            eos_token_id=self.tokenizer.eos_token_id,
-            pad_token_id=self.tokenizer.pad_token_id,
-            generator=sample_gen,
-        )
+        ro = self.sample(texts, cfg.sampling, sample_gen)
         timings["time/rollout"] = time.perf_counter() - t_start
 
         t0 = time.perf_counter()
@@ -260,13 +258,8 @@ class PPOTrainer:
             max_new_tokens=cfg.sampling.max_new_tokens, stop_at_eos=cfg.sampling.stop_at_eos
         )
         texts = [p.text for p in self.probe_prompts for _ in range(k)]
-        prompt_ids, prompt_mask = self.encode(texts)
         generator = torch.Generator(device=self.device).manual_seed(step_seed(run.seed, 0, stream=3))
-        ro = rollout(
-            self.model, self.value_head, prompt_ids, prompt_mask, sampling,
-            eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
-            generator=generator,
-        )  # fmt: skip
+        ro = self.sample(texts, sampling, generator)
         ref_logprobs = reference_logprobs(self.model, ro)
         scored = score_responses(
             self.tokenizer, ro.sequences, ro.attention_mask, ro.response_ids, ro.response_mask, texts,

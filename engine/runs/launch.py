@@ -38,6 +38,21 @@ class Job:
     process: subprocess.Popen | None = None
 
 
+def spawn_detached(argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start ``argv`` from the repository root in its own session (it outlives the app's process and
+    a Ctrl-C in its terminal), output appended to ``log_path``."""
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+
+
 def launch(
     config: PPOConfig | None = None,
     *,
@@ -68,16 +83,7 @@ def launch(
     argv = [*command, "--runs-dir", str(run_dir.parent), "--no-progress"]
     argv += ["--resume", run_id] if resume else ["--run-id", run_id, *config_to_argv(config)]
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / JOB_LOG, "ab") as out:
-        process = subprocess.Popen(
-            argv,
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, **(env or {})},
-        )
+    process = spawn_detached(argv, run_dir / JOB_LOG, env)
     log.info("launched %s (pid %d)", run_id, process.pid)
     job = Job(run_id=run_id, run_dir=run_dir, pid=process.pid, process=process)
     if wait:
@@ -173,12 +179,4 @@ def launch_eval(run_id: str, root: Path | str | None = None) -> subprocess.Popen
         run_id,
         "--watch",
     ]
-    with open(run_dir / EVAL_LOG, "ab") as out:
-        return subprocess.Popen(
-            argv,
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return spawn_detached(argv, run_dir / EVAL_LOG)
