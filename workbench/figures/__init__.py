@@ -5,3 +5,6 @@ the rollout browser), ``ridgeline`` (density ridgelines and their spread), ``cur
 lines), ``prompt`` (one prompt over training), ``sft_epochs`` and ``entropy`` (entropy dynamics).
 No Streamlit here: every figure is testable on its own (tests/test_figures.py).
 """
+
+# The margins and the horizontal legend under the plot that the analysis figures share.
+LAYOUT = {"margin": {"l": 10, "r": 10, "t": 50, "b": 40}, "legend": {"orientation": "h", "y": -0.25}}

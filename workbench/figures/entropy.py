@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-_LAYOUT = {"margin": {"l": 10, "r": 10, "t": 50, "b": 40}, "legend": {"orientation": "h", "y": -0.25}}
+from workbench.figures import LAYOUT
 
 
 def cov_vs_change_figure(per_step: pd.DataFrame, corr: float | None) -> go.Figure:
@@ -32,7 +32,7 @@ def cov_vs_change_figure(per_step: pd.DataFrame, corr: float | None) -> go.Figur
     fig.add_hline(y=0, line_color="#bbb", line_width=1)
     corr_text = "n/a" if corr is None else f"{corr:+.2f}"
     fig.update_layout(
-        title=f"Covariance and entropy change per step (correlation {corr_text})", height=340, **_LAYOUT
+        title=f"Covariance and entropy change per step (correlation {corr_text})", height=340, **LAYOUT
     )
     fig.update_xaxes(title_text="step")
     fig.update_yaxes(title_text="cov", secondary_y=False)
@@ -62,7 +62,7 @@ def law_figure(per_step: pd.DataFrame, law: dict, column: str, label: str) -> go
         fig.add_hline(y=law["ceiling"], line_dash="dot", annotation_text=f"ceiling {law['ceiling']:.3g}")
     fig.update_layout(
         title=f"{label} vs entropy: R = -a·exp(H) + b", xaxis_title="mean per-token entropy (nats)",
-        yaxis_title=label, height=360, **_LAYOUT,
+        yaxis_title=label, height=360, **LAYOUT,
     )  # fmt: skip
     fig.update_xaxes(autorange="reversed")  # training moves right to left: entropy falls
     return fig
@@ -82,7 +82,7 @@ def forking_figure(series: pd.DataFrame, near_zero: float) -> go.Figure:
     fig.update_yaxes(tickformat=".1%", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="nats", row=2, col=1)
     fig.update_xaxes(title_text="step", row=2, col=1)
-    fig.update_layout(title="Forking tokens over the run", height=460, **_LAYOUT)
+    fig.update_layout(title="Forking tokens over the run", height=460, **LAYOUT)
     return fig
 
 
@@ -108,6 +108,6 @@ def gold_kl_figure(per_step: pd.DataFrame, fit: dict) -> go.Figure:
         xaxis_title="sqrt(KL)",
         yaxis_title="gold",
         height=360,
-        **_LAYOUT,
+        **LAYOUT,
     )
     return fig
