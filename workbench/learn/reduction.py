@@ -106,9 +106,14 @@ def render() -> None:
         probe_family_figure(cached(store.probe_family_steps, run_dir), family, int(k)), key="learn_ppo_curve"
     )
     if run == "demo-late-epoch":
+        first, last = (samples.loc[samples["step"] == s] for s in (steps[0], steps[-1]))
         st.caption(
-            "From the last SFT epoch the samples already agree at step 0: there is little entropy to "
-            "reduce and little gold to gain. Switch to demo-default to compare."
+            "From the last SFT epoch the sampling space is already small: here this prompt's samples "
+            f"start at {first['mean_entropy'].mean():.2f} nats and {first['response'].nunique()} distinct "
+            f"answers, and end at {last['mean_entropy'].mean():.2f} nats with mean gold "
+            f"{first['gold'].mean():.2f} -> {last['gold'].mean():.2f}. On this toy world a late epoch "
+            "still gains gold (its samples are already good); what it cannot do is find answers it "
+            "never samples. Switch to demo-default to compare."
         )
     _densities(run_dir, int(k))
     browser_link(run, prompt_id, f"Rollout browser: {prompt_id} in {run}, step by step", step=int(k))
