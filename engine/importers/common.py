@@ -63,6 +63,12 @@ class Staging:
     used: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
+    def fixed_fields(self, fmt: str, mapping: dict[str, list[str]]) -> None:
+        """For a format whose fields are fixed: warn that ``--map`` is ignored, record ``mapping`` as used."""
+        if self.mapping:
+            self.warnings.append(f"--map is ignored for {fmt} (its fields are fixed)")
+        self.used.setdefault("mapping", mapping)
+
 
 @dataclass(frozen=True)
 class ImportResult:
@@ -259,6 +265,13 @@ class CountingReader(io.RawIOBase):
             self._progress(self.count - self.reported)
             self.reported = self.count
 
+    def tables(self, reader: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
+        """The batches of a pyarrow streaming ``reader`` over this file as tables, reporting progress."""
+        for batch in reader:
+            self.report()
+            yield pa.Table.from_batches([batch])
+        self.report()
+
     def close(self) -> None:
         self._fh.close()
         super().close()
@@ -284,6 +297,13 @@ def jsonl_records(path: Path, progress: Progress | None = None) -> Iterator[tupl
             yield number, obj
 
 
+def _counting_reader(path: Path, progress: Progress | None) -> CountingReader:
+    """``path`` opened for one of pyarrow's streaming readers (an empty file is an error)."""
+    if path.stat().st_size == 0:
+        raise ConfigError(f"{path} is empty")
+    return CountingReader(path, progress)
+
+
 def jsonl_batches(path: Path, progress: Progress | None = None) -> Iterator[pa.Table]:
     """Tables of a JSONL file, ``BATCH_BYTES`` of text at a time (pyarrow's streaming reader).
 
@@ -293,15 +313,11 @@ def jsonl_batches(path: Path, progress: Progress | None = None) -> Iterator[pa.T
     """
     import pyarrow.json as pj
 
-    if path.stat().st_size == 0:
-        raise ConfigError(f"{path} is empty")
-    reader_file = CountingReader(path, progress)
+    reader_file = _counting_reader(path, progress)
     try:
-        reader = pj.open_json(reader_file, read_options=pj.ReadOptions(block_size=BATCH_BYTES))
-        for batch in reader:
-            reader_file.report()
-            yield pa.Table.from_batches([batch])
-        reader_file.report()
+        yield from reader_file.tables(
+            pj.open_json(reader_file, read_options=pj.ReadOptions(block_size=BATCH_BYTES))
+        )
         return
     except pa.ArrowInvalid as exc:
         log.info("%s: pyarrow could not read it (%s); reading it line by line", path, exc)
@@ -329,6 +345,18 @@ def records_batches(
         yield to_table(chunk)
 
 
+def jsonl_rows(
+    path: Path, progress: Progress | None, rows_of: Callable[[int, Any], list[dict[str, Any]]]
+) -> Iterator[pa.Table]:
+    """Staged tables of a JSONL file whose line ``n`` with object ``obj`` gives the rows ``rows_of(n, obj)``."""
+
+    def convert(records: list[tuple[int, Any]]) -> pa.Table:
+        rows = [row for line, obj in records for row in rows_of(line, obj)]
+        return rows_table(rows) if rows else pa.table({})
+
+    return records_batches(jsonl_records(path, progress), convert)
+
+
 def _objects_table(records: list[tuple[int, Any]], path: Path) -> pa.Table:
     """JSON objects -> a table; a column whose values do not share one type becomes JSON strings."""
     names: dict[str, None] = {}
@@ -347,15 +375,11 @@ def _objects_table(records: list[tuple[int, Any]], path: Path) -> pa.Table:
 def csv_batches(path: Path, progress: Progress | None = None) -> Iterator[pa.Table]:
     import pyarrow.csv as pcsv
 
-    if path.stat().st_size == 0:
-        raise ConfigError(f"{path} is empty")
-    reader_file = CountingReader(path, progress)
+    reader_file = _counting_reader(path, progress)
     try:
-        reader = pcsv.open_csv(reader_file, read_options=pcsv.ReadOptions(block_size=BATCH_BYTES))
-        for batch in reader:
-            reader_file.report()
-            yield pa.Table.from_batches([batch])
-        reader_file.report()
+        yield from reader_file.tables(
+            pcsv.open_csv(reader_file, read_options=pcsv.ReadOptions(block_size=BATCH_BYTES))
+        )
     except pa.ArrowInvalid as exc:
         raise ConfigError(f"{path}: not a readable CSV file: {exc}") from None
     finally:

@@ -24,14 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine.config import ConfigError
-from engine.importers.common import (
-    Staging,
-    find_files,
-    jsonl_records,
-    number,
-    records_batches,
-    rows_table,
-)
+from engine.importers.common import Staging, find_files, jsonl_rows, number
 
 _STEP = re.compile(r"train_data_step(\d+)\.jsonl$")
 PER_TOKEN = {"generation_logprobs": "logprob", "advantages": "advantage"}
@@ -89,10 +82,8 @@ def sample_row(obj: dict, step: int, where: str) -> dict[str, Any]:
 
 
 def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
-    if ctx.mapping:
-        ctx.warnings.append("--map is ignored for nemo-rl (its fields are fixed)")
-    ctx.used.setdefault(
-        "mapping", {"prompt": ["content[:-1]"], "response": ["content[-1]"], "reward": ["rewards"]}
+    ctx.fixed_fields(
+        "nemo-rl", {"prompt": ["content[:-1]"], "response": ["content[-1]"], "reward": ["rewards"]}
     )
     for path in paths:
         match = _STEP.search(path.name)
@@ -100,7 +91,7 @@ def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
         if path.stat().st_size == 0:
             raise ConfigError(f"{path} is empty")
 
-        def convert(records: list[tuple[int, Any]], path: Path = path, step: int = step) -> pa.Table:
-            return rows_table([sample_row(obj, step, f"{path}:{line}") for line, obj in records])
+        def rows_of(line: int, obj: Any, path: Path = path, step: int = step) -> list[dict[str, Any]]:
+            return [sample_row(obj, step, f"{path}:{line}")]
 
-        yield from records_batches(jsonl_records(path, ctx.progress), convert)
+        yield from jsonl_rows(path, ctx.progress, rows_of)

@@ -33,15 +33,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine.config import ConfigError
-from engine.importers.common import (
-    Progress,
-    Staging,
-    find_files,
-    jsonl_records,
-    number,
-    records_batches,
-    rows_table,
-)
+from engine.importers.common import Progress, Staging, find_files, jsonl_records, jsonl_rows, number
 
 _STEP = re.compile(r"^step_(\d+)$")
 
@@ -165,10 +157,8 @@ def _run_dir(path: Path) -> Path:
 
 
 def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
-    if ctx.mapping:
-        ctx.warnings.append("--map is ignored for prime-rl (its fields are fixed)")
-    ctx.used.setdefault(
-        "mapping", {"prompt": ["nodes before the first sampled"], "reward": ["traces[].rewards"]}
+    ctx.fixed_fields(
+        "prime-rl", {"prompt": ["nodes before the first sampled"], "reward": ["traces[].rewards"]}
     )
     for path in paths:
         if path.parent.name == "all":
@@ -176,21 +166,20 @@ def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
         step = _step_of(path) or 0
         exports = token_exports(_run_dir(path), step, ctx.progress)
 
-        def convert(
-            records: list[tuple[int, Any]], path: Path = path, step: int = step, exports: dict = exports
-        ) -> pa.Table:
+        def rows_of(
+            line: int, episode: Any, path: Path = path, step: int = step, exports: dict = exports
+        ) -> list[dict[str, Any]]:
             rows = []
-            for line, episode in records:
-                for trace in episode.get("traces") or []:
-                    for branch in branches(trace.get("nodes") or []):
-                        row = branch_row(episode, trace, branch, step, f"{path}:{line}")
-                        export = exports.get(tuple(row["token_ids"] or ()))
-                        if export is not None:
-                            row["entropy"], row["rank"] = export["entropy"], export["rank"]
-                            row["extras"]["trainer_logprobs"] = export["trainer_logprobs"]
-                        rows.append(row)
-            return rows_table(rows) if rows else pa.table({})
+            for trace in episode.get("traces") or []:
+                for branch in branches(trace.get("nodes") or []):
+                    row = branch_row(episode, trace, branch, step, f"{path}:{line}")
+                    export = exports.get(tuple(row["token_ids"] or ()))
+                    if export is not None:
+                        row["entropy"], row["rank"] = export["entropy"], export["rank"]
+                        row["extras"]["trainer_logprobs"] = export["trainer_logprobs"]
+                    rows.append(row)
+            return rows
 
         if path.stat().st_size == 0:
             continue
-        yield from records_batches(jsonl_records(path, ctx.progress), convert)
+        yield from jsonl_rows(path, ctx.progress, rows_of)
