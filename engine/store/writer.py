@@ -23,20 +23,8 @@ import pyarrow.parquet as pq
 
 from engine.config import ConfigError
 from engine.runs.layout import atomic_write_json
+from engine.store import schema
 from engine.store.derived import list_means, prompt_collapsed, repeat_shares
-from engine.store.schema import (
-    EVALS_DIR,
-    METRIC_SCHEMA,
-    METRICS_DIR,
-    PROBES_DIR,
-    REQUIRED_ROLLOUT_COLUMNS,
-    ROLLOUT_SCHEMA,
-    ROLLOUTS_DIR,
-    RUN_FILE,
-    RUN_KINDS,
-    step_file_name,
-    step_files,
-)
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +105,10 @@ def to_rollout_table(rows: Rows, *, run_id: str, step: int) -> pa.Table:
     Unknown columns are rejected (they are typos).
     """
     columns = _columns_of(rows)
-    unknown = sorted(set(columns) - set(ROLLOUT_SCHEMA.names))
+    unknown = sorted(set(columns) - set(schema.ROLLOUT_SCHEMA.names))
     if unknown:
-        raise ConfigError(f"unknown rollout columns {unknown}; the schema is {ROLLOUT_SCHEMA.names}")
-    missing = [name for name in REQUIRED_ROLLOUT_COLUMNS if name not in columns]
+        raise ConfigError(f"unknown rollout columns {unknown}; the schema is {schema.ROLLOUT_SCHEMA.names}")
+    missing = [name for name in schema.REQUIRED_ROLLOUT_COLUMNS if name not in columns]
     if missing:
         raise ConfigError(f"rollout rows lack required columns {missing}")
     n = len(columns["prompt_id"])
@@ -129,7 +117,7 @@ def to_rollout_table(rows: Rows, *, run_id: str, step: int) -> pa.Table:
         raise ConfigError(f"rollout columns have different lengths: {lengths}")
 
     arrays: dict[str, pa.Array] = {}
-    for field in ROLLOUT_SCHEMA:
+    for field in schema.ROLLOUT_SCHEMA:
         values = columns.get(field.name)
         if values is None:
             continue
@@ -161,10 +149,10 @@ def to_rollout_table(rows: Rows, *, run_id: str, step: int) -> pa.Table:
             arrays["run_id"], arrays["prompt_id"], arrays["response"]
         )
 
-    table_columns = [arrays.get(f.name, pa.nulls(n, type=f.type)) for f in ROLLOUT_SCHEMA]
+    table_columns = [arrays.get(f.name, pa.nulls(n, type=f.type)) for f in schema.ROLLOUT_SCHEMA]
     table = pa.Table.from_arrays(
         [c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in table_columns],
-        schema=ROLLOUT_SCHEMA,
+        schema=schema.ROLLOUT_SCHEMA,
     )
     return _sorted_by_prompt(table)
 
@@ -187,7 +175,7 @@ def metrics_table(metrics: Mapping[str, float], *, run_id: str, step: int) -> pa
             pa.array(keys, type=pa.string()),
             pa.array([float(metrics[k]) for k in keys], type=pa.float64()),
         ],
-        schema=METRIC_SCHEMA,
+        schema=schema.METRIC_SCHEMA,
     )
 
 
@@ -211,9 +199,9 @@ class RunWriter:
     ) -> RunWriter:
         """Start a new run; with ``overwrite`` an existing run directory is emptied first."""
         run_dir = Path(run_dir)
-        if kind not in RUN_KINDS:
-            raise ConfigError(f"run kind must be one of {RUN_KINDS}, got {kind!r}")
-        if (run_dir / RUN_FILE).exists():
+        if kind not in schema.RUN_KINDS:
+            raise ConfigError(f"run kind must be one of {schema.RUN_KINDS}, got {kind!r}")
+        if (run_dir / schema.RUN_FILE).exists():
             if not overwrite:
                 raise ConfigError(
                     f"run directory {run_dir} already holds a run; pick another name or overwrite"
@@ -228,7 +216,7 @@ class RunWriter:
             "seed": seed,
             "source": source,
         }
-        atomic_write_json(record, run_dir / RUN_FILE)
+        atomic_write_json(record, run_dir / schema.RUN_FILE)
         log.info("created %s run %s", kind, run_dir)
         return cls(run_dir)
 
@@ -236,34 +224,34 @@ class RunWriter:
     def open(cls, run_dir: Path) -> RunWriter:
         """An existing run (to resume it)."""
         run_dir = Path(run_dir)
-        if not (run_dir / RUN_FILE).is_file():
-            raise ConfigError(f"no run at {run_dir} (missing {RUN_FILE})")
+        if not (run_dir / schema.RUN_FILE).is_file():
+            raise ConfigError(f"no run at {run_dir} (missing {schema.RUN_FILE})")
         return cls(run_dir)
 
     def write_rollouts(self, step: int, rows: Rows) -> Path:
         """Write the rollouts of ``step`` (replacing any earlier file of the same step)."""
         table = to_rollout_table(rows, run_id=self.run_id, step=step)
-        return atomic_write_table(table, self.run_dir / ROLLOUTS_DIR / step_file_name(step))
+        return atomic_write_table(table, self.run_dir / schema.ROLLOUTS_DIR / schema.step_file_name(step))
 
     def write_probes(self, step: int, rows: Rows) -> Path:
         """Write the probe rows of ``step`` (the fixed probe prompts, rollout schema)."""
         table = to_rollout_table(rows, run_id=self.run_id, step=step)
-        return atomic_write_table(table, self.run_dir / PROBES_DIR / step_file_name(step))
+        return atomic_write_table(table, self.run_dir / schema.PROBES_DIR / schema.step_file_name(step))
 
     def write_metrics(self, step: int, metrics: Mapping[str, float]) -> Path:
         table = metrics_table(metrics, run_id=self.run_id, step=step)
-        return atomic_write_table(table, self.run_dir / METRICS_DIR / step_file_name(step))
+        return atomic_write_table(table, self.run_dir / schema.METRICS_DIR / schema.step_file_name(step))
 
     def logged_steps(self) -> list[int]:
         """Steps with a rollout or a metrics file, ascending."""
-        steps = {s for s, _ in step_files(self.run_dir / ROLLOUTS_DIR)}
-        steps |= {s for s, _ in step_files(self.run_dir / METRICS_DIR)}
+        steps = {s for s, _ in schema.step_files(self.run_dir / schema.ROLLOUTS_DIR)}
+        steps |= {s for s, _ in schema.step_files(self.run_dir / schema.METRICS_DIR)}
         return sorted(steps)
 
     def drop_steps_after(self, step: int) -> None:
         """Remove rollouts and metrics of steps > ``step`` (resuming from the checkpoint of ``step``)."""
-        for sub in (ROLLOUTS_DIR, PROBES_DIR, METRICS_DIR):
-            for s, path in step_files(self.run_dir / sub):
+        for sub in (schema.ROLLOUTS_DIR, schema.PROBES_DIR, schema.METRICS_DIR):
+            for s, path in schema.step_files(self.run_dir / sub):
                 if s > step:
                     path.unlink(missing_ok=True)
                     log.info("resume: dropped %s", path)
@@ -276,7 +264,7 @@ def write_eval(run_dir: Path, name: str, table: pa.Table | Rows, *, append: bool
     if not isinstance(table, pa.Table):
         columns = _columns_of(table)
         table = pa.table({k: list(v) if not isinstance(v, pa.Array) else v for k, v in columns.items()})
-    path = Path(run_dir) / EVALS_DIR / f"{name}.parquet"
+    path = Path(run_dir) / schema.EVALS_DIR / f"{name}.parquet"
     if append and path.exists():
         table = pa.concat_tables([pq.read_table(path), table], promote_options="permissive")
     return atomic_write_table(table, path)
