@@ -26,3 +26,11 @@ def fake_world_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("data")
     build_fake_world(data_dir)
     return data_dir
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The hand-computed fixture store (tests/store_fixture.py), built once per test module."""
+    from store_fixture import build_store
+
+    return build_store(tmp_path_factory.mktemp("runs"))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from store_fixture import rollout_row
 
 from engine.store import RunWriter
 
@@ -25,23 +26,9 @@ PROMPTS = {"g0": ("greet", "w1 w2 w3"), "c0": ("count", "w9 w8")}
 def _row(prompt_id: str, idx: int, tokens: list[str], reward: float, gold: float) -> dict:
     family, prompt = PROMPTS[prompt_id]
     entropy = [0.2 + 0.3 * ((i + idx) % 4) for i in range(len(tokens))]
-    return {
-        "prompt_id": prompt_id,
-        "prompt_family": family,
-        "sample_idx": idx,
-        "prompt": prompt,
-        "response": " ".join(tokens),
-        "tokens": tokens,
-        "entropy": entropy,
-        "sampled_prob": [0.5] * len(tokens),
-        "max_prob": [0.6] * len(tokens),
-        "n_candidates": [3] * len(tokens),
-        "reward": reward,
-        "gold": gold,
-        "kl": 0.1 * idx,
-        "has_eos": True,
-        "temperature": 1.0,
-    }
+    return rollout_row(
+        prompt_id, family, prompt, idx, tokens, entropy, reward=reward, gold=gold, kl=0.1 * idx, has_eos=True
+    )
 
 
 def _samples(step: int, probe: bool) -> list[dict]:

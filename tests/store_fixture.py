@@ -14,10 +14,11 @@ from pathlib import Path
 from engine.store import RunWriter, write_eval
 
 
-def _sample(
-    prompt_id: str, idx: int, tokens: list[str], reward: float, gold: float | None, kl: float, eos: bool
+def rollout_row(
+    prompt_id: str, family: str, prompt: str, idx: int, tokens: list[str], entropy: list[float], **fields
 ) -> dict:
-    family, prompt = {"p1": ("math", "add two numbers"), "p2": ("chat", "say 'hi' to me")}[prompt_id]
+    """A rollout row of ``tokens`` with fixed per-token probabilities (0.5 sampled, 0.6 max, 3
+    candidates) at temperature 1; ``fields`` add or override columns."""
     return {
         "prompt_id": prompt_id,
         "prompt_family": family,
@@ -25,20 +26,35 @@ def _sample(
         "prompt": prompt,
         "response": " ".join(tokens),
         "tokens": tokens,
-        "token_ids": [sum(map(ord, t)) for t in tokens],
-        "entropy": [0.5 + i for i in range(len(tokens))],
+        "entropy": entropy,
         "sampled_prob": [0.5] * len(tokens),
         "max_prob": [0.6] * len(tokens),
         "n_candidates": [3] * len(tokens),
-        "reward": reward,
-        "gold": gold,
-        "kl": kl,
-        "has_eos": eos,
         "temperature": 1.0,
-        "top_p": 1.0,
-        "top_k": 0,
-        "checkpoint": "sft-epoch-1",
+        **fields,
     }
+
+
+def _sample(
+    prompt_id: str, idx: int, tokens: list[str], reward: float, gold: float | None, kl: float, eos: bool
+) -> dict:
+    family, prompt = {"p1": ("math", "add two numbers"), "p2": ("chat", "say 'hi' to me")}[prompt_id]
+    return rollout_row(
+        prompt_id,
+        family,
+        prompt,
+        idx,
+        tokens,
+        [0.5 + i for i in range(len(tokens))],
+        token_ids=[sum(map(ord, t)) for t in tokens],
+        reward=reward,
+        gold=gold,
+        kl=kl,
+        has_eos=eos,
+        top_p=1.0,
+        top_k=0,
+        checkpoint="sft-epoch-1",
+    )
 
 
 # (prompt_id, sample_idx, tokens, reward, gold, kl, has_eos)

@@ -40,6 +40,13 @@ def demo_env(monkeypatch, tmp_path):
     return tmp_path / "data" / "demo_runs"
 
 
+def _ran(name: str) -> AppTest:
+    """Page ``name`` run once, checked to raise nothing."""
+    at = _page(name).run()
+    assert not at.exception, at.exception
+    return at
+
+
 def _text(at: AppTest) -> str:
     parts = [e.value for e in (*at.markdown, *at.caption, *at.info, *at.warning, *at.subheader, *at.title)]
     return "\n".join(str(p) for p in parts)
@@ -49,16 +56,13 @@ def _text(at: AppTest) -> str:
 def test_pages_without_runs_explain_what_to_do(monkeypatch, tmp_path, name):
     monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "nothing"))
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
-    at = _page(name)
-    at.run()
-    assert not at.exception, at.exception
+    at = _ran(name)
     assert "No runs in" in _text(at)
 
 
 @pytest.mark.parametrize("name", PAGES)
 def test_page_on_a_run_without_steps(store_env, name):
-    at = _page(name)
-    at.run()
+    at = _page(name).run()
     key = next(
         k
         for k in ("densities_run", "browser_run", "failures_runs", "rm_runs", "entropy_run")
@@ -72,9 +76,7 @@ def test_page_on_a_run_without_steps(store_env, name):
 
 @pytest.mark.parametrize("name", PAGES)
 def test_pages_show_demo_runs_when_the_user_has_none(demo_env, name):
-    at = _page(name)
-    at.run()
-    assert not at.exception, at.exception
+    at = _ran(name)
     assert "demo runs" in _text(at)
     picker = at.multiselect[0] if name in ("failure_modes", "rm_accuracy") else at.selectbox[0]
     assert all(label.startswith("🔒 demo · ") for label in picker.options)  # labels, as shown
@@ -216,9 +218,7 @@ def test_failure_modes_page(store_env):
 
 
 def test_rm_accuracy_page(store_env):
-    at = _page("rm_accuracy")
-    at.run()
-    assert not at.exception, at.exception
+    at = _ran("rm_accuracy")
     assert len(at.get("plotly_chart")) == 4  # spread, tail, agreement, log-prob accuracy
     at.multiselect(key="rm_runs").set_value(["beta"]).run()
     assert not at.exception
@@ -244,9 +244,7 @@ def test_rm_accuracy_starts_the_evaluation_and_shows_progress(store_env, monkeyp
 
 
 def test_rm_accuracy_refuses_to_evaluate_a_demo_run(demo_env):
-    at = _page("rm_accuracy")
-    at.run()
-    assert not at.exception, at.exception
+    at = _ran("rm_accuracy")
     assert "Demo runs are read-only" in _text(at)
     assert not [b for b in at.button if b.key == "rm_eval_start"]
 
@@ -255,9 +253,7 @@ def test_entropy_dynamics_page(monkeypatch, tmp_path):
     build_run(tmp_path / "runs" / "dyn")
     monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
-    at = _page("entropy_dynamics")
-    at.run()
-    assert not at.exception, at.exception
+    at = _ran("entropy_dynamics")
     assert len(at.get("plotly_chart")) == 4  # cov vs change, law, forking, gold vs sqrt(KL)
     text = _text(at)
     assert ("can still gain about" in text or "past the law's ceiling" in text) and "fitted peak" in text

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from store_fixture import BETA_REWARDS, build_store
+from store_fixture import BETA_REWARDS
 
 from engine.config import ConfigError
 from engine.store import (
@@ -18,11 +18,6 @@ from engine.store import (
     reward_spread,
     rm_gold_agreement,
 )
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return build_store(tmp_path_factory.mktemp("runs"))
 
 
 def _flagged(frame) -> dict[tuple[str, int, str], int]:
