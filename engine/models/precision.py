@@ -97,6 +97,33 @@ def bf16_matmul_is_fast(device: torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_kind(cpuinfo: str | None = None) -> str:
+    """The CPU's kind as far as this engine's speed and numerics go, from the /proc/cpuinfo flags
+    (``cpuinfo`` = that file's text; read when None): ``"amx"`` or ``"avx512_bf16"`` (native bf16 dot
+    products: the PPO base runs in bf16, see :func:`bf16_matmul_is_fast`), ``"avx512 (no bf16)"``,
+    ``"avx2 only"``, ``"no avx2"``; ``"unknown"`` where there is no /proc/cpuinfo (not Linux)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return "unknown"
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    if "amx_bf16" in flags:
+        return "amx"
+    if "avx512_bf16" in flags:
+        return "avx512_bf16"
+    if "avx512f" in flags:
+        return "avx512 (no bf16)"
+    if "avx2" in flags:
+        return "avx2 only"
+    return "no avx2"
+
+
 def frozen_matmuls_in_bf16(model: nn.Module, precision: str = "bf16") -> int:
     """Run the matmuls of *frozen* linear layers (the base model under LoRA) in bf16.
 

@@ -1,6 +1,7 @@
 """``python -m engine world check``: measure the seed's phenomena on the shipped artifacts.
 
-Each check returns ``{"ok": bool, "value": float, "detail": str}``. Figures come from samples of
+Each check returns ``{"ok": bool, "value": float, "detail": str}``; the ``"cpu"`` entry says what
+they ran on (CPU kind, precision modes; ``ok`` None, see :func:`cpu_entry`). Figures come from samples of
 the real checkpoints (every prompt of a split x several samples), so they are stable to about
 +-0.01 in entropy and +-0.02 in gold across sampling seeds (WORLD_NOTES).
 """
@@ -145,10 +146,38 @@ PPO_CHECKS: dict[str, Callable[[World], dict]] = {"W4": check_w4, "W5": check_w5
 CHECK_NAMES = [*SFT_CHECKS, *PPO_CHECKS]
 
 
+def cpu_entry() -> dict:
+    """What the checks ran on: the CPU kind (value) and the precision of each side (not a check, so
+    ``ok`` is None; the same keys as a check's entry, plus ``kind`` and ``ppo_precision``). The SFT-side
+    checks sample in fp32 everywhere; the PPO checks' frozen base runs in the default ``base_precision``
+    where bf16 matmuls are fast (avx512_bf16 / AMX CPUs, CUDA) and in fp32 elsewhere."""
+    import os
+
+    from engine.models import default_device
+    from engine.models.precision import cpu_kind
+    from engine.ppo import trainer as ppo_trainer  # the trainer's own test, so a patched one shows
+    from engine.ppo.config import PPOConfig
+
+    device = default_device()
+    kind = cpu_kind()
+    precision = ppo_trainer.effective_precision(PPOConfig().ppo.base_precision, device)
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    detail = (
+        f"{model or 'CPU'} ({kind}, {os.cpu_count()} CPUs); device {device.type}; PPO checks (W4, W5): "
+        f"base precision {precision}, {os.environ.get('WORKBENCH_THREADS') or 1} thread(s); SFT-side checks: fp32"
+    )
+    return {"ok": None, "value": kind, "detail": detail, "kind": kind, "ppo_precision": precision}
+
+
 def run_checks(world: World, *, quick: bool = False, seed: int = 0, progress=None) -> dict:
     """All checks; PPO checks (W4, W5) unless ``quick``."""
     checker = Checker(world, seed)
-    results = {}
+    results = {"cpu": cpu_entry()}
     for name, check in SFT_CHECKS.items():
         results[name] = check(checker)
         log.info("%s: %s", name, results[name])
