@@ -86,19 +86,55 @@ def build_tokenizer(n_words: int = N_WORDS):
     return tok, words
 
 
-def build_trainer(run_dir: Path, base_precision: str = "bf16"):
-    """The protocol's models, prompts and PPO config, wired into an :class:`engine.ppo.trainer.PPOTrainer`."""
+def _bench_trainer(
+    run_dir: Path,
+    policy: tuple,
+    reward: tuple,
+    tok,
+    words: list[str],
+    n_prompts: int,
+    response_len: int,
+    *,
+    ppo: dict,
+    run: dict,
+):
+    """The PPO trainer both protocols measure, given their (model, name) ``policy`` and ``reward``:
+    ``n_prompts`` random prompts of PROMPT_LEN ``words``, exactly ``response_len`` tokens sampled at
+    temperature 1, 4 epochs x 4 minibatches at lr 1e-4 on raw RM scores (as TRL), one sample per
+    prompt, a run writer at ``run_dir``; ``ppo`` / ``run`` set the protocol's other fields of
+    PPOHyperConfig / RunConfig. Returns (trainer, config)."""
     import numpy as np
-    import torch
-    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
     from engine.config import SamplingConfig
-    from engine.models import LoadedModel, attach_lora
+    from engine.models import LoadedModel
     from engine.ppo.build import PromptItem
     from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
     from engine.ppo.trainer import PPOTrainer
-    from engine.reward import SequenceClassifierRM
     from engine.store import RunWriter
+
+    rng = np.random.RandomState(SEED)
+    prompts = [
+        PromptItem(f"p{i:04d}", "random", " ".join(rng.choice(words, size=PROMPT_LEN)))
+        for i in range(n_prompts)
+    ]
+    config = PPOConfig(
+        model=ModelConfig(policy="bench", reward_model="bench", lora_r=16, lora_alpha=32),
+        sampling=SamplingConfig(temperature=1.0, max_new_tokens=response_len, stop_at_eos=False),
+        ppo=PPOHyperConfig(ppo_epochs=4, num_minibatches=4, learning_rate=1e-4, reward_norm="none", **ppo),
+        run=RunConfig(steps=10_000, samples_per_prompt=1, seed=SEED, **run),
+    )
+    writer = RunWriter.create(run_dir, kind="ppo", config=config.to_dict(), seed=SEED)
+    models = [LoadedModel(model, tok, name, None) for model, name in (policy, reward)]
+    return PPOTrainer(config, *models, prompts, writer=writer), config
+
+
+def build_trainer(run_dir: Path, base_precision: str = "bf16"):
+    """The protocol's models, prompts and PPO config, wired into an :class:`engine.ppo.trainer.PPOTrainer`."""
+    import torch
+    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+
+    from engine.models import attach_lora
+    from engine.reward import SequenceClassifierRM
 
     tok, words = build_tokenizer()
     torch.manual_seed(SEED)
@@ -108,39 +144,18 @@ def build_trainer(run_dir: Path, base_precision: str = "bf16"):
     policy = attach_lora(policy, r=16, alpha=32, target_modules=["c_attn", "c_proj"]).eval()
     reward = SequenceClassifierRM(rm).eval().requires_grad_(False)
 
-    rng = np.random.RandomState(SEED)
-    prompts = [
-        PromptItem(f"p{i:04d}", "random", " ".join(rng.choice(words, size=PROMPT_LEN)))
-        for i in range(N_PROMPTS)
-    ]
-    config = PPOConfig(
-        model=ModelConfig(policy="bench", reward_model="bench", lora_r=16, lora_alpha=32),
-        sampling=SamplingConfig(temperature=1.0, max_new_tokens=RESPONSE_LEN, stop_at_eos=False),
-        ppo=PPOHyperConfig(
-            kl_coef=0.05,
-            gamma=1.0,
-            lam=0.95,
-            ppo_epochs=4,
-            num_minibatches=4,
-            learning_rate=1e-4,
-            reward_norm="none",  # as TRL: raw RM scores
-            base_precision=base_precision,
-        ),  # fmt: skip
-        run=RunConfig(steps=10_000, prompts_per_step=PROMPTS_PER_ITERATION, samples_per_prompt=1, seed=SEED),
+    trainer, config = _bench_trainer(
+        run_dir,
+        (policy, "bench:policy"),
+        (reward, "bench:rm"),
+        tok,
+        words,
+        N_PROMPTS,
+        RESPONSE_LEN,
+        ppo={"kl_coef": 0.05, "gamma": 1.0, "lam": 0.95, "base_precision": base_precision},
+        run={"prompts_per_step": PROMPTS_PER_ITERATION},
     )
-    writer = RunWriter.create(run_dir, kind="ppo", config=config.to_dict(), seed=SEED)
-    device = torch.device("cpu")
-    return (
-        PPOTrainer(
-            config,
-            LoadedModel(policy, tok, "bench:policy", None),
-            LoadedModel(reward, tok, "bench:rm", None),
-            prompts,
-            writer=writer,
-        ),
-        config,
-        device,
-    )
+    return trainer, config, torch.device("cpu")
 
 
 def qwen25_05b_config(scale: float = 1.0):
@@ -169,17 +184,12 @@ def qwen25_05b_config(scale: float = 1.0):
 
 def build_small_gpu(run_dir: Path, base_precision: str = "bf16", scale: float = 1.0):
     """The small-gpu protocol's trainer: a Qwen2.5-0.5B-shaped policy + RM, random init, default device."""
-    import numpy as np
     import torch
     from transformers import Qwen2ForCausalLM, Qwen2ForSequenceClassification
 
-    from engine.config import ConfigError, SamplingConfig
-    from engine.models import LoadedModel, attach_lora, default_device
-    from engine.ppo.build import PromptItem
-    from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
-    from engine.ppo.trainer import PPOTrainer
+    from engine.config import ConfigError
+    from engine.models import attach_lora, default_device
     from engine.reward import SequenceClassifierRM
-    from engine.store import RunWriter
 
     if not 0 < scale <= 1:
         raise ConfigError(f"--scale must be in (0, 1], got {scale}")
@@ -195,32 +205,16 @@ def build_small_gpu(run_dir: Path, base_precision: str = "bf16", scale: float = 
     reward = SequenceClassifierRM(rm).to(device).eval().requires_grad_(False)
     n_prompts = max(4, 4 * round(PROMPTS_PER_ITERATION * scale / 4))
     response_len = max(8, round(SMALL_GPU_RESPONSE_LEN * scale))
-    rng = np.random.RandomState(SEED)
-    prompts = [
-        PromptItem(f"p{i:04d}", "random", " ".join(rng.choice(words[:N_WORDS], size=PROMPT_LEN)))
-        for i in range(10 * n_prompts)
-    ]
-    config = PPOConfig(
-        model=ModelConfig(policy="bench", reward_model="bench", lora_r=16, lora_alpha=32),
-        sampling=SamplingConfig(temperature=1.0, max_new_tokens=response_len, stop_at_eos=False),
-        ppo=PPOHyperConfig(
-            ppo_epochs=4,
-            num_minibatches=4,
-            learning_rate=1e-4,
-            reward_norm="none",
-            base_precision=base_precision,
-        ),
-        run=RunConfig(
-            steps=10_000, prompts_per_step=n_prompts, samples_per_prompt=1, seed=SEED, probe_every=0
-        ),
-    )
-    writer = RunWriter.create(run_dir, kind="ppo", config=config.to_dict(), seed=SEED)
-    trainer = PPOTrainer(
-        config,
-        LoadedModel(policy, tok, "bench:qwen2.5-0.5b-arch", None),
-        LoadedModel(reward, tok, "bench:qwen2.5-0.5b-arch-rm", None),
-        prompts,
-        writer=writer,
+    trainer, config = _bench_trainer(
+        run_dir,
+        (policy, "bench:qwen2.5-0.5b-arch"),
+        (reward, "bench:qwen2.5-0.5b-arch-rm"),
+        tok,
+        words[:N_WORDS],
+        10 * n_prompts,
+        response_len,
+        ppo={"base_precision": base_precision},
+        run={"prompts_per_step": n_prompts, "probe_every": 0},
     )
     return trainer, config, model_config, device
 

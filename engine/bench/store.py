@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine.cli import options
 from engine.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -202,14 +203,7 @@ def main(args: argparse.Namespace) -> int:
     root = args.keep or Path(tempfile.mkdtemp(prefix="store-bench-"))
     try:
         result = run_benchmark(
-            root,
-            rollouts=args.rollouts,
-            steps=args.steps,
-            samples=args.samples,
-            tokens=args.tokens,
-            bins=args.bins,
-            repeats=args.repeats,
-            seed=args.seed,
+            root, **options(args, "rollouts", "steps", "samples", "tokens", "bins", "repeats", "seed")
         )
     finally:
         if args.keep is None:

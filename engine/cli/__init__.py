@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import Any
 
 from engine.config import ConfigError
 
@@ -27,6 +28,11 @@ COMMANDS = {
     "analyse": "engine.cli.analyse",
     "demo": "engine.cli.demo",
 }
+
+
+def options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The parsed options ``names``, as the keyword arguments of the function that takes them."""
+    return {name: getattr(args, name) for name in names}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from engine.cli import options
+
 # Kept here (not imported from engine.importers) so ``--help`` imports nothing heavy.
 FORMAT_HELP = {
     "trl": "TRL GRPOTrainer(log_completions=True): <output_dir>/completions/completions_NNNNN.parquet",
@@ -118,12 +120,7 @@ def _signals(args: argparse.Namespace) -> int:
     result = recompute_signals(
         run_dir_of(args.run, args.runs_dir),
         args.model,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        batch_size=args.batch_size,
-        device=args.device,
-        allow_pickle=args.allow_pickle,
+        **options(args, "temperature", "top_k", "top_p", "batch_size", "device", "allow_pickle"),
         progress_factory=_tqdm_factory("signals", unit="rows"),
     )
     print(

@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from engine.cli import options
+
 log = logging.getLogger(__name__)
 
 
@@ -69,13 +71,7 @@ def _synth(args: argparse.Namespace) -> int:
         raise ConfigError("--steps, --prompts, --samples and --tokens must all be >= 1")
     run_dir = _runs_dir(args.runs_dir) / args.name
     write_synthetic_run(
-        run_dir,
-        steps=args.steps,
-        prompts=args.prompts,
-        samples=args.samples,
-        tokens=args.tokens,
-        seed=args.seed,
-        overwrite=args.overwrite,
+        run_dir, **options(args, "steps", "prompts", "samples", "tokens", "seed", "overwrite")
     )
     log.info("wrote %d rollouts to %s", args.steps * args.prompts * args.samples, run_dir)
     return 0
