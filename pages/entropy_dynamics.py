@@ -5,6 +5,7 @@ import streamlit as st
 
 from engine.analysis.entropy_dynamics import entropy_report
 from engine.config import ConfigError
+from workbench.entropy_views import room_left
 from workbench.figures.entropy import cov_vs_change_figure, forking_figure, gold_kl_figure, law_figure
 from workbench.navigation import PAGES_DIR
 from workbench.store_views import cached, clicked_row, pick_runs, show_error
@@ -69,27 +70,7 @@ if run_dirs:
         st.info(f"The law cannot be fitted: {law['reason']}.")
     else:
         st.plotly_chart(law_figure(per, law, "mean_reward", "RM reward"), key="entropy_law")
-        gain = law["ceiling"] - law["final_measured"]
-        h_now = per["mean_entropy"].iloc[-1]
-        fitted = (
-            f"fitted on the first {law['fit_steps']} steps, last step measured {law['final_measured']:.3g}"
-        )
-        if gain > 0:
-            st.markdown(
-                f"At this entropy ({h_now:.3g} nats), this run can still gain about **{gain:.3g}** in RM "
-                f"reward: the law's ceiling is {law['ceiling']:.3g} ({fitted})."
-            )
-        else:
-            st.markdown(
-                f"The run is already at or past the law's ceiling of {law['ceiling']:.3g} ({fitted}): the law "
-                "fitted on the early steps does not describe this run's later steps, or the reward is gamed."
-            )
-        gold_law = report.get("law_gold") or {}
-        if gold_law.get("ceiling") is not None:
-            st.caption(
-                f"Fitted on gold instead: ceiling {gold_law['ceiling']:.3g}, room left "
-                f"{gold_law['ceiling'] - gold_law['final_measured']:.3g}."
-            )
+        st.markdown(room_left(report))
 
     st.subheader("4. Forking tokens")
     forking = report["forking"] or {}

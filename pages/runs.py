@@ -99,6 +99,8 @@ def live_view() -> None:
     st.plotly_chart(figures.curves_figure(panels), key="runs_curves")
     st.caption(views.curves_caption(kl_k3=not kl.empty, estimator=estimator, probes=bool(families)))
     st.markdown(views.trend_sentence(frame, probes="probe/entropy" in keys))
+    if not live:  # the analysis reads every step's tokens: once the run has stopped, not every refresh
+        views.room_left_note(run_dir)
     if families:
         st.markdown("**The fixed probe set, per family**: the same prompts at every probe step")
         probe_frame = read_metrics(

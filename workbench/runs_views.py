@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -299,3 +300,18 @@ def trend_sentence(frame: pd.DataFrame, *, probes: bool) -> str:
     if not parts:
         return ""
     return "**On this run** (first vs last tenth of its steps): " + "; ".join(parts) + "."
+
+
+def room_left_note(run_dir: Path) -> None:
+    """'At this entropy, this run can still gain about X' (the Entropy dynamics page's law), or nothing
+    when the run has too few steps to fit it."""
+    from engine.analysis.entropy_dynamics import entropy_report
+    from workbench.entropy_views import room_left
+    from workbench.store_views import cached
+
+    try:
+        text = room_left(cached(entropy_report, run_dir))
+    except ConfigError:
+        return
+    if text:
+        st.markdown(text)

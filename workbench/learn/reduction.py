@@ -7,6 +7,8 @@ import pandas as pd
 import streamlit as st
 
 import engine.store as store
+from engine.analysis.entropy_dynamics import entropy_report
+from workbench.entropy_views import room_left
 from workbench.figures.learn import probe_family_figure
 from workbench.figures.ridgeline import (
     HISTOGRAM_BINS,
@@ -105,6 +107,9 @@ def render() -> None:
     st.plotly_chart(
         probe_family_figure(cached(store.probe_family_steps, run_dir), family, int(k)), key="learn_ppo_curve"
     )
+    room = room_left(cached(entropy_report, run_dir))
+    if room:
+        st.markdown(room)
     if run == "demo-late-epoch":
         first, last = (samples.loc[samples["step"] == s] for s in (steps[0], steps[-1]))
         st.caption(
