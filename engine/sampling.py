@@ -425,12 +425,16 @@ def _fused_gelu(act: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return act
 
 
-def generate_from_texts(
-    loaded, prompts: list[str], config: SamplingConfig, generator: torch.Generator | None, **kwargs
+def generate_encoded(
+    loaded,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    config: SamplingConfig,
+    generator: torch.Generator | None,
+    **kwargs,
 ) -> Generation:
-    """Encode prompt texts (left-padded) and sample with the loaded model's EOS and pad tokens."""
+    """Sample from encoded prompts ``ids`` / ``mask`` (B, P) with the loaded model's EOS and pad tokens."""
     tok = loaded.tokenizer
-    ids, mask = encode_prompts(tok, prompts, loaded.device)
     return generate(
         loaded.model,
         ids,
@@ -441,6 +445,14 @@ def generate_from_texts(
         generator=generator,
         **kwargs,
     )
+
+
+def generate_from_texts(
+    loaded, prompts: list[str], config: SamplingConfig, generator: torch.Generator | None, **kwargs
+) -> Generation:
+    """Encode prompt texts (left-padded) and sample with the loaded model's EOS and pad tokens."""
+    ids, mask = encode_prompts(loaded.tokenizer, prompts, loaded.device)
+    return generate_encoded(loaded, ids, mask, config, generator, **kwargs)
 
 
 def generate_text(

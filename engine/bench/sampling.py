@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     from engine.config import SamplingConfig
     from engine.lab import threads_for
     from engine.models import load_causal_lm, set_threads_from_env
-    from engine.sampling import encode_prompts, generate
+    from engine.sampling import encode_prompts, generate_encoded
 
     set_threads_from_env()
     if args.model:
@@ -69,15 +69,7 @@ def main(args: argparse.Namespace) -> int:
     generator = torch.Generator(device=loaded.device)
 
     def ours():
-        gen = generate(
-            model,
-            ids,
-            mask,
-            config,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-            generator=generator,
-        )
+        gen = generate_encoded(loaded, ids, mask, config, generator)
         gen.signals()
         return gen
 
