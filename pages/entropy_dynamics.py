@@ -8,7 +8,7 @@ from engine.config import ConfigError
 from workbench.entropy_views import room_left
 from workbench.figures.entropy import cov_vs_change_figure, forking_figure, gold_kl_figure, law_figure
 from workbench.navigation import PAGES_DIR
-from workbench.store_views import cached, clicked_row, pick_runs, show_error
+from workbench.store_views import cached, clicked_row, pick_runs, row_table, show_error
 
 st.title("Entropy dynamics")
 st.markdown(
@@ -52,10 +52,11 @@ if run_dirs:
             st.caption(
                 f"These {len(tokens)} tokens carry {share:.0%} of the step's covariance. **Click one** to open it."
             )
-        event = st.dataframe(
+        event = row_table(
             tokens[["token", "prompt_id", "sample_idx", "position", "logprob", "advantage", "term", "share"]],
-            hide_index=True, height=240, key="entropy_tokens", on_select="rerun", selection_mode="single-row",
-        )  # fmt: skip
+            "entropy_tokens",
+            height=240,
+        )
         clicked = clicked_row(event, tokens, "entropy_tokens")
         if clicked is not None:
             params = {"run": run_id, "prompt": clicked["prompt_id"], "step": str(top["step"])}

@@ -5,7 +5,7 @@ import streamlit as st
 import engine.store as store
 from workbench.figures.curves import failure_rates_figure, failure_table
 from workbench.navigation import PAGES_DIR
-from workbench.store_views import cached, clicked_row, pick_runs
+from workbench.store_views import cached, clicked_row, pick_runs, row_table
 
 # the response early, wide: it is what a reader looks at (the table scrolls sideways past it)
 EXAMPLE_COLUMNS = ["step", "prompt_id", "sample_idx", "response", "score", "reward", "gold", "kl", "length",
@@ -57,12 +57,9 @@ if run_dirs:
         st.info("No sample is flagged by this detector with these thresholds.")
     else:
         st.caption("**Click a row** to open the sample in the Rollout browser.")
-        event = st.dataframe(
+        event = row_table(
             examples[EXAMPLE_COLUMNS],
-            hide_index=True,
-            key="failures_examples",
-            on_select="rerun",
-            selection_mode="single-row",
+            "failures_examples",
             column_config={
                 "prompt": st.column_config.TextColumn(width="medium"),
                 "response": st.column_config.TextColumn(width="large"),

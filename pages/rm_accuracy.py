@@ -1,7 +1,9 @@
 """RM accuracy during PPO, three ways: reward spread, agreement with the gold judge, log-prob accuracy."""
 
+from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 import engine.store as store
@@ -65,14 +67,22 @@ def eval_panel(run_dirs: list[Path]) -> None:
     eval_progress(run_dir)
 
 
+def section(title: str, intro: str, query: Callable[..., pd.DataFrame], run_dirs: list[Path]) -> pd.DataFrame:
+    """One numbered section: its title, what it measures, and ``query`` over the picked runs."""
+    st.subheader(title)
+    st.markdown(intro)
+    return cached(query, run_dirs)
+
+
 run_dirs = pick_runs("rm_runs", multi=True)
 if run_dirs:
-    st.subheader("1. Reward distribution: variance and tail")
-    st.markdown(
+    spread = section(
+        "1. Reward distribution: variance and tail",
         "From the PPO-max paper: a reward variance that explodes or a long tail (samples beyond mean ± 3 sd) "
-        "catches big failures such as RM loopholes or KL blow-up, not a slow loss of accuracy."
+        "catches big failures such as RM loopholes or KL blow-up, not a slow loss of accuracy.",
+        store.reward_spread,
+        run_dirs,
     )
-    spread = cached(store.reward_spread, run_dirs)
     left, right = st.columns(2)
     left.plotly_chart(
         per_step_lines(
@@ -92,12 +102,13 @@ if run_dirs:
         key="rm_tail",
     )
 
-    st.subheader("2. Agreement with the gold judge on the step's own samples")
-    st.markdown(
+    agreement = section(
+        "2. Agreement with the gold judge on the step's own samples",
         "For every pair of samples of the same prompt whose gold scores differ: does the RM order them like "
-        "the judge? (An RM tie counts half.) This measures the RM on the *current* sampling space."
+        "the judge? (An RM tie counts half.) This measures the RM on the *current* sampling space.",
+        store.rm_gold_agreement,
+        run_dirs,
     )
-    agreement = cached(store.rm_gold_agreement, run_dirs)
     if agreement.empty:
         st.info(
             "No gold (judge) scores in these runs: pairwise agreement needs them. Runs on the built-in world "
@@ -113,12 +124,13 @@ if run_dirs:
         fig.add_hline(y=0.5, line_dash="dot", annotation_text="chance")
         st.plotly_chart(fig, key="rm_agreement")
 
-    st.subheader("3. Log-prob accuracy on the labelled preference test set")
-    st.markdown(
+    accuracy = section(
+        "3. Log-prob accuracy on the labelled preference test set",
         "Share of test pairs where the policy gives the chosen answer a higher log-probability than the "
-        "rejected one, per checkpoint (a background job writes `evals/logprob_accuracy.parquet`)."
+        "rejected one, per checkpoint (a background job writes `evals/logprob_accuracy.parquet`).",
+        store.logprob_accuracy,
+        run_dirs,
     )
-    accuracy = cached(store.logprob_accuracy, run_dirs)
     if accuracy.empty:
         own = not all(is_demo(d) for d in run_dirs)
         st.info(

@@ -12,6 +12,7 @@ from workbench.store_views import (
     entropy_link,
     pick_runs,
     query_param,
+    row_table,
     sample_filters,
     set_link,
 )
@@ -61,13 +62,10 @@ if run_dirs:
     if prompts.empty:
         st.info("No prompt matches these filters.")
         st.stop()
-    event = st.dataframe(
+    event = row_table(
         prompts[[c for c in PROMPT_COLUMNS if c != ranking]],  # "score" is the ranking's column
-        hide_index=True,
+        "browser_table",
         height=240,
-        key="browser_table",
-        on_select="rerun",
-        selection_mode="single-row",
         column_config={"score": st.column_config.NumberColumn(store.RANKING_LABELS[ranking], format="%.3g")},
     )
     # The open prompt: a click on the table, else a deep link (?prompt=), else the one already open
@@ -101,12 +99,9 @@ if run_dirs:
         else prompt_steps[0]
     )
     at_step = samples[samples["step"] == step]
-    chosen = st.dataframe(
+    chosen = row_table(
         at_step[SAMPLE_COLUMNS],
-        hide_index=True,
-        key="browser_samples",
-        on_select="rerun",
-        selection_mode="single-row",
+        "browser_samples",
         column_config={"response": st.column_config.TextColumn(width="large")},
     )
     rows = chosen.selection.rows if chosen is not None else []

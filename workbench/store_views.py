@@ -179,6 +179,14 @@ def set_link(name: str, value: Any, key: str) -> None:
         st.query_params[name] = text
 
 
+def row_table(data: pd.DataFrame, key: str, **kwargs: Any) -> Any:
+    """``data`` as a table (no index) whose rows the user selects one at a time, each click a rerun;
+    returns the selection event (``clicked_row`` turns it into the row just clicked)."""
+    return st.dataframe(
+        data, hide_index=True, key=key, on_select="rerun", selection_mode="single-row", **kwargs
+    )
+
+
 def clicked_row(event: Any, frame: pd.DataFrame, key: str) -> pd.Series | None:
     """The row of ``frame`` the user just clicked in a single-row-selection dataframe (``key``), or
     None when the selection did not change since the last rerun (a stale row index after the table
