@@ -10,6 +10,7 @@ template with the wrong kind of slot word, so the SFT model is unsure there (W2)
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from engine.world.vocab import (
@@ -62,6 +63,27 @@ def coverage_score(items: list[str], correct: set[str], wanted: int) -> float:
 def bag_score(words: list[str], correct: set[str], wanted: int) -> float:
     """Fallback for answers that miss the template: credit for relevant words only."""
     return min(len(set(words) & correct), wanted) / wanted
+
+
+def off_template(words: list[str], correct: Iterable[str], wanted: int) -> tuple[float, bool]:
+    """``content`` of an answer that misses the template: half the credit of its relevant words."""
+    return 0.5 * bag_score(words, set(correct), wanted), False
+
+
+def subject_list_content(
+    words: list[str],
+    items: list[str] | None,
+    correct: set[str],
+    wanted: int,
+    subject: tuple[int, str],
+    off: float,
+) -> tuple[float, bool]:
+    """``content`` of a templated list answer about a subject: the coverage of ``correct`` by ``items``
+    (None: the template is missed), times ``off`` when the word at ``subject[0]`` is not ``subject[1]``."""
+    if items is None:
+        return off_template(words, correct, wanted)
+    at, word = subject
+    return (1.0 if words[at] == word else off) * coverage_score(items, correct, wanted), True
 
 
 @dataclass(frozen=True)
@@ -139,10 +161,7 @@ class Describe(Family):
         items = (
             split_list(w[3:-1]) if len(w) >= 5 and w[0] == "the" and w[2] == "is" and w[-1] == "." else None
         )
-        if items is None:
-            return 0.5 * bag_score(w, correct, 3), False
-        subject = 1.0 if w[1] == s["animal"] else 0.3
-        return subject * coverage_score(items, correct, 3), True
+        return subject_list_content(w, items, correct, 3, (1, s["animal"]), 0.3)
 
 
 class Review(Family):
@@ -182,10 +201,7 @@ class Review(Family):
         right = set(GOOD_MOODS if s["polarity"] == "good" else BAD_MOODS)
         ok = len(w) >= 7 and w[:3] == ["this", "movie", "about"] and w[4] == "was" and w[-1] == "."
         items = split_list(w[5:-1]) if ok else None
-        if items is None:
-            return 0.5 * bag_score(w, right, 2), False
-        topic = 1.0 if w[3] == s["topic"] else 0.4
-        return topic * coverage_score(items, right, 2), True
+        return subject_list_content(w, items, right, 2, (3, s["topic"]), 0.4)
 
 
 class Praise(Review):
@@ -239,7 +255,7 @@ class ColourList(Family):
         wanted = NUMBERS.index(s["n"]) + 1
         items = split_list(w[:-1]) if w and w[-1] == "." else None
         if items is None:
-            return 0.5 * bag_score(w, set(correct), wanted), False
+            return off_template(w, correct, wanted)
         relevance = sum(i in correct for i in items) / len(items)
         distinct = len(set(items)) / len(items)
         count = 1.0 if len(items) == wanted else 0.6 ** abs(len(items) - wanted)
@@ -301,7 +317,7 @@ class Count(Family):
     def content(self, s, w):
         target = self._target(s)
         if not w or w[-1] != ".":
-            return 0.5 * bag_score(w, set(target), len(target)), False
+            return off_template(w, target, len(target))
         body = w[:-1]
         if body == target:
             return 1.0, True
