@@ -30,6 +30,15 @@ COMMANDS = {
 }
 
 
+def command_group(
+    subparsers: argparse._SubParsersAction, name: str, dest: str, metavar: str = "<action>", **kwargs: Any
+) -> argparse._SubParsersAction:
+    """Register command ``name`` (``kwargs``: help, description) made of sub-commands, one of which
+    must be given (its name lands in ``args.<dest>``); returns the subparsers to add them to."""
+    parser = subparsers.add_parser(name, **kwargs)
+    return parser.add_subparsers(dest=dest, metavar=metavar, required=True)
+
+
 def options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The parsed options ``names``, as the keyword arguments of the function that takes them."""
     return {name: getattr(args, name) for name in names}

@@ -11,10 +11,13 @@ import argparse
 import json
 import sys
 
+from engine.cli import command_group
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("analyse", help="analyses of a run's store (entropy dynamics)")
-    sub = parser.add_subparsers(dest="analysis", metavar="<analysis>", required=True)
+    sub = command_group(
+        subparsers, "analyse", "analysis", "<analysis>", help="analyses of a run's store (entropy dynamics)"
+    )
     entropy = sub.add_parser(
         "entropy",
         help="covariance driver, entropy-reward law and ceiling, forking tokens, gold vs sqrt(KL)",

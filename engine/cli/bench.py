@@ -7,11 +7,13 @@ import argparse
 import importlib
 
 from engine.bench import BENCHMARKS
+from engine.cli import command_group
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("bench", help="benchmarks (print one JSON object with --json)")
-    bench_sub = parser.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
+    bench_sub = command_group(
+        subparsers, "bench", "benchmark", "<benchmark>", help="benchmarks (print one JSON object with --json)"
+    )
     for name, (module_name, help_text) in BENCHMARKS.items():
         module = importlib.import_module(f"engine.bench.{module_name}")
         sub = bench_sub.add_parser(name, help=help_text)

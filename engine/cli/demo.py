@@ -6,10 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+from engine.cli import command_group
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="the shipped demo runs: rebuild them, print their figures")
-    sub = parser.add_subparsers(dest="demo_command", metavar="<action>", required=True)
+    sub = command_group(
+        subparsers, "demo", "demo_command", help="the shipped demo runs: rebuild them, print their figures"
+    )
     build = sub.add_parser(
         "build",
         help="train the demo runs on the built-in world (minutes on 2 CPU cores) into data/demo_runs",

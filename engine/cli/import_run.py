@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine.cli import options
+from engine.cli import command_group, options
 
 # Kept here (not imported from engine.importers) so ``--help`` imports nothing heavy.
 FORMAT_HELP = {
@@ -25,13 +25,15 @@ FORMAT_HELP = {
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    sub = command_group(
+        subparsers,
         "import",
+        "import_format",
+        "<format>",
         help="import rollouts of a run made elsewhere (TRL, verl, NeMo-RL, prime-rl, tables)",
         description="Read a run's rollouts in bounded batches and write them as a store run "
         "(kind=import), under a temporary directory renamed into place at the end.",
     )
-    sub = parser.add_subparsers(dest="import_format", metavar="<format>", required=True)
     for fmt, help_text in FORMAT_HELP.items():
         p = sub.add_parser(fmt, help=help_text, description=help_text)
         p.add_argument("path", type=Path, help="a file or a directory to search")

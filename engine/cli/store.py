@@ -6,14 +6,15 @@ import argparse
 import logging
 from pathlib import Path
 
-from engine.cli import options
+from engine.cli import command_group, options
 
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("store", help="rollout store: list runs, summarise, synthetic demo runs")
-    sub = parser.add_subparsers(dest="store_command", metavar="<action>", required=True)
+    sub = command_group(
+        subparsers, "store", "store_command", help="rollout store: list runs, summarise, synthetic demo runs"
+    )
 
     ls = sub.add_parser("ls", help="list the runs of the runs directory")
     ls.add_argument("--runs-dir", type=Path, default=None, help="default: WORKBENCH_RUNS_DIR or <repo>/runs")
