@@ -34,10 +34,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DemoSpec:
+    """One shipped demo run: a real PPO run from a recorded config and seed."""
+
     run_id: str
+    """The run's directory name under data/demo_runs."""
     title: str
+    """What the run shows, in a phrase (the run record's source and the final status message)."""
     config: PPOConfig
-    keep_every: int  # keep the rollouts of steps 1, 1 + keep_every, ... and the last
+    keep_every: int
+    """Keep the rollouts of steps 1, 1 + keep_every, ... and the last (every step's metrics are kept)."""
 
 
 def demo_specs() -> list[DemoSpec]:

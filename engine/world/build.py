@@ -20,24 +20,36 @@ WORLD_VERSION = 1
 
 @dataclass(frozen=True)
 class WorldConfig:
+    """How the world is built: its data, the SFT policy and the reward model, all from ``seed``."""
+
     seed: int = 0
+    """Seeds the prompts, SFT data, preference pairs and both models' training."""
     n_layer: int = 4
     """Policy depth (GPT-2)."""
     n_embd: int = 144
     """Policy width; 4 x 144 gives about 1M parameters."""
     n_head: int = 4
+    """Attention heads of the policy and of the RM."""
     n_positions: int = 64
+    """Context length of both models, in tokens (prompt + response)."""
     sft_epochs: int = 8
+    """SFT epochs; a checkpoint is kept after each one."""
     sft_repeats: int = 8
     """Each distinct SFT response appears this many times per epoch (few responses, many passes)."""
     sft_lr: float = 1e-3
+    """SFT learning rate."""
     sft_batch_size: int = 32
+    """SFT examples per optimizer step."""
     default_epoch: int = 3
     """The SFT checkpoint PPO starts from by default: entropy left on PPO-only prompts."""
     rm_layers: int = 2
+    """Reward-model depth (a GPT-2 body with a pooled score head)."""
     rm_embd: int = 128
+    """Reward-model width."""
     rm_pairs: int = 8000
+    """Generated preference pairs the RM trains on (before the SFT-sample pairs)."""
     rm_test_pairs: int = 1000
+    """Generated preference pairs held out to test the RM."""
     rm_samples_per_prompt: int = 20
     """SFT samples per prompt and epoch that the labeller ranks for the RM's data."""
     rm_pairs_per_prompt: int = 150
@@ -46,7 +58,9 @@ class WorldConfig:
     only (8 per prompt) W3 was 0.85 and W4 0.2-0.3 SD; with 40 of 16 samples' pairs 0.89 and 0.41;
     with up to 150 of 20 samples' pairs 0.94 and 0.57 (same PPO settings)."""
     rm_epochs: int = 3
+    """Reward-model training epochs."""
     rm_lr: float = 1e-3
+    """Reward-model learning rate."""
 
 
 def sft_sample_pairs(sft_dir: Path, prompts: list, config: WorldConfig) -> list:
