@@ -145,3 +145,19 @@ def test_sft_collate_pads_right_and_masks_the_prompt():
     assert ids.tolist() == [[5, 6, 7, 8], [9, 10, 0, 0]]
     assert attention.int().tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
     assert loss_mask.int().tolist() == [[0, 0, 1, 1], [0, 1, 0, 0]]
+
+
+@pytest.mark.parametrize(
+    "flags, kind",
+    [
+        ("fpu avx2 avx512f amx_bf16 avx512_bf16", "amx"),
+        ("fpu avx2 avx512f avx512_bf16", "avx512_bf16"),
+        ("fpu avx2 avx512f avx512bw", "avx512 (no bf16)"),
+        ("fpu sse4_2 avx2 fma", "avx2 only"),
+        ("fpu sse4_2", "no avx2"),
+    ],
+)
+def test_cpu_kind_from_cpuinfo_flags(flags, kind):
+    from engine.models.precision import cpu_kind
+
+    assert cpu_kind(f"processor : 0\nflags\t\t: {flags}\n") == kind

@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 
     check = sub.add_parser(
         "check",
-        help="measure the seed's phenomena (W1..W7) on the shipped artifacts",
+        help="measure the practitioner's phenomena (W1..W7, and min-p as a measurement) on the shipped artifacts",
         description="Sample the shipped checkpoints and measure W1 (SFT entropy falls with epochs), "
         "W2 (data range), W3 (RM accuracy), W6 (temperature), W7 (reward normalisation), and W4/W5 "
         "(PPO works / over-optimisation) unless --quick. Exit code 0 only if every measured check holds.",
@@ -61,7 +61,7 @@ def _check(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from engine.world import load_world
-    from engine.world.check import CHECK_NAMES, run_checks
+    from engine.world.check import CHECK_NAMES, MEASUREMENTS, run_checks
 
     world = load_world()
     with tqdm(total=len(CHECK_NAMES), desc="world check", file=sys.stderr) as bar:
@@ -73,7 +73,15 @@ def _check(args: argparse.Namespace) -> int:
             if name == "cpu":
                 print(f"cpu  {r['value']}  {r['detail']}")
                 continue
-            status = "skip" if r["ok"] is None else ("ok" if r["ok"] else "FAIL")
+            status = (
+                "measured"
+                if name in MEASUREMENTS
+                else "skip"
+                if r["ok"] is None
+                else "ok"
+                if r["ok"]
+                else "FAIL"
+            )
             print(f"{name} {status:4} {r['value']}  {r['detail']}")
     return 0 if all(r["ok"] is not False for r in results.values()) else 1
 

@@ -1,4 +1,4 @@
-"""``python -m engine world check``: measure the seed's phenomena on the shipped artifacts.
+"""``python -m engine world check``: measure the practitioner's phenomena on the shipped artifacts.
 
 Each check returns ``{"ok": bool, "value": float, "detail": str}``; the ``"cpu"`` entry says what
 they ran on (CPU kind, precision modes; ``ok`` None, see :func:`cpu_entry`). Figures come from samples of
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -94,7 +95,7 @@ class Checker:
         return result(
             ratio >= 1.3,
             ratio,
-            f"epoch {e}: PPO-only prompts {h_ppo:.3f} nats vs SFT-train prompts {h_sft:.3f} (ratio >= 1.3; the seed saw 0.19 vs 0.12)",
+            f"epoch {e}: PPO-only prompts {h_ppo:.3f} nats vs SFT-train prompts {h_sft:.3f} (ratio >= 1.3; the practitioner's note measured 0.19 vs 0.12)",
         )
 
     def _ppo_set(self, config: SamplingConfig) -> Samples:
@@ -142,8 +143,63 @@ SFT_CHECKS: dict[str, Callable[[Checker], dict]] = {
 }
 
 
+# ----------------------------------------------------------------------------------------------
+# Measurements (reported, never pass/fail)
+# Min-p at high temperature: Nguyen et al. 2024 (arXiv 2407.01082) claim min-p keeps quality at high
+# temperature, where the practitioner's note saw quality collapse above T = 1; arXiv 2506.13681
+# disputes it. Measured on the world: mean gold of the default SFT epoch's samples on the PPO prompt
+# set at T = 1.5 with min_p 0.1, with top_p 0.9 and with neither, and at T = 1 for reference, with
+# the samples and the judge of the other checks (every prompt x SAMPLES_PER_PROMPT, the same seed).
+
+HOT = replace(T1, temperature=1.5)
+MIN_P_SETTINGS: dict[str, SamplingConfig] = {
+    "T=1": T1,
+    "T=1.5": HOT,
+    "T=1.5, min_p 0.1": replace(HOT, min_p=0.1),
+    "T=1.5, top_p 0.9": replace(HOT, top_p=0.9),
+}
+
+
+def measure_min_p(world: World, seed: int = 0, checker: Checker | None = None) -> dict:
+    """Gold (and mean per-token entropy at T = 1) of each setting of :data:`MIN_P_SETTINGS`.
+
+    ``checker``: the world check's own, to share loaded models and cached samples (T = 1 is W6's).
+    Returns ``{"ok": None, "value", "detail", "gold", "drop_vs_t1", "entropy", "n_samples"}``: ``value``
+    is the share of the T = 1.5 gold drop that min-p 0.1 recovers,
+    ``(gold(min_p) - gold(T=1.5)) / (gold(T=1) - gold(T=1.5))`` (1 = as good as T = 1, 0 = no help).
+    """
+    checker = checker or Checker(world, seed)
+    gold, entropy, n_samples = {}, {}, 0
+    for name, config in MIN_P_SETTINGS.items():
+        samples = checker.samples(world.default_epoch, "ppo", config)
+        gold[name] = float(samples.gold.mean())
+        entropy[name] = float(samples.token_mean_entropy)
+        n_samples = len(samples.gold)
+    base, hot, min_p = gold["T=1"], gold["T=1.5"], gold["T=1.5, min_p 0.1"]
+    drop = {name: (base - g) / base if base else None for name, g in gold.items()}
+    recovered = (min_p - hot) / (base - hot) if base != hot else None
+    detail = ", ".join(f"{name} {g:.3f}" for name, g in gold.items())
+    detail = f"gold on the PPO prompts (epoch {world.default_epoch}, {n_samples} samples each): {detail}"
+    if recovered is not None:
+        detail += f"; min-p recovers {recovered:.0%} of the T = 1.5 drop"
+    return {
+        "ok": None,
+        "value": None if recovered is None else round(recovered, 4),
+        "detail": detail,
+        "gold": gold,
+        "drop_vs_t1": drop,
+        "entropy": entropy,
+        "n_samples": n_samples,
+    }
+
+
+MEASUREMENTS: dict[str, Callable[[World, Checker], dict]] = {
+    "min_p": lambda world, checker: measure_min_p(world, checker.seed, checker)
+}
+
+
 PPO_CHECKS: dict[str, Callable[[World], dict]] = {"W4": check_w4, "W5": check_w5}
-CHECK_NAMES = [*SFT_CHECKS, *PPO_CHECKS]
+CHECK_NAMES = [*SFT_CHECKS, *MEASUREMENTS, *PPO_CHECKS]
 
 
 def cpu_entry() -> dict:
@@ -181,6 +237,11 @@ def run_checks(world: World, *, quick: bool = False, seed: int = 0, progress=Non
     for name, check in SFT_CHECKS.items():
         results[name] = check(checker)
         log.info("%s: %s", name, results[name])
+        if progress:
+            progress(name)
+    for name, measure in MEASUREMENTS.items():
+        results[name] = measure(world, checker)
+        log.info("%s: %s", name, results[name]["detail"])
         if progress:
             progress(name)
     for name, check in PPO_CHECKS.items():
