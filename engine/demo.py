@@ -18,7 +18,6 @@ is what the command prints and what the shipped ones are compared against.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -28,8 +27,6 @@ import torch
 
 from engine.ppo.config import PPOConfig
 from engine.store.schema import CHECKPOINTS_DIR, ROLLOUTS_DIR, step_files
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -26,6 +27,7 @@ from engine.store.schema import (
 
 # Scalar columns a density or summary can be computed over (whitelist: they are spliced into SQL).
 DENSITY_VALUES = ("reward", "gold", "mean_entropy", "kl", "length")
+
 
 def prompt_groups_cte(col: str, *, normalised: bool = True, where: str = "TRUE") -> str:
     """The one SQL definition of per-prompt normalisation (:mod:`engine.analysis.normalise`):
@@ -226,24 +228,17 @@ def sample_filter(
 
 
 def top_variance_prompts(
-    run_dirs: RunDirs,
-    steps: tuple[int, int] | None = None,
-    *,
-    family: str | None = None,
-    reward_range: tuple[float, float] | None = None,
-    length_range: tuple[int, int] | None = None,
-    has_eos: bool | None = None,
-    search: str | None = None,
-    limit: int = 50,
+    run_dirs: RunDirs, steps: tuple[int, int] | None = None, *, limit: int = 50, **filters: Any
 ) -> pd.DataFrame:
     """Prompts ranked by within-prompt reward variance (sample variance over a step's samples of the
     prompt, averaged over the steps in range), after filtering samples.
 
-    ``search`` is a case-insensitive literal substring of the prompt or response (no wildcards).
+    ``filters``: the keywords of :func:`sample_filter` (family, reward_range, length_range, has_eos,
+    search: a case-insensitive literal substring of the prompt or response, no wildcards).
     """
     if not isinstance(limit, int) or limit < 1:
         raise ConfigError(f"limit must be a positive integer, got {limit!r}")
-    where, params = sample_filter(family, reward_range, length_range, has_eos, search)
+    where, params = sample_filter(**filters)
     # Rank on numbers only, then fetch the texts of the few winners: carrying prompt strings through
     # the aggregation of a million samples costs more than the ranking itself.
     sql = f"""
