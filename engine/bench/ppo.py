@@ -121,7 +121,10 @@ def _bench_trainer(
         model=ModelConfig(policy="bench", reward_model="bench", lora_r=16, lora_alpha=32),
         sampling=SamplingConfig(temperature=1.0, max_new_tokens=response_len, stop_at_eos=False),
         ppo=PPOHyperConfig(ppo_epochs=4, num_minibatches=4, learning_rate=1e-4, reward_norm="none", **ppo),
-        run=RunConfig(steps=10_000, samples_per_prompt=1, seed=SEED, **run),
+        # The work TRL's iteration does, plus our per-token logging: no probes, no extra entropy pass.
+        run=RunConfig(
+            steps=10_000, samples_per_prompt=1, seed=SEED, probe_every=0, measure_entropy_change=False, **run
+        ),
     )
     writer = RunWriter.create(run_dir, kind="ppo", config=config.to_dict(), seed=SEED)
     models = [LoadedModel(model, tok, name, None) for model, name in (policy, reward)]

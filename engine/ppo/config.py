@@ -226,6 +226,8 @@ class RunConfig:
     """Save a checkpoint (adapter, value head, optimizer) every N steps, and at the end."""
     log_rollouts: bool = True
     """Log every rollout with its per-token signals to the store."""
+    measure_entropy_change: bool = True
+    """After each update, measure the entropy of the same tokens again (metrics entropy/before_update and entropy/after_update: the Entropy dynamics page's measured change); one extra forward pass, about 15 % of a step on the built-in world."""
     probe_every: int = 5
     """Sample a fixed set of probe prompts every N steps (and at the last step), logged as probe rows: per family, entropy, distinct responses and the mass of the most likely response against step; 0 = off."""
     probes_per_family: int = 2

@@ -212,10 +212,11 @@ class PPOTrainer:
             mean_gradients=self.dist.mean_gradients_ if self.dist.active else None,
         )
         timings["time/update"] = time.perf_counter() - t0
-        # The same tokens' entropy before and after this update: the change per update, measured.
-        entropy_after = token_entropy(self.model, ro)  # (B, T)
-        update_metrics[ENTROPY_BEFORE_UPDATE] = float(masked_mean(ro.signals.entropy, mask))
-        update_metrics[ENTROPY_AFTER_UPDATE] = float(masked_mean(entropy_after, mask))
+        if run.measure_entropy_change:
+            # The same tokens' entropy before and after this update: the change per update, measured.
+            entropy_after = token_entropy(self.model, ro)  # (B, T)
+            update_metrics[ENTROPY_BEFORE_UPDATE] = float(masked_mean(ro.signals.entropy, mask))
+            update_metrics[ENTROPY_AFTER_UPDATE] = float(masked_mean(entropy_after, mask))
 
         # The controller sees the global batch, so its coefficient stays the same on every rank.
         self.kl_ctl.update(self.dist.mean(float(kl.sum(-1).mean())), len(texts) * self.dist.world_size)
