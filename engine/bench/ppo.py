@@ -217,7 +217,7 @@ def build_small_gpu(run_dir: Path, base_precision: str = "bf16", scale: float = 
         10 * n_prompts,
         response_len,
         ppo={"base_precision": base_precision},
-        run={"prompts_per_step": n_prompts, "probe_every": 0},
+        run={"prompts_per_step": n_prompts},
     )
     return trainer, config, model_config, device
 
