@@ -123,6 +123,9 @@ def test_sampling_lab_colours_tokens(browser, app_url, tmp_path_factory):
             prompts.fill("w1 w2 w3\nw7 w8")
             prompts.press("Control+Enter")
             _wait_until_idle(page)
+        # The tokens appear when sampling ends, which can come after the page first looks idle (the
+        # lab shows its progress bar only past 0.5 s): wait for them rather than for idleness alone.
+        page.wait_for_selector('span[title*="sampling entropy"]', timeout=PAGE_TIMEOUT_S * 1000)
         assert page.locator('span[title*="sampling entropy"]').count() > 10  # coloured tokens with hover text
         _check_and_shoot(page, "sampling_lab_with_model")
         for tab in ("Rewards", "Sweeps"):
