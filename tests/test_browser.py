@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_app import free_port as _free_port  # noqa: F401 (imported by the lab/runs browser test)
 from browser_app import serve_app
 
 from engine.paths import REPO_ROOT, world_dir
