@@ -12,12 +12,14 @@ import torch
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """Mean of ``values`` where ``mask`` is True (all positions when dim is None).
 
-    Naive equivalent: ``values[mask].mean()``; with ``dim``: per-row means, 0 for empty rows.
+    Naive equivalent: ``values[mask].mean()``; with ``dim``: per-row means, 0 for empty rows. Values
+    outside the mask never count, not even an inf or a NaN there (a selected zero, not a product by 0).
     """
-    mask = mask.to(values.dtype)
+    kept = torch.where(mask.bool(), values, torch.zeros((), dtype=values.dtype, device=values.device))
+    count = mask.to(values.dtype)
     if dim is None:
-        return (values * mask).sum() / mask.sum().clamp(min=1)
-    return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+        return kept.sum() / count.sum().clamp(min=1)
+    return kept.sum(dim) / count.sum(dim).clamp(min=1)
 
 
 def masked_var(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from engine.config import ConfigError, SamplingConfig, validate_prompt
-from engine.models import ValueHead, attach_lora, hidden_size, load_causal_lm, reference_mode
+from engine.models import (
+    ValueHead,
+    attach_lora,
+    filler_token_ids,
+    hidden_size,
+    load_causal_lm,
+    reference_mode,
+)
 from engine.paths import REPO_ROOT
 
 
@@ -23,6 +30,46 @@ def test_load_by_local_path(arch, tiny_gpt2_dir, tiny_llama_dir):
     ids = torch.tensor([loaded.tokenizer("w1 w2 w3")["input_ids"]])
     logits = loaded.model(input_ids=ids).logits
     assert logits.shape == (1, 3, len(loaded.tokenizer))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_filler_tokens_are_never_sampled(arch, tiny_gpt2_dir, tiny_llama_dir):
+    """[PAD], [BOS] and [UNK] get logit -inf in every forward (sampling, training, reference, LoRA
+    attached or not); EOS and every other token keep the model's own logits."""
+    from engine.sampling import generate
+
+    path = tiny_gpt2_dir if arch == "gpt2" else tiny_llama_dir
+    plain = load_causal_lm(str(path), device="cpu", suppress_fillers=False)
+    loaded = load_causal_lm(str(path), device="cpu")
+    tok = loaded.tokenizer
+    fillers = filler_token_ids(loaded.model, tok)
+    assert fillers == sorted([tok.pad_token_id, tok.bos_token_id, tok.unk_token_id])
+    assert tok.eos_token_id not in fillers
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        raw = plain.model(input_ids=ids).logits  # (1, 4, V)
+        masked = loaded.model(input_ids=ids).logits
+        assert torch.isneginf(masked[..., fillers]).all()
+        others = [i for i in range(raw.shape[-1]) if i not in fillers]
+        assert torch.equal(masked[..., others], raw[..., others])
+        model = attach_lora(loaded.model, r=4)
+        assert torch.isneginf(model(input_ids=ids).logits[..., fillers]).all()
+        with reference_mode(model) as ref:
+            assert torch.isneginf(ref(input_ids=ids).logits[..., fillers]).all()
+    gen = generate(
+        model, ids.repeat(64, 1), torch.ones(64, 4, dtype=torch.bool), SamplingConfig(max_new_tokens=16),
+        eos_token_id=None, pad_token_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert not set(gen.response_ids[gen.response_mask].tolist()) & set(fillers)
+
+
+def test_filler_tokens_exclude_every_configured_eos(tiny_gpt2_dir):
+    """A chat model whose generation config stops on its pad token too (Qwen2.5-Instruct's
+    <|endoftext|>) keeps that token sampleable."""
+    loaded = load_causal_lm(str(tiny_gpt2_dir), device="cpu", suppress_fillers=False)
+    tok = loaded.tokenizer
+    loaded.model.generation_config.eos_token_id = [tok.eos_token_id, tok.pad_token_id]
+    assert filler_token_ids(loaded.model, tok) == sorted([tok.bos_token_id, tok.unk_token_id])
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])

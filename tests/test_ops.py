@@ -31,6 +31,17 @@ def test_masked_mean_matches_naive():
     assert float(rows[2]) == 0
 
 
+def test_masked_mean_ignores_non_finite_values_outside_the_mask():
+    """A log-prob of -inf past a response's end (a pad with probability 0) must not make a mean NaN."""
+    values = torch.tensor([[1.0, float("-inf")], [float("nan"), 3.0]], requires_grad=True)
+    mask = torch.tensor([[True, False], [False, True]])
+    mean = masked_mean(values, mask)
+    assert float(mean) == 2.0
+    mean.backward()
+    assert values.grad.tolist() == [[0.5, 0.0], [0.0, 0.5]]
+    assert masked_mean(values, mask, dim=1).tolist() == [1.0, 3.0]
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_entropy_and_selective_log_softmax_match_naive(shape):
     logits = torch.randn(shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)

@@ -70,7 +70,8 @@ def load_model(source: str, *, device: str | None, allow_pickle: bool) -> Loaded
         )
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
         return LoadedModel(model=model, tokenizer=load_tokenizer(resolved), source=source, path=resolved)
-    return load_causal_lm(source, device=device)
+    # The run's tokens were sampled by another engine: score them under the model as it is.
+    return load_causal_lm(source, device=device, suppress_fillers=False)
 
 
 def run_sampling(

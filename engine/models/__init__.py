@@ -12,6 +12,7 @@ from engine.models.loading import (
     backbone_and_head,
     check_model_dir,
     default_device,
+    filler_token_ids,
     hidden_size,
     load_causal_lm,
     load_tokenizer,
@@ -21,6 +22,7 @@ from engine.models.loading import (
     resolve_source,
     save_value_head,
     set_threads_from_env,
+    suppress_filler_tokens,
 )
 from engine.models.precision import (
     bf16_matmul_is_fast,
@@ -39,6 +41,7 @@ __all__ = [
     "bf16_matmul_is_fast",
     "check_model_dir",
     "default_device",
+    "filler_token_ids",
     "frozen_matmuls_in_bf16",
     "fuse_activations",
     "hidden_size",
@@ -51,4 +54,5 @@ __all__ = [
     "resolve_source",
     "save_value_head",
     "set_threads_from_env",
+    "suppress_filler_tokens",
 ]

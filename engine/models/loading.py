@@ -111,8 +111,12 @@ def load_causal_lm(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     trust_remote_code: bool = False,
+    suppress_fillers: bool = True,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer, in eval mode (dropout off) on ``device``.
+
+    ``suppress_fillers``: the pad/bos/unk tokens get probability 0 (:func:`suppress_filler_tokens`);
+    off to score text some other engine sampled, which may contain them.
 
     A directory holding a PEFT adapter (``adapter_config.json``) loads its base model and attaches
     the adapter, so PPO checkpoints load like any model.
@@ -144,9 +148,45 @@ def load_causal_lm(
     if adapter_dir is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+        with _peft_deprecation_quiet():
+            model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
     model.to(device).eval()
+    if suppress_fillers:
+        suppress_filler_tokens(model, tokenizer)
     return LoadedModel(model=model, tokenizer=tokenizer, source=source, path=resolved if local else None)
+
+
+def filler_token_ids(model: nn.Module, tokenizer) -> list[int]:
+    """The tokenizer's pad, bos and unk ids, less every id that ends a response (the tokenizer's EOS
+    and the generation config's, which for some chat models include the pad token)."""
+    ends = {tokenizer.eos_token_id}
+    generation = getattr(model, "generation_config", None)
+    configured = getattr(generation, "eos_token_id", None)
+    ends.update(configured if isinstance(configured, (list, tuple)) else [configured])
+    fillers = {tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id}
+    return sorted(i for i in fillers - ends if i is not None)
+
+
+def suppress_filler_tokens(model: nn.Module, tokenizer) -> list[int]:
+    """Give the filler tokens (:func:`filler_token_ids`) probability 0 in every forward, returning them.
+
+    A small model trained with them in its vocabulary still puts ~1e-3 on [PAD] or [UNK], so a
+    response of 24 tokens contains one now and then, and a [PAD] inside a response reads as a bug. A
+    hook on the LM head sets their logits to -inf, so sampling, the lab's signals, training and the
+    reference all see the same distribution and log-probs stay consistent. GPT-2-style tokenizers
+    (pad = bos = unk = EOS) have none.
+    """
+    ids = filler_token_ids(model, tokenizer)
+    if not ids:
+        return ids
+    _, head = backbone_and_head(model)
+    index = torch.tensor(ids)
+
+    def mask_fillers(_module: nn.Module, _inputs, logits: torch.Tensor) -> torch.Tensor:
+        return logits.index_fill(-1, index.to(logits.device), float("-inf"))  # (..., V)
+
+    head.register_forward_hook(mask_fillers)
+    return ids
 
 
 def _has_tokenizer(path: Path) -> bool:
@@ -192,7 +232,20 @@ def attach_lora(
         task_type="CAUSAL_LM",
         fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",  # GPT-2 uses Conv1D
     )
-    return get_peft_model(model, config)
+    with _peft_deprecation_quiet():
+        return get_peft_model(model, config)
+
+
+@contextlib.contextmanager
+def _peft_deprecation_quiet() -> Iterator[None]:
+    """peft reads ``model.is_gradient_checkpointing``, which transformers 5 deprecates with a
+    FutureWarning on every adapter attach; the warning is about peft's code, not the caller's, so this
+    one message (and only it) is silenced where peft is called."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 @contextlib.contextmanager

@@ -57,7 +57,7 @@ def response_logprobs(
         sequences = torch.cat([prompt_ids, response_ids], dim=1)  # (B, P + T)
         attention = torch.cat([prompt_mask, response_mask], dim=1)
         logprobs, _, _ = policy_forward(model, sequences, attention, prompt_ids.shape[1], 1.0)  # (B, T)
-        out.append((logprobs * response_mask).sum(-1).double().cpu())
+        out.append(logprobs.masked_fill(~response_mask, 0.0).sum(-1).double().cpu())
     return torch.cat(out)
 
 

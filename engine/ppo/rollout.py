@@ -131,12 +131,15 @@ def policy_forward(
     ).last_hidden_state  # (B, P + T - 1, H)
     h = hidden[:, prompt_len - 1 :]  # (B, T, H): the state that predicts each response token
     logits = scale_logits(head(h).float(), temperature)  # (B, T, V)
-    logprobs = selective_log_softmax(logits, sequences[:, prompt_len:])
+    # 0 past each response's end, as in the sampling signals: the pad token there may have logit -inf
+    # (suppress_filler_tokens), and an -inf must not reach a sum or a mean.
+    outside = ~attention_mask[:, prompt_len:].bool()  # (B, T)
+    logprobs = selective_log_softmax(logits, sequences[:, prompt_len:]).masked_fill(outside, 0.0)
     values = value_head(h).float() if value_head is not None else None
     entropy = None
     if with_entropy:
         with torch.no_grad():
-            entropy = entropy_from_logits(logits)
+            entropy = entropy_from_logits(logits).masked_fill(outside, 0.0)
     return logprobs, values, entropy
 
 
