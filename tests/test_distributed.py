@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -168,7 +169,16 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
 
     config = make_config(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
-    mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    try:
+        mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    except mp.ProcessExitedException as exc:
+        # Once in a full suite on the 2-core EPYC a rank died at start-up inside gloo ("terminate called
+        # without an active exception", SIGABRT: no Python error, not reproduced in 12 runs alone). A
+        # rank killed by a signal is retried once on a fresh port; any Python error or assertion fails.
+        if exc.signal_name is None:
+            raise
+        shutil.rmtree(tmp_path / "runs", ignore_errors=True)
+        mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for report in reports:
         assert report["world_size"] == 2 and report["backend"] == "gloo"
