@@ -30,18 +30,19 @@ from engine.ppo.config import PPOConfig
 log = logging.getLogger(__name__)
 
 EVAL_SAMPLES = 4
-# W4 runs a fixed number of PPO steps, not a time budget: 300 s held 1082 steps on the 2-core
-# avx512_bf16 Xeon (bf16 base, gain 0.57 SD) but only 342 on the 2-core AVX2-only EPYC (fp32 base,
-# 0.877 s/step, 0.48 SD: a fail), so the figure depended on the CPU. W4_STEPS is what fits in 5 minutes
-# on that EPYC with a margin. Measured on a 2-core Ice Lake Xeon (avx512, no bf16: fp32; 160 GFLOP/s
-# fp32 matmul on one thread), back to back: this check's step (w4_config, with the per-update entropy
-# forward the trainer now does) takes 1.20x the step the EPYC ran, so 0.877 x 1.20 = 1.05 s there and
-# 200 steps = 210 s; scaled instead by matmul rate from the Ice Lake's quiet 0.455 x 1.20 s/step
-# (x 160/70 for an EPYC at 70 GFLOP/s) 1.25 s, 250 s. Per-step choices measured on the Ice Lake (fp32,
-# seed 0): the default gains 0.23 / 0.31 / 0.44 / 0.46 / 0.47 SD after 50 / 100 / 200 / 250 / 300
-# steps; lr 1e-3, 2 minibatches, kl 0.03, 8 prompts x 8 samples and 4 PPO epochs did no better per
-# step, 32 prompts per step better per step (0.40 at 100) but not per second (2x the step).
-W4_STEPS = 200
+# W4 runs a fixed number of PPO steps, not a time budget, so its figure is the same on every CPU
+# (300 s held 1082 steps on an avx512_bf16 Xeon but 342 on an AVX2-only EPYC: a pass on one, a fail
+# on the other). Measured 2026-12-02 on a 2-core AVX2-only EPYC (fp32 base, 91-94 GFLOP/s fp32 matmul
+# on one thread), w4_config, seeds 0 / 1, gain in SFT-sample SDs after 200 / 300 / 400 / 500 / 600
+# steps: 0.40 / 0.47 / 0.47 / 0.50 / 0.52 and 0.37 / 0.39 / 0.49 / 0.53 / 0.55, at 0.49 s/step
+# (two such runs side by side), so 600 steps take ~295 s there. What makes a step count more was
+# measured too (seed 0, 150-300 steps): training on the gold judge's own score instead of the RM
+# gained no more (0.32 vs 0.34 SD at 150), so the RM is not what limits the gain; lr 1e-3 raised
+# entropy and gained less, 3e-3 diverged; vf_coef 0 gained half, 0.5 or 1.0 the same; starting from
+# SFT epoch 1 or 2 gained less; 2 minibatches the same per step at 0.92x the time; earlier (Ice Lake):
+# 8 prompts x 8 samples, 4 PPO epochs and kl 0.03 no better, 32 prompts per step better per step
+# but not per second. The gain per sample is the world's: PPO only reweights what the SFT model samples.
+W4_STEPS = 600
 W4_MIN_GAIN_SD = 0.5
 
 
