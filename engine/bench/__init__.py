@@ -1,4 +1,5 @@
-"""Benchmarks: ``python -m engine bench {ppo,sampling,store} ...`` (contract).
+"""Benchmarks: ``python -m engine bench {ppo,sampling,store,import,app} ...`` (``ppo``, ``sampling`` and
+``store`` are a contract).
 
 Each benchmark is a module ``engine.bench.<name>`` exposing ``add_arguments(parser)`` and
 ``main(args)``, with its heavy imports inside functions; ``engine.cli.bench`` registers every module
@@ -13,4 +14,5 @@ BENCHMARKS = {
     "sampling": ("sampling", "sampling and per-token signal throughput"),
     "store": ("store", "rollout store write and query speed"),
     "import": ("import_bench", "import throughput and peak memory on a generated JSONL, against pandas"),
+    "app": ("app", "the app in a real browser: cold start, page switches, lab sliders, against a bare app"),
 }

@@ -320,6 +320,26 @@ def update_flops(config) -> float:
     return config.ppo.ppo_epochs * (forward + backward)
 
 
+def matmul_gflops_per_s(config, repeats: int = 30) -> float:
+    """The machine's fp32 matmul rate on the update's own shapes, in this process and thread setting:
+    one minibatch's tokens x d times d x 4d (the MLP's first matmul), forward and both backward shapes;
+    the best of ``repeats`` (what the update could reach if it were nothing but these matmuls)."""
+    import torch
+
+    d = 256
+    tokens = config.run.batch_size // config.ppo.num_minibatches * (PROMPT_LEN + RESPONSE_LEN)
+    x, w, g = torch.randn(tokens, d), torch.randn(d, 4 * d), torch.randn(tokens, 4 * d)
+    flops = 3 * 2 * tokens * d * 4 * d
+
+    def once() -> float:
+        start = time.perf_counter()
+        x @ w, g @ w.T, x.T @ g  # noqa: B018 (timed for their cost)
+        return time.perf_counter() - start
+
+    once()
+    return flops / 1e9 / min(once() for _ in range(repeats))
+
+
 def main(args: argparse.Namespace) -> int:
     import torch
 
@@ -384,6 +404,7 @@ def main(args: argparse.Namespace) -> int:
         "num_minibatches": config.ppo.num_minibatches,
         "update_gflop": flops / 1e9,
         "update_gflops_per_s": flops / 1e9 / med("train_s"),
+        "matmul_gflops_per_s": matmul_gflops_per_s(config),
         "iterations": args.iterations,
         "warmup_iterations_discarded": 1,
         "per_iteration": per_iteration,

@@ -1,0 +1,225 @@
+"""``python -m engine bench app``: how fast the app answers in a real browser, against a bare Streamlit app.
+
+Starts ``streamlit run workbench/app.py`` cold on an empty runs directory (so the pages show the
+shipped demo runs, as on a fresh clone) and drives Debian's Chromium through Playwright:
+
+- ``cold_start_s``: from starting the server to the first page's content rendered and its script
+  run finished; ``health_s``: to ``/_stcore/health`` answering. The baseline
+  ``baseline_cold_start_s`` / ``baseline_health_s`` is the same for a one-line Streamlit app, in the same run.
+- ``pages_s``: per page, from the click on its sidebar link to its script run finished (the status
+  widget gone) with content on the page; every page is opened once, then ``--repeats`` more times.
+- ``lab_slider_s``: in the sampling lab, from a slider's key press to the coloured tokens changing.
+
+Needs playwright (the test extra) and ``/usr/bin/chromium`` (``scripts/setup.sh --test``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from engine.config import ConfigError
+from engine.paths import REPO_ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+]
+TOKENS_JS = (
+    "() => Array.from(document.querySelectorAll('span[title*=\"sampling entropy\"]'))"
+    ".map(s => s.textContent).join('|')"
+)
+BARE_APP = "import streamlit as st\nst.title('bare')\n"
+# The sampling lab's sliders moved, and the key that moves each one notch.
+LAB_SLIDERS = (("Temperature", "ArrowRight"), ("Top-p", "ArrowLeft"), ("Temperature", "ArrowLeft"))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repeats", type=int, default=2, help="timed visits of each page after the first")
+    parser.add_argument("--notches", type=int, default=3, help="key presses per lab slider")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def _server(
+    script: Path, env: dict[str, str], log_path: Path
+) -> Iterator[tuple[str, float, subprocess.Popen]]:
+    """A Streamlit server on ``script``; yields (url, start time, process) as soon as it is started."""
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+        "--server.port", str(port), "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    with open(log_path, "w") as log:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=log)
+    try:
+        yield f"http://localhost:{port}", start, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout_s: float = 120) -> None:
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.perf_counter() > deadline:
+            raise ConfigError(f"streamlit did not start; its log:\n{log_path.read_text()[-2000:]}")
+        time.sleep(0.02)
+
+
+def _script_done(page, timeout_s: float = 120, quiet_s: float = 1.0) -> float:
+    """Wait until the page has content and no script run is in progress; returns the time the run was
+    last seen in progress (or the content first seen), so the quiet period that confirms it is not counted."""
+    deadline = time.perf_counter() + timeout_s
+    last_busy = None
+    while time.perf_counter() < deadline:
+        busy = (
+            page.locator('[data-testid="stStatusWidget"]').count() > 0
+            or page.locator('[data-testid="stAppSkeleton"]').count() > 0
+            or page.locator('[data-testid="stMainBlockContainer"] h1').count() == 0
+        )
+        now = time.perf_counter()
+        if busy or last_busy is None:
+            last_busy = now
+        elif now - last_busy > quiet_s:
+            if page.locator('[data-testid="stException"]').count():
+                raise ConfigError(
+                    f"{page.url} shows an exception: {page.locator('[data-testid=stException]').first.inner_text()[:500]}"
+                )
+            return last_busy
+        time.sleep(0.02)
+    raise ConfigError(f"{page.url} still running after {timeout_s} s")
+
+
+def _cold_start(browser, script: Path, env: dict[str, str], log_dir: Path) -> dict:
+    log_path = log_dir / f"{script.stem}.log"
+    with _server(script, env, log_path) as (url, start, process):
+        _wait_healthy(url, process, log_path)
+        health = time.perf_counter() - start
+        page = browser.new_page(viewport={"width": 1500, "height": 1400})
+        page.goto(url)
+        done = _script_done(page)
+        page.close()
+    return {"health_s": round(health, 3), "cold_start_s": round(done - start, 3)}
+
+
+def _pages(browser, url: str, repeats: int) -> dict[str, dict[str, float]]:
+    """Seconds from a sidebar click to each page's script run finished: first visit and the median after."""
+    page = browser.new_page(viewport={"width": 1500, "height": 1400})
+    page.goto(url)
+    _script_done(page)
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    titles = [links.nth(i).inner_text().strip() for i in range(links.count())]
+    visits: dict[str, list[float]] = {title: [] for title in titles}
+    for _ in range(1 + repeats):
+        for title in titles:
+            start = time.perf_counter()
+            page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+            visits[title].append(_script_done(page) - start)
+    page.close()
+    return {
+        title: {
+            "first_s": round(times[0], 3),
+            "median_after_s": round(statistics.median(times[1:] or times), 3),
+        }
+        for title, times in visits.items()
+    }
+
+
+def _lab_sliders(browser, url: str, notches: int) -> list[float]:
+    page = browser.new_page(viewport={"width": 1500, "height": 1400})
+    page.goto(f"{url}/sampling_lab")
+    _script_done(page)
+    page.wait_for_function(f"() => ({TOKENS_JS})() !== ''", timeout=120_000)
+    times = []
+    for label, key in LAB_SLIDERS:
+        for _ in range(notches):
+            before = page.evaluate(TOKENS_JS)
+            page.get_by_role("slider", name=label).focus()
+            start = time.perf_counter()
+            page.keyboard.press(key)
+            page.wait_for_function(
+                f"(before) => ({TOKENS_JS})() !== before && ({TOKENS_JS})() !== ''",
+                arg=before, timeout=60_000, polling=10,
+            )  # fmt: skip
+            times.append(round(time.perf_counter() - start, 3))
+            _script_done(page)
+    page.close()
+    return times
+
+
+def main(args: argparse.Namespace) -> int:
+    from engine.models.precision import cpu_kind
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        raise ConfigError("bench app needs playwright: `bash scripts/setup.sh --test` installs it") from exc
+    if not Path(CHROMIUM).is_file():
+        raise ConfigError(
+            f"bench app needs {CHROMIUM}: `bash scripts/setup.sh --test` installs Debian's chromium"
+        )
+    with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp, sync_playwright() as p:
+        tmp_path = Path(tmp)
+        bare = tmp_path / "bare_app.py"
+        bare.write_text(BARE_APP)
+        env = {"WORKBENCH_RUNS_DIR": str(tmp_path / "runs")}  # empty: the pages show the demo runs
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        baseline = _cold_start(browser, bare, env, tmp_path)
+        app = REPO_ROOT / "workbench" / "app.py"
+        cold = _cold_start(browser, app, env, tmp_path)
+        with _server(app, env, tmp_path / "app-warm.log") as (url, _, process):
+            _wait_healthy(url, process, tmp_path / "app-warm.log")
+            pages = _pages(browser, url, args.repeats)
+            sliders = _lab_sliders(browser, url, args.notches)
+        browser.close()
+    result = {
+        **cold,
+        "baseline_health_s": baseline["health_s"],
+        "baseline_cold_start_s": baseline["cold_start_s"],
+        "pages_s": pages,
+        "slowest_page_after_first_s": max(v["median_after_s"] for v in pages.values()),
+        "lab_slider_s": sliders,
+        "lab_slider_median_s": statistics.median(sliders),
+        "lab_slider_max_s": max(sliders),
+        "cpu": cpu_kind(),
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+    return 0
