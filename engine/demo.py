@@ -48,13 +48,13 @@ def demo_specs() -> list[DemoSpec]:
         DemoSpec(
             "demo-default",
             "default PPO: gold rises while entropy falls",
-            default.replace(steps=240, save_every=40, seed=0),
+            default.replace(steps=400, save_every=50, seed=0),
             keep_every=2,
         ),
         DemoSpec(
             "demo-kl0",
             "no KL penalty: the RM is over-optimised",
-            default.replace(kl_coef=0.0, steps=200, save_every=25, seed=0),
+            default.replace(kl_coef=0.0, steps=300, save_every=25, seed=0),
             keep_every=2,
         ),
         DemoSpec(
@@ -74,8 +74,9 @@ def build_demo(spec: DemoSpec, out_dir: Path, *, progress: bool = True) -> Path:
 
     torch.set_num_threads(int(os.environ.get("WORKBENCH_THREADS", "1")))  # tiny model: one thread
     final = Path(out_dir) / spec.run_id
-    tmp = Path(out_dir) / f".{spec.run_id}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp_root = Path(out_dir) / f".{spec.run_id}.tmp"
+    tmp = tmp_root / spec.run_id  # the run's own name, so run.json and the run_id column are right
+    shutil.rmtree(tmp_root, ignore_errors=True)
     trainer = build_trainer(spec.config)
     config = spec.config.replace(base_precision=trainer.base_precision)  # what it computed
     trainer.writer = RunWriter.create(
@@ -93,6 +94,7 @@ def build_demo(spec: DemoSpec, out_dir: Path, *, progress: bool = True) -> Path:
     )
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
+    tmp_root.rmdir()
     return final
 
 
