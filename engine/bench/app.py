@@ -3,11 +3,12 @@
 Starts ``streamlit run workbench/app.py`` cold on an empty runs directory (so the pages show the
 shipped demo runs, as on a fresh clone) and drives Debian's Chromium through Playwright:
 
-- ``cold_start_s``: from starting the server to the first page's content rendered and its script
-  run finished; ``health_s``: to ``/_stcore/health`` answering. The baseline
+- ``cold_start_s``: from starting the server to the first page's last change (content rendered, its
+  script run finished, then 1 s with nothing changing); ``health_s``: to ``/_stcore/health`` answering. The baseline
   ``baseline_cold_start_s`` / ``baseline_health_s`` is the same for a one-line Streamlit app, in the same run.
-- ``pages_s``: per page, from the click on its sidebar link to its script run finished (the status
-  widget gone) with content on the page; every page is opened once, then ``--repeats`` more times.
+- ``pages_s``: per page, from the click on its sidebar link to the page's last change (its own title
+  shown, no script run, then 1 s with nothing changing); every page is opened once, then
+  ``--repeats`` more times.
 - ``lab_slider_s``: in the sampling lab, from a slider's key press to the coloured tokens changing.
 
 Needs playwright (the test extra) and ``/usr/bin/chromium`` (``scripts/setup.sh --test``).
@@ -98,55 +99,77 @@ def _wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout_s
         time.sleep(0.02)
 
 
-def _script_done(page, timeout_s: float = 120, quiet_s: float = 1.0) -> float:
-    """Wait until the page has content and no script run is in progress; returns the time the run was
-    last seen in progress (or the content first seen), so the quiet period that confirms it is not counted."""
-    deadline = time.perf_counter() + timeout_s
-    last_busy = None
-    while time.perf_counter() < deadline:
+# Installed in the page: the epoch time (ms) of the last change to the rendered app, so "done" is when
+# the page stopped changing, not when a poll happened to look.
+WATCH_JS = """() => {
+  if (window.__lastChange === undefined) {
+    window.__lastChange = performance.timeOrigin + performance.now();
+    new MutationObserver(() => { window.__lastChange = performance.timeOrigin + performance.now(); })
+      .observe(document.body, {subtree: true, childList: true, characterData: true});
+  }
+}"""
+TITLE_JS = (
+    "() => (document.querySelector('[data-testid=\"stMainBlockContainer\"] h1') || {}).textContent || ''"
+)
+
+
+def _settled(
+    page, since: float, old_title: str | None = None, timeout_s: float = 120, quiet_s: float = 1.0
+) -> float:
+    """Seconds from ``since`` (epoch seconds) to the page's last change, once the page shows a title
+    (other than ``old_title``), no script run is in progress and nothing has changed for ``quiet_s``."""
+    page.evaluate(WATCH_JS)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        title = page.evaluate(TITLE_JS)
         busy = (
-            page.locator('[data-testid="stStatusWidget"]').count() > 0
+            not title
+            or title == old_title
+            or page.locator('[data-testid="stStatusWidget"]').count() > 0
             or page.locator('[data-testid="stAppSkeleton"]').count() > 0
-            or page.locator('[data-testid="stMainBlockContainer"] h1').count() == 0
         )
-        now = time.perf_counter()
-        if busy or last_busy is None:
-            last_busy = now
-        elif now - last_busy > quiet_s:
+        last = page.evaluate("() => window.__lastChange") / 1000
+        if not busy and time.time() - last > quiet_s:
             if page.locator('[data-testid="stException"]').count():
-                raise ConfigError(
-                    f"{page.url} shows an exception: {page.locator('[data-testid=stException]').first.inner_text()[:500]}"
-                )
-            return last_busy
-        time.sleep(0.02)
+                text = page.locator('[data-testid="stException"]').first.inner_text()[:500]
+                raise ConfigError(f"{page.url} shows an exception: {text}")
+            return max(last - since, 0.0)
+        time.sleep(0.05)
     raise ConfigError(f"{page.url} still running after {timeout_s} s")
 
 
 def _cold_start(browser, script: Path, env: dict[str, str], log_dir: Path) -> dict:
     log_path = log_dir / f"{script.stem}.log"
     with _server(script, env, log_path) as (url, start, process):
+        since = time.time() - (time.perf_counter() - start)  # the server's start, in epoch seconds
         _wait_healthy(url, process, log_path)
         health = time.perf_counter() - start
         page = browser.new_page(viewport={"width": 1500, "height": 1400})
         page.goto(url)
-        done = _script_done(page)
+        done = _settled(page, since)
         page.close()
-    return {"health_s": round(health, 3), "cold_start_s": round(done - start, 3)}
+    return {"health_s": round(health, 3), "cold_start_s": round(done, 3)}
 
 
 def _pages(browser, url: str, repeats: int) -> dict[str, dict[str, float]]:
-    """Seconds from a sidebar click to each page's script run finished: first visit and the median after."""
+    """Seconds from a sidebar click to each page settled: the first visit and the median of the later ones."""
     page = browser.new_page(viewport={"width": 1500, "height": 1400})
     page.goto(url)
-    _script_done(page)
+    _settled(page, time.time())
     links = page.locator('[data-testid="stSidebarNav"] a')
-    titles = [links.nth(i).inner_text().strip() for i in range(links.count())]
-    visits: dict[str, list[float]] = {title: [] for title in titles}
+    # href -> title (a link's text is its icon's name, then the title)
+    titles = {
+        links.nth(i).get_attribute("href"): links.nth(i).inner_text().strip().splitlines()[-1]
+        for i in range(links.count())
+    }
+    visits: dict[str, list[float]] = {title: [] for title in titles.values()}
     for _ in range(1 + repeats):
-        for title in titles:
-            start = time.perf_counter()
-            page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
-            visits[title].append(_script_done(page) - start)
+        for href, title in titles.items():
+            here = page.url.rstrip("/") == href.rstrip("/")  # a click on the page already shown reruns it
+            old_title = None if here else page.evaluate(TITLE_JS)
+            since = time.time()
+            page.locator(f'[data-testid="stSidebarNav"] a[href="{href}"]').click()
+            visits[title].append(_settled(page, since, old_title))
     page.close()
     return {
         title: {
@@ -160,7 +183,7 @@ def _pages(browser, url: str, repeats: int) -> dict[str, dict[str, float]]:
 def _lab_sliders(browser, url: str, notches: int) -> list[float]:
     page = browser.new_page(viewport={"width": 1500, "height": 1400})
     page.goto(f"{url}/sampling_lab")
-    _script_done(page)
+    _settled(page, time.time())
     page.wait_for_function(f"() => ({TOKENS_JS})() !== ''", timeout=120_000)
     times = []
     for label, key in LAB_SLIDERS:
@@ -174,7 +197,7 @@ def _lab_sliders(browser, url: str, notches: int) -> list[float]:
                 arg=before, timeout=60_000, polling=10,
             )  # fmt: skip
             times.append(round(time.perf_counter() - start, 3))
-            _script_done(page)
+            _settled(page, time.time())
     page.close()
     return times
 
