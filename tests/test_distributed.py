@@ -171,11 +171,14 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
     try:
         mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
-    except mp.ProcessExitedException as exc:
-        # Once in a full suite on the 2-core EPYC a rank died at start-up inside gloo ("terminate called
-        # without an active exception", SIGABRT: no Python error, not reproduced in 12 runs alone). A
-        # rank killed by a signal is retried once on a fresh port; any Python error or assertion fails.
-        if exc.signal_name is None:
+    except (mp.ProcessExitedException, mp.ProcessRaisedException) as exc:
+        # Twice in a full suite of a fresh clone on the 2-core EPYC a rank died while starting, before
+        # any check: by SIGABRT inside gloo ("terminate called without an active exception"), and by
+        # "cannot import name 'AutoModelForCausalLM' from 'transformers'" on its first import. Neither
+        # showed in 14 runs of this file alone. Such a start-up death is retried once on a fresh port;
+        # an assertion or any other error fails the test.
+        started_badly = getattr(exc, "signal_name", None) is not None or "ImportError" in str(exc)
+        if not started_badly:
             raise
         shutil.rmtree(tmp_path / "runs", ignore_errors=True)
         mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
