@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +14,6 @@ if TYPE_CHECKING:  # the lab brings torch: loaded on first use, so pages without
     from engine.lab import SamplingLab
 
 BUILD_COMMAND = "python -m engine world build"
-log = logging.getLogger(__name__)
 
 
 @st.cache_resource(show_spinner="Loading the built-in world...")
@@ -54,23 +51,3 @@ def sampling_lab() -> SamplingLab:
     """One lab (models + sampled batches) per process and world, shared by every session."""
     world = world_or_none()
     return _lab(str(world.path) if world is not None else None)
-
-
-def _load_lab_models() -> None:
-    try:
-        lab = sampling_lab()
-        if lab.world is not None:
-            lab.model(lab.world.policy_source())  # the lab's default checkpoint, and torch with it
-            lab.reward_model(lab.world.rm_source)
-    except Exception:  # only a warm-up: the lab page loads (and reports) the same on its own
-        log.exception("warming up the sampling lab failed")
-
-
-@st.cache_resource(show_spinner=False)
-def warm_up_lab() -> threading.Thread:
-    """Once per server, after the first page's script run: import torch and transformers and load
-    the lab's default models in a background thread, so that the first visit to the sampling lab does
-    not wait ~4 s for them (the lab's lock makes a visit during the warm-up wait for it, not load twice)."""
-    thread = threading.Thread(target=_load_lab_models, name="warm-up-lab", daemon=True)
-    thread.start()
-    return thread
