@@ -13,21 +13,12 @@ from pathlib import Path
 import pytest
 from browser_app import serve_app
 
+from engine.bench.browser import CHROMIUM, CHROMIUM_ARGS
 from engine.paths import REPO_ROOT, world_dir
 from workbench.navigation import PageSpec, available_pages
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 PAGE_TIMEOUT_S = 120
 

@@ -19,28 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from engine.bench.browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_healthy
 from engine.config import ConfigError
 from engine.paths import REPO_ROOT
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--no-first-run",
-]
 TOKENS_JS = (
     "() => Array.from(document.querySelectorAll('span[title*=\"sampling entropy\"]'))"
     ".map(s => s.textContent).join('|')"
@@ -54,49 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed visits of each page after the first")
     parser.add_argument("--notches", type=int, default=3, help="key presses per lab slider")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def _server(
-    script: Path, env: dict[str, str], log_path: Path
-) -> Iterator[tuple[str, float, subprocess.Popen]]:
-    """A Streamlit server on ``script``; yields (url, start time, process) as soon as it is started."""
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
-        "--server.port", str(port), "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    with open(log_path, "w") as log:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log, stderr=log)
-    try:
-        yield f"http://localhost:{port}", start, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout_s: float = 120) -> None:
-    deadline = time.perf_counter() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if process.poll() is not None or time.perf_counter() > deadline:
-            raise ConfigError(f"streamlit did not start; its log:\n{log_path.read_text()[-2000:]}")
-        time.sleep(0.02)
 
 
 # Installed in the page: the epoch time (ms) of the last change to the rendered app, so "done" is when
@@ -140,13 +84,12 @@ def _settled(
 
 def _cold_start(browser, script: Path, env: dict[str, str], log_dir: Path) -> dict:
     log_path = log_dir / f"{script.stem}.log"
-    with _server(script, env, log_path) as (url, start, process):
-        since = time.time() - (time.perf_counter() - start)  # the server's start, in epoch seconds
-        _wait_healthy(url, process, log_path)
-        health = time.perf_counter() - start
+    with streamlit_server(script, env, log_path) as (url, start, process):
+        wait_healthy(url, process, log_path)
+        health = time.time() - start
         page = browser.new_page(viewport={"width": 1500, "height": 1400})
         page.goto(url)
-        done = _settled(page, since)
+        done = _settled(page, start)
         page.close()
     return {"health_s": round(health, 3), "cold_start_s": round(done, 3)}
 
@@ -222,8 +165,8 @@ def main(args: argparse.Namespace) -> int:
         baseline = _cold_start(browser, bare, env, tmp_path)
         app = REPO_ROOT / "workbench" / "app.py"
         cold = _cold_start(browser, app, env, tmp_path)
-        with _server(app, env, tmp_path / "app-warm.log") as (url, _, process):
-            _wait_healthy(url, process, tmp_path / "app-warm.log")
+        with streamlit_server(app, env, tmp_path / "app-warm.log") as (url, _, process):
+            wait_healthy(url, process, tmp_path / "app-warm.log")
             pages = _pages(browser, url, args.repeats)
             sliders = _lab_sliders(browser, url, args.notches)
         browser.close()

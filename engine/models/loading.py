@@ -180,7 +180,7 @@ def suppress_filler_tokens(model: nn.Module, tokenizer) -> list[int]:
     if not ids:
         return ids
     _, head = backbone_and_head(model)
-    index = torch.tensor(ids)
+    index = torch.tensor(ids, device=head.weight.device)  # .to() below is a no-op unless the model moved
 
     def mask_fillers(_module: nn.Module, _inputs, logits: torch.Tensor) -> torch.Tensor:
         return logits.index_fill(-1, index.to(logits.device), float("-inf"))  # (..., V)
