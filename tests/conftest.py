@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from tiny_models import save_tiny
+
+# Pages run inside this process (AppTest): no background thread importing torch and loading models
+# there (workbench.resources.warm_up_lab). The servers of the browser tests turn it back on.
+os.environ["WORKBENCH_WARM_UP"] = "0"
 
 
 @pytest.fixture(scope="session")

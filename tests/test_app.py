@@ -70,3 +70,34 @@ def test_home_with_world():
     labels = [m.label for m in at.metric]
     assert "Prompt families" in labels and "SFT epochs" in labels
     assert len(at.dataframe) >= 1  # the families (and the runs, when there are any)
+
+
+def test_the_warm_up_runs_once_per_server_and_can_be_turned_off(monkeypatch):
+    """After a page's run the app loads the lab's models in one background thread, once per process;
+    WORKBENCH_WARM_UP=0 (this suite's setting) starts nothing."""
+    import threading
+
+    from workbench import resources
+
+    calls = []
+    loaded = threading.Event()
+
+    def fake_load():
+        calls.append(threading.current_thread().name)
+        loaded.set()
+
+    monkeypatch.setattr(resources, "_load_lab_models", fake_load)
+    resources._warm_up_thread.clear()
+    try:
+        monkeypatch.setenv(resources.WARM_UP_ENV, "0")
+        resources.warm_up_lab()
+        assert not loaded.wait(0.2) and calls == []
+
+        monkeypatch.setenv(resources.WARM_UP_ENV, "1")
+        resources.warm_up_lab()
+        resources.warm_up_lab()
+        assert loaded.wait(10)
+        resources._warm_up_thread().join(10)
+        assert calls == ["warm-up-lab"]
+    finally:
+        resources._warm_up_thread.clear()

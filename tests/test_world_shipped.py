@@ -26,6 +26,21 @@ def test_summary_lists_families_epochs_and_models():
     assert 500_000 < summary["policy_params"] < 5_000_000
 
 
+def test_summary_needs_neither_torch_nor_transformers():
+    """The home page shows the summary on its first run: it reads files, imports no model code, and
+    its vocabulary size is the tokenizer's."""
+    code = (
+        "import sys; from engine.world import load_world; s = load_world().summary(); "
+        "print(s['vocab_size'], 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    vocab_size, torch_loaded, transformers_loaded = out.stdout.split()
+    assert (torch_loaded, transformers_loaded) == ("False", "False")
+    from engine.world import load_world
+
+    assert int(vocab_size) == len(load_world().tokenizer)
+
+
 @pytest.mark.slow
 def test_world_check_quick_holds_on_the_shipped_artifacts():
     """The contract command: one JSON object, exit code 0 when every measured phenomenon holds."""

@@ -12,6 +12,7 @@ if REPO_ROOT not in sys.path:
 import streamlit as st  # noqa: E402
 
 from workbench.navigation import sections  # noqa: E402
+from workbench.resources import warm_up_lab  # noqa: E402
 
 st.set_page_config(layout="wide", page_title="PPO Entropy Workbench")
 navigation = {
@@ -21,3 +22,4 @@ navigation = {
     for section, specs in sections().items()
 }
 st.navigation(navigation).run()
+warm_up_lab()  # after the page's run, so that the page does not wait for torch
