@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from browser_app import serve_app
-from test_browser import _check_and_shoot, _open, _wait_until_idle
+from test_browser import PAGE_TIMEOUT_S, _check_and_shoot, _open, _wait_until_idle
 from test_browser import browser as browser  # noqa: F401 (the module's Chromium fixture)
 
 from engine.paths import REPO_ROOT, world_dir
@@ -57,6 +57,12 @@ def app_url(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield url
 
 
+def _wait_for_tokens(page, timeout_s: float = PAGE_TIMEOUT_S) -> None:
+    """The samples' token boxes appear: waited for, not counted once, because on a loaded 2-core
+    machine the switched-to page can still be running after the status widget's quiet spell."""
+    page.locator("span[title^='token']").first.wait_for(timeout=timeout_s * 1000)
+
+
 def _wait_for_charts(page, timeout_s: float = 30) -> None:
     """Plotly draws after the script run ends: wait until every chart has its SVG."""
     deadline = time.monotonic() + timeout_s
@@ -96,7 +102,7 @@ def test_click_the_highest_variance_row_opens_its_samples(browser, app_url, data
         _wait_until_idle(page)
         assert parse_qs(urlparse(page.url).query)["prompt"] == [top]
         assert page.get_by_text(f"Prompt {top}", exact=False).count() > 0
-        assert page.locator("span[title^='token']").count() > 0  # its samples' token boxes
+        _wait_for_tokens(page)  # its samples' token boxes
         _wait_for_charts(page)
         _check_and_shoot(page, "analysis-rollout_browser-clicked")
     finally:
@@ -109,7 +115,7 @@ def test_home_door_opens_the_browser_on_the_demo_runs_top_prompt(browser, app_ur
         page.get_by_text("Open the highest-variance prompt").click()
         _wait_until_idle(page)
         assert "rollout_browser" in page.url and "prompt=" in page.url
-        assert page.locator("span[title^='token']").count() > 0
+        _wait_for_tokens(page)
         _check_and_shoot(page, "analysis-home-door")
     finally:
         page.close()
