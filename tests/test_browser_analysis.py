@@ -53,7 +53,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def app_url(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     empty = tmp_path_factory.mktemp("empty-runs")
-    with serve_app({"WORKBENCH_RUNS_DIR": str(empty), "WORKBENCH_DATA_DIR": str(data_dir)}, tmp_path_factory.mktemp("streamlit")) as url:
+    with serve_app(
+        {"WORKBENCH_RUNS_DIR": str(empty), "WORKBENCH_DATA_DIR": str(data_dir)},
+        tmp_path_factory.mktemp("streamlit"),
+    ) as url:
         yield url
 
 

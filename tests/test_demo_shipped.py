@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine.demo import demo_specs
-from engine.ppo.config import PPOConfig
 from engine.paths import demo_runs_dir
+from engine.ppo.config import PPOConfig
 from engine.store.schema import PROBES_DIR, ROLLOUTS_DIR, step_files
 
 SPECS = {spec.run_id: spec for spec in demo_specs()}

@@ -33,7 +33,9 @@ def test_summary_needs_neither_torch_nor_transformers():
         "import sys; from engine.world import load_world; s = load_world().summary(); "
         "print(s['vocab_size'], 'torch' in sys.modules, 'transformers' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
     vocab_size, torch_loaded, transformers_loaded = out.stdout.split()
     assert (torch_loaded, transformers_loaded) == ("False", "False")
     from engine.world import load_world

@@ -45,9 +45,7 @@ def _cli_status(args: argparse.Namespace) -> int:
     if not (run_dir / RUN_FILE).is_file():
         raise ConfigError(f"no run {args.run_id} in {run_dir.parent}")
     status = read_status(run_dir) or {}
-    print(
-        json.dumps({**status, "state": effective_state(run_dir, status)}, indent=2)
-    )
+    print(json.dumps({**status, "state": effective_state(run_dir, status)}, indent=2))
     return 0
 
 

@@ -17,6 +17,7 @@ from engine.ppo.config import SECTION_TYPES, add_config_arguments, config_from_a
 
 log = logging.getLogger(__name__)
 
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "ppo",

@@ -423,7 +423,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             kwargs: dict[str, Any] = {
                 "default": argparse.SUPPRESS,
-                "help": f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%"),  # argparse formats %
+                # argparse formats %: a literal one is written %%
+                "help": f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%"),
             }
             if kind == "bool":
                 kwargs["action"] = argparse.BooleanOptionalAction
