@@ -239,3 +239,61 @@ def test_decode_logits_and_hidden_equal_a_full_forward(
     torch.testing.assert_close(
         gen.hidden[real], full.hidden_states[-1][:, P - 1 : P + T - 1][real], atol=1e-5, rtol=1e-5
     )
+
+
+def test_lean_decode_runs_plain_layers_functionally_and_wrapped_layers_as_modules(tiny_gpt2_dir):
+    """A plain Conv1D, LayerNorm or Embedding runs as its own functional op (bit for bit); a layer with
+    a wrapper the decode must honour (a hook, the bf16 path's patched forward, a LoRA layer) stays
+    the module."""
+    from engine.models import attach_lora, frozen_matmuls_in_bf16
+    from engine.sampling import _lean
+
+    def model():
+        return load_causal_lm(str(tiny_gpt2_dir), device="cpu").model
+
+    body = model().transformer
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(3, 1, body.config.n_embd, generator=g)
+    ids = torch.randint(0, body.config.vocab_size, (3, 1), generator=g)
+    for layer, x in ((body.h[0].attn.c_attn, hidden), (body.h[0].ln_1, hidden), (body.wte, ids)):
+        lean = _lean(layer)
+        assert lean is not layer and torch.equal(lean(x), layer(x)), type(layer).__name__
+
+    layer = body.h[0].attn.c_attn
+    layer.register_forward_hook(lambda *_: None)
+    assert _lean(layer) is layer
+
+    bf16 = model().requires_grad_(False)
+    assert frozen_matmuls_in_bf16(bf16, "bf16") > 0
+    assert _lean(bf16.transformer.h[0].attn.c_attn) is bf16.transformer.h[0].attn.c_attn
+
+    lora = attach_lora(model(), r=4, alpha=8)
+    wrapped = lora.get_base_model().transformer.h[0].attn.c_attn
+    assert _lean(wrapped) is wrapped
+
+
+def test_decode_over_lora_on_a_bf16_base_equals_a_full_forward(tiny_gpt2_dir):
+    """PPO's rollout model (a LoRA adapter, moved off zero, over the bf16 base): the decode loop's
+    logits are the full forward's."""
+    from engine.models import attach_lora, frozen_matmuls_in_bf16
+
+    loaded = load_causal_lm(str(tiny_gpt2_dir), device="cpu")
+    model = attach_lora(loaded.model, r=4, alpha=8).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=torch.Generator().manual_seed(1)) * 0.5)
+    assert frozen_matmuls_in_bf16(model, "bf16") > 0
+    ids, mask = encode_prompts(loaded.tokenizer, ["w1 w2 w3", "w7"], loaded.device)
+    config = SamplingConfig(temperature=1.0, max_new_tokens=8, stop_at_eos=False)
+    gen = generate(model, ids, mask, config, eos_token_id=None, pad_token_id=loaded.tokenizer.pad_token_id,
+                   generator=torch.Generator().manual_seed(2))  # fmt: skip
+    attention = gen.attention_mask.long()
+    with torch.no_grad():
+        full = model(
+            input_ids=gen.sequences,
+            attention_mask=attention,
+            position_ids=(attention.cumsum(-1) - 1).clamp(min=0),
+        )
+    P, T = ids.shape[1], gen.response_ids.shape[1]
+    torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : P + T - 1].float(), atol=1e-4, rtol=1e-4)
