@@ -418,10 +418,8 @@ class _Gpt2Decode:
     def _bias(self, keep: torch.Tensor) -> torch.Tensor:
         """(B, L, S) True = may attend -> the additive bias (B * nH, L, S): 0 or the dtype's minimum."""
         dtype = self.caches[0][0].dtype
-        bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(
-            ~keep, torch.finfo(dtype).min
-        )
-        return bias.repeat_interleave(self.n_head, 0)
+        bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device)
+        return bias.masked_fill(~keep, torch.finfo(dtype).min).repeat_interleave(self.n_head, 0)
 
     def prefill(self, prompt_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Left-padded prompts (B, P) at positions (B, P) -> the last position's hidden state (B, E)."""
@@ -452,14 +450,10 @@ class _Gpt2Decode:
             # scaled_dot_product_attention's kernel for a single query.
             q = q.view(batch, length, nh, dim).transpose(1, 2).reshape(batch * nh, length, dim)
             k_t = keys[:, :, :end].reshape(batch * nh, end, dim).transpose(1, 2)  # (B * nH, D, end), a view
+            v_all = values[:, :, :end].reshape(batch * nh, end, dim)  # (B * nH, end, D), a view
             scores = torch.baddbmm(bias, q, k_t, alpha=self.scale)  # (B * nH, L, end)
-            a = torch.bmm(
-                scores.softmax(-1), values[:, :, :end].reshape(batch * nh, end, dim)
-            )  # (B * nH, L, D)
-            a = (
-                a.view(batch, nh, length, dim).transpose(1, 2).reshape(batch, length, nh * dim)
-            )  # heads merged
-            h = h + attn_proj(a)
+            a = torch.bmm(scores.softmax(-1), v_all).view(batch, nh, length, dim)
+            h = h + attn_proj(a.transpose(1, 2).reshape(batch, length, nh * dim))  # heads side by side
             h = h + mlp_proj(act(c_fc(ln_2(h))))  # GPT2MLP, dropout off
         self.next_index = end
         return self.ln_f(h)
@@ -481,9 +475,8 @@ def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     kind = type(module)
     if kind is Conv1D:
         weight, bias = module.weight, module.bias  # (in, out), (out,)
-        return lambda x: torch.addmm(bias, x.view(-1, x.shape[-1]), weight).view(
-            *x.shape[:-1], weight.shape[1]
-        )
+        width = weight.shape[1]
+        return lambda x: torch.addmm(bias, x.view(-1, x.shape[-1]), weight).view(*x.shape[:-1], width)
     if kind is nn.LayerNorm:
         shape, weight, bias, eps = module.normalized_shape, module.weight, module.bias, module.eps
         return lambda x: F.layer_norm(x, shape, weight, bias, eps)
