@@ -377,7 +377,7 @@ class _Gpt2Decode:
     """
 
     def __init__(self, body: nn.Module, head: nn.Module, key_mask: torch.Tensor):
-        self.body, self.head = body, head
+        self.head = head
         self.key_mask = key_mask  # (B, S) True = a real key: the prompt's mask, then every response slot
         self.next_index = 0  # cache column of the next token
         self.n_head = body.config.n_head
@@ -427,16 +427,18 @@ class _Gpt2Decode:
         causal = torch.ones((width, width), dtype=torch.bool, device=prompt_ids.device).tril()
         keep = causal[None] & self.key_mask[:, None, :width]  # (B, P, P); a padding query sees no key,
         # softmax makes its weights uniform, and as a key it is masked for every real query
-        return self._forward(self.wte(prompt_ids) + self.wpe(positions), self._bias(keep))[:, -1]
+        h = self._forward(self.wte(prompt_ids) + self.wpe(positions), self._bias(keep))  # (B, P, E)
+        return self.ln_f(h[:, -1])
 
     def step(self, token: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
         """Tokens (B,) at positions (B, 1) -> the last hidden state (B, E), after the final layer norm."""
         t = self.next_index
-        return self._forward(self.wte(token[:, None]) + self.wpe(position), self.key_bias[..., : t + 1])[:, 0]
+        h = self._forward(self.wte(token[:, None]) + self.wpe(position), self.key_bias[..., : t + 1])
+        return self.ln_f(h[:, 0])
 
     def _forward(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """Hidden states (B, L, E) of the next L cache columns -> after the final layer norm (B, L, E),
-        their keys and values written; ``bias`` (B * nH, L, t + L) masks the keys 0 .. t + L - 1."""
+        """Hidden states (B, L, E) of the next L cache columns through every block (B, L, E), before
+        the final layer norm; their keys and values written; ``bias`` (B * nH, L, t + L) masks the keys 0 .. t + L - 1."""
         batch, length, _ = h.shape
         t, nh, dim = self.next_index, self.n_head, self.head_dim
         end = t + length
@@ -456,7 +458,7 @@ class _Gpt2Decode:
             h = h + attn_proj(a.transpose(1, 2).reshape(batch, length, nh * dim))  # heads side by side
             h = h + mlp_proj(act(c_fc(ln_2(h))))  # GPT2MLP, dropout off
         self.next_index = end
-        return self.ln_f(h)
+        return h
 
 
 def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:

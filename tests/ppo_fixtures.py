@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from engine.config import SamplingConfig
+from engine.models import attach_lora
 from engine.ppo.build import PromptItem, Sources
 from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
-from tests.tiny_models import make_tokenizer, save_tiny
+from tests.tiny_models import make_gpt2, make_llama, make_tokenizer, save_tiny
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +25,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def lora_policy(arch: str = "gpt2", seed: int = 0):
+    """A tiny GPT-2 or Llama with a LoRA adapter moved off zero (so policy != reference), and its
+    tokenizer."""
+    tok = make_tokenizer()
+    base = make_gpt2(len(tok), seed) if arch == "gpt2" else make_llama(len(tok), seed)
+    model = attach_lora(base, r=4, alpha=8).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():  # a non-zero adapter, so policy != reference
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return model, tok
 
 
 def save_tiny_rm(path: Path, seed: int = 1) -> Path:

@@ -8,15 +8,14 @@ import pytest
 import torch
 
 from engine.config import SamplingConfig
-from engine.models import ValueHead, attach_lora, reference_mode
+from engine.models import ValueHead, reference_mode
 from engine.ops import whiten
 from engine.ppo.advantages import explained_variance, gae
 from engine.ppo.config import PPOHyperConfig
 from engine.ppo.losses import policy_loss, value_loss
 from engine.ppo.rewards import AdaptiveKLController, kl_per_token, process_scores, shaped_rewards
 from engine.ppo.rollout import policy_forward, reference_logprobs, rollout
-from tests.ppo_fixtures import one_thread  # noqa: F401 (fixture)
-from tests.tiny_models import make_gpt2, make_llama, make_tokenizer
+from tests.ppo_fixtures import lora_policy, one_thread  # noqa: F401 (fixture)
 
 
 def _ragged_mask(B: int, T: int, seed: int = 0) -> torch.Tensor:
@@ -24,18 +23,6 @@ def _ragged_mask(B: int, T: int, seed: int = 0) -> torch.Tensor:
     lengths = torch.randint(1, T + 1, (B,), generator=g)
     lengths[0] = T
     return torch.arange(T)[None, :] < lengths[:, None]  # (B, T) right-padded
-
-
-def _lora_policy(arch: str = "gpt2", seed: int = 0):
-    tok = make_tokenizer()
-    base = make_gpt2(len(tok), seed) if arch == "gpt2" else make_llama(len(tok), seed)
-    model = attach_lora(base, r=4, alpha=8).eval()
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():  # a non-zero adapter, so policy != reference
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-    return model, tok
 
 
 # ---------------------------------------------------------------------------------------- GAE
@@ -257,7 +244,7 @@ def test_explained_variance():
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 @pytest.mark.parametrize("temperature", [1.0, 0.7, 1.5])
 def test_policy_forward_matches_naive_full_logits(arch, temperature):
-    model, tok = _lora_policy(arch)
+    model, tok = lora_policy(arch)
     g = torch.Generator().manual_seed(0)
     B, P, T = 3, 4, 5
     seq = torch.randint(4, len(tok), (B, P + T), generator=g)
@@ -288,7 +275,7 @@ def test_policy_forward_matches_naive_full_logits(arch, temperature):
 )
 def test_rollout_logprobs_and_values_match_training_forward(arch, sampling):
     """Temperature consistency: the log-prob that drew a token == the log-prob the update recomputes."""
-    model, tok = _lora_policy(arch)
+    model, tok = lora_policy(arch)
     head = ValueHead(32)
     prompt_ids = torch.tensor([[0, 0, 5, 6], [7, 8, 9, 10], [0, 11, 12, 13]])
     prompt_mask = prompt_ids != 0
@@ -313,7 +300,7 @@ def test_rollout_logprobs_and_values_match_training_forward(arch, sampling):
 
 
 def test_kl_is_zero_with_adapter_disabled():
-    model, tok = _lora_policy()
+    model, tok = lora_policy()
     head = ValueHead(32)
     prompt_ids = torch.tensor([[4, 5, 6], [7, 8, 9]])
     sampling = SamplingConfig(temperature=0.8, max_new_tokens=5)
@@ -352,7 +339,7 @@ def test_draw_samples_the_sampling_distribution_and_never_leaves_its_support():
 def test_merged_lora_restores_base_weights_bit_for_bit():
     from engine.models import merged_lora
 
-    model, _ = _lora_policy()
+    model, _ = lora_policy()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ids = torch.tensor([[4, 5, 6, 7]])
     with torch.no_grad():
@@ -375,7 +362,7 @@ def test_fused_gelu_is_the_same_function():
 def _logprobs_and_grads(precision: str | None):
     from engine.models import frozen_matmuls_in_bf16
 
-    model, _ = _lora_policy()
+    model, _ = lora_policy()
     if precision is not None:
         assert frozen_matmuls_in_bf16(model, precision) > 0
     seq = torch.randint(4, 40, (3, 9), generator=torch.Generator().manual_seed(0))
@@ -405,7 +392,7 @@ def test_bf16_base_keeps_the_lora_unmerged_for_sampling():
     """Merged bf16(W + BA) is another function than bf16(W) + BA: sampling must not merge."""
     from engine.models import frozen_matmuls_in_bf16, merged_lora
 
-    model, _ = _lora_policy()
+    model, _ = lora_policy()
     frozen_matmuls_in_bf16(model, "bf16")
     ids = torch.tensor([[4, 5, 6, 7]])
     with torch.no_grad():

@@ -272,21 +272,17 @@ def test_lean_decode_runs_plain_layers_functionally_and_wrapped_layers_as_module
     assert _lean(wrapped) is wrapped
 
 
-def test_decode_over_lora_on_a_bf16_base_equals_a_full_forward(tiny_gpt2_dir):
+def test_decode_over_lora_on_a_bf16_base_equals_a_full_forward():
     """PPO's rollout model (a LoRA adapter, moved off zero, over the bf16 base): the decode loop's
     logits are the full forward's."""
-    from engine.models import attach_lora, frozen_matmuls_in_bf16
+    from engine.models import frozen_matmuls_in_bf16
+    from tests.ppo_fixtures import lora_policy
 
-    loaded = load_causal_lm(str(tiny_gpt2_dir), device="cpu")
-    model = attach_lora(loaded.model, r=4, alpha=8).eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=torch.Generator().manual_seed(1)) * 0.5)
+    model, tok = lora_policy()
     assert frozen_matmuls_in_bf16(model, "bf16") > 0
-    ids, mask = encode_prompts(loaded.tokenizer, ["w1 w2 w3", "w7"], loaded.device)
+    ids, mask = encode_prompts(tok, ["w1 w2 w3", "w7"], torch.device("cpu"))
     config = SamplingConfig(temperature=1.0, max_new_tokens=8, stop_at_eos=False)
-    gen = generate(model, ids, mask, config, eos_token_id=None, pad_token_id=loaded.tokenizer.pad_token_id,
+    gen = generate(model, ids, mask, config, eos_token_id=None, pad_token_id=tok.pad_token_id,
                    generator=torch.Generator().manual_seed(2))  # fmt: skip
     attention = gen.attention_mask.long()
     with torch.no_grad():
