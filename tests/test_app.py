@@ -72,6 +72,21 @@ def test_home_with_world():
     assert len(at.dataframe) >= 1  # the families (and the runs, when there are any)
 
 
+def test_home_shows_what_the_demo_run_shows(monkeypatch, tmp_path):
+    from engine.paths import demo_runs_dir
+
+    if not (demo_runs_dir() / "demo-default").is_dir():
+        pytest.skip("no shipped demo runs (python -m engine demo build)")
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "empty"))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert "What the demo run `demo-default` shows" in [s.value for s in at.subheader]
+    assert len(at.get("plotly_chart")) == 1
+    sentence = next(m.value for m in at.markdown if m.value.startswith("**On this run**"))
+    # read from the shipped run's own curves: what the demo exists to show
+    assert "gold rose" in sentence and "probe-set entropy fell" in sentence and "Learn" in sentence
+
+
 def test_the_warm_up_runs_once_per_server_and_can_be_turned_off(monkeypatch):
     """After a page's run the app loads the lab's models in one background thread, once per process;
     WORKBENCH_WARM_UP=0 (this suite's setting) starts nothing."""

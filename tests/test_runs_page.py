@@ -133,6 +133,27 @@ def test_curves_show_each_step_and_a_moving_average():
     assert "KL to the SFT policy (k1, sum per response)" in titles and "noisy" in titles[3]
 
 
+def test_glance_shows_gold_and_probe_entropy_side_by_side():
+    import pandas as pd
+
+    from workbench.figures.runs import glance_figure
+
+    steps = list(range(1, 21))
+    metrics = pd.DataFrame(
+        {"step": steps * 3, "key": ["objective/gold"] * 20 + ["probe/entropy"] * 20 + ["objective/kl"] * 20,
+         "value": [0.2 + 0.01 * s for s in steps] + [1.0 - 0.02 * s for s in steps] + [0.0] * 20}
+    )  # fmt: skip
+    fig = glance_figure(metrics)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["gold score (mean)", "per-token entropy on the probe set (nats)"]
+    gold_points, _, entropy_points, entropy_trend = fig.data
+    assert list(gold_points.y) == [0.2 + 0.01 * s for s in steps]
+    assert entropy_trend.y[-1] == pytest.approx(sum(1.0 - 0.02 * s for s in steps[-2:]) / 2)  # window 2
+    no_probes = glance_figure(metrics[metrics["key"] != "probe/entropy"])
+    assert [a.text for a in no_probes.layout.annotations] == ["gold score (mean)"]
+    assert glance_figure(metrics[metrics["key"] == "objective/kl"]) is None
+
+
 def test_kl_panel_prefers_k3_and_entropy_prefers_probes():
     import pandas as pd
 

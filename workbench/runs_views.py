@@ -296,7 +296,7 @@ def trend_sentence(frame: pd.DataFrame, *, probes: bool) -> str:
         ends = first_and_last(frame, key)
         if ends is not None:
             arrow = "rose" if ends[1] > ends[0] else "fell"
-            parts.append(f"{name} {arrow} from {ends[0]:.3g} to {ends[1]:.3g}")
+            parts.append(f"{name} {arrow} from {ends[0]:#.3g} to {ends[1]:#.3g}")  # 1.00, not 1
     if not parts:
         return ""
     return "**On this run** (first vs last tenth of its steps): " + "; ".join(parts) + "."

@@ -1,4 +1,5 @@
-"""Figures of the Runs page: the live 2 x 2 curves of a run and its probe-set curves per family.
+"""Figures of the Runs page (the live 2 x 2 curves of a run, its probe-set curves per family) and of
+Home's one-look summary of a run.
 
 Pure functions of long-format metrics (``run_id, step, key, value``) and the per-step KL frame of
 ``engine.store.kl_per_step``; no Streamlit.
@@ -33,6 +34,21 @@ def _series(metrics: pd.DataFrame, key: str) -> pd.DataFrame:
     return metrics[metrics["key"] == key].sort_values("step")[["step", "value"]]
 
 
+def _add_trend(fig: go.Figure, rows: pd.DataFrame, name: str, colour: str, row: int, col: int) -> None:
+    """One panel's steps as faint points and their moving average of about a tenth of the run."""
+    window = moving_average_window(len(rows))
+    fig.add_trace(
+        go.Scatter(x=rows["step"], y=rows["value"], mode="markers", name=f"{name} (per step)",
+                   marker={"color": colour, "size": 4, "opacity": 0.35}),
+        row=row, col=col,
+    )  # fmt: skip
+    fig.add_trace(
+        go.Scatter(x=rows["step"], y=rows["value"].rolling(window, min_periods=1).mean(), mode="lines",
+                   name=f"{name} (mean of last {window} steps)", line={"color": colour, "width": 2.5}),
+        row=row, col=col,
+    )  # fmt: skip
+
+
 def curves_figure(panels: list[tuple[str, str, pd.DataFrame, str]]) -> go.Figure:
     """2 x 2 panels of (title, line name, rows with step and value, text when empty) against step.
 
@@ -46,23 +62,32 @@ def curves_figure(panels: list[tuple[str, str, pd.DataFrame, str]]) -> go.Figure
             fig.add_annotation(text=empty_text, xref="x domain", yref="y domain", x=0.5, y=0.5,
                                showarrow=False, row=row + 1, col=col + 1)  # fmt: skip
             continue
-        colour = PANEL_COLOURS[i % len(PANEL_COLOURS)]
-        window = moving_average_window(len(rows))
-        fig.add_trace(
-            go.Scatter(x=rows["step"], y=rows["value"], mode="markers", name=f"{name} (per step)",
-                       marker={"color": colour, "size": 4, "opacity": 0.35}),
-            row=row + 1, col=col + 1,
-        )  # fmt: skip
-        fig.add_trace(
-            go.Scatter(x=rows["step"], y=rows["value"].rolling(window, min_periods=1).mean(), mode="lines",
-                       name=f"{name} (mean of last {window} steps)", line={"color": colour, "width": 2.5}),
-            row=row + 1, col=col + 1,
-        )  # fmt: skip
+        _add_trend(fig, rows, name, PANEL_COLOURS[i % len(PANEL_COLOURS)], row + 1, col + 1)
     fig.update_layout(height=520, showlegend=False, margin={"l": 40, "r": 20, "t": 40, "b": 30})
     last = max((int(rows["step"].max()) for _, _, rows, _ in panels if not rows.empty), default=1)
     fig.update_xaxes(dtick=step_tick(last))
     fig.update_xaxes(title_text="step", row=2)
     fig.update_yaxes(exponentformat="e")  # 1.5e-4, not the SI prefix "150µ"
+    return fig
+
+
+def glance_figure(metrics: pd.DataFrame) -> go.Figure | None:
+    """Home's one-look summary of a run: gold (mean) and the probe set's per-token entropy against
+    step, side by side; None when the run logs neither (no judge, no probes)."""
+    panels = [
+        ("gold score (mean)", "gold", _series(metrics, "objective/gold"), PANEL_COLOURS[1]),
+        ("per-token entropy on the probe set (nats)", "entropy", _series(metrics, "probe/entropy"),
+         PANEL_COLOURS[3]),
+    ]  # fmt: skip
+    panels = [p for p in panels if not p[2].empty]
+    if not panels:
+        return None
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels])
+    for col, (_, name, rows, colour) in enumerate(panels, start=1):
+        _add_trend(fig, rows, name, colour, 1, col)
+    last = max(int(rows["step"].max()) for _, _, rows, _ in panels)
+    fig.update_layout(height=280, showlegend=False, margin={"l": 40, "r": 20, "t": 40, "b": 30})
+    fig.update_xaxes(title_text="step", dtick=step_tick(last))
     return fig
 
 
