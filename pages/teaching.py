@@ -4,7 +4,8 @@ import streamlit as st
 
 from engine.teaching import entropy, make_bandit, run, softmax
 from workbench.figures import teaching as figures
-from workbench.navigation import PAGES_DIR
+from workbench.navigation import icon_of
+from workbench.store_views import page_link
 
 st.title("PPO as entropy reduction, in one picture")
 st.markdown(
@@ -73,8 +74,7 @@ for page, text in (
     ("reward_densities.py", "Reward densities: raw vs per-prompt normalised"),
     ("rm_accuracy.py", "RM accuracy: is the RM still right on PPO's samples?"),
 ):
-    if (PAGES_DIR / page).is_file():
-        st.page_link(str(PAGES_DIR / page), label=text)
+    page_link(page, text, icon_of(page))
 
 with st.expander("The numbers behind the picture"):
     st.dataframe(figures.answers_table(bandit, start, final), hide_index=True)

@@ -57,6 +57,15 @@ def test_teaching_page_reruns_with_each_setting(slider, value):
         assert at.metric[0].value != before
 
 
+def test_teaching_page_runs_on_its_own_with_plain_links():
+    # Outside st.navigation (a one-page AppTest, or the page opened as a script) st.page_link cannot
+    # resolve the other pages: the links fall back to plain URLs instead of raising.
+    at = AppTest.from_file(str(PAGES_DIR / "teaching.py"), default_timeout=30).run()
+    assert not at.exception
+    links = [m.value for m in at.markdown if "](/" in m.value]
+    assert "[Sampling lab: the sampling space token by token](/sampling_lab)" in links and len(links) == 5
+
+
 def test_figures_legend_matches_the_bars_and_rm_line_is_on_top():
     from workbench.figures.teaching import answer_bars, bandit_curves
 

@@ -99,3 +99,8 @@ def sections() -> dict[str, list[PageSpec]]:
     for spec in available_pages():
         grouped.setdefault(spec.section, []).append(spec)
     return grouped
+
+
+def icon_of(file: str) -> str:
+    """The navigation icon of the page ``pages/<file>``, so that links to it show the same one."""
+    return next(spec.icon for spec in PAGES if spec.file == file)
