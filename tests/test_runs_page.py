@@ -128,7 +128,10 @@ def test_curves_show_each_step_and_a_moving_average():
     assert window == 5 and "last 5 steps" in trend.name
     assert trend.y[-1] == pytest.approx(sum(values[-5:]) / 5)
     assert trend.y[0] == values[0]  # a short head averages what there is
+    assert trend.mode == "lines"
     assert len(fig.layout.annotations) == 4 + 3  # 4 panel titles + "not logged" for the 3 missing keys
+    first_step = curves_figure(run_panels(metrics.iloc[:1], pd.DataFrame(), kl_estimator="k1", probes=False))
+    assert first_step.data[1].mode == "lines+markers" and list(first_step.data[1].y) == [values[0]]
     titles = [a.text for a in fig.layout.annotations]
     assert "KL to the SFT policy (k1, sum per response)" in titles and "noisy" in titles[3]
 

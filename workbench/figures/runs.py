@@ -42,9 +42,12 @@ def _add_trend(fig: go.Figure, rows: pd.DataFrame, name: str, colour: str, row: 
                    marker={"color": colour, "size": 4, "opacity": 0.35}),
         row=row, col=col,
     )  # fmt: skip
+    # A line needs two points: a run's first step or two would draw nothing but faint dots.
+    mode = "lines" if len(rows) > 2 else "lines+markers"
     fig.add_trace(
-        go.Scatter(x=rows["step"], y=rows["value"].rolling(window, min_periods=1).mean(), mode="lines",
-                   name=f"{name} (mean of last {window} steps)", line={"color": colour, "width": 2.5}),
+        go.Scatter(x=rows["step"], y=rows["value"].rolling(window, min_periods=1).mean(), mode=mode,
+                   name=f"{name} (mean of last {window} steps)", line={"color": colour, "width": 2.5},
+                   marker={"color": colour, "size": 9}),
         row=row, col=col,
     )  # fmt: skip
 
