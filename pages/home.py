@@ -6,10 +6,10 @@ import pandas as pd
 import streamlit as st
 
 import engine.store as store
-from workbench.figures.runs import glance_figure
+from workbench.figures.runs import GLANCE_KEYS, glance_figure
 from workbench.navigation import sections
 from workbench.resources import BUILD_COMMAND, world_error, world_or_none
-from workbench.runs_views import first_and_last, trend_sentence
+from workbench.runs_views import shows_entropy_reduction, trend_sentence
 from workbench.store_views import cached, page_link, runs_table
 
 INTRO = """
@@ -57,22 +57,17 @@ with doors[2]:
 
 if not first_run.empty:
     run = first_run.iloc[0]
-    glance = cached(store.metrics, [Path(run["run_dir"])], keys=("objective/gold", "probe/entropy"))
+    glance = cached(store.metrics, [Path(run["run_dir"])], keys=GLANCE_KEYS)
     figure = glance_figure(glance)
     if figure is not None:
         st.subheader(f"What the {'demo run' if run['demo'] else 'run'} `{run['run_id']}` shows")
         st.plotly_chart(figure, key="home_glance")
-        gold, entropy = (first_and_last(glance, key) for key in ("objective/gold", "probe/entropy"))
-        reduced = gold is not None and entropy is not None and gold[1] > gold[0] and entropy[1] < entropy[0]
-        st.markdown(
-            trend_sentence(glance, probes=True)
-            + (
-                " The hidden judge's score rose while the policy grew surer of its answers: the "
-                "**Learn** path explains why that is PPO's whole mechanism, and when it stops working."
-                if reduced
-                else ""
-            )
+        why = (
+            " The hidden judge's score rose while the policy grew surer of its answers: the **Learn** "
+            "path explains why that is PPO's whole mechanism, and when it stops working."
         )
+        reduced = shows_entropy_reduction(glance, probes=True)
+        st.markdown(trend_sentence(glance, probes=True) + (why if reduced else ""))
 
 st.subheader("Your runs and the demo runs")
 own, demo = runs[~runs["demo"]], runs[runs["demo"]]

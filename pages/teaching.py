@@ -4,7 +4,6 @@ import streamlit as st
 
 from engine.teaching import entropy, make_bandit, run, softmax
 from workbench.figures import teaching as figures
-from workbench.navigation import icon_of
 from workbench.store_views import page_link
 
 st.title("PPO as entropy reduction, in one picture")
@@ -74,7 +73,7 @@ for page, text in (
     ("reward_densities.py", "Reward densities: raw vs per-prompt normalised"),
     ("rm_accuracy.py", "RM accuracy: is the RM still right on PPO's samples?"),
 ):
-    page_link(page, text, icon_of(page))
+    page_link(page, text)
 
 with st.expander("The numbers behind the picture"):
     st.dataframe(figures.answers_table(bandit, start, final), hide_index=True)

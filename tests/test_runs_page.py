@@ -287,3 +287,19 @@ def test_trend_sentence_reads_the_runs_own_curves():
     text = trend_sentence(frame, probes=True)
     assert "gold rose from 0.215 to 0.395" in text and "probe-set entropy fell" in text
     assert trend_sentence(frame.iloc[:0], probes=False) == ""
+
+
+def test_shows_entropy_reduction_only_when_gold_rose_and_entropy_fell():
+    import pandas as pd
+
+    from workbench.runs_views import shows_entropy_reduction
+
+    steps = list(range(1, 21))
+    gold = [0.2 + 0.01 * s for s in steps]
+    falling = [1.0 - 0.02 * s for s in steps]
+    frame = pd.DataFrame({"step": steps * 2, "key": ["objective/gold"] * 20 + ["probe/entropy"] * 20,
+                          "value": gold + falling})  # fmt: skip
+    assert shows_entropy_reduction(frame, probes=True)
+    assert not shows_entropy_reduction(frame, probes=False)  # no batch entropy logged
+    rising = frame.assign(value=gold + falling[::-1])
+    assert not shows_entropy_reduction(rising, probes=True)

@@ -285,6 +285,13 @@ def first_and_last(frame: pd.DataFrame, key: str) -> tuple[float, float] | None:
     return float(rows.iloc[:k].mean()), float(rows.iloc[-k:].mean())
 
 
+def shows_entropy_reduction(frame: pd.DataFrame, *, probes: bool) -> bool:
+    """Whether this run's own curves show the claim: gold rose while (probe-set) entropy fell."""
+    gold = first_and_last(frame, "objective/gold")
+    entropy = first_and_last(frame, "probe/entropy" if probes else "objective/entropy")
+    return gold is not None and entropy is not None and gold[1] > gold[0] and entropy[1] < entropy[0]
+
+
 def trend_sentence(frame: pd.DataFrame, *, probes: bool) -> str:
     """What this run shows of the claim "gold rises while entropy falls", from its own curves."""
     entropy_key = "probe/entropy" if probes else "objective/entropy"

@@ -19,7 +19,7 @@ from streamlit.errors import StreamlitPageNotFoundError
 import engine.store as store
 from engine.config import ConfigError
 from engine.paths import demo_runs_dir, runs_dir
-from workbench.navigation import PAGES_DIR
+from workbench.navigation import PAGES_DIR, icon_of
 
 DEMO_BADGE = "🔒 demo"
 
@@ -144,9 +144,13 @@ def is_demo(run_dir: Path) -> bool:
         return False
 
 
-def page_link(page: str, label: str, icon: str, query_params: dict[str, str] | None = None) -> None:
-    """``st.page_link`` to ``pages/<page>``; a page run on its own (no ``st.navigation``, as in a
-    one-page AppTest) cannot resolve other pages, so it gets the same link as a plain URL."""
+def page_link(
+    page: str, label: str, icon: str | None = None, query_params: dict[str, str] | None = None
+) -> None:
+    """``st.page_link`` to ``pages/<page>``, with the page's navigation icon unless ``icon`` is given;
+    a page run on its own (no ``st.navigation``, as in a one-page AppTest) cannot resolve other pages,
+    so it gets the same link as a plain URL."""
+    icon = icon or icon_of(page)
     try:
         st.page_link(str(PAGES_DIR / page), label=label, icon=icon, query_params=query_params)
     except StreamlitPageNotFoundError:

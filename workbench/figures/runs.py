@@ -74,6 +74,10 @@ def curves_figure(panels: list[tuple[str, str, pd.DataFrame, str]]) -> go.Figure
     return fig
 
 
+GLANCE_KEYS = ("objective/gold", "probe/entropy")
+"""The metrics :func:`glance_figure` draws."""
+
+
 def glance_figure(metrics: pd.DataFrame) -> go.Figure | None:
     """Home's one-look summary of a run: gold (mean) and the probe set's per-token entropy against
     step, side by side; None when the run logs neither (no judge, no probes)."""
