@@ -399,10 +399,11 @@ def test_interrupted_import_leaves_no_run(monkeypatch, tmp_path):
 
 
 def test_spilled_steps_are_merged(monkeypatch, tmp_path):
-    import engine.importers.common as common
+    import engine.importers.readers as readers
+    import engine.importers.steps as steps
 
-    monkeypatch.setattr(common, "SPILL_ROWS", 3)
-    monkeypatch.setattr(common, "BATCH_BYTES", 64)
+    monkeypatch.setattr(steps, "SPILL_ROWS", 3)
+    monkeypatch.setattr(readers, "BATCH_BYTES", 64)
     objects = [{"prompt": f"p{i % 2}", "response": f"r{i}", "reward": i, "step": i % 3} for i in range(30)]
     result = import_run("jsonl", _jsonl(tmp_path / "r.jsonl", objects), runs_dir=tmp_path / "runs")
     rows = _rows(Path(result.run_dir))

@@ -21,7 +21,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from engine.config import ConfigError
-from engine.importers.common import Staging, find_files, json_dumps, map_table, resolve_mapping
+from engine.importers.mapping import map_rows, resolve_mapping
+from engine.importers.readers import find_files, json_dumps
+from engine.importers.staging import Staging
 
 DEFAULTS = {
     "prompt": ["query", "prompt"],
@@ -77,8 +79,7 @@ def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
         )
         tables = [keep]
     for path, table in tables:
-        if ctx.progress is not None:
-            ctx.progress(path.stat().st_size)
+        ctx.report(path.stat().st_size)
         resolved = resolve_mapping(table.column_names, DEFAULTS, ctx.mapping)
         if "prompt" not in resolved:
             table = table.append_column("prompt", pa.array([""] * table.num_rows, pa.string()))
@@ -90,4 +91,4 @@ def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
         match = _FILE_STEP.search(path.name)
         for start in range(0, max(table.num_rows, 1), BATCH_ROWS):
             part = table.slice(start, BATCH_ROWS)
-            yield map_table(part, resolved, where=str(path), default_step=int(match.group(1)) if match else 0)
+            yield map_rows(part, resolved, ctx, path, default_step=int(match.group(1)) if match else 0)
