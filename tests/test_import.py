@@ -584,6 +584,14 @@ def test_lone_surrogate_becomes_a_replacement_character(tmp_path):
     assert rows["response"].tolist() == ["cut \ufffd here", "whole \U0001f600"]
     assert json.loads(rows["extras"].iloc[0])["note"] == "\ufffd"
     assert any("2 lone surrogates" in w for w in result.warnings)
+    table = tmp_path / "media" / "completions_3_abc123.table.json"
+    table.parent.mkdir()
+    table.write_text(
+        json.dumps({"columns": ["query", "model response", "score"], "data": [["q", "a \ud800", 1.0]]})
+    )
+    result = import_run("wandb-table", table, runs_dir=tmp_path / "runs", run_id="surrogate-table")
+    assert result.replaced_characters == 1
+    assert _rows(Path(result.run_dir))["response"].tolist() == ["a \ufffd"]
 
 
 def test_run_id_and_path_too_long_are_clear_errors(tmp_path, capsys):

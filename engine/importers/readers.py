@@ -76,27 +76,29 @@ class CountingReader(io.RawIOBase):
         super().close()
 
 
-def _without_surrogates(value: Any, ctx: Staging) -> Any:
-    """``value`` with every lone surrogate in its texts replaced by U+FFFD, counted in ``ctx``."""
+def without_surrogates(value: Any, ctx: Staging) -> Any:
+    """``value`` (parsed JSON) with every lone surrogate in its texts replaced by U+FFFD, counted in
+    ``ctx``: half of a UTF-16 pair (``"\\ud83d"``, an emoji cut at a token boundary) is valid JSON
+    but cannot be stored as UTF-8, and one cut character should not stop the import of a run."""
     if isinstance(value, str):
         fixed, n = _SURROGATE.subn("\ufffd", value)
         ctx.counts[REPLACED_CHARACTERS] += n
         return fixed
     if isinstance(value, list):
-        return [_without_surrogates(v, ctx) for v in value]
+        return [without_surrogates(v, ctx) for v in value]
     if isinstance(value, dict):
-        return {_without_surrogates(k, ctx): _without_surrogates(v, ctx) for k, v in value.items()}
+        return {without_surrogates(k, ctx): without_surrogates(v, ctx) for k, v in value.items()}
     return value
+
+
+def has_surrogate_escape(text: bytes) -> bool:
+    """Whether JSON ``text`` may hold a surrogate escape (only then is it worth a walk)."""
+    return b"\\ud" in text or b"\\uD" in text
 
 
 def jsonl_records(path: Path, ctx: Staging) -> Iterator[tuple[int, Any]]:
     """(line number, parsed object) of each non-empty line; a malformed line is a ConfigError
-    naming the file and the line.
-
-    A text holding half of a surrogate pair (``"\\ud83d"``: an emoji cut at a token boundary) is
-    valid JSON but cannot be stored as UTF-8: the half is replaced by U+FFFD and counted, so one
-    cut character does not stop the import of a whole run.
-    """
+    naming the file and the line; lone surrogates become U+FFFD (:func:`without_surrogates`)."""
     with open(path, "rb") as fh:
         for number, line in enumerate(fh, start=1):
             ctx.report(len(line))
@@ -110,8 +112,8 @@ def jsonl_records(path: Path, ctx: Staging) -> Iterator[tuple[int, Any]]:
                 ) from None
             if not isinstance(obj, dict):
                 raise ConfigError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
-            if b"\\ud" in line or b"\\uD" in line:  # only such a line can hold a surrogate escape
-                obj = _without_surrogates(obj, ctx)
+            if has_surrogate_escape(line):
+                obj = without_surrogates(obj, ctx)
             yield number, obj
 
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from engine.config import ConfigError
 from engine.importers.mapping import map_rows, resolve_mapping
-from engine.importers.readers import find_files, json_dumps
+from engine.importers.readers import find_files, has_surrogate_escape, json_dumps, without_surrogates
 from engine.importers.staging import Staging
 
 DEFAULTS = {
@@ -39,13 +39,16 @@ def files(path: Path, fmt: str = "wandb-table") -> list[Path]:
     return find_files(path, ["*.table.json", "*.json"], "W&B table exports (*.table.json)")
 
 
-def read_table(path: Path) -> pa.Table:
+def read_table(path: Path, ctx: Staging) -> pa.Table:
     if path.stat().st_size == 0:
         raise ConfigError(f"{path} is empty")
+    raw = path.read_bytes()
     try:
-        obj = json.loads(path.read_bytes())
+        obj = json.loads(raw)
     except ValueError as exc:
         raise ConfigError(f"{path}: not a JSON file ({exc})") from None
+    if has_surrogate_escape(raw):
+        obj = without_surrogates(obj, ctx)
     if (
         not isinstance(obj, dict)
         or not isinstance(obj.get("columns"), list)
@@ -70,7 +73,7 @@ def read_table(path: Path) -> pa.Table:
 
 
 def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
-    tables = [(path, read_table(path)) for path in paths]
+    tables = [(path, read_table(path, ctx)) for path in paths]
     stepped = [(p, t) for p, t in tables if any(c in t.column_names for c in DEFAULTS["step"])]
     if len(stepped) > 1:
         keep = max(stepped, key=lambda pt: pt[1].num_rows)
