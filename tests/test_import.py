@@ -610,6 +610,8 @@ def test_run_id_and_path_too_long_are_clear_errors(tmp_path, capsys):
     long_path = tmp_path / ("a" * 5000)
     with pytest.raises(ConfigError, match=r"cannot read .*\.\.\..*\(\d+ characters\): File name too long"):
         import_run("jsonl", long_path, runs_dir=tmp_path / "runs")
+    with pytest.raises(ConfigError, match="a\x00b does not exist"):
+        preview("jsonl", "a\x00b")  # the Import page's path field
     for argv in (["import", "jsonl", str(long_path)], ["import", "jsonl", str(path), "--run-id", "r" * 300]):
         assert cli.main([*argv, "--runs-dir", str(tmp_path / "runs")]) == 2
         err = capsys.readouterr().err

@@ -241,13 +241,16 @@ def find_files(path: Path, patterns: Iterable[str], what: str) -> list[Path]:
     path = Path(path).expanduser()
     patterns = list(patterns)
     try:
-        if not path.exists():
-            raise ConfigError(f"{shown_path(path)} does not exist")
-        if path.is_file():
-            return [path]
-        found = sorted({p for pattern in patterns for p in path.rglob(pattern) if p.is_file()})
+        exists, is_file = path.exists(), path.is_file()
+        found = (
+            set() if is_file or not exists else {p for g in patterns for p in path.rglob(g) if p.is_file()}
+        )
     except OSError as exc:
         raise ConfigError(f"cannot read {shown_path(path)}: {exc.strerror or exc}") from None
+    if not exists:
+        raise ConfigError(f"{shown_path(path)} does not exist")
+    if is_file:
+        return [path]
     if not found:
         raise ConfigError(f"{path} holds no {what} (looked for {', '.join(patterns)})")
-    return found
+    return sorted(found)
