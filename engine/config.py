@@ -7,6 +7,7 @@ the page forms and the ``config`` column of a run record (see :func:`to_dict`).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -15,6 +16,12 @@ from typing import Any
 
 class ConfigError(ValueError):
     """A setting, path or input that cannot be used, with a message a user can act on."""
+
+
+def options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The parsed command-line options ``names``, as the keyword arguments of the function that
+    takes them (here, below the CLI and the benchmarks, so both can use it)."""
+    return {name: getattr(args, name) for name in names}
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from engine.cli.import_run import FORMAT_HELP
 from engine.config import ConfigError
 from engine.importers import import_run, preview
-from engine.importers.common import default_run_id
+from engine.importers.formats import FORMAT_HELP
+from engine.importers.pipeline import default_run_id
 from engine.paths import runs_dir
 from workbench.import_views import mapping_from_frame, progress_factory, save_upload, show_mapping_editor
 from workbench.navigation import PAGES_DIR

@@ -264,7 +264,13 @@ def test_prime_rl_partial_token_exports(tmp_path):
         [_episode(i, 0) for i in range(4)],
     )
     _jsonl(run / "token_exports" / "step_0" / "rank_0.jsonl", [_token_export(0)])  # only one sequence matched
-    import_run("prime-rl", run, runs_dir=tmp_path / "runs", run_id="prime")
+    result = import_run("prime-rl", run, runs_dir=tmp_path / "runs", run_id="prime")
+    assert result.rows == 4  # every branch is imported, matched or not
+    rows = _rows(Path(result.run_dir)).set_index("response")
+    np.testing.assert_allclose(rows.loc["ans 0", "entropy"], [1.5, 2.5])  # the one matched sequence
+    assert rows.loc["ans 0", "rank"] == 1  # the rank its export names
+    assert rows.drop(index="ans 0")["entropy"].isna().all()  # the others have no per-token entropy
+    assert rows.drop(index="ans 0")["rank"].isna().all()
 
 
 # ---- plain tables ------------------------------------------------------------------------------
@@ -399,10 +405,14 @@ def test_interrupted_import_leaves_no_run(monkeypatch, tmp_path):
 
 
 def test_spilled_steps_are_merged(monkeypatch, tmp_path):
-    import engine.importers.common as common
+    import engine.importers.readers as readers
+    import engine.importers.steps as steps
 
-    monkeypatch.setattr(common, "SPILL_ROWS", 3)
-    monkeypatch.setattr(common, "BATCH_BYTES", 64)
+    monkeypatch.setattr(steps, "SPILL_ROWS", 3)
+    monkeypatch.setattr(readers, "BATCH_BYTES", 64)
+    spills = []
+    original_spill = steps.StepBuffer.spill
+    monkeypatch.setattr(steps.StepBuffer, "spill", lambda self: spills.append(1) or original_spill(self))
     objects = [{"prompt": f"p{i % 2}", "response": f"r{i}", "reward": i, "step": i % 3} for i in range(30)]
     result = import_run("jsonl", _jsonl(tmp_path / "r.jsonl", objects), runs_dir=tmp_path / "runs")
     rows = _rows(Path(result.run_dir))
@@ -412,6 +422,7 @@ def test_spilled_steps_are_merged(monkeypatch, tmp_path):
         .apply(lambda s: sorted(s) == list(range(len(s))))
         .all()
     )
+    assert spills  # the rows really went through the spilled chunks
 
 
 def test_bad_mapping_syntax():
@@ -419,3 +430,194 @@ def test_bad_mapping_syntax():
         parse_mapping(["reward"])
     with pytest.raises(ConfigError, match="unknown field 'rewrd'"):
         parse_mapping(["rewrd=score"])
+
+
+# ---- the formats' one home ---------------------------------------------------------------------
+
+
+def test_formats_have_one_light_home():
+    """The CLI's format sub-commands and their help come from engine.importers.formats, which (with
+    the CLI's import command) loads no pyarrow, pandas or torch."""
+    import subprocess
+    import sys
+
+    from engine.importers.formats import FORMAT_HELP, FORMATS
+
+    parser = cli.build_parser()
+    import_action = next(a for a in parser._subparsers._group_actions[0].choices["import"]._actions
+                         if a.dest == "import_format")  # fmt: skip
+    assert {n: p.description for n, p in import_action.choices.items() if n != "signals"} == FORMAT_HELP
+    assert list(FORMATS) == list(FORMAT_HELP)
+    code = (
+        "import sys, engine.cli.import_run, engine.importers.formats; "
+        "print(sorted(m for m in ('pyarrow', 'pandas', 'torch', 'duckdb') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# ---- faults of issue 22 ------------------------------------------------------------------------
+
+
+def _trl_0291_run(out: Path, generations: int = 4, per_generation: int = 8) -> Path:
+    """huggingface/trl v0.29.1 (54257ff) trl/trainer/grpo_trainer.py, with log_completions=True,
+    logging_steps=1, steps_per_generation=2: ``_generate_and_score_completions`` extends the
+    ``self._logs`` deques (``maxlen=generation_batch_size``) once per generation, every other step;
+    ``log`` writes the whole deques at every step as completions_{global_step:05d}.parquet
+    {step, prompt, completion, *rewards, advantage}; the Trainer's final log (train_runtime ...)
+    at the last step writes the last file once more."""
+    from collections import deque
+
+    (out / "completions").mkdir(parents=True)
+    logs = {k: deque(maxlen=per_generation) for k in ("prompt", "completion", "accuracy_reward", "advantage")}
+
+    def log(step: int) -> None:
+        table = {"step": [step] * len(logs["prompt"]), **{k: list(v) for k, v in logs.items()}}
+        pd.DataFrame(table).to_parquet(out / "completions" / f"completions_{step:05d}.parquet")
+
+    steps_per_generation = 2
+    for step in range(1, generations * steps_per_generation + 1):
+        if (step - 1) % steps_per_generation == 0:  # a new generation batch
+            g = (step - 1) // steps_per_generation
+            logs["prompt"].extend(f"question {g}-{i // 4}" for i in range(per_generation))
+            logs["completion"].extend(f"answer {g}-{i}" for i in range(per_generation))
+            logs["accuracy_reward"].extend(float(i % 2) for i in range(per_generation))
+            logs["advantage"].extend(float(i % 2) - 0.5 for i in range(per_generation))
+        log(step)
+    log(generations * steps_per_generation)  # on_train_end's log: the same file again
+    return out
+
+
+def test_trl_repeated_generations_are_imported_once(tmp_path, capsys):
+    out = _trl_0291_run(tmp_path / "trl-out")
+    assert len(list((out / "completions").glob("*.parquet"))) == 8
+    result = import_run("trl", out, runs_dir=tmp_path / "runs", run_id="trl")
+    assert (result.rows, result.steps, result.prompts, result.repeated_files) == (32, 4, 8, 4)
+    rows = _rows(Path(result.run_dir))
+    assert sorted(rows["response"]) == sorted(
+        f"answer {g}-{i}" for g in range(4) for i in range(8)
+    )  # each generated completion once
+    assert sorted(set(rows["step"])) == [1, 3, 5, 7]  # each generation at the step it was made
+    assert any("4 of 8 files repeat" in w for w in result.warnings)
+
+    args = ["import", "trl", str(out), "--runs-dir", str(tmp_path / "runs"), "--run-id", "trl-cli"]
+    assert cli.main(args) == 0
+    captured = capsys.readouterr()
+    assert "imported 32 rows" in captured.out and "left out 4 repeated files" in captured.out
+    assert "warning: 4 of 8 files repeat" in captured.err
+
+
+def test_jsonl_fallback_reads_on_after_the_records_taken(tmp_path):
+    """A 20 MB verl dump of 200 lines whose integer score turns into 0.5 after the first 16 MB:
+    pyarrow's reader yields the first block, then fails; the rest is read line by line, once."""
+    filler = "x" * 100_000  # ~100 kB per line: the first 16 MB block ends near line 167
+    lines = [
+        {"input": f"q{i % 4}", "output": f"{i} {filler}", "score": i % 2 if i < 180 else 0.5, "step": 1}
+        for i in range(200)
+    ]
+    path = _jsonl(tmp_path / "dump" / "1.jsonl", lines)
+    assert path.stat().st_size > 20e6
+    result = import_run("verl", path, runs_dir=tmp_path / "runs", run_id="verl-big")
+    assert result.rows == 200
+    rows = _rows(Path(result.run_dir))
+    index = rows["response"].str.split(" ", n=1).str[0].astype(int)
+    assert sorted(index) == list(range(200))  # every line once
+    expected = [i % 2 if i < 180 else 0.5 for i in index]
+    np.testing.assert_array_equal(rows["reward"], expected)
+
+
+def test_a_row_without_a_required_field_is_an_error_or_skipped(tmp_path, capsys):
+    lines = [
+        {"input": "q", "output": "a0", "score": 1.0, "step": 1},
+        {"input": "q", "score": 0.0, "step": 1},  # no output: line 3 (line 2 is blank)
+        {"input": "q", "output": "a2", "score": 1.0, "step": 1},
+    ]
+    path = tmp_path / "dump" / "1.jsonl"
+    path.parent.mkdir()
+    path.write_text(json.dumps(lines[0]) + "\n\n" + "".join(json.dumps(o) + "\n" for o in lines[1:]))
+    with pytest.raises(ConfigError, match=r"1\.jsonl:3: no 'output' \(the response\).*--skip-bad-rows"):
+        import_run("verl", path, runs_dir=tmp_path / "runs")
+    result = import_run("verl", path, runs_dir=tmp_path / "runs", run_id="skipped", skip_bad_rows=True)
+    assert (result.rows, result.skipped_rows) == (2, 1)
+    assert sorted(_rows(Path(result.run_dir))["response"]) == ["a0", "a2"]
+    assert any("left out 1 rows with no prompt or no response" in w for w in result.warnings)
+    # the line-by-line reader (a field that changes type) names the line the same way
+    mixed = _jsonl(tmp_path / "mixed" / "2.jsonl", [{**lines[0], "gts": "3"}, {**lines[1], "gts": ["3"]}])
+    with pytest.raises(ConfigError, match=r"2\.jsonl:2: no 'output'"):
+        import_run("verl", mixed, runs_dir=tmp_path / "runs")
+
+    args = ["import", "verl", str(path), "--runs-dir", str(tmp_path / "runs")]
+    assert cli.main([*args, "--run-id", "a"]) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "1.jsonl:3: no 'output'" in err and "Traceback" not in err
+    assert cli.main([*args, "--run-id", "b", "--skip-bad-rows"]) == 0
+    assert "left out 1 bad rows" in capsys.readouterr().out
+
+
+def test_non_finite_rewards_become_empty(tmp_path):
+    rewards = [1.0, float("-inf"), float("inf"), float("nan"), 0.5]
+    path = _jsonl(tmp_path / "r.jsonl", [{"prompt": "p", "response": f"r{i}", "reward": r}
+                                         for i, r in enumerate(rewards)])  # fmt: skip
+    assert "-Infinity" in path.read_text() and "NaN" in path.read_text()
+    result = import_run("jsonl", path, runs_dir=tmp_path / "runs", run_id="nonfinite")
+    assert result.non_finite_rewards == 3
+    assert any("3 rewards were NaN or infinite" in w for w in result.warnings)
+    reward = _rows(Path(result.run_dir)).set_index("response")["reward"]
+    assert reward[["r0", "r4"]].tolist() == [1.0, 0.5]
+    assert reward[["r1", "r2", "r3"]].isna().all()
+    csv = tmp_path / "r.csv"
+    csv.write_text("prompt,response,reward\np,a,inf\np,b,2\n")
+    result = import_run("csv", csv, runs_dir=tmp_path / "runs", run_id="csv-inf")
+    assert result.non_finite_rewards == 1
+    assert _rows(Path(result.run_dir))["reward"].isna().tolist() == [True, False]
+
+
+def test_lone_surrogate_becomes_a_replacement_character(tmp_path):
+    """Half of a UTF-16 pair (an emoji cut at a token boundary) is valid JSON, not valid UTF-8."""
+    objects = [{"prompt": "p", "response": "cut \ud83d here", "reward": 1.0, "note": "\udc00"},
+               {"prompt": "p", "response": "whole \U0001f600", "reward": 0.0}]  # fmt: skip
+    path = _jsonl(tmp_path / "r.jsonl", objects)
+    assert "\\ud83d" in path.read_text()
+    result = import_run("jsonl", path, runs_dir=tmp_path / "runs", run_id="surrogate")
+    assert (result.rows, result.replaced_characters) == (2, 2)
+    rows = _rows(Path(result.run_dir)).sort_values("reward", ascending=False)
+    assert rows["response"].tolist() == ["cut \ufffd here", "whole \U0001f600"]
+    assert json.loads(rows["extras"].iloc[0])["note"] == "\ufffd"
+    assert any("2 lone surrogates" in w for w in result.warnings)
+    table = tmp_path / "media" / "completions_3_abc123.table.json"
+    table.parent.mkdir()
+    table.write_text(
+        json.dumps({"columns": ["query", "model response", "score"], "data": [["q", "a \ud800", 1.0]]})
+    )
+    result = import_run("wandb-table", table, runs_dir=tmp_path / "runs", run_id="surrogate-table")
+    assert result.replaced_characters == 1
+    assert _rows(Path(result.run_dir))["response"].tolist() == ["a \ufffd"]
+
+
+def test_run_id_and_path_too_long_are_clear_errors(tmp_path, capsys):
+    from engine.runs import check_run_id
+
+    path = _jsonl(tmp_path / "r.jsonl", [{"prompt": "p", "response": "r", "reward": 1.0}])
+    with pytest.raises(
+        ConfigError, match=r"run id must be 1-100 characters, each a letter .*\(300 characters\)"
+    ):
+        import_run("jsonl", path, runs_dir=tmp_path / "runs", run_id="r" * 300)
+    for bad in ("", "a b", ".hidden", "..", "x/y", "x\\y", "é", "r" * 101):
+        with pytest.raises(ConfigError, match="run id must be"):
+            check_run_id(bad)
+    assert check_run_id("ppo-2026_v1.5") == "ppo-2026_v1.5"
+
+    long_path = tmp_path / ("a" * 5000)
+    with pytest.raises(ConfigError, match=r"cannot read .*\.\.\..*\(\d+ characters\): File name too long"):
+        import_run("jsonl", long_path, runs_dir=tmp_path / "runs")
+    with pytest.raises(ConfigError, match="a\x00b does not exist"):
+        preview("jsonl", "a\x00b")  # the Import page's path field
+    for argv in (["import", "jsonl", str(long_path)], ["import", "jsonl", str(path), "--run-id", "r" * 300]):
+        assert cli.main([*argv, "--runs-dir", str(tmp_path / "runs")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err and len(err) < 400
+
+    # a long source name gives a default run id within the limit
+    long_name = _jsonl(tmp_path / f"{'n' * 200}.jsonl", [{"prompt": "p", "response": "r", "reward": 1.0}])
+    result = import_run("jsonl", long_name, runs_dir=tmp_path / "runs")
+    assert result.run_id == ("import-" + "n" * 200)[:100]

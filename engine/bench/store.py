@@ -22,8 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.cli import options
-from engine.config import ConfigError
+from engine.config import ConfigError, options
 
 log = logging.getLogger(__name__)
 

@@ -39,11 +39,6 @@ def command_group(
     return parser.add_subparsers(dest=dest, metavar=metavar, required=True)
 
 
-def options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
-    """The parsed options ``names``, as the keyword arguments of the function that takes them."""
-    return {name: getattr(args, name) for name in names}
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m engine",

@@ -9,19 +9,9 @@ import json
 import sys
 from pathlib import Path
 
-from engine.cli import command_group, options
-
-# Kept here (not imported from engine.importers) so ``--help`` imports nothing heavy.
-FORMAT_HELP = {
-    "trl": "TRL GRPOTrainer(log_completions=True): <output_dir>/completions/completions_NNNNN.parquet",
-    "wandb-table": "a W&B table JSON ({columns, data}): TRL PPO 'completions', OpenRLHF generated_samples",
-    "verl": "verl trainer.rollout_data_dir: {global_step}.jsonl",
-    "nemo-rl": "NeMo-RL GRPO log dir: train_data_step{N}.jsonl",
-    "prime-rl": "prime-rl run dir: rollouts/step_N/train/*/traces.jsonl (+ token_exports/)",
-    "jsonl": "any JSONL table of rollouts (one sample per line), with --map",
-    "parquet": "any Parquet table of rollouts, with --map",
-    "csv": "any CSV table of rollouts, with --map",
-}
+from engine.cli import command_group
+from engine.config import options
+from engine.importers.formats import FORMAT_HELP
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             help="take a store field from a source column (reward=A+B sums columns); repeatable",
         )
         p.add_argument("--replace", action="store_true", help="replace an existing run of the same id")
+        p.add_argument(
+            "--skip-bad-rows",
+            action="store_true",
+            help="leave out (and count) rows with no prompt or no response, instead of stopping at the first",
+        )
         p.add_argument("--json", action="store_true", help="print one JSON object")
         p.set_defaults(func=_import, import_format=fmt)
 
@@ -102,6 +97,7 @@ def _import(args: argparse.Namespace) -> int:
         run_id=args.run_id,
         mapping=parse_mapping(args.map),
         replace=args.replace,
+        skip_bad_rows=args.skip_bad_rows,
         progress_factory=_tqdm_factory(f"import {args.import_format}"),
     )
     if args.json:
@@ -109,9 +105,15 @@ def _import(args: argparse.Namespace) -> int:
     else:
         for warning in result.warnings:
             print(f"warning: {warning}", file=sys.stderr)
+        left_out = [
+            f"{n} {what}"
+            for n, what in ((result.repeated_files, "repeated files"), (result.skipped_rows, "bad rows"))
+            if n
+        ]
         print(
             f"imported {result.rows} rows ({result.steps} steps, {result.prompts} prompts) into "
             f"{result.run_dir} in {result.seconds:.1f} s"
+            + (f"; left out {', '.join(left_out)}" if left_out else "")
         )
     return 0
 

@@ -6,7 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from engine.cli import command_group, options
+from engine.cli import command_group
+from engine.config import options
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,9 @@ from typing import Any
 import pyarrow as pa
 
 from engine.config import ConfigError
-from engine.importers.common import Staging, find_files, jsonl_rows, number
+from engine.importers.mapping import jsonl_rows, number
+from engine.importers.readers import find_files
+from engine.importers.staging import Staging
 
 _STEP = re.compile(r"train_data_step(\d+)\.jsonl$")
 PER_TOKEN = {"generation_logprobs": "logprob", "advantages": "advantage"}
@@ -94,4 +96,4 @@ def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
         def rows_of(line: int, obj: Any, path: Path = path, step: int = step) -> list[dict[str, Any]]:
             return [sample_row(obj, step, f"{path}:{line}")]
 
-        yield from jsonl_rows(path, ctx.progress, rows_of)
+        yield from jsonl_rows(path, ctx, rows_of)

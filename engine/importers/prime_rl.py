@@ -33,7 +33,9 @@ from typing import Any
 import pyarrow as pa
 
 from engine.config import ConfigError
-from engine.importers.common import Progress, Staging, find_files, jsonl_records, jsonl_rows, number
+from engine.importers.mapping import jsonl_rows, number
+from engine.importers.readers import find_files, jsonl_records
+from engine.importers.staging import Staging
 
 _STEP = re.compile(r"^step_(\d+)$")
 
@@ -126,11 +128,11 @@ def branch_row(episode: dict, trace: dict, path: list[dict], step: int, where: s
     }
 
 
-def token_exports(run_dir: Path, step: int, progress: Progress | None) -> dict[tuple, dict]:
+def token_exports(run_dir: Path, step: int, ctx: Staging) -> dict[tuple, dict]:
     """Loss-masked token ids -> that sequence's export (entropy etc. at those positions, rank)."""
     index: dict[tuple, dict] = {}
     for path in sorted((run_dir / "token_exports" / f"step_{step}").glob("rank_*.jsonl")):
-        for line, rec in jsonl_records(path, progress):
+        for line, rec in jsonl_records(path, ctx):
             mask = rec.get("loss_mask") or []
             ids = rec.get("token_ids") or []
             if len(ids) != len(mask):
@@ -164,7 +166,7 @@ def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
         if path.parent.name == "all":
             ctx.warnings.append(f"{path}: no train/effective episodes for this step, read train/all")
         step = _step_of(path) or 0
-        exports = token_exports(_run_dir(path), step, ctx.progress)
+        exports = token_exports(_run_dir(path), step, ctx)
 
         def rows_of(
             line: int, episode: Any, path: Path = path, step: int = step, exports: dict = exports
@@ -182,4 +184,4 @@ def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
 
         if path.stat().st_size == 0:
             continue
-        yield from jsonl_rows(path, ctx.progress, rows_of)
+        yield from jsonl_rows(path, ctx, rows_of)

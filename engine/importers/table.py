@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from engine.importers.common import Staging, find_files, map_table, resolve_mapping, table_batches
+from engine.importers.mapping import map_rows, resolve_mapping
+from engine.importers.readers import find_files, table_batches
+from engine.importers.staging import Staging
 
 DEFAULTS = {
     "prompt": ["prompt", "query", "input", "question"],
@@ -32,7 +34,7 @@ def files(path: Path, fmt: str) -> list[Path]:
 
 def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
     for path in paths:
-        for batch in table_batches(path, ctx.progress):
+        for batch in table_batches(path, ctx):
             resolved = resolve_mapping(batch.column_names, DEFAULTS, ctx.mapping)
             ctx.used.setdefault("mapping", resolved)
-            yield map_table(batch, resolved, where=str(path), default_step=0)
+            yield map_rows(batch, resolved, ctx, path, default_step=0)

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from engine.importers.common import Staging, find_files, jsonl_batches, map_table, resolve_mapping
+from engine.importers.mapping import map_rows, resolve_mapping
+from engine.importers.readers import find_files, jsonl_batches
+from engine.importers.staging import Staging
 
 DEFAULTS = {"prompt": ["input"], "response": ["output"], "reward": ["score"], "step": ["step"]}
 
@@ -31,7 +33,7 @@ def files(path: Path, fmt: str = "verl") -> list[Path]:
 def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
     for path in paths:
         default_step = int(path.stem) if path.stem.isdigit() else None
-        for batch in jsonl_batches(path, ctx.progress):
+        for batch in jsonl_batches(path, ctx):
             resolved = resolve_mapping(batch.column_names, DEFAULTS, ctx.mapping)
             ctx.used.setdefault("mapping", resolved)
-            yield map_table(batch, resolved, where=str(path), default_step=default_step)
+            yield map_rows(batch, resolved, ctx, path, default_step=default_step)

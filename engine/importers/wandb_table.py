@@ -21,7 +21,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from engine.config import ConfigError
-from engine.importers.common import Staging, find_files, json_dumps, map_table, resolve_mapping
+from engine.importers.mapping import map_rows, resolve_mapping
+from engine.importers.readers import find_files, has_surrogate_escape, json_dumps, without_surrogates
+from engine.importers.staging import Staging
 
 DEFAULTS = {
     "prompt": ["query", "prompt"],
@@ -37,13 +39,16 @@ def files(path: Path, fmt: str = "wandb-table") -> list[Path]:
     return find_files(path, ["*.table.json", "*.json"], "W&B table exports (*.table.json)")
 
 
-def read_table(path: Path) -> pa.Table:
+def read_table(path: Path, ctx: Staging) -> pa.Table:
     if path.stat().st_size == 0:
         raise ConfigError(f"{path} is empty")
+    raw = path.read_bytes()
     try:
-        obj = json.loads(path.read_bytes())
+        obj = json.loads(raw)
     except ValueError as exc:
         raise ConfigError(f"{path}: not a JSON file ({exc})") from None
+    if has_surrogate_escape(raw):
+        obj = without_surrogates(obj, ctx)
     if (
         not isinstance(obj, dict)
         or not isinstance(obj.get("columns"), list)
@@ -68,7 +73,7 @@ def read_table(path: Path) -> pa.Table:
 
 
 def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
-    tables = [(path, read_table(path)) for path in paths]
+    tables = [(path, read_table(path, ctx)) for path in paths]
     stepped = [(p, t) for p, t in tables if any(c in t.column_names for c in DEFAULTS["step"])]
     if len(stepped) > 1:
         keep = max(stepped, key=lambda pt: pt[1].num_rows)
@@ -77,8 +82,7 @@ def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
         )
         tables = [keep]
     for path, table in tables:
-        if ctx.progress is not None:
-            ctx.progress(path.stat().st_size)
+        ctx.report(path.stat().st_size)
         resolved = resolve_mapping(table.column_names, DEFAULTS, ctx.mapping)
         if "prompt" not in resolved:
             table = table.append_column("prompt", pa.array([""] * table.num_rows, pa.string()))
@@ -90,4 +94,4 @@ def stage(paths: list[Path], ctx: Staging) -> Iterator[pa.Table]:
         match = _FILE_STEP.search(path.name)
         for start in range(0, max(table.num_rows, 1), BATCH_ROWS):
             part = table.slice(start, BATCH_ROWS)
-            yield map_table(part, resolved, where=str(path), default_step=int(match.group(1)) if match else 0)
+            yield map_rows(part, resolved, ctx, path, default_step=int(match.group(1)) if match else 0)

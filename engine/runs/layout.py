@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -28,10 +29,23 @@ JOB_LOG = "job.log"
 EVAL_LOG = "eval.log"
 
 
+RUN_ID_MAX = 100  # characters: well inside a file system's 255-byte name, with room for temp names
+_RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
 def check_run_id(run_id: str) -> str:
-    """A run id is a plain directory name; ConfigError otherwise."""
-    if not run_id or "/" in run_id or run_id.startswith(".") or run_id != run_id.strip():
-        raise ConfigError(f"run id must be a plain name (letters, digits, '-', '_'), got {run_id!r}")
+    """``run_id`` if it is a plain directory name: 1 to :data:`RUN_ID_MAX` ASCII letters, digits,
+    '-', '_' or '.' (not first: no hidden or parent directory); ConfigError otherwise, naming the rule.
+
+    The one rule for every run id (jobs, imports, the pages): a name the file system takes as is on
+    every platform, so a bad id is refused here rather than failing as an OSError deep in a write.
+    """
+    if len(run_id) > RUN_ID_MAX or not _RUN_ID.fullmatch(run_id):
+        shown = repr(run_id) if len(run_id) <= 60 else f"{run_id[:40]!r}... ({len(run_id)} characters)"
+        raise ConfigError(
+            f"run id must be 1-{RUN_ID_MAX} characters, each a letter (a-z, A-Z), a digit, '-', '_' "
+            f"or '.' (not first), got {shown}"
+        )
     return run_id
 
 
