@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from engine.world.epochs import entropy_floor, epoch_table, load_or_sample, report_path
+from engine.world_tools.epochs import entropy_floor, epoch_table, load_or_sample, report_path
 from workbench.figures.sft_epochs import (
     best_of_n_figure,
     entropy_figure,

@@ -63,7 +63,7 @@ def build_demo_runs(demo_dir: Path, run_ids: tuple[str, ...] = RUN_IDS) -> Path:
 
 
 def write_epoch_samples(world_dir: Path, epochs: tuple[int, ...] = (1, 2)) -> Path:
-    """``epoch_samples.parquet`` as ``engine.world.epochs.sample_epochs`` writes it (4 samples per
+    """``epoch_samples.parquet`` as ``engine.world_tools.epochs.sample_epochs`` writes it (4 samples per
     prompt of the fake world; entropy falling with the epoch, higher on the PPO-only prompt)."""
     rows = []
     splits = {"g0": "sft_train", "g1": "eval", "c0": "ppo_only"}

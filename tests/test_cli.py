@@ -27,10 +27,10 @@ def test_a_broken_command_module_fails_loudly(monkeypatch):
 
 def test_a_broken_world_check_module_fails_world_check(monkeypatch):
     # sys.modules[name] = None makes `import name` raise ImportError, as a broken module would
-    monkeypatch.setitem(sys.modules, "engine.world.ppo_checks", None)
-    monkeypatch.delitem(sys.modules, "engine.world.check", raising=False)
+    monkeypatch.setitem(sys.modules, "engine.world_tools.ppo_checks", None)
+    monkeypatch.delitem(sys.modules, "engine.world_tools.check", raising=False)
     with pytest.raises(ImportError):
-        importlib.import_module("engine.world.check")
+        importlib.import_module("engine.world_tools.check")
 
 
 def test_python_m_engine_fails_loudly_on_a_broken_command(tmp_path):

@@ -1,6 +1,7 @@
-"""The layout reads like the design: no import circle in the engine, the engine never imports
-streamlit, and a page that shows no model loads no torch (tests/test_app.py checks that pages are
-thin and never import torch themselves)."""
+"""The layout reads like the design: the code stands on floors and no import runs back up one, no
+import circle in the engine, no module over 450 lines, the engine never imports streamlit, and a page
+that shows no model loads no torch (tests/test_app.py checks that pages are thin and never import
+torch themselves)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,39 @@ from pathlib import Path
 from engine.paths import REPO_ROOT
 
 ENGINE = REPO_ROOT / "engine"
+CODE = ("engine", "workbench", "pages")  # every folder of the project's code, tests aside
+MAX_LINES = 450
+
+# The floors the code stands on, lowest first: a module imports only from its own floor or below.
+# Each entry is a file, or a folder (trailing "/") for everything under it; the most specific entry
+# places a file. A new module must be placed here, on the floor of what it is.
+FLOORS: list[tuple[str, tuple[str, ...]]] = [
+    # The ground: paths, the config dataclasses and their error, tensor ops, teaching texts. They
+    # import nothing of the project.
+    ("ground", ("engine/__init__.py", "engine/paths.py", "engine/config.py", "engine/ops.py",
+                "engine/teaching.py")),
+    # Run directories on disk (layout, locks, status, listing) and the model layer (loading, LoRA,
+    # precision, the decoders generation runs).
+    ("runs and models", ("engine/runs/", "engine/models/")),
+    # What PPO reads and writes below the algorithm: the rollout store, generation with its
+    # sampling signals, the built-in world itself (vocabulary, families, gold judge, data, loading).
+    ("store, sampling, world", ("engine/store/", "engine/sampling.py", "engine/world/")),
+    # Training and scoring beside PPO: the reward model, SFT, and the importers that turn other
+    # trainers' logs into the store.
+    ("reward, SFT, importers", ("engine/reward.py", "engine/sft.py", "engine/importers/")),
+    # The algorithm: PPO, its jobs and their launching.
+    ("PPO", ("engine/ppo/",)),
+    # What reads PPO's runs and makes them: the analyses, the shipped demo runs.
+    ("analysis, demo", ("engine/analysis/", "engine/demo.py")),
+    # Tools that run the engine: the sampling lab, the world's build and checks.
+    ("lab, world tools", ("engine/lab.py", "engine/world_tools/")),
+    # Benchmarks of all of the above.
+    ("benchmarks", ("engine/bench/",)),
+    # The libraries of the two front doors: the command line and the app.
+    ("command line, app library", ("engine/cli/", "workbench/")),
+    # The front doors themselves: ``python -m engine`` and the app's pages.
+    ("entry points", ("engine/__main__.py", "pages/")),
+]  # fmt: skip
 # The pages that sample models (the lab, the Learn path) load torch when they do; every other page
 # must start without it (torch's import costs seconds of a cold start).
 MODEL_PAGES = {"sampling_lab", "learn"}
@@ -23,17 +57,38 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _engine_imports(path: Path) -> set[str]:
-    """Engine modules ``path`` imports anywhere in its body (function-level imports count too: an
-    import inside a function to dodge a cycle still is the cycle)."""
-    found = set()
+def _modules() -> dict[str, Path]:
+    """Every module of the project's code, by dotted name."""
+    return {_module_name(p): p for folder in CODE for p in (REPO_ROOT / folder).rglob("*.py")}
+
+
+def _imports(path: Path) -> dict[str, int]:
+    """Project names ``path`` imports anywhere in its body, each with the line of its first import
+    (function-level imports count too: an import inside a function to dodge a cycle still is the
+    cycle). ``from a import b`` names both ``a`` and ``a.b``: either may be the module."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: dict[str, int] = {}
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("engine")}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("engine"):
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names}
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the package, one level up per extra dot
+                up = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                base = f"{up}.{base}" if base else up
+            names = [base, *(f"{base}.{a.name}" for a in node.names)]
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0] in CODE:
+                found.setdefault(name, node.lineno)
     return found
+
+
+def _engine_imports(path: Path) -> set[str]:
+    """Engine modules ``path`` imports anywhere in its body (see :func:`_imports`)."""
+    return {name for name in _imports(path) if name.split(".")[0] == "engine"}
 
 
 def _graph() -> dict[str, set[str]]:
@@ -99,3 +154,51 @@ def test_pages_without_models_load_no_torch():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False", f"torch loaded by importing {imports}"
+
+
+def _floor_of(path: Path) -> int | None:
+    """The floor (0 = the ground) of the most specific FLOORS entry that holds ``path``, or None."""
+    rel = path.relative_to(REPO_ROOT).as_posix()
+    best: tuple[int, int] | None = None  # (entry length, floor)
+    for floor, (_, entries) in enumerate(FLOORS):
+        for entry in entries:
+            if rel == entry or (entry.endswith("/") and rel.startswith(entry)):
+                if best is None or len(entry) > best[0]:
+                    best = (len(entry), floor)
+    return None if best is None else best[1]
+
+
+def test_every_module_stands_on_a_floor():
+    unplaced = sorted(str(p.relative_to(REPO_ROOT)) for p in _modules().values() if _floor_of(p) is None)
+    assert not unplaced, f"place these on a floor in tests/test_layout.py FLOORS: {unplaced}"
+    missing = [e for _, entries in FLOORS for e in entries if not (REPO_ROOT / e).exists()]
+    assert not missing, f"FLOORS names what the tree no longer has: {missing}"
+
+
+def test_no_import_runs_back_up_a_floor():
+    """A module imports from its own floor or below, never from a floor above it (at module level or
+    inside a function alike): a module that needs a name from a higher floor is in the wrong place."""
+    modules = _modules()
+    upward = []
+    for path in sorted(modules.values()):
+        here = _floor_of(path)
+        for target, line in sorted(_imports(path).items()):
+            if target not in modules or here is None:
+                continue
+            there = _floor_of(modules[target])
+            if there is not None and there > here:
+                upward.append(
+                    f"{path.relative_to(REPO_ROOT)}:{line} (floor {here + 1}, {FLOORS[here][0]}) imports "
+                    f"{target} (floor {there + 1}, {FLOORS[there][0]})"
+                )
+    assert not upward, "imports that run back up a floor:\n" + "\n".join(upward)
+
+
+def test_no_module_is_over_450_lines():
+    """A module that long does several jobs: split it by job (tests aside)."""
+    long = {
+        str(p.relative_to(REPO_ROOT)): n
+        for p in _modules().values()
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"modules over {MAX_LINES} lines: {long}"

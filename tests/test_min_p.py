@@ -125,7 +125,7 @@ def test_measure_min_p_reports_every_setting() -> None:
 
     import numpy as np
 
-    from engine.world.check import MIN_P_SETTINGS, measure_min_p
+    from engine.world_tools.check import MIN_P_SETTINGS, measure_min_p
 
     gold_of = {"T=1": 0.8, "T=1.5": 0.4, "T=1.5, min_p 0.1": 0.7, "T=1.5, top_p 0.9": 0.6}
     by_config = {config: gold_of[name] for name, config in MIN_P_SETTINGS.items()}

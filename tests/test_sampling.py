@@ -204,11 +204,11 @@ def test_decode_logits_and_hidden_equal_a_full_forward(
 ):
     """The decode loop (GPT-2: the lean per-block path) gives the logits and last hidden states of
     one full forward over prompt + response, left-padded rows included."""
-    from engine import sampling
+    from engine.models.decoders import gpt2
 
     steps = []
-    real_step = sampling._Gpt2Decode.step
-    monkeypatch.setattr(sampling._Gpt2Decode, "step", lambda self, *a: steps.append(1) or real_step(self, *a))
+    real_step = gpt2.Gpt2Decoder.step
+    monkeypatch.setattr(gpt2.Gpt2Decoder, "step", lambda self, *a: steps.append(1) or real_step(self, *a))
     loaded = load_causal_lm(str(tiny_gpt2_dir if arch == "gpt2" else tiny_llama_dir), device="cpu")
     ids, mask = encode_prompts(loaded.tokenizer, ["w1 w2 w3 w4 w5 w6", "w7", "w8 w9 w10"], loaded.device)
     config = SamplingConfig(temperature=1.3, max_new_tokens=12, stop_at_eos=stop_at_eos)
@@ -246,7 +246,7 @@ def test_lean_decode_runs_plain_layers_functionally_and_wrapped_layers_as_module
     a wrapper the decode must honour (a hook, the bf16 path's patched forward, a LoRA layer) stays
     the module."""
     from engine.models import attach_lora, frozen_matmuls_in_bf16
-    from engine.sampling import _lean
+    from engine.models.decoders.gpt2 import _lean
 
     def model():
         return load_causal_lm(str(tiny_gpt2_dir), device="cpu").model
@@ -293,3 +293,16 @@ def test_decode_over_lora_on_a_bf16_base_equals_a_full_forward():
         )
     P, T = ids.shape[1], gen.response_ids.shape[1]
     torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : P + T - 1].float(), atol=1e-4, rtol=1e-4)
+
+
+def test_generation_picks_the_lean_decoder_only_where_it_applies(tiny_gpt2_dir, tiny_llama_dir):
+    """GPT-2 in eval mode decodes through the lean decoder; a model in training mode (dropout) and an
+    architecture without a lean decoder through their own forward."""
+    from engine.models.decoders import ForwardDecoder, Gpt2Decoder, decoder_for
+
+    mask = torch.ones((2, 3), dtype=torch.bool)
+    gpt2 = load_causal_lm(str(tiny_gpt2_dir), device="cpu").model.eval()
+    llama = load_causal_lm(str(tiny_llama_dir), device="cpu").model.eval()
+    assert isinstance(decoder_for(gpt2, mask, 4, keep_hidden=False), Gpt2Decoder)
+    assert isinstance(decoder_for(llama, mask, 4, keep_hidden=False), ForwardDecoder)
+    assert isinstance(decoder_for(gpt2.train(), mask, 4, keep_hidden=False), ForwardDecoder)

@@ -138,6 +138,18 @@ def test_load_world_without_a_build_is_a_clear_error(tmp_path):
         load_world(tmp_path)
 
 
+def test_try_load_world_gives_the_world_or_why_not(tmp_path):
+    """The one home of "the world, or None": None with load_world's error while nothing is built,
+    the world once it is."""
+    from engine.world import World, try_load_world
+
+    world, why = try_load_world(tmp_path)
+    assert world is None and "python -m engine world build" in why
+    (tmp_path / "world.json").write_text("{}")
+    world, why = try_load_world(tmp_path)
+    assert isinstance(world, World) and world.path == tmp_path and why is None
+
+
 def test_sft_collate_pads_right_and_masks_the_prompt():
     from engine.sft import collate
 

@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from engine.world.build import WorldConfig, build_world
-from engine.world.epochs import entropy_floor, epoch_table
+from engine.world_tools.build import WorldConfig, build_world
+from engine.world_tools.epochs import entropy_floor, epoch_table
 
 MINI = WorldConfig(
     n_layer=1,
@@ -57,7 +57,7 @@ def test_built_world_loads_and_checks_run(mini_world, monkeypatch):
     from engine.models import load_causal_lm
     from engine.reward import load_reward_model
     from engine.world import load_world
-    from engine.world.check import run_checks
+    from engine.world_tools.check import run_checks
 
     world = load_world()
     assert load_causal_lm(world.policy_source(2)).model.config.n_layer == 1

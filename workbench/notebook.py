@@ -134,12 +134,9 @@ def sample(
     top_p, min_p, max_new_tokens). Returns the lab's batch (``.tokens``, ``.signals()``, ``.rewards``,
     ``.gold``, ``.summary()``)."""
     from engine.lab import SamplingLab
-    from engine.world import load_world
+    from engine.world import try_load_world
 
-    try:
-        world = load_world()
-    except ConfigError:
-        world = None
+    world, _ = try_load_world()
     return SamplingLab(world=world).sample(
         source, prompts, SamplingConfig(**settings), n_samples=n_samples, seed=seed
     )

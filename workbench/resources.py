@@ -29,11 +29,12 @@ def _load_world(path: str):
 
 
 def world_or_none():
-    """The built-in world, or None when it is not built (not cached, so a later build is picked up)."""
-    try:
-        return _load_world(str(world_dir()))
-    except ConfigError:
-        return None
+    """The built-in world, or None when it is not built: only a built world is cached, so a later
+    build is picked up."""
+    from engine.world import try_load_world
+
+    world, _ = try_load_world(world_dir())
+    return _load_world(str(world.path)) if world is not None else None
 
 
 def world_error() -> str | None:

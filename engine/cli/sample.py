@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from engine.lab import SamplingLab, clean_prompts
+    from engine.world import try_load_world
 
     # Validate everything cheap before loading a model.
     config = SamplingConfig(
@@ -46,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
     )
     prompts = clean_prompts(args.prompt)
-    world = _world_or_none()
+    world, _ = try_load_world()
     source = args.model or (world.policy_source() if world else None)
     if source is None:
         from engine.config import ConfigError
@@ -98,14 +99,3 @@ def main(args: argparse.Namespace) -> int:
         extra = "".join(f" {key}={sample[key]:.3f}" for key in ("reward", "gold") if key in sample)
         print(f"[{sample['prompt']}] -> {sample['response']}{extra}")
     return 0
-
-
-def _world_or_none():
-    """The built-in world, or None when it is not built."""
-    from engine.config import ConfigError
-    from engine.world import load_world
-
-    try:
-        return load_world()
-    except ConfigError:
-        return None

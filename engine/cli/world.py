@@ -19,7 +19,7 @@ def register(subparsers) -> None:
         description="Generate prompts, SFT data and preference pairs, train the SFT checkpoints "
         "(one per epoch) and the reward model, and write them to data/world/ (or --out).",
     )
-    from engine.world.build import WorldConfig
+    from engine.world_tools.build import WorldConfig
 
     for f in fields(WorldConfig):
         build.add_argument(
@@ -49,7 +49,7 @@ def register(subparsers) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     from engine.paths import world_dir
-    from engine.world.build import WorldConfig, build_world
+    from engine.world_tools.build import WorldConfig, build_world
 
     config = WorldConfig(**{f.name: getattr(args, f.name) for f in fields(WorldConfig)})
     manifest = build_world(args.out or world_dir(), config)
@@ -61,7 +61,7 @@ def _check(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from engine.world import load_world
-    from engine.world.check import CHECK_NAMES, MEASUREMENTS, run_checks
+    from engine.world_tools.check import CHECK_NAMES, MEASUREMENTS, run_checks
 
     world = load_world()
     with tqdm(total=len(CHECK_NAMES), desc="world check", file=sys.stderr) as bar:

@@ -1,6 +1,8 @@
 """Model layer: loading (world / local path / HF name), LoRA, value head, reference policy
-(:mod:`engine.models.loading`), and the speed-ups that compute the same function faster
-(:mod:`engine.models.precision`). ``from engine.models import ...`` is the public API.
+(:mod:`engine.models.loading`), the speed-ups that compute the same function faster
+(:mod:`engine.models.precision`), and the decoders generation runs, one lean decoder per architecture
+beside the model's own forward (:mod:`engine.models.decoders`). ``from engine.models import ...`` is
+the public API of loading and precision; generation takes its decoder from ``engine.models.decoders``.
 """
 
 from engine.models.loading import (

@@ -3,6 +3,11 @@
 A small synthetic language task with a hidden gold judge, word-level tokenizer, tiny GPT-2 models
 (SFT checkpoints per epoch, a pooled reward model) and the data they were trained on, all shipped
 in ``data/world/`` and rebuilt reproducibly by ``python -m engine world build``.
+
+This package is the world itself: its vocabulary, prompt families, gold judge, data generation and
+the loading of a built world. It imports no model training or sampling, so PPO (``engine.ppo``) reads
+it from below; the tools that build the world and measure it by running the engine on it stand above
+PPO, in :mod:`engine.world_tools`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from engine.paths import world_dir
 from engine.world.data import PreferencePair, Prompt, read_jsonl
 from engine.world.judge import gold_batch, gold_score
 
-__all__ = ["FamilyInfo", "PreferencePair", "Prompt", "World", "load_world"]
+__all__ = ["FamilyInfo", "PreferencePair", "Prompt", "World", "load_world", "try_load_world"]
 SPLITS = ("sft_train", "eval", "ppo_only")
 
 
@@ -140,3 +145,16 @@ def load_world(path: Path | None = None) -> World:
     if not (path / "world.json").is_file():
         raise ConfigError(f"the built-in world is not built at {path}: run `python -m engine world build`")
     return World(path)
+
+
+def try_load_world(path: Path | None = None) -> tuple[World | None, str | None]:
+    """(the world, None) when it is built at ``path`` (the shipped ``data/world/`` by default), else
+    (None, why not: :func:`load_world`'s one-line error, with the build command).
+
+    For what works without the world (the sampling lab, the app's pages); what needs it calls
+    :func:`load_world` and lets the error stop it.
+    """
+    try:
+        return load_world(path), None
+    except ConfigError as exc:
+        return None, str(exc)

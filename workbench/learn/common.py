@@ -10,7 +10,7 @@ import streamlit as st
 
 import engine.store as store
 from engine.paths import demo_runs_dir
-from engine.world.epochs import report_path
+from engine.world_tools.epochs import report_path
 from workbench.resources import BUILD_COMMAND, world_error, world_or_none
 from workbench.store_views import cached, page_link
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 import engine.store as store
-from engine.world.epochs import epoch_table
+from engine.world_tools.epochs import epoch_table
 from workbench.figures.learn import family_change_figure, probe_family_figure, split_entropy_figure
 from workbench.figures.sft_epochs import ratio_text
 from workbench.learn.common import demo_run, world_and_samples

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine.world.epochs import entropy_floor, epoch_table
+from engine.world_tools.epochs import entropy_floor, epoch_table
 from workbench.figures.learn import PICKED, epoch_density_figure
 from workbench.figures.sft_epochs import entropy_figure, epoch_scores, spread_by_epoch
 from workbench.learn.common import world_and_samples

@@ -69,7 +69,7 @@ def sft_sample_pairs(sft_dir: Path, prompts: list, config: WorldConfig) -> list:
 
     from engine.config import SamplingConfig
     from engine.world.judge import gold_batch
-    from engine.world.samples import sample_checkpoint
+    from engine.world_tools.samples import sample_checkpoint
 
     pairs = []
     for epoch in tqdm(range(1, config.sft_epochs + 1), desc="sampling SFT epochs for RM data", leave=False):

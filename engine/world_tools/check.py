@@ -17,8 +17,8 @@ import numpy as np
 from engine.analysis.agreement import pairwise_agreement
 from engine.config import SamplingConfig
 from engine.world import World
-from engine.world.ppo_checks import check_w4, check_w5
-from engine.world.samples import SAMPLES_PER_PROMPT, Samples, sample_checkpoint
+from engine.world_tools.ppo_checks import check_w4, check_w5
+from engine.world_tools.samples import SAMPLES_PER_PROMPT, Samples, sample_checkpoint
 
 log = logging.getLogger(__name__)
 MAX_NEW_TOKENS = 24

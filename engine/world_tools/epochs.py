@@ -29,7 +29,7 @@ def sample_epochs(
 ) -> pd.DataFrame:
     """One row per sample: epoch, split, family, prompt_id, mean_entropy, n_tokens, gold, reward."""
     from engine.reward import load_reward_model, score_texts
-    from engine.world.samples import sample_checkpoint
+    from engine.world_tools.samples import sample_checkpoint
 
     rm = load_reward_model(world.rm_source)
     prompts = world.prompts()
