@@ -8,7 +8,7 @@ import torch
 
 from engine.config import ConfigError
 from engine.ppo.build import Sources, build_trainer, resume_step
-from engine.ppo.config import PPOConfig, PPOHyperConfig, RunConfig
+from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
 from engine.runs import list_checkpoints as checkpoints
 from engine.store import RunWriter
 from tests.ppo_fixtures import make_tiny_sources, one_thread, tiny_config  # noqa: F401 (fixture)
@@ -141,6 +141,44 @@ def test_bad_batch_arithmetic_and_negative_kl():
     del legacy["ppo"]["base_precision"]
     legacy["ppo"]["bf16_backward"] = True
     assert PPOConfig.from_dict(legacy).ppo.base_precision == "bf16_grad"
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value", "message"),
+    [
+        (ModelConfig, "lora_r", 0, "lora_r must be an integer >= 1, got 0"),
+        (ModelConfig, "sft_epoch", -1, "sft_epoch must be an integer >= 0 or None, got -1"),
+        (PPOHyperConfig, "kl_coef", float("inf"), "kl_coef must be a finite number >= 0, got inf"),
+        (PPOHyperConfig, "kl_estimator", "k2", "kl_estimator must be one of ('k1', 'k3'), got 'k2'"),
+        (PPOHyperConfig, "max_grad_norm", 0.0, "max_grad_norm must be > 0 or None, got 0.0"),
+        (PPOHyperConfig, "gamma", 1.5, "gamma must be in [0, 1], got 1.5"),
+        (
+            PPOHyperConfig,
+            "missing_eos_penalty",
+            float("nan"),
+            "missing_eos_penalty must be a number or None, got nan",
+        ),
+        (
+            PPOHyperConfig,
+            "clip_cov_high",
+            0.5,
+            "the Clip-Cov band needs clip_cov_low < clip_cov_high, got 1.0, 0.5",
+        ),
+        (RunConfig, "probe_every", -1, "probe_every must be an integer >= 0 (0 = no probes), got -1"),
+        (
+            RunConfig,
+            "probe_samples",
+            1,
+            "probe_samples must be an integer >= 2 (distinct responses need several), got 1",
+        ),
+        # a bool is not an integer setting (True passed as seed 1 before the rules became one table)
+        (RunConfig, "seed", True, "seed must be an integer >= 0, got True"),
+    ],
+)
+def test_config_rules_name_the_field_and_the_value(section, field, value, message):
+    with pytest.raises(ConfigError) as caught:
+        section(**{field: value})
+    assert str(caught.value) == message
 
 
 def test_nonfinite_step_is_skipped_not_logged(tmp_path, tiny_sources, monkeypatch):
