@@ -299,6 +299,27 @@ def test_rollout_logprobs_and_values_match_training_forward(arch, sampling):
     assert (ro.logprobs[~m] == 0).all() and (ro.values[~m] == 0).all()
 
 
+@pytest.mark.parametrize("temperature", [0.7, 1.0])
+def test_rollout_policy_entropy_is_the_training_forwards(temperature):
+    """policy/entropy's per-token values, taken from the sampling pass, are the entropy the update's
+    forward computes at the rollout's temperature (it used to be recomputed on every minibatch)."""
+    model, tok = lora_policy()
+    head = ValueHead(32)
+    prompt_ids = torch.tensor([[0, 5, 6], [7, 8, 9]])
+    sampling = SamplingConfig(temperature=temperature, max_new_tokens=6)
+    ro = rollout(
+        model, head, prompt_ids, prompt_ids != 0, sampling,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    with torch.no_grad():
+        _, _, entropy = policy_forward(
+            model, ro.sequences, ro.attention_mask, 3, temperature, with_entropy=True
+        )
+    m = ro.response_mask
+    torch.testing.assert_close(ro.policy_entropy[m], entropy[m], atol=1e-5, rtol=1e-5)
+    assert (ro.policy_entropy[~m] == 0).all()
+
+
 def test_kl_is_zero_with_adapter_disabled():
     model, tok = lora_policy()
     head = ValueHead(32)

@@ -250,6 +250,16 @@ def test_entropy_before_and_after_each_update_are_measured(tmp_path, tiny_source
     assert m[ENTROPY_AFTER_UPDATE] != m[ENTROPY_BEFORE_UPDATE]  # the update moved the policy
 
 
+def test_an_iteration_times_each_phase(tiny_sources):
+    """The phase timings keep their keys (bench ppo and the pages read them); the probe has its own."""
+    trainer = build_trainer(tiny_config(steps=2, probe_every=1), sources=tiny_sources, device="cpu")
+    m = trainer.iteration(1).metrics
+    timed = {k for k in m if k.startswith("time/")}
+    assert timed == {"time/probe", "time/rollout", "time/score", "time/update", "time/rows", "time/step"}
+    assert all(m[k] >= 0 for k in timed) and m["time/step"] >= m["time/rollout"] + m["time/update"]
+    assert "policy/entropy" in m and m["policy/entropy"] > 0
+
+
 @pytest.mark.parametrize(
     "settings",
     [{"cliprange_high": 0.28}, {"entropy_control": "clip_cov"}, {"entropy_control": "kl_cov"}],

@@ -83,19 +83,13 @@ def ppo_update(
     params = [p for group in optimizer.param_groups for p in group["params"]]
     stats: dict[str, list[torch.Tensor]] = {}
     skipped = 0
-    first_ratio = float("nan")
     for epoch in range(cfg.ppo_epochs):
         for i, idx in enumerate(minibatches(len(batch), cfg.num_minibatches, generator)):
             mask = batch.response_mask[idx]
-            logprobs, values, entropy = policy_forward(
-                model,
-                batch.sequences[idx],
-                batch.attention_mask[idx],
-                batch.prompt_len,
-                batch.temperature,
+            logprobs, values, _ = policy_forward(
+                model, batch.sequences[idx], batch.attention_mask[idx], batch.prompt_len, batch.temperature,
                 value_head,
-                with_entropy=True,
-            )
+            )  # fmt: skip
             pg_loss, pg_stats = policy_objective(
                 logprobs, batch.old_logprobs[idx], batch.advantages[idx], mask, cfg, generator
             )
@@ -104,9 +98,9 @@ def ppo_update(
             )
             loss = pg_loss + cfg.vf_coef * vf_loss
             if epoch == 0 and i == 0:
-                first_ratio = float(pg_stats["policy/ratio"])
+                first_ratio = pg_stats["policy/ratio"]  # the policy that sampled: 1 up to rounding
             optimizer.zero_grad(set_to_none=True)
-            if mean_gradients is None and not torch.isfinite(loss):
+            if mean_gradients is None and not torch.isfinite(loss):  # one sync per minibatch
                 skipped += 1
                 continue
             loss.backward()
@@ -118,7 +112,7 @@ def ppo_update(
                 grad_norm = torch.linalg.vector_norm(
                     torch.stack([p.grad.norm() for p in params if p.grad is not None])
                 )
-            if not torch.isfinite(grad_norm):
+            if not torch.isfinite(grad_norm):  # one sync per minibatch
                 optimizer.zero_grad(set_to_none=True)
                 skipped += 1
                 continue
@@ -129,18 +123,21 @@ def ppo_update(
                 "loss/policy": pg_loss.detach(),
                 "loss/value": vf_loss.detach(),
                 "loss/total": loss.detach(),
-                "policy/entropy": masked_mean(entropy, mask),
                 "val/mean": masked_mean(values.detach(), mask),
                 "policy/grad_norm": grad_norm.detach(),
             }
             for key, value in row.items():
                 stats.setdefault(key, []).append(value)
-    metrics = {key: float(torch.stack(values).mean()) for key, values in stats.items()}
-    metrics["policy/ratio_first_minibatch"] = first_ratio
+    # Every mean and the first ratio in one transfer.
+    means = [torch.stack(values).mean() for values in stats.values()]
+    *host_means, first = torch.stack([*means, first_ratio]).tolist()
+    metrics = dict(zip(stats, host_means, strict=True))
+    metrics["policy/ratio_first_minibatch"] = first
     metrics["guard/skipped_minibatches"] = float(skipped)
     return metrics
 
 
 def is_finite(*tensors: torch.Tensor) -> bool:
     """True when every value of every tensor is finite (one sync)."""
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
+    flags = [torch.isfinite(t).all() for t in tensors]  # 0-d each
+    return bool(torch.stack([f.to(flags[0].device) for f in flags]).all())
