@@ -9,6 +9,7 @@ import torch
 from engine.config import ConfigError
 from engine.ppo.build import Sources, build_trainer, resume_step
 from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
+from engine.ppo.update import TrainingDiverged
 from engine.runs import list_checkpoints as checkpoints
 from engine.store import RunWriter
 from tests.ppo_fixtures import make_tiny_sources, one_thread, tiny_config  # noqa: F401 (fixture)
@@ -274,3 +275,71 @@ def test_entropy_control_settings_train(tmp_path, tiny_sources, settings):
         settings.get("entropy_control"), "policy/clipfrac_high"
     )
     assert key in m
+
+
+def test_a_diverging_run_stops_at_that_step_and_keeps_the_earlier_ones(tmp_path, tiny_sources):
+    """Two good steps, then a learning rate of 1e9: step 3 raises, naming itself and what broke; steps 1
+    and 2 stay logged with their checkpoints, and nothing of step 3 is written."""
+    from safetensors.torch import load_file
+
+    config = tiny_config(steps=4, save_every=1)
+    writer = RunWriter.create(tmp_path / "run", kind="ppo", config=config.to_dict(), seed=0)
+    trainer = build_trainer(config, writer, sources=tiny_sources, device="cpu")
+
+    def after_step(result) -> None:
+        if result.step == 2:
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = 1e9
+
+    with pytest.raises(
+        TrainingDiverged, match=r"^diverged at step 3: (loss is|gradient norm is|weights are) "
+    ):
+        trainer.train(on_step=after_step)
+    assert RunWriter.open(tmp_path / "run").logged_steps() == [1, 2]
+    for kind in ("rollouts", "metrics"):
+        written = duckdb.sql(f"select distinct step from read_parquet('{tmp_path}/run/{kind}/*.parquet')")
+        assert sorted(s for (s,) in written.fetchall()) == [1, 2], kind
+    assert [s for s, _ in checkpoints(tmp_path / "run")] == [1, 2]
+    for _, path in checkpoints(tmp_path / "run"):
+        for name in ("adapter_model.safetensors", "value_head.safetensors"):
+            for key, tensor in load_file(path / name).items():
+                assert torch.isfinite(tensor).all(), (path.name, name, key)
+
+
+def test_a_policy_whose_rollout_overflows_has_diverged(tiny_sources):
+    """Finite but huge weights whose rollout values overflow: the run stops (a bad score from the RM
+    only skips its step, test_nonfinite_step_is_skipped_not_logged)."""
+    trainer = build_trainer(tiny_config(steps=1), sources=tiny_sources, device="cpu")
+    with torch.no_grad():
+        trainer.value_head.summary.weight.fill_(3e38)  # finite; every value overflows to +-inf
+    with pytest.raises(
+        TrainingDiverged, match="^diverged at step 1: the policy's rollout log-probs or values"
+    ):
+        trainer.iteration(1)
+
+
+def test_a_diverged_job_fails_with_one_error_line(tmp_path, capsys):
+    """``python -m engine ppo --learning-rate 1e9``: status failed with the reason (jobs list shows it),
+    one ``error:`` line and no traceback, a non-zero exit."""
+    from engine.__main__ import main
+    from engine.runs import read_status
+    from tests.ppo_fixtures import make_tiny_sources
+
+    sources, prompts_file = make_tiny_sources(tmp_path / "models")
+    runs = tmp_path / "runs"
+    flags = (
+        f"--policy {sources.policy} --reward-model {sources.reward_model} --prompts-file {prompts_file} "
+        "--lora-r 4 --lora-alpha 8 --prompts-per-step 2 --samples-per-prompt 4 --num-minibatches 2 "
+        f"--max-new-tokens 8 --steps 3 --no-progress --runs-dir {runs} --run-id boom --learning-rate 1e9"
+    )
+    capsys.readouterr()
+    assert main(["ppo", *flags.split()]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "diverged at step 1: " in errors[0], err
+    status = read_status(runs / "boom")
+    assert status["state"] == "failed" and "diverged at step 1: " in status["message"]
+    assert main(["jobs", "--runs-dir", str(runs), "list"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("boom")]
+    assert len(listed) == 1 and "failed" in listed[0] and "diverged at step 1" in listed[0]

@@ -41,7 +41,7 @@ from engine.ppo.distributed import SINGLE, Dist
 from engine.ppo.metrics import objective_metrics, probe_metrics, rollout_rows
 from engine.ppo.rewards import kl_controller, kl_per_token, process_scores, shaped_rewards
 from engine.ppo.rollout import Rollout, ScoredRollout, reference_logprobs, rollout, token_entropy
-from engine.ppo.update import UpdateBatch, is_finite, ppo_update
+from engine.ppo.update import TrainingDiverged, UpdateBatch, is_finite, ppo_update
 from engine.reward import Judge, score_responses
 from engine.sampling import chat_prompts, encode_prompts
 from engine.store import ENTROPY_AFTER_UPDATE, ENTROPY_BEFORE_UPDATE, RunWriter
@@ -203,7 +203,10 @@ class PPOTrainer:
     # ------------------------------------------------------------------ one iteration
 
     def iteration(self, step: int) -> StepResult:
-        """Rollout -> reference log-probs -> score -> KL-shaped rewards -> GAE -> PPO update."""
+        """Rollout -> reference log-probs -> score -> KL-shaped rewards -> GAE -> PPO update.
+
+        Raises :class:`TrainingDiverged` at a non-finite loss, gradient norm or weight, or a policy
+        whose rollout log-probs or values are not finite: nothing of this step is logged."""
         cfg, run, rank = self.config, self.config.run, self.dist.rank
         timer = PhaseTimer()
 
@@ -229,8 +232,11 @@ class PPOTrainer:
         if cfg.ppo.whiten_advantages:
             advantages = whiten(advantages, mask)
 
+        # A non-finite policy has diverged; a non-finite score (the RM's) only spoils this batch.
         finite = is_finite(batch.scores, ro.logprobs, batch.ref_logprobs, ro.values, advantages, returns)
-        if not self.dist.all_true(finite):  # every rank skips together
+        if not self.dist.all_true(finite):  # every rank stops or skips together
+            if not self.dist.all_true(is_finite(ro.logprobs, ro.values)):
+                raise TrainingDiverged("the policy's rollout log-probs or values are not finite", step)
             log.warning("step %d: non-finite rollout (scores, log-probs or values); update skipped", step)
             return StepResult(step, {"guard/bad_step": 1.0, "objective/kl_coef": kl_coef}, None, skipped=True)
 
@@ -284,9 +290,18 @@ class PPOTrainer:
             temperature=ro.temperature,
         )
         mean_gradients = self.dist.mean_gradients_ if self.dist.active else None
-        return ppo_update(
-            self.model, self.value_head, self.optimizer, batch, self.config.ppo, shuffle_gen, mean_gradients
-        )
+        try:
+            return ppo_update(
+                self.model,
+                self.value_head,
+                self.optimizer,
+                batch,
+                self.config.ppo,
+                shuffle_gen,
+                mean_gradients,
+            )
+        except TrainingDiverged as exc:
+            raise TrainingDiverged(exc.what, step) from None
 
     # ------------------------------------------------------------------ probes
 
@@ -326,7 +341,8 @@ class PPOTrainer:
         """Run steps ``start_step..steps``; log, checkpoint every ``save_every``. Returns the last finished step.
 
         ``should_stop`` is asked once per step, after it; in a data-parallel run the ranks agree (any
-        rank asked to stop stops them all after the same step, with a checkpoint).
+        rank asked to stop stops them all after the same step, with a checkpoint). A step that diverges
+        raises :class:`TrainingDiverged` before anything of it is written or checkpointed.
         """
         steps = self.config.run.steps
         # Seeded alike on every rank (and loaded from one checkpoint on resume); rank 0's values make sure.
@@ -337,27 +353,29 @@ class PPOTrainer:
 
             bar = tqdm(total=steps, initial=start_step - 1, desc="ppo", unit="step")
         last = start_step - 1
-        for step in range(start_step, steps + 1):
-            result = self.iteration(step)
-            self.log_step(result)
-            last = step
-            stop = self.dist.any_true(should_stop())
-            if step % self.config.run.save_every == 0 or step == steps or stop:
-                self.save_checkpoint(step)
-            if on_step is not None:
-                on_step(result)
+        try:  # a diverged step raises: the bar still ends its line before the error
+            for step in range(start_step, steps + 1):
+                result = self.iteration(step)
+                self.log_step(result)
+                last = step
+                stop = self.dist.any_true(should_stop())
+                if step % self.config.run.save_every == 0 or step == steps or stop:
+                    self.save_checkpoint(step)
+                if on_step is not None:
+                    on_step(result)
+                if bar is not None:
+                    bar.update(1)
+                    m = result.metrics
+                    bar.set_postfix(
+                        reward=f"{m.get('objective/reward', float('nan')):.3f}",
+                        kl=f"{m.get('objective/kl', float('nan')):.3f}",
+                    )
+                if stop:
+                    log.info("stop requested: stopped after step %d", step)
+                    break
+        finally:
             if bar is not None:
-                bar.update(1)
-                m = result.metrics
-                bar.set_postfix(
-                    reward=f"{m.get('objective/reward', float('nan')):.3f}",
-                    kl=f"{m.get('objective/kl', float('nan')):.3f}",
-                )
-            if stop:
-                log.info("stop requested: stopped after step %d", step)
-                break
-        if bar is not None:
-            bar.close()
+                bar.close()
         return last
 
     def log_step(self, result: StepResult) -> None:
