@@ -8,8 +8,7 @@ import torch
 
 from engine.config import ConfigError
 from engine.ppo.build import Sources, build_trainer, resume_step
-from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
-from engine.ppo.update import TrainingDiverged
+from engine.ppo.config import PPOConfig, PPOHyperConfig, RunConfig
 from engine.runs import list_checkpoints as checkpoints
 from engine.store import RunWriter
 from tests.ppo_fixtures import make_tiny_sources, one_thread, tiny_config  # noqa: F401 (fixture)
@@ -147,38 +146,40 @@ def test_bad_batch_arithmetic_and_negative_kl():
 @pytest.mark.parametrize(
     ("section", "field", "value", "message"),
     [
-        (ModelConfig, "lora_r", 0, "lora_r must be an integer >= 1, got 0"),
-        (ModelConfig, "sft_epoch", -1, "sft_epoch must be an integer >= 0 or None, got -1"),
-        (PPOHyperConfig, "kl_coef", float("inf"), "kl_coef must be a finite number >= 0, got inf"),
-        (PPOHyperConfig, "kl_estimator", "k2", "kl_estimator must be one of ('k1', 'k3'), got 'k2'"),
-        (PPOHyperConfig, "max_grad_norm", 0.0, "max_grad_norm must be > 0 or None, got 0.0"),
-        (PPOHyperConfig, "gamma", 1.5, "gamma must be in [0, 1], got 1.5"),
+        ("model", "lora_r", 0, "lora_r must be an integer >= 1, got 0"),
+        ("model", "sft_epoch", -1, "sft_epoch must be an integer >= 0 or None, got -1"),
+        ("ppo", "kl_coef", float("inf"), "kl_coef must be a finite number >= 0, got inf"),
+        ("ppo", "kl_estimator", "k2", "kl_estimator must be one of ('k1', 'k3'), got 'k2'"),
+        ("ppo", "max_grad_norm", 0.0, "max_grad_norm must be > 0 or None, got 0.0"),
+        ("ppo", "gamma", 1.5, "gamma must be in [0, 1], got 1.5"),
         (
-            PPOHyperConfig,
+            "ppo",
             "missing_eos_penalty",
             float("nan"),
             "missing_eos_penalty must be a number or None, got nan",
         ),
         (
-            PPOHyperConfig,
+            "ppo",
             "clip_cov_high",
             0.5,
             "the Clip-Cov band needs clip_cov_low < clip_cov_high, got 1.0, 0.5",
         ),
-        (RunConfig, "probe_every", -1, "probe_every must be an integer >= 0 (0 = no probes), got -1"),
+        ("run", "probe_every", -1, "probe_every must be an integer >= 0 (0 = no probes), got -1"),
         (
-            RunConfig,
+            "run",
             "probe_samples",
             1,
             "probe_samples must be an integer >= 2 (distinct responses need several), got 1",
         ),
         # a bool is not an integer setting (True passed as seed 1 before the rules became one table)
-        (RunConfig, "seed", True, "seed must be an integer >= 0, got True"),
+        ("run", "seed", True, "seed must be an integer >= 0, got True"),
     ],
 )
 def test_config_rules_name_the_field_and_the_value(section, field, value, message):
+    from engine.ppo.config import SECTION_TYPES
+
     with pytest.raises(ConfigError) as caught:
-        section(**{field: value})
+        SECTION_TYPES[section](**{field: value})
     assert str(caught.value) == message
 
 
@@ -282,6 +283,9 @@ def test_a_diverging_run_stops_at_that_step_and_keeps_the_earlier_ones(tmp_path,
     and 2 stay logged with their checkpoints, and nothing of step 3 is written."""
     from safetensors.torch import load_file
 
+    from engine.ppo.update import TrainingDiverged
+    from engine.runs import list_checkpoints
+
     config = tiny_config(steps=4, save_every=1)
     writer = RunWriter.create(tmp_path / "run", kind="ppo", config=config.to_dict(), seed=0)
     trainer = build_trainer(config, writer, sources=tiny_sources, device="cpu")
@@ -299,8 +303,8 @@ def test_a_diverging_run_stops_at_that_step_and_keeps_the_earlier_ones(tmp_path,
     for kind in ("rollouts", "metrics"):
         written = duckdb.sql(f"select distinct step from read_parquet('{tmp_path}/run/{kind}/*.parquet')")
         assert sorted(s for (s,) in written.fetchall()) == [1, 2], kind
-    assert [s for s, _ in checkpoints(tmp_path / "run")] == [1, 2]
-    for _, path in checkpoints(tmp_path / "run"):
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [1, 2]
+    for _, path in list_checkpoints(tmp_path / "run"):
         for name in ("adapter_model.safetensors", "value_head.safetensors"):
             for key, tensor in load_file(path / name).items():
                 assert torch.isfinite(tensor).all(), (path.name, name, key)
@@ -309,6 +313,8 @@ def test_a_diverging_run_stops_at_that_step_and_keeps_the_earlier_ones(tmp_path,
 def test_a_policy_whose_rollout_overflows_has_diverged(tiny_sources):
     """Finite but huge weights whose rollout values overflow: the run stops (a bad score from the RM
     only skips its step, test_nonfinite_step_is_skipped_not_logged)."""
+    from engine.ppo.update import TrainingDiverged
+
     trainer = build_trainer(tiny_config(steps=1), sources=tiny_sources, device="cpu")
     with torch.no_grad():
         trainer.value_head.summary.weight.fill_(3e38)  # finite; every value overflows to +-inf
