@@ -7,14 +7,15 @@ import math
 import pytest
 import torch
 
-from engine.config import SamplingConfig
-from engine.models import ValueHead, reference_mode
+from engine.config import ConfigError, SamplingConfig
+from engine.models import ValueHead, hidden_size, reference_mode
 from engine.ops import whiten
 from engine.ppo.advantages import explained_variance, gae
 from engine.ppo.config import PPOHyperConfig
 from engine.ppo.losses import policy_loss, value_loss
 from engine.ppo.rewards import AdaptiveKLController, kl_per_token, process_scores, shaped_rewards
 from engine.ppo.rollout import policy_forward, reference_logprobs, rollout
+from engine.ppo.update import TrainingDiverged, UpdateBatch, non_finite, ppo_update
 from tests.ppo_fixtures import lora_policy, one_thread  # noqa: F401 (fixture)
 
 
@@ -299,6 +300,27 @@ def test_rollout_logprobs_and_values_match_training_forward(arch, sampling):
     assert (ro.logprobs[~m] == 0).all() and (ro.values[~m] == 0).all()
 
 
+@pytest.mark.parametrize("temperature", [0.7, 1.0])
+def test_rollout_policy_entropy_is_the_training_forwards(temperature):
+    """policy/entropy's per-token values, taken from the sampling pass, are the entropy the update's
+    forward computes at the rollout's temperature (it used to be recomputed on every minibatch)."""
+    model, tok = lora_policy()
+    head = ValueHead(32)
+    prompt_ids = torch.tensor([[0, 5, 6], [7, 8, 9]])
+    sampling = SamplingConfig(temperature=temperature, max_new_tokens=6)
+    ro = rollout(
+        model, head, prompt_ids, prompt_ids != 0, sampling,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    with torch.no_grad():
+        _, _, entropy = policy_forward(
+            model, ro.sequences, ro.attention_mask, 3, temperature, with_entropy=True
+        )
+    m = ro.response_mask
+    torch.testing.assert_close(ro.policy_entropy[m], entropy[m], atol=1e-5, rtol=1e-5)
+    assert (ro.policy_entropy[~m] == 0).all()
+
+
 def test_kl_is_zero_with_adapter_disabled():
     model, tok = lora_policy()
     head = ValueHead(32)
@@ -400,3 +422,50 @@ def test_bf16_base_keeps_the_lora_unmerged_for_sampling():
         with merged_lora(model):
             inside = model(input_ids=ids).logits
     assert torch.equal(inside, before)
+
+
+def test_non_finite_names_the_loss_the_gradient_norm_or_the_weights():
+    """The divergence message says which value broke; the weights first (a non-finite weight makes the
+    loss non-finite too, and is the cause)."""
+    finite = [torch.ones(3), torch.zeros(2, 2)]
+    nan, inf = torch.tensor(float("nan")), torch.tensor(float("inf"))
+    assert non_finite(loss=nan, params=finite) == "loss is NaN"
+    assert non_finite(loss=torch.tensor(1.0), grad_norm=inf, params=finite) == "gradient norm is inf"
+    poisoned = [torch.ones(3), torch.tensor([[0.0, float("nan")], [1.0, 2.0]])]
+    assert non_finite(loss=nan, grad_norm=nan, params=poisoned) == "weights are NaN (1 of 2 tensors)"
+    assert non_finite(params=[torch.full((2,), float("-inf"))]) == "weights are inf (1 of 1 tensors)"
+    diverged = TrainingDiverged("loss is NaN", step=7)
+    assert isinstance(diverged, ConfigError) and str(diverged) == "diverged at step 7: loss is NaN"
+
+
+def test_ppo_update_raises_at_a_non_finite_loss_or_weight():
+    """A minibatch whose loss is NaN stops the update (it used to be skipped, and the run went on)."""
+    model, tok = lora_policy()
+    head = ValueHead(hidden_size(model))
+    unused = torch.nn.Parameter(torch.zeros(2))  # in the optimizer, never in the loss: no gradient
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters()) + [unused]
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    B, P, T = 4, 3, 5
+    seq = torch.randint(3, len(tok), (B, P + T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    batch = UpdateBatch(
+        sequences=seq, attention_mask=torch.ones(B, P + T, dtype=torch.bool), response_mask=mask,
+        old_logprobs=torch.full((B, T), -3.0), old_values=torch.zeros(B, T), advantages=torch.randn(B, T, generator=g),
+        returns=torch.randn(B, T, generator=g), prompt_len=P, temperature=1.0,
+    )  # fmt: skip
+    cfg = PPOHyperConfig(ppo_epochs=1, num_minibatches=2)
+    metrics = ppo_update(model, head, optimizer, batch, cfg, torch.Generator().manual_seed(1))
+    assert metrics["guard/skipped_minibatches"] == 0 and math.isfinite(metrics["loss/total"])
+    batch.returns[0, 0] = float("nan")  # a NaN value target: that minibatch's loss is NaN
+    with pytest.raises(TrainingDiverged, match="loss is NaN"):
+        ppo_update(model, head, optimizer, batch, cfg, torch.Generator().manual_seed(1))
+    batch.returns[0, 0] = 0.0
+    with torch.no_grad():
+        unused[0] = float("nan")  # loss and gradients stay finite: the check after the last step sees it
+    with pytest.raises(TrainingDiverged, match=r"weights are NaN \(1 of"):
+        ppo_update(model, head, optimizer, batch, cfg, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        head.summary.weight[0, 0] = float("nan")  # now the loss is NaN too: the weights are named
+    with pytest.raises(TrainingDiverged, match=r"weights are NaN \(2 of"):
+        ppo_update(model, head, optimizer, batch, cfg, torch.Generator().manual_seed(1))

@@ -143,6 +143,46 @@ def test_bad_batch_arithmetic_and_negative_kl():
     assert PPOConfig.from_dict(legacy).ppo.base_precision == "bf16_grad"
 
 
+@pytest.mark.parametrize(
+    ("section", "field", "value", "message"),
+    [
+        ("model", "lora_r", 0, "lora_r must be an integer >= 1, got 0"),
+        ("model", "sft_epoch", -1, "sft_epoch must be an integer >= 0 or None, got -1"),
+        ("ppo", "kl_coef", float("inf"), "kl_coef must be a finite number >= 0, got inf"),
+        ("ppo", "kl_estimator", "k2", "kl_estimator must be one of ('k1', 'k3'), got 'k2'"),
+        ("ppo", "max_grad_norm", 0.0, "max_grad_norm must be > 0 or None, got 0.0"),
+        ("ppo", "gamma", 1.5, "gamma must be in [0, 1], got 1.5"),
+        (
+            "ppo",
+            "missing_eos_penalty",
+            float("nan"),
+            "missing_eos_penalty must be a number or None, got nan",
+        ),
+        (
+            "ppo",
+            "clip_cov_high",
+            0.5,
+            "the Clip-Cov band needs clip_cov_low < clip_cov_high, got 1.0, 0.5",
+        ),
+        ("run", "probe_every", -1, "probe_every must be an integer >= 0 (0 = no probes), got -1"),
+        (
+            "run",
+            "probe_samples",
+            1,
+            "probe_samples must be an integer >= 2 (distinct responses need several), got 1",
+        ),
+        # a bool is not an integer setting (True passed as seed 1 before the rules became one table)
+        ("run", "seed", True, "seed must be an integer >= 0, got True"),
+    ],
+)
+def test_config_rules_name_the_field_and_the_value(section, field, value, message):
+    from engine.ppo.config import SECTION_TYPES
+
+    with pytest.raises(ConfigError) as caught:
+        SECTION_TYPES[section](**{field: value})
+    assert str(caught.value) == message
+
+
 def test_nonfinite_step_is_skipped_not_logged(tmp_path, tiny_sources, monkeypatch):
     config = tiny_config(steps=1)
     writer = RunWriter.create(tmp_path / "run", kind="ppo", config=config.to_dict(), seed=0)
@@ -212,6 +252,16 @@ def test_entropy_before_and_after_each_update_are_measured(tmp_path, tiny_source
     assert m[ENTROPY_AFTER_UPDATE] != m[ENTROPY_BEFORE_UPDATE]  # the update moved the policy
 
 
+def test_an_iteration_times_each_phase(tiny_sources):
+    """The phase timings keep their keys (bench ppo and the pages read them); the probe has its own."""
+    trainer = build_trainer(tiny_config(steps=2, probe_every=1), sources=tiny_sources, device="cpu")
+    m = trainer.iteration(1).metrics
+    timed = {k for k in m if k.startswith("time/")}
+    assert timed == {"time/probe", "time/rollout", "time/score", "time/update", "time/rows", "time/step"}
+    assert all(m[k] >= 0 for k in timed) and m["time/step"] >= m["time/rollout"] + m["time/update"]
+    assert "policy/entropy" in m and m["policy/entropy"] > 0
+
+
 @pytest.mark.parametrize(
     "settings",
     [{"cliprange_high": 0.28}, {"entropy_control": "clip_cov"}, {"entropy_control": "kl_cov"}],
@@ -226,3 +276,76 @@ def test_entropy_control_settings_train(tmp_path, tiny_sources, settings):
         settings.get("entropy_control"), "policy/clipfrac_high"
     )
     assert key in m
+
+
+def test_a_diverging_run_stops_at_that_step_and_keeps_the_earlier_ones(tmp_path, tiny_sources):
+    """Two good steps, then a learning rate of 1e9: step 3 raises, naming itself and what broke; steps 1
+    and 2 stay logged with their checkpoints, and nothing of step 3 is written."""
+    from safetensors.torch import load_file
+
+    from engine.ppo.update import TrainingDiverged
+    from engine.runs import list_checkpoints
+
+    config = tiny_config(steps=4, save_every=1)
+    writer = RunWriter.create(tmp_path / "run", kind="ppo", config=config.to_dict(), seed=0)
+    trainer = build_trainer(config, writer, sources=tiny_sources, device="cpu")
+
+    def after_step(result) -> None:
+        if result.step == 2:
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = 1e9
+
+    with pytest.raises(
+        TrainingDiverged, match=r"^diverged at step 3: (loss is|gradient norm is|weights are) "
+    ):
+        trainer.train(on_step=after_step)
+    assert RunWriter.open(tmp_path / "run").logged_steps() == [1, 2]
+    for kind in ("rollouts", "metrics"):
+        written = duckdb.sql(f"select distinct step from read_parquet('{tmp_path}/run/{kind}/*.parquet')")
+        assert sorted(s for (s,) in written.fetchall()) == [1, 2], kind
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [1, 2]
+    for _, path in list_checkpoints(tmp_path / "run"):
+        for name in ("adapter_model.safetensors", "value_head.safetensors"):
+            for key, tensor in load_file(path / name).items():
+                assert torch.isfinite(tensor).all(), (path.name, name, key)
+
+
+def test_a_policy_whose_rollout_overflows_has_diverged(tiny_sources):
+    """Finite but huge weights whose rollout values overflow: the run stops (a bad score from the RM
+    only skips its step, test_nonfinite_step_is_skipped_not_logged)."""
+    from engine.ppo.update import TrainingDiverged
+
+    trainer = build_trainer(tiny_config(steps=1), sources=tiny_sources, device="cpu")
+    with torch.no_grad():
+        trainer.value_head.summary.weight.fill_(3e38)  # finite; every value overflows to +-inf
+    with pytest.raises(
+        TrainingDiverged, match="^diverged at step 1: the policy's rollout log-probs or values"
+    ):
+        trainer.iteration(1)
+
+
+def test_a_diverged_job_fails_with_one_error_line(tmp_path, capsys):
+    """``python -m engine ppo --learning-rate 1e9``: status failed with the reason (jobs list shows it),
+    one ``error:`` line and no traceback, a non-zero exit."""
+    from engine.__main__ import main
+    from engine.runs import read_status
+    from tests.ppo_fixtures import make_tiny_sources
+
+    sources, prompts_file = make_tiny_sources(tmp_path / "models")
+    runs = tmp_path / "runs"
+    flags = (
+        f"--policy {sources.policy} --reward-model {sources.reward_model} --prompts-file {prompts_file} "
+        "--lora-r 4 --lora-alpha 8 --prompts-per-step 2 --samples-per-prompt 4 --num-minibatches 2 "
+        f"--max-new-tokens 8 --steps 3 --no-progress --runs-dir {runs} --run-id boom --learning-rate 1e9"
+    )
+    capsys.readouterr()
+    assert main(["ppo", *flags.split()]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "diverged at step 1: " in errors[0], err
+    status = read_status(runs / "boom")
+    assert status["state"] == "failed" and "diverged at step 1: " in status["message"]
+    assert main(["jobs", "--runs-dir", str(runs), "list"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("boom")]
+    assert len(listed) == 1 and "failed" in listed[0] and "diverged at step 1" in listed[0]

@@ -83,12 +83,6 @@ def covariance_terms(logprob: np.ndarray, advantage: np.ndarray) -> np.ndarray:
     return masked_covariance_terms(lp, adv, torch.ones_like(lp, dtype=torch.bool)).numpy()
 
 
-def step_covariance(logprob: np.ndarray, advantage: np.ndarray) -> float | None:
-    """``cov`` of one step from its tokens' log-probs and advantages; None without tokens."""
-    terms = covariance_terms(logprob, advantage)
-    return float(terms.mean()) if terms.size else None
-
-
 def top_covariance_tokens(tokens: pd.DataFrame, k: int = 20, entropy_change: float | None = None) -> dict:
     """The ``k`` tokens of one step with the largest covariance terms, and their share.
 

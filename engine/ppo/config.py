@@ -15,6 +15,7 @@ import functools
 import inspect
 import math
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,8 +41,53 @@ def _finite(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _positive_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+# ---------------------------------------------------------------------- validation
+# Each section's fields are checked by a table, field -> rule, in ``__post_init__``; a rule says what a
+# field needs ("an integer >= 1") and the message is always "<field> must be <needs>, got <value>".
+# Checks that relate several fields follow the table in the section's ``__post_init__``.
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a field's value must satisfy (``ok``) and how the message says it (``needs``)."""
+
+    ok: Callable[[Any], bool]
+    needs: str
+
+
+def int_at_least(low: int, why: str = "") -> Rule:
+    """An integer (not a bool) >= ``low``; ``why`` is appended to the message, e.g. " (0 = off)"."""
+    return Rule(
+        lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= low, f"an integer >= {low}{why}"
+    )
+
+
+def one_of(choices: tuple) -> Rule:
+    return Rule(lambda x: x in choices, f"one of {choices}")
+
+
+def or_none(rule: Rule) -> Rule:
+    return Rule(lambda x: x is None or rule.ok(x), f"{rule.needs} or None")
+
+
+NUMBER = Rule(_finite, "a number")
+POSITIVE = Rule(lambda x: _finite(x) and x > 0, "> 0")
+NON_NEGATIVE = Rule(lambda x: _finite(x) and x >= 0, ">= 0")
+UNIT_INTERVAL = Rule(lambda x: _finite(x) and 0 <= x <= 1, "in [0, 1]")
+
+
+def validate(config: Any, rules: dict[str, Rule]) -> None:
+    """Raise a :class:`ConfigError` naming the first field of ``config`` that breaks its rule."""
+    for name, rule in rules.items():
+        value = getattr(config, name)
+        _check(rule.ok(value), f"{name} must be {rule.needs}, got {value!r}")
+
+
+MODEL_RULES = {
+    "lora_r": int_at_least(1),
+    "lora_alpha": int_at_least(1),
+    "sft_epoch": or_none(int_at_least(0)),
+}
 
 
 @dataclass(frozen=True)
@@ -62,17 +108,38 @@ class ModelConfig:
     """Wrap each prompt as a user turn in the policy tokenizer's chat template (with the generation prompt) when the tokenizer has one; the stored prompt stays the user's text."""
 
     def __post_init__(self) -> None:
-        _check(_positive_int(self.lora_r), f"lora_r must be an integer >= 1, got {self.lora_r!r}")
-        _check(_positive_int(self.lora_alpha), f"lora_alpha must be an integer >= 1, got {self.lora_alpha!r}")
-        _check(
-            self.sft_epoch is None or (isinstance(self.sft_epoch, int) and self.sft_epoch >= 0),
-            f"sft_epoch must be an integer >= 0 or None, got {self.sft_epoch!r}",
-        )
+        validate(self, MODEL_RULES)
 
     @property
     def uses_world(self) -> bool:
         """True when the policy comes from the built-in world (which also brings the gold judge)."""
         return not self.policy
+
+
+PPO_RULES = {
+    "kl_coef": Rule(NON_NEGATIVE.ok, "a finite number >= 0"),
+    "kl_estimator": one_of(KL_ESTIMATORS),
+    "kl_target": or_none(POSITIVE),
+    "kl_horizon": int_at_least(1),
+    "gamma": UNIT_INTERVAL,
+    "lam": UNIT_INTERVAL,
+    "cliprange": POSITIVE,
+    "cliprange_value": POSITIVE,
+    "vf_coef": NON_NEGATIVE,
+    "learning_rate": POSITIVE,
+    "max_grad_norm": or_none(POSITIVE),
+    "ppo_epochs": int_at_least(1),
+    "num_minibatches": int_at_least(1),
+    "missing_eos_penalty": or_none(NUMBER),
+    "reward_norm": one_of(REWARD_NORMS),
+    "cliprange_high": or_none(POSITIVE),
+    "entropy_control": one_of(ENTROPY_CONTROLS),
+    "clip_cov_share": UNIT_INTERVAL,
+    "kl_cov_share": UNIT_INTERVAL,
+    "kl_cov_coef": NON_NEGATIVE,
+    "base_precision": one_of(BASE_PRECISIONS),
+    "reward_clip": or_none(POSITIVE),
+}
 
 
 @dataclass(frozen=True)
@@ -131,79 +198,26 @@ class PPOHyperConfig:
     """Matmuls of the frozen base where bf16 matmuls are fast (CUDA, avx512_bf16/AMX CPUs; fp32 elsewhere): bf16 = forward and input gradient in bf16 in every phase, bf16_grad = only the input gradient, fp32 = none."""
 
     def __post_init__(self) -> None:
-        _check(
-            _finite(self.kl_coef) and self.kl_coef >= 0,
-            f"kl_coef must be a finite number >= 0, got {self.kl_coef!r}",
-        )
-        _check(
-            self.kl_estimator in KL_ESTIMATORS,
-            f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}",
-        )
-        _check(
-            self.kl_target is None or (_finite(self.kl_target) and self.kl_target > 0),
-            f"kl_target must be > 0 or None, got {self.kl_target!r}",
-        )
-        _check(_positive_int(self.kl_horizon), f"kl_horizon must be an integer >= 1, got {self.kl_horizon!r}")
-        _check(_finite(self.gamma) and 0 <= self.gamma <= 1, f"gamma must be in [0, 1], got {self.gamma!r}")
-        _check(_finite(self.lam) and 0 <= self.lam <= 1, f"lam must be in [0, 1], got {self.lam!r}")
-        _check(
-            _finite(self.cliprange) and self.cliprange > 0, f"cliprange must be > 0, got {self.cliprange!r}"
-        )
-        _check(
-            _finite(self.cliprange_value) and self.cliprange_value > 0,
-            f"cliprange_value must be > 0, got {self.cliprange_value!r}",
-        )
-        _check(_finite(self.vf_coef) and self.vf_coef >= 0, f"vf_coef must be >= 0, got {self.vf_coef!r}")
-        _check(
-            _finite(self.learning_rate) and self.learning_rate > 0,
-            f"learning_rate must be > 0, got {self.learning_rate!r}",
-        )
-        _check(
-            self.max_grad_norm is None or (_finite(self.max_grad_norm) and self.max_grad_norm > 0),
-            f"max_grad_norm must be > 0 or None, got {self.max_grad_norm!r}",
-        )
-        _check(_positive_int(self.ppo_epochs), f"ppo_epochs must be an integer >= 1, got {self.ppo_epochs!r}")
-        _check(
-            _positive_int(self.num_minibatches),
-            f"num_minibatches must be an integer >= 1, got {self.num_minibatches!r}",
-        )
-        _check(
-            self.missing_eos_penalty is None or _finite(self.missing_eos_penalty),
-            f"missing_eos_penalty must be a number or None, got {self.missing_eos_penalty!r}",
-        )
-        _check(
-            self.reward_norm in REWARD_NORMS,
-            f"reward_norm must be one of {REWARD_NORMS}, got {self.reward_norm!r}",
-        )
-        _check(
-            self.cliprange_high is None or (_finite(self.cliprange_high) and self.cliprange_high > 0),
-            f"cliprange_high must be > 0 or None, got {self.cliprange_high!r}",
-        )
-        _check(
-            self.entropy_control in ENTROPY_CONTROLS,
-            f"entropy_control must be one of {ENTROPY_CONTROLS}, got {self.entropy_control!r}",
-        )
-        for name in ("clip_cov_share", "kl_cov_share"):
-            value = getattr(self, name)
-            _check(_finite(value) and 0 <= value <= 1, f"{name} must be in [0, 1], got {value!r}")
+        validate(self, PPO_RULES)
         _check(
             _finite(self.clip_cov_low)
             and _finite(self.clip_cov_high)
             and self.clip_cov_low < self.clip_cov_high,
             f"the Clip-Cov band needs clip_cov_low < clip_cov_high, got {self.clip_cov_low!r}, {self.clip_cov_high!r}",
         )
-        _check(
-            _finite(self.kl_cov_coef) and self.kl_cov_coef >= 0,
-            f"kl_cov_coef must be >= 0, got {self.kl_cov_coef!r}",
-        )
-        _check(
-            self.base_precision in BASE_PRECISIONS,
-            f"base_precision must be one of {BASE_PRECISIONS}, got {self.base_precision!r}",
-        )
-        _check(
-            self.reward_clip is None or (_finite(self.reward_clip) and self.reward_clip > 0),
-            f"reward_clip must be > 0 or None, got {self.reward_clip!r}",
-        )
+
+
+RUN_RULES = {
+    "steps": int_at_least(1),
+    "prompts_per_step": int_at_least(1),
+    "samples_per_prompt": int_at_least(1),
+    "seed": int_at_least(0),
+    "save_every": int_at_least(1),
+    "probe_every": int_at_least(0, " (0 = no probes)"),
+    "probes_per_family": int_at_least(1),
+    "probe_samples": int_at_least(2, " (distinct responses need several)"),
+    "processes": int_at_least(1),
+}
 
 
 @dataclass(frozen=True)
@@ -238,32 +252,7 @@ class RunConfig:
     """Data-parallel processes (torch.distributed; > 1 launches with torchrun): each samples prompts_per_step / processes prompts, gradients are averaged before every optimizer step."""
 
     def __post_init__(self) -> None:
-        _check(_positive_int(self.steps), f"steps must be an integer >= 1, got {self.steps!r}")
-        _check(
-            _positive_int(self.prompts_per_step),
-            f"prompts_per_step must be an integer >= 1, got {self.prompts_per_step!r}",
-        )
-        _check(
-            _positive_int(self.samples_per_prompt),
-            f"samples_per_prompt must be an integer >= 1, got {self.samples_per_prompt!r}",
-        )
-        _check(
-            isinstance(self.seed, int) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}"
-        )
-        _check(_positive_int(self.save_every), f"save_every must be an integer >= 1, got {self.save_every!r}")
-        _check(
-            isinstance(self.probe_every, int) and self.probe_every >= 0,
-            f"probe_every must be an integer >= 0 (0 = no probes), got {self.probe_every!r}",
-        )
-        _check(
-            _positive_int(self.probes_per_family),
-            f"probes_per_family must be an integer >= 1, got {self.probes_per_family!r}",
-        )
-        _check(
-            _positive_int(self.probe_samples) and self.probe_samples >= 2,
-            f"probe_samples must be an integer >= 2 (distinct responses need several), got {self.probe_samples!r}",
-        )
-        _check(_positive_int(self.processes), f"processes must be an integer >= 1, got {self.processes!r}")
+        validate(self, RUN_RULES)
         _check(
             self.prompts_per_step % self.processes == 0,
             f"prompts_per_step = {self.prompts_per_step} cannot be split evenly over processes = {self.processes}",

@@ -8,10 +8,9 @@ from typing import Any
 
 import torch
 
-from engine.config import SamplingConfig
 from engine.ops import masked_mean
 from engine.ppo.advantages import explained_variance
-from engine.ppo.rollout import Rollout
+from engine.ppo.rollout import Rollout, ScoredRollout
 from engine.sampling import decode_tokens
 
 
@@ -42,6 +41,8 @@ def objective_metrics(
         "objective/sampling_entropy": float(masked_mean(ro.signals.sampling_entropy, mask)),
         "objective/max_prob": float(masked_mean(ro.signals.max_prob, mask)),
         "objective/n_candidates": float(masked_mean(ro.signals.n_candidates.float(), mask)),
+        # Entropy of softmax(z / T), the distribution the ratio uses, of the policy that sampled the batch.
+        "policy/entropy": float(masked_mean(ro.policy_entropy, mask)),
         "response/length": float(lengths.mean()),
         "response/eos_rate": float(ro.has_eos.float().mean()),
         "val/explained_var": explained_variance(ro.values, returns, mask),
@@ -55,25 +56,18 @@ def objective_metrics(
 
 
 def rollout_rows(
-    step: int,
-    prompts: Sequence[Any],
-    samples_per_prompt: int,
-    ro: Rollout,
-    ref_logprobs: torch.Tensor,
-    raw_scores: torch.Tensor,
-    gold: torch.Tensor | None,
-    kl: torch.Tensor,
-    advantages: torch.Tensor,
-    responses: list[str],
-    tokenizer: Any,
-    sampling: SamplingConfig,
+    batch: ScoredRollout,
     *,
+    step: int,
+    tokenizer: Any,
+    advantages: torch.Tensor | None,
+    rank: int = 0,
     is_probe: bool = False,
 ) -> dict[str, list]:
-    """Store columns, one row per sample (``prompts`` each repeated ``samples_per_prompt`` times, in
-    order); per-token lists are cut to the response length. ``advantages`` (B, T) are the ones the
-    update used (after whitening); ``is_probe`` marks probe rows (not trained on)."""
-    k = samples_per_prompt
+    """Store columns, one row per sample (the batch's prompts each repeated ``samples_per_prompt``
+    times, in order); per-token lists are cut to the response length. ``advantages`` (B, T) are the ones
+    the update used (after whitening), None for rows that are not trained on (the probes, ``is_probe``)."""
+    ro, prompts, k, sampling = batch.rollout, batch.prompts, batch.samples_per_prompt, batch.sampling
     lengths = ro.lengths.cpu().numpy()
     token_arrays = {
         "entropy": ro.signals.entropy,
@@ -82,25 +76,28 @@ def rollout_rows(
         "sampled_prob": ro.signals.sampled_prob,
         "n_candidates": ro.signals.n_candidates,
         "logprob": ro.logprobs,
-        "ref_logprob": ref_logprobs,
+        "ref_logprob": batch.ref_logprobs,
         "value": ro.values,
         "advantage": advantages,
         "token_ids": ro.response_ids,
     }
-    per_token = {name: t.detach().cpu().numpy() for name, t in token_arrays.items()}
     n_rows = len(lengths)
-    rows: dict[str, list] = {
-        name: [arr[i, : lengths[i]] for i in range(n_rows)] for name, arr in per_token.items()
-    }
+    rows: dict[str, list] = {}
+    for name, tensor in token_arrays.items():
+        if tensor is None:
+            rows[name] = [None] * n_rows
+            continue
+        array = tensor.detach().cpu().numpy()
+        rows[name] = [array[i, : lengths[i]] for i in range(n_rows)]
     rows["tokens"] = decode_tokens(tokenizer, ro.response_ids.cpu(), ro.response_mask.cpu())
     rows["prompt_id"] = [p.prompt_id for p in prompts for _ in range(k)]
     rows["prompt_family"] = [p.family for p in prompts for _ in range(k)]
     rows["sample_idx"] = [j for _ in prompts for j in range(k)]
     rows["prompt"] = [p.text for p in prompts for _ in range(k)]
-    rows["response"] = responses
-    rows["reward"] = raw_scores.cpu().tolist()
-    rows["gold"] = gold.tolist() if gold is not None else [None] * n_rows
-    rows["kl"] = kl.sum(-1).cpu().tolist()
+    rows["response"] = batch.responses
+    rows["reward"] = batch.scores.cpu().tolist()
+    rows["gold"] = batch.gold.tolist() if batch.gold is not None else [None] * n_rows
+    rows["kl"] = batch.kl.sum(-1).cpu().tolist()
     rows["length"] = lengths.tolist()
     rows["has_eos"] = ro.has_eos.cpu().tolist()
     rows["temperature"] = [sampling.temperature] * n_rows
@@ -109,6 +106,7 @@ def rollout_rows(
     rows["min_p"] = [sampling.min_p] * n_rows
     rows["is_probe"] = [is_probe] * n_rows
     rows["checkpoint"] = [f"step-{step - 1}"] * n_rows  # the policy that sampled: after step-1 updates
+    rows["rank"] = [rank] * n_rows
     return rows
 
 

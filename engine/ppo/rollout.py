@@ -7,6 +7,7 @@ temperature-scaled log-probs of given response tokens (and values, entropy) in o
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,6 +30,7 @@ class Rollout:
     logprobs: torch.Tensor  # (B, T) log softmax(z / temperature)[y], 0 outside the mask
     values: torch.Tensor  # (B, T) critic values, 0 outside the mask
     signals: TokenSignals  # per-token sampling-space signals, (B, T) each
+    policy_entropy: torch.Tensor  # (B, T) entropy of softmax(z / temperature), the ratio's distribution
     temperature: float
 
     @property
@@ -42,6 +44,23 @@ class Rollout:
     @property
     def lengths(self) -> torch.Tensor:
         return self.response_mask.sum(-1)  # (B,)
+
+
+@dataclass
+class ScoredRollout:
+    """A batch of prompts, sampled and scored: the rollout, the reference log-probs, the RM scores (and
+    gold) and the per-token KL. What the training pass and the probe pass share, and what the store
+    rows are made of."""
+
+    prompts: list[Any]  # each sampled samples_per_prompt times, in order
+    samples_per_prompt: int
+    sampling: SamplingConfig
+    rollout: Rollout
+    ref_logprobs: torch.Tensor  # (B, T), 0 outside the mask
+    scores: torch.Tensor  # (B,) the RM's raw scores
+    gold: torch.Tensor | None  # (B,) the gold judge's, when there is one
+    responses: list[str]  # the responses as the judge read them
+    kl: torch.Tensor  # (B, T) per-token KL to the reference, 0 outside the mask
 
 
 @torch.no_grad()
@@ -75,6 +94,12 @@ def rollout(
         )
     signals = chunked_signals(gen, chunk)
     mask = gen.response_mask
+    # The entropy of the distribution the PPO ratio uses, for the policy/entropy metric: computed here,
+    # once per iteration, from logits already at hand (the T = 1 signal's own at T = 1).
+    if sampling.temperature in (0, 1):
+        policy_entropy = signals.entropy
+    else:
+        policy_entropy = chunked_entropy(gen.logits, sampling.temperature, chunk).masked_fill(~mask, 0.0)
     values = value_head(gen.hidden).float().masked_fill(~mask, 0.0)  # (B, T)
     return Rollout(
         prompt_ids=prompt_ids,
@@ -85,6 +110,7 @@ def rollout(
         logprobs=signals.logprob,
         values=values,
         signals=signals,
+        policy_entropy=policy_entropy,
         temperature=sampling.temperature,
     )
 
@@ -104,6 +130,16 @@ def chunked_signals(gen: Generation, chunk: int) -> TokenSignals:
     return TokenSignals(
         **{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in fields(TokenSignals)}
     )
+
+
+def chunked_entropy(logits: torch.Tensor, temperature: float, chunk: int) -> torch.Tensor:
+    """(B, T, V) raw logits -> (B, T) entropy of softmax(z / temperature), ``chunk`` rows at a time (the
+    (B, T, V) temporaries of all rows at once would set the peak memory, as in :func:`chunked_signals`)."""
+    parts = [
+        entropy_from_logits(scale_logits(logits[i : i + chunk].float(), temperature))
+        for i in range(0, logits.shape[0], chunk)
+    ]
+    return torch.cat(parts)
 
 
 def policy_forward(

@@ -13,9 +13,10 @@ the steps it lost, whatever happened to any global RNG.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,8 @@ from engine.ppo.config import PPOConfig
 from engine.ppo.distributed import SINGLE, Dist
 from engine.ppo.metrics import objective_metrics, probe_metrics, rollout_rows
 from engine.ppo.rewards import kl_controller, kl_per_token, process_scores, shaped_rewards
-from engine.ppo.rollout import Rollout, reference_logprobs, rollout, token_entropy
-from engine.ppo.update import UpdateBatch, is_finite, ppo_update
+from engine.ppo.rollout import Rollout, ScoredRollout, reference_logprobs, rollout, token_entropy
+from engine.ppo.update import TrainingDiverged, UpdateBatch, is_finite, ppo_update
 from engine.reward import Judge, score_responses
 from engine.sampling import chat_prompts, encode_prompts
 from engine.store import ENTROPY_AFTER_UPDATE, ENTROPY_BEFORE_UPDATE, RunWriter
@@ -55,6 +56,27 @@ class StepResult:
     rows: dict[str, list] | None  # rollout columns for the store; None for a skipped step
     skipped: bool = False
     probe_rows: dict[str, list] | None = None  # the probe prompts' samples, at probe steps
+
+
+class PhaseTimer:
+    """Wall-clock seconds of an iteration's phases, as the metrics ``time/<phase>`` and ``time/step``
+    (from the timer's creation). No device sync: on a GPU a phase's time includes whatever work of the
+    earlier phases was still queued."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[f"time/{phase}"] = time.perf_counter() - t0
+
+    def metrics(self) -> dict[str, float]:
+        return {**self.seconds, "time/step": time.perf_counter() - self.start}
 
 
 def effective_precision(requested: str, device: torch.device) -> str:
@@ -131,6 +153,39 @@ class PPOTrainer:
             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, generator=generator,
         )  # fmt: skip
 
+    def sample_and_score(
+        self,
+        prompts: list[Any],
+        samples_per_prompt: int,
+        sampling: SamplingConfig,
+        generator: torch.Generator,
+        timer: PhaseTimer,
+    ) -> ScoredRollout:
+        """Phases 1-2 and the KL of phase 3, shared by the training pass and the probes: roll the policy
+        out on each prompt ``samples_per_prompt`` times, take the reference log-probs, score with the RM
+        (and the gold judge), and the per-token KL to the reference."""
+        texts = [p.text for p in prompts for _ in range(samples_per_prompt)]
+        with timer("rollout"):
+            ro = self.sample(texts, sampling, generator)
+        with timer("score"):
+            ref_logprobs = reference_logprobs(self.model, ro)  # (B, T)
+            scored = score_responses(
+                self.tokenizer, ro.sequences, ro.attention_mask, ro.response_ids, ro.response_mask, texts,
+                reward=self.reward, judge=self.judge,
+            )  # fmt: skip
+        kl = kl_per_token(ro.logprobs, ref_logprobs, self.config.ppo.kl_estimator)  # (B, T)
+        return ScoredRollout(
+            prompts=list(prompts),
+            samples_per_prompt=samples_per_prompt,
+            sampling=sampling,
+            rollout=ro,
+            ref_logprobs=ref_logprobs,
+            scores=scored.reward,
+            gold=scored.gold,
+            responses=scored.judge_texts,
+            kl=kl.masked_fill(~ro.response_mask, 0.0),
+        )
+
     # ------------------------------------------------------------------ prompts
 
     def prompt_batch(self, step: int) -> list[Any]:
@@ -148,100 +203,105 @@ class PPOTrainer:
     # ------------------------------------------------------------------ one iteration
 
     def iteration(self, step: int) -> StepResult:
-        """Rollout -> reference log-probs -> score -> KL-shaped rewards -> GAE -> PPO update."""
-        cfg, run = self.config, self.config.run
-        timings: dict[str, float] = {}
-        t_start = time.perf_counter()
+        """Rollout -> reference log-probs -> score -> KL-shaped rewards -> GAE -> PPO update.
 
+        Raises :class:`TrainingDiverged` at a non-finite loss, gradient norm or weight, or a policy
+        whose rollout log-probs or values are not finite: nothing of this step is logged."""
+        cfg, run, rank = self.config, self.config.run, self.dist.rank
+        timer = PhaseTimer()
+
+        # Probes: the fixed prompts under this step's policy, before its update (rank 0: the policy is
+        # one, shared by the ranks).
         probe = None
-        if self.is_probe_step(step) and self.dist.is_main:  # the probes of the one (shared) policy
-            t0 = time.perf_counter()
-            probe = self.probe(step)  # the policy of this step's rollout, before its update
-            timings["time/probe"] = time.perf_counter() - t0
+        if self.is_probe_step(step) and self.dist.is_main:
+            with timer("probe"):
+                probe = self.probe(step)
 
-        prompts = self.dist.shard(self.prompt_batch(step))  # this rank's prompts (all of them in one process)
-        texts = [p.text for p in prompts for _ in range(run.samples_per_prompt)]
-        prompt_index = torch.arange(len(prompts)).repeat_interleave(run.samples_per_prompt)  # (B,)
-        rank = self.dist.rank
+        # 1-2. Sample this rank's prompts (all of them in one process), reference log-probs, RM scores.
+        prompts = self.dist.shard(self.prompt_batch(step))
         sample_gen = torch.Generator(device=self.device).manual_seed(step_seed(run.seed, step, 1, rank))
-        ro = self.sample(texts, cfg.sampling, sample_gen)
-        timings["time/rollout"] = time.perf_counter() - t_start
+        batch = self.sample_and_score(prompts, run.samples_per_prompt, cfg.sampling, sample_gen, timer)
+        ro, mask, kl = batch.rollout, batch.rollout.response_mask, batch.kl
 
-        t0 = time.perf_counter()
-        ref_logprobs = reference_logprobs(self.model, ro)
-        scored = score_responses(
-            self.tokenizer, ro.sequences, ro.attention_mask, ro.response_ids, ro.response_mask, texts,
-            reward=self.reward, judge=self.judge,
-        )  # fmt: skip
-        raw_scores, gold = scored.reward, scored.gold  # (B,) each
-        timings["time/score"] = time.perf_counter() - t0
-
-        mask = ro.response_mask
-        kl = kl_per_token(ro.logprobs, ref_logprobs, cfg.ppo.kl_estimator).masked_fill(~mask, 0.0)  # (B, T)
-        scores = process_scores(raw_scores, ro.has_eos, prompt_index.to(self.device), cfg.ppo)
+        # 3. Processed scores and KL-shaped per-token rewards; 4. GAE advantages and returns.
+        prompt_index = torch.arange(len(prompts)).repeat_interleave(run.samples_per_prompt)  # (B,)
+        scores = process_scores(batch.scores, ro.has_eos, prompt_index.to(self.device), cfg.ppo)  # (B,)
         kl_coef = self.kl_ctl.value
         rewards = shaped_rewards(scores, kl, mask, kl_coef)  # (B, T)
         advantages, returns = gae(rewards, ro.values, mask, cfg.ppo.gamma, cfg.ppo.lam)
         if cfg.ppo.whiten_advantages:
             advantages = whiten(advantages, mask)
 
-        finite = is_finite(raw_scores, ro.logprobs, ref_logprobs, ro.values, advantages, returns)
-        if not self.dist.all_true(finite):  # every rank skips together
+        # A non-finite policy has diverged; a non-finite score (the RM's) only spoils this batch.
+        finite = is_finite(batch.scores, ro.logprobs, batch.ref_logprobs, ro.values, advantages, returns)
+        if not self.dist.all_true(finite):  # every rank stops or skips together
+            if not self.dist.all_true(is_finite(ro.logprobs, ro.values)):
+                raise TrainingDiverged("the policy's rollout log-probs or values are not finite", step)
             log.warning("step %d: non-finite rollout (scores, log-probs or values); update skipped", step)
             return StepResult(step, {"guard/bad_step": 1.0, "objective/kl_coef": kl_coef}, None, skipped=True)
 
-        t0 = time.perf_counter()
-        shuffle_gen = torch.Generator().manual_seed(step_seed(run.seed, step, 2, rank))
-        update_metrics = ppo_update(
-            self.model,
-            self.value_head,
-            self.optimizer,
-            UpdateBatch(
-                sequences=ro.sequences,
-                attention_mask=ro.attention_mask,
-                response_mask=mask,
-                old_logprobs=ro.logprobs,
-                old_values=ro.values,
-                advantages=advantages,
-                returns=returns,
-                prompt_len=ro.prompt_ids.shape[1],
-                temperature=ro.temperature,
-            ),
-            cfg.ppo,
-            shuffle_gen,
-            mean_gradients=self.dist.mean_gradients_ if self.dist.active else None,
-        )
-        timings["time/update"] = time.perf_counter() - t0
+        # 5-6. PPO epochs over shuffled minibatches: clipped losses, one combined loss, gradient clip.
+        with timer("update"):
+            update_metrics = self.update(ro, advantages, returns, step)
         if run.measure_entropy_change:
             # The same tokens' entropy before and after this update: the change per update, measured.
             entropy_after = token_entropy(self.model, ro)  # (B, T)
             update_metrics[ENTROPY_BEFORE_UPDATE] = float(masked_mean(ro.signals.entropy, mask))
             update_metrics[ENTROPY_AFTER_UPDATE] = float(masked_mean(entropy_after, mask))
 
-        # The controller sees the global batch, so its coefficient stays the same on every rank.
-        self.kl_ctl.update(self.dist.mean(float(kl.sum(-1).mean())), len(texts) * self.dist.world_size)
+        # The KL controller sees the global batch, so its coefficient stays the same on every rank.
+        self.kl_ctl.update(
+            self.dist.mean(float(kl.sum(-1).mean())), len(ro.response_ids) * self.dist.world_size
+        )
+
+        # Metrics and store rows (every rank's rows gathered on rank 0).
         metrics = {
-            **objective_metrics(ro, raw_scores, scores, kl, kl_coef, gold, advantages, returns),
+            **objective_metrics(ro, batch.scores, scores, kl, kl_coef, batch.gold, advantages, returns),
             **update_metrics,
         }
-        t0 = time.perf_counter()
-        rows = None
-        if run.log_rollouts:
-            rows = rollout_rows(
-                step, prompts, run.samples_per_prompt, ro, ref_logprobs, raw_scores, gold, kl, advantages,
-                scored.judge_texts, self.tokenizer, cfg.sampling,
-            )  # fmt: skip
-            rows["rank"] = [rank] * len(texts)
-            rows = self.dist.gather_rows(rows)  # every rank's rows on rank 0 (None elsewhere)
-        timings["time/rows"] = time.perf_counter() - t0
-        probe_rows = None
+        rows = probe_rows = None
+        with timer("rows"):
+            if run.log_rollouts:
+                rows = rollout_rows(
+                    batch, step=step, tokenizer=self.tokenizer, advantages=advantages, rank=rank
+                )
+                rows = self.dist.gather_rows(rows)  # None on ranks > 0
         if probe is not None:
             probe_rows, probe_stats = probe
             metrics.update(probe_stats)
-        timings["time/step"] = time.perf_counter() - t_start
-        metrics.update(timings)
+        metrics.update(timer.metrics())
         metrics = self.dist.reduce_metrics(metrics)
         return StepResult(step, metrics, rows, probe_rows=probe_rows if run.log_rollouts else None)
+
+    def update(
+        self, ro: Rollout, advantages: torch.Tensor, returns: torch.Tensor, step: int
+    ) -> dict[str, float]:
+        """Phases 5-6 on the rollout: the PPO epochs, with this step's minibatch shuffles."""
+        shuffle_gen = torch.Generator().manual_seed(step_seed(self.config.run.seed, step, 2, self.dist.rank))
+        batch = UpdateBatch(
+            sequences=ro.sequences,
+            attention_mask=ro.attention_mask,
+            response_mask=ro.response_mask,
+            old_logprobs=ro.logprobs,
+            old_values=ro.values,
+            advantages=advantages,
+            returns=returns,
+            prompt_len=ro.prompt_ids.shape[1],
+            temperature=ro.temperature,
+        )
+        mean_gradients = self.dist.mean_gradients_ if self.dist.active else None
+        try:
+            return ppo_update(
+                self.model,
+                self.value_head,
+                self.optimizer,
+                batch,
+                self.config.ppo,
+                shuffle_gen,
+                mean_gradients,
+            )
+        except TrainingDiverged as exc:
+            raise TrainingDiverged(exc.what, step) from None
 
     # ------------------------------------------------------------------ probes
 
@@ -254,26 +314,19 @@ class PPOTrainer:
         """Sample the fixed probe prompts at T = 1 with a seed that is the same at every probe step, so
         the curves follow the policy rather than the draw; returns (store rows, probe metrics)."""
         cfg, run = self.config, self.config.run
-        k = run.probe_samples
         sampling = SamplingConfig(
             max_new_tokens=cfg.sampling.max_new_tokens, stop_at_eos=cfg.sampling.stop_at_eos
         )
-        texts = [p.text for p in self.probe_prompts for _ in range(k)]
         generator = torch.Generator(device=self.device).manual_seed(step_seed(run.seed, 0, stream=3))
-        ro = self.sample(texts, sampling, generator)
-        ref_logprobs = reference_logprobs(self.model, ro)
-        scored = score_responses(
-            self.tokenizer, ro.sequences, ro.attention_mask, ro.response_ids, ro.response_mask, texts,
-            reward=self.reward, judge=self.judge,
-        )  # fmt: skip
-        kl = kl_per_token(ro.logprobs, ref_logprobs, cfg.ppo.kl_estimator).masked_fill(~ro.response_mask, 0.0)
+        # Its own timer: the probe's phases are inside time/probe, not the training pass's.
+        batch = self.sample_and_score(
+            self.probe_prompts, run.probe_samples, sampling, generator, PhaseTimer()
+        )
+        # Probes are not trained on: no advantage.
         rows = rollout_rows(
-            step, self.probe_prompts, k, ro, ref_logprobs, scored.reward, scored.gold, kl,
-            torch.zeros_like(ro.logprobs), scored.judge_texts, self.tokenizer, sampling, is_probe=True,
-        )  # fmt: skip
-        rows["advantage"] = [None] * len(texts)  # probes are not trained on: no advantage
-        rows["rank"] = [self.dist.rank] * len(texts)
-        return rows, probe_metrics(self.probe_prompts, k, ro, scored.judge_texts)
+            batch, step=step, tokenizer=self.tokenizer, advantages=None, rank=self.dist.rank, is_probe=True
+        )
+        return rows, probe_metrics(self.probe_prompts, run.probe_samples, batch.rollout, batch.responses)
 
     # ------------------------------------------------------------------ loop
 
@@ -288,7 +341,8 @@ class PPOTrainer:
         """Run steps ``start_step..steps``; log, checkpoint every ``save_every``. Returns the last finished step.
 
         ``should_stop`` is asked once per step, after it; in a data-parallel run the ranks agree (any
-        rank asked to stop stops them all after the same step, with a checkpoint).
+        rank asked to stop stops them all after the same step, with a checkpoint). A step that diverges
+        raises :class:`TrainingDiverged` before anything of it is written or checkpointed.
         """
         steps = self.config.run.steps
         # Seeded alike on every rank (and loaded from one checkpoint on resume); rank 0's values make sure.
@@ -299,27 +353,29 @@ class PPOTrainer:
 
             bar = tqdm(total=steps, initial=start_step - 1, desc="ppo", unit="step")
         last = start_step - 1
-        for step in range(start_step, steps + 1):
-            result = self.iteration(step)
-            self.log_step(result)
-            last = step
-            stop = self.dist.any_true(should_stop())
-            if step % self.config.run.save_every == 0 or step == steps or stop:
-                self.save_checkpoint(step)
-            if on_step is not None:
-                on_step(result)
+        try:  # a diverged step raises: the bar still ends its line before the error
+            for step in range(start_step, steps + 1):
+                result = self.iteration(step)
+                self.log_step(result)
+                last = step
+                stop = self.dist.any_true(should_stop())
+                if step % self.config.run.save_every == 0 or step == steps or stop:
+                    self.save_checkpoint(step)
+                if on_step is not None:
+                    on_step(result)
+                if bar is not None:
+                    bar.update(1)
+                    m = result.metrics
+                    bar.set_postfix(
+                        reward=f"{m.get('objective/reward', float('nan')):.3f}",
+                        kl=f"{m.get('objective/kl', float('nan')):.3f}",
+                    )
+                if stop:
+                    log.info("stop requested: stopped after step %d", step)
+                    break
+        finally:
             if bar is not None:
-                bar.update(1)
-                m = result.metrics
-                bar.set_postfix(
-                    reward=f"{m.get('objective/reward', float('nan')):.3f}",
-                    kl=f"{m.get('objective/kl', float('nan')):.3f}",
-                )
-            if stop:
-                log.info("stop requested: stopped after step %d", step)
-                break
-        if bar is not None:
-            bar.close()
+                bar.close()
         return last
 
     def log_step(self, result: StepResult) -> None:

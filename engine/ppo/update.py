@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from engine.config import ConfigError
 from engine.ops import masked_mean
 from engine.ppo.config import PPOHyperConfig
 from engine.ppo.entropy_control import clip_cov_policy_loss, kl_cov_policy_loss
@@ -74,28 +75,22 @@ def ppo_update(
 ) -> dict[str, float]:
     """``ppo_epochs`` passes over shuffled minibatches; metrics are averaged over all minibatches.
 
-    A minibatch whose loss or gradient is not finite is skipped (no optimizer step) and counted in
-    ``guard/skipped_minibatches``. ``mean_gradients`` (data-parallel runs,
-    :meth:`engine.ppo.distributed.Dist.mean_gradients_`) averages the gradients over the ranks before
-    clipping: every rank then clips, checks and steps on the same gradient, in lockstep (so a rank
-    with a non-finite loss still joins the all-reduce, and its NaNs make every rank skip).
+    A non-finite loss, gradient norm or (after the last step) weight raises :class:`TrainingDiverged`:
+    the weights are lost from there on, and skipping the minibatch would only hide it. ``mean_gradients``
+    (data-parallel runs, :meth:`engine.ppo.distributed.Dist.mean_gradients_`) averages the gradients
+    over the ranks before clipping: every rank then clips, checks and steps on the same gradient, in
+    lockstep (a rank with a non-finite loss still joins the all-reduce, and its NaNs make every rank
+    raise at the gradient check).
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
     stats: dict[str, list[torch.Tensor]] = {}
-    skipped = 0
-    first_ratio = float("nan")
     for epoch in range(cfg.ppo_epochs):
         for i, idx in enumerate(minibatches(len(batch), cfg.num_minibatches, generator)):
             mask = batch.response_mask[idx]
-            logprobs, values, entropy = policy_forward(
-                model,
-                batch.sequences[idx],
-                batch.attention_mask[idx],
-                batch.prompt_len,
-                batch.temperature,
+            logprobs, values, _ = policy_forward(
+                model, batch.sequences[idx], batch.attention_mask[idx], batch.prompt_len, batch.temperature,
                 value_head,
-                with_entropy=True,
-            )
+            )  # fmt: skip
             pg_loss, pg_stats = policy_objective(
                 logprobs, batch.old_logprobs[idx], batch.advantages[idx], mask, cfg, generator
             )
@@ -104,11 +99,10 @@ def ppo_update(
             )
             loss = pg_loss + cfg.vf_coef * vf_loss
             if epoch == 0 and i == 0:
-                first_ratio = float(pg_stats["policy/ratio"])
+                first_ratio = pg_stats["policy/ratio"]  # the policy that sampled: 1 up to rounding
             optimizer.zero_grad(set_to_none=True)
-            if mean_gradients is None and not torch.isfinite(loss):
-                skipped += 1
-                continue
+            if mean_gradients is None and not torch.isfinite(loss):  # one sync per minibatch
+                raise TrainingDiverged(non_finite(loss=loss, params=params))
             loss.backward()
             if mean_gradients is not None:
                 mean_gradients(params)
@@ -118,10 +112,8 @@ def ppo_update(
                 grad_norm = torch.linalg.vector_norm(
                     torch.stack([p.grad.norm() for p in params if p.grad is not None])
                 )
-            if not torch.isfinite(grad_norm):
-                optimizer.zero_grad(set_to_none=True)
-                skipped += 1
-                continue
+            if not torch.isfinite(grad_norm):  # one sync per minibatch
+                raise TrainingDiverged(non_finite(loss=loss, grad_norm=grad_norm, params=params))
             optimizer.step()
             row = {
                 **pg_stats,
@@ -129,18 +121,56 @@ def ppo_update(
                 "loss/policy": pg_loss.detach(),
                 "loss/value": vf_loss.detach(),
                 "loss/total": loss.detach(),
-                "policy/entropy": masked_mean(entropy, mask),
                 "val/mean": masked_mean(values.detach(), mask),
                 "policy/grad_norm": grad_norm.detach(),
             }
             for key, value in row.items():
                 stats.setdefault(key, []).append(value)
-    metrics = {key: float(torch.stack(values).mean()) for key, values in stats.items()}
-    metrics["policy/ratio_first_minibatch"] = first_ratio
-    metrics["guard/skipped_minibatches"] = float(skipped)
+    # Every mean, the first ratio and whether the last step left the weights finite, in one transfer.
+    weights_finite = torch.stack([torch.isfinite(p).all() for p in params]).all()
+    means = [torch.stack(values).mean() for values in stats.values()]
+    *host_means, first, finite = torch.stack([*means, first_ratio, weights_finite.float()]).tolist()
+    if not finite:
+        raise TrainingDiverged(non_finite(params=params))
+    metrics = dict(zip(stats, host_means, strict=True))
+    metrics["policy/ratio_first_minibatch"] = first
+    # No minibatch is skipped any more (a non-finite one raises); the key stays for the readers of runs.
+    metrics["guard/skipped_minibatches"] = 0.0
     return metrics
+
+
+class TrainingDiverged(ConfigError):
+    """A run that cannot go on: a non-finite loss, gradient norm or weight (``what`` says which).
+
+    A :class:`~engine.config.ConfigError` (a message a user can act on, one ``error:`` line on the
+    command line): the usual cause is a setting, most often a learning rate too high. ``step`` is the
+    iteration's, filled in by the trainer.
+    """
+
+    def __init__(self, what: str, step: int | None = None) -> None:
+        self.what, self.step = what, step
+        super().__init__(f"diverged at step {step}: {what}" if step is not None else f"diverged: {what}")
+
+
+def non_finite(
+    *,
+    loss: torch.Tensor | None = None,
+    grad_norm: torch.Tensor | None = None,
+    params: Sequence[torch.Tensor] = (),
+) -> str:
+    """What is not finite, in words ("loss is NaN"), for the divergence message; read only once a check
+    has failed. Weights first: a non-finite weight makes the loss non-finite too, and is the cause."""
+    bad = [p for p in params if not torch.isfinite(p).all()]
+    if bad:
+        kind = "NaN" if any(p.isnan().any() for p in bad) else "inf"
+        return f"weights are {kind} ({len(bad)} of {len(params)} tensors)"
+    for name, value in (("loss", loss), ("gradient norm", grad_norm)):
+        if value is not None and not torch.isfinite(value):
+            return f"{name} is {'NaN' if value.isnan() else f'{float(value):g}'}"
+    return "a value is not finite"
 
 
 def is_finite(*tensors: torch.Tensor) -> bool:
     """True when every value of every tensor is finite (one sync)."""
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
+    flags = [torch.isfinite(t).all() for t in tensors]  # 0-d each
+    return bool(torch.stack([f.to(flags[0].device) for f in flags]).all())
