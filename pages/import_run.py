@@ -9,8 +9,8 @@ from engine.config import ConfigError
 from engine.importers import import_run, preview
 from engine.importers.common import default_run_id
 from engine.paths import runs_dir
-from workbench.import_views import mapping_from_frame, progress_factory, save_upload, show_mapping_editor
-from workbench.navigation import PAGES_DIR
+from workbench.import_widgets import mapping_from_frame, progress_factory, save_upload, show_mapping_editor
+from workbench.navigation import page_link
 
 st.title("Import a run")
 st.caption(
@@ -88,10 +88,7 @@ if done:
     for warning in done["warnings"]:
         st.warning(warning)
     st.session_state["browser_run"] = done["run_id"]  # the Rollout browser opens on it
-    st.page_link(
-        str(PAGES_DIR / "rollout_browser.py"), label=f"Open {done['run_id']} in the Rollout browser",
-        icon=":material/list_alt:", query_params={"run": done["run_id"]},
-    )  # fmt: skip
+    page_link("rollout_browser.py", f"Open {done['run_id']} in the Rollout browser", {"run": done["run_id"]})
     st.caption(
         "No per-token signals in the source? Recompute them with a local model: "
         f"`python -m engine import signals {done['run_id']} --model PATH_OR_NAME`"

@@ -33,6 +33,37 @@ def test_pages_stay_thin():
         assert "import torch" not in text and "from torch" not in text, page.name
 
 
+def test_every_page_link_takes_its_icon_from_the_navigation(monkeypatch, tmp_path):
+    """One home for a page's icon: no module but the navigation names one, and Home's links (Learn
+    included, which once borrowed Teaching's) show the icon of the page they open."""
+    import inspect
+
+    assert "icon" not in inspect.signature(navigation.page_link).parameters
+    sources = [*PAGES_DIR.glob("*.py"), *(REPO_ROOT / "workbench").rglob("*.py")]
+    named = [p.name for p in sources if ":material/" in p.read_text() and p.name != "navigation.py"]
+    assert named == [], f"icons named outside workbench/navigation.py: {named}"
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    links = {e.proto.label: e.proto.icon for e in at.get("page_link")}
+    assert links["Open the Learn path"] == navigation.icon_of("learn.py") == ":material/route:"
+    titles = {spec.title: spec.icon for spec in PAGES}
+    for label, icon in links.items():
+        title = label.split(":")[0]
+        if title in titles:
+            assert icon == titles[title], label
+
+
+def test_module_docstrings_that_say_pure_hold():
+    """A workbench module whose docstring calls it pure never touches Streamlit, and one that does
+    touch it says so: the module names say what they hold (no catch-all ``*_views``)."""
+    modules = sorted((REPO_ROOT / "workbench").glob("*.py"))
+    assert not [m.name for m in modules if m.stem.endswith("_views")]
+    for pure in ("run_text", "lab_tables"):
+        text = (REPO_ROOT / "workbench" / f"{pure}.py").read_text()
+        assert "pure" in text.split('"""')[1].lower(), pure
+        assert "import streamlit" not in text, pure
+
+
 def test_home_is_a_first_run_guide_with_demo_runs(monkeypatch, tmp_path):
     from store_fixture import build_store
 

@@ -16,7 +16,7 @@ from engine.config import ConfigError, SamplingConfig
 from engine.lab import LabBatch, SamplingLab, list_checkpoints
 from engine.paths import runs_dir
 from engine.ppo.config import field_docs
-from workbench.lab_views import batch_tokens_html
+from workbench.lab_tables import batch_tokens_html
 
 WORLD, CHECKPOINT, OTHER = "Built-in world SFT epoch", "PPO checkpoint", "Hugging Face name or local path"
 _KEPT = "_kept_settings"

@@ -11,8 +11,9 @@ import streamlit as st
 import engine.store as store
 from engine.paths import demo_runs_dir
 from engine.world.epochs import report_path
+from workbench.navigation import page_link
 from workbench.resources import BUILD_COMMAND, world_error, world_or_none
-from workbench.store_views import cached, page_link
+from workbench.store_access import cached
 
 DEMO_COMMAND = "python -m engine demo build"
 DEMO_TITLES = {
@@ -70,6 +71,6 @@ def epoch_samples(world) -> pd.DataFrame | None:
         st.info(
             "The per-epoch SFT samples are not computed yet: the SFT epochs page computes them (a minute)."
         )
-        page_link("sft_epochs.py", "SFT epochs", ":material/layers:")
+        page_link("sft_epochs.py", "SFT epochs")
         return None
     return _read_samples(str(path), path.stat().st_mtime)

@@ -1,4 +1,4 @@
-"""UI helpers of the Import page: the editable column mapping, progress, uploads."""
+"""Streamlit widgets of the Import page: the editable column mapping, progress, uploads."""
 
 from __future__ import annotations
 
