@@ -62,7 +62,8 @@ def run_label(row: pd.Series) -> str:
 
 def pick_runs(key: str, *, multi: bool = False) -> list[Path] | None:
     """Run picker over the user's runs and the demo runs; returns the chosen run directories, or None
-    after telling the user why there is nothing to show (no runs, nothing selected, no step yet)."""
+    after telling the user why there is nothing to show (no runs, nothing selected, no step yet).
+    Says which files were skipped and how many non-finite scores the figures leave out."""
     root = runs_dir()
     runs = runs_table()
     if runs.empty:
@@ -108,6 +109,7 @@ def pick_runs(key: str, *, multi: bool = False) -> list[Path] | None:
     if not cached(store.logged_steps, dirs):
         st.info("No logged rollouts in the selected run(s) yet: this page fills in as the job logs steps.")
         return None
+    note_nonfinite(dirs)
     return dirs
 
 
@@ -117,3 +119,15 @@ def is_demo(run_dir: Path) -> bool:
         return run_dir.resolve().is_relative_to(demo_runs_dir().resolve())
     except OSError:
         return False
+
+
+def note_nonfinite(run_dirs: Sequence[Path]) -> None:
+    """Say how many scores (``store.SCORE_VALUES``) of the runs are +-inf or NaN: the queries leave them
+    out of means, ranges and densities, and the user should know the figures skip them."""
+    counts = cached(store.nonfinite_counts, run_dirs)
+    left_out = [f"{n:,} {name}" for name, n in counts.items() if n]
+    if left_out:
+        st.caption(
+            f"Left out as non-finite (+-inf or NaN): {', '.join(left_out)} value(s). Means, ranges and "
+            "densities are over the finite values."
+        )

@@ -3,6 +3,7 @@ message, and the rollout browser's filters."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
@@ -49,16 +50,18 @@ def sample_filters(families: list[str], steps: list[int], summary: pd.DataFrame)
             else (steps[0], steps[0])
         )
         eos = c3.selectbox("Ends with EOS", ["any", "yes", "no"], key="browser_eos")
+        # The summary's ranges are over finite rewards; a run without one (all null, inf or NaN) has none.
         lo, hi = float(summary["reward_min"].min()), float(summary["reward_max"].max())
-        hi = max(hi, lo + 1e-6)
-        reward_range = c1.slider("Reward", lo, hi, (lo, hi), key="browser_reward")
+        finite = math.isfinite(lo) and math.isfinite(hi)
+        hi = max(hi, lo + 1e-6) if finite else hi
+        reward_range = c1.slider("Reward", lo, hi, (lo, hi), key="browser_reward") if finite else (lo, hi)
         max_len = int(summary["length_max"].max()) if summary["length_max"].notna().any() else 0
         length_range = c2.slider("Length", 0, max(max_len, 1), (0, max(max_len, 1)), key="browser_length")
         search = c3.text_input("Search prompt / response", key="browser_search")
     return {
         "steps": tuple(step_range),
         "family": None if family == "(all)" else family,
-        "reward_range": tuple(reward_range) if reward_range != (lo, hi) else None,
+        "reward_range": tuple(reward_range) if finite and reward_range != (lo, hi) else None,
         "length_range": tuple(length_range) if max_len and length_range != (0, max_len) else None,
         "has_eos": {"any": None, "yes": True, "no": False}[eos],
         "search": search or None,

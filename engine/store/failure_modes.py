@@ -13,7 +13,7 @@ import pandas as pd
 
 from engine.config import ConfigError
 from engine.store.files import RunDirs, Scan
-from engine.store.queries import _step_range
+from engine.store.queries import FINITE_ROLLOUTS, _step_range
 from engine.store.reader import store_cursor
 
 DETECTORS: dict[str, str] = {
@@ -86,6 +86,7 @@ def _flags_sql(p: DetectorParams, stored: _Stored, select: str, tail: str = "") 
     """``SELECT {select} FROM`` the samples joined with what the detectors compare them with; in
     ``select`` and ``tail`` each ``{detector}`` is its condition and ``{repeat}`` the repeat share; the
     step's reward mean and sd are ``mu`` and ``sd``. ``tail`` follows (GROUP BY, ORDER BY, ...).
+    Non-finite scores read as NULL (``FINITE_ROLLOUTS``): no detector flags them, none skews a step.
 
     The file scans are not shared in a CTE on purpose: materialising a million rows costs more than
     re-reading the few columns each part needs from Parquet.
@@ -110,14 +111,14 @@ def _flags_sql(p: DetectorParams, stored: _Stored, select: str, tail: str = "") 
     WITH st AS (
         SELECT run_id, step, avg(reward) AS mu, stddev_samp(reward) AS sd,
             quantile_cont(reward, 0.75) AS reward_q3, quantile_cont(gold, 0.25) AS gold_q1
-        FROM rollouts GROUP BY ALL
+        FROM {FINITE_ROLLOUTS} GROUP BY ALL
     ),
     first_len AS (
         SELECT run_id, median(length) AS len0 FROM rollouts
         -- first steps from st's 100-odd rows rather than another scan; the filter prunes to their files
         WHERE (run_id, step) IN (SELECT run_id, min(step) FROM st GROUP BY run_id) GROUP BY run_id
     ){"" if stored.prompt_collapsed else _COLLAPSED_CTE},
-    base AS (SELECT *{toks} FROM rollouts)
+    base AS (SELECT *{toks} FROM {FINITE_ROLLOUTS})
     SELECT {select}
     FROM base JOIN st USING (run_id, step) LEFT JOIN first_len USING (run_id)
     {"" if stored.prompt_collapsed else "JOIN pr ON pr.k = hash(run_id, step, prompt_id)"}
