@@ -147,3 +147,35 @@ def test_the_warm_up_runs_once_per_server_and_can_be_turned_off(monkeypatch):
         assert calls == ["warm-up-lab"]
     finally:
         resources._warm_up_thread.clear()
+
+
+def test_the_app_listens_on_this_machine_only():
+    """No login: the server binds the loopback interface unless the user opens it up."""
+    import tomllib
+
+    config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost"
+
+
+@pytest.mark.slow
+def test_a_started_app_answers_on_localhost_and_not_on_the_network(tmp_path):
+    """The servers the browser tests and ``bench app`` start answer on localhost, and a non-loopback
+    address of this machine gets no answer."""
+    import socket
+    import urllib.request
+
+    from engine.bench.browser import streamlit_server, wait_healthy
+
+    log = tmp_path / "server.log"
+    with streamlit_server(REPO_ROOT / "workbench" / "app.py", {}, log) as (url, _, process):
+        wait_healthy(url, process, log)
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
+            assert response.status == 200
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # a documentation address: no packet is sent
+            own = probe.getsockname()[0]
+        if own.startswith("127."):
+            pytest.skip("this machine has no non-loopback address")
+        port = int(url.rsplit(":", 1)[1])
+        with pytest.raises(OSError), socket.create_connection((own, port), timeout=5):
+            pass
