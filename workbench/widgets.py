@@ -1,5 +1,5 @@
-"""Streamlit widgets the pages share: a table whose rows the user clicks, an engine refusal as a
-message, and the rollout browser's filters."""
+"""Streamlit widgets the pages share: a table whose rows the user clicks, an engine refusal or a file
+error as a message, and the rollout browser's filters."""
 
 from __future__ import annotations
 
