@@ -294,6 +294,12 @@ CLI_CASES = [
     CliCase("sample at a NaN temperature", ("sample", "--prompt", "x", "--temperature", "nan")),
     CliCase("sample at a negative temperature", ("sample", "--prompt", "x", "--temperature", "-1")),
     CliCase("sample zero samples", ("sample", "--prompt", "x", "-n", "0")),
+    CliCase("sample from a 5000-character model path", ("sample", "--model", "/" + HUGE, "--prompt", "x"),
+            "engine/models/loading.py: path.exists() raises OSError File name too long"),
+    CliCase("analyse entropy of a 5000-character path", ("analyse", "entropy", "/" + HUGE),
+            "engine/analysis/entropy_dynamics.py: OSError File name too long"),
+    CliCase("jobs list in a 5000-character runs dir", ("jobs", "--runs-dir", "/" + HUGE, "list"),
+            "engine/runs: OSError File name too long"),
     CliCase("ppo with steps not a number", ("ppo", "--steps", "abc")),
     CliCase("an unknown demo action", ("demo", "nope")),
 ]  # fmt: skip
