@@ -21,6 +21,7 @@ from workbench.figures import runs as figures  # noqa: E402
 from workbench.launch_form import HANDOFF_SFT_EPOCH, launch_form  # noqa: E402
 from workbench.resources import world_or_none  # noqa: E402
 from workbench.store_access import cached  # noqa: E402
+from workbench.widgets import show_error  # noqa: E402
 
 POLL_SECONDS = 2.0
 CURVE_KEYS = ["objective/reward", "objective/gold", "objective/kl", "objective/entropy", "probe/entropy"]
@@ -47,6 +48,8 @@ with st.expander("Launch a run", expanded=HANDOFF_SFT_EPOCH in st.session_state 
             st.success(f"Started {job.run_id} (pid {job.pid}).")
         except ConfigError as exc:
             st.error(str(exc))
+        except OSError as exc:  # the runs directory cannot be written (read-only, full disk)
+            show_error(exc, "Could not start the job")
 
 runs = {r.run_id: r for r in jobs.list_runs(with_demo=True) if r.kind == "ppo"}
 if not runs:
@@ -135,3 +138,5 @@ if not live and not info.demo and jobs.effective_state(run_dir) in ("stopped", "
             st.rerun()
         except ConfigError as exc:
             st.error(str(exc))
+        except OSError as exc:
+            show_error(exc, "Could not resume the job")

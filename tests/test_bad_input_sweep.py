@@ -237,6 +237,25 @@ def test_import_page_shows_file_errors_as_messages(runs, tmp_path):
     assert at.error and "Import refused" in at.error[0].value and len(at.error[0].value) < 500
 
 
+def test_runs_page_shows_a_full_disk_as_a_message(runs, monkeypatch):
+    """A launch that cannot write its run directory (full disk, read-only) is a message naming it."""
+    import errno
+
+    import engine.runs
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(runs / "new-run"))
+
+    monkeypatch.setattr(engine.runs, "launch", full)
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / "runs.py"), default_timeout=120).run()
+    at.button(key=LAUNCH).click().run()
+    assert_no_traceback(at)
+    assert any(
+        "Could not start the job: No space left on device" in e.value and "new-run" in e.value
+        for e in at.error
+    )
+
+
 UPLOAD_NAMES = ["..", ".", "", "  ", "../../escape.jsonl", "/etc/passwd", "a/b/c.jsonl", "x" * 300 + ".jsonl"]
 
 
