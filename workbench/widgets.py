@@ -9,16 +9,13 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from engine.config import os_error_message
+
 
 def show_error(exc: Exception, what: str) -> None:
     """An engine refusal (ConfigError), or a file that could not be read or written (OSError), as a
     message that says what happened, not a traceback."""
-    if not isinstance(exc, OSError):
-        st.error(f"{what}: {exc}")
-    else:  # the OS's words (strerror) and the file, without Python's exception class
-        name = str(exc.filename or "")
-        where = f" ({name if len(name) <= 200 else name[:200] + '...'})" if name else ""
-        st.error(f"{what}: {exc.strerror or exc}{where}")
+    st.error(f"{what}: {os_error_message(exc) if isinstance(exc, OSError) else exc}")
 
 
 def row_table(data: pd.DataFrame, key: str, **kwargs: Any) -> Any:
