@@ -29,6 +29,7 @@ from engine.analysis.coverage import (
     pass_at_k_from_file,
 )
 from engine.cli import main
+from engine.cli.analyse import _print_coverage
 from engine.config import ConfigError
 from engine.paths import demo_runs_dir
 from engine.ppo.checkpoints import find_checkpoint, parse_checkpoint_ref
@@ -271,6 +272,17 @@ def test_analyse_coverage_end_to_end_on_two_policies(coverage_env, capsys):
         assert p["thresholds"] == {f: CORRECT_GOLD[f] for f in ("count", "describe", "review", "trait_list")}
         assert p["answer_entropy"] >= 0 and p["token_entropy"] > 0
     assert report["policies"]["mine@last"]["step"] == 400
+    for p in report["policies"].values():
+        by_family = p["by_family"]
+        assert list(by_family) == ["count", "describe", "review", "trait_list"]
+        assert all((s["n_prompts"], s["n_samples"]) == (1, 4) for s in by_family.values())
+        assert all(list(s["pass_at_k"]) == ["1", "2", "4"] for s in by_family.values())
+    [crossing] = report["crossings"]
+    assert (crossing["a"], crossing["b"]) == ("world:sft-epoch-3", "mine@last")
+    assert set(crossing["by_family"]) == {"count", "describe", "review", "trait_list"}
+    _print_coverage(report)  # the summary for a person reads the same report
+    summary = capsys.readouterr().out
+    assert "world:sft-epoch-3: pass@1" in summary and "(pass@1->pass@4 by family)" in summary
     samples = pd.read_parquet(path)
     assert len(samples) == 32
     assert {"policy", "prompt_id", "family", "response", "gold", "correct", "answer"} <= set(samples)

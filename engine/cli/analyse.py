@@ -148,9 +148,19 @@ def _print_coverage(report: dict) -> None:
             f"  {cover}  answer entropy {p['answer_entropy']:.3f} nats  "
             f"token entropy {p['token_entropy']:.3f} nats"
         )
+        n = report["samples_per_prompt"]
+        print(
+            "  "
+            + "  ".join(
+                f"{f} {s['pass_at_k']['1']:.2f}->{s['pass_at_k'][str(n)]:.2f}"
+                for f, s in p["by_family"].items()
+            )
+            + f"  (pass@1->pass@{n} by family)"
+        )
     for c in report["crossings"]:
         where = "never cross" if c["k"] is None else f"cross at k = {c['k']}"
-        print(f"{c['a']} and {c['b']}: pass@k curves {where}")
+        crossing = {f: k for f, k in c["by_family"].items() if k is not None}
+        print(f"{c['a']} and {c['b']}: pass@k curves {where}; by family, crossings at {crossing or 'none'}")
 
 
 def _fmt(x: float | None, spec: str = ".4g") -> str:

@@ -159,30 +159,48 @@ def sample_policies(
     return pd.concat(frames, ignore_index=True)
 
 
+def _as_json(stats: dict) -> dict:
+    """One policy's statistics with the keys of ``pass_at_k`` and ``cover_at_tau`` as strings (JSON's)."""
+    return {
+        **stats,
+        "pass_at_k": {str(k): v for k, v in stats["pass_at_k"].items()},
+        "cover_at_tau": {str(t): v for t, v in stats["cover_at_tau"].items()},
+    }
+
+
 def coverage_report(samples: pd.DataFrame, policies: list[Policy], **settings) -> dict:
     """The JSON of ``analyse coverage``: ``settings`` (prompts, samples_per_prompt, temperature, seed,
     max_new_tokens) and, per policy, its statistics with the settings and thresholds they were made
-    under (keys of ``pass_at_k`` and ``cover_at_tau`` are strings, as in JSON); ``crossings``: the
-    first k at which each later policy's pass@k curve crosses the first one's (null: never)."""
+    under, and the same statistics per family (``by_family``: the ceiling can hold in one family and
+    not in all); ``crossings``: the first k at which each later policy's pass@k curve crosses the
+    first one's (null: never), overall and per family."""
     stats = coverage_stats(samples, COVER_TAUS)
-    thresholds = {f: CORRECT_GOLD[f] for f in sorted(set(samples["family"]))}
+    families = sorted(set(samples["family"]))
+    by_family = {f: coverage_stats(samples[samples["family"] == f], COVER_TAUS) for f in families}
+    thresholds = {f: CORRECT_GOLD[f] for f in families}
     per_policy = {}
     for p in policies:
-        s = stats[p.label]
         per_policy[p.label] = {
-            **s,
-            "pass_at_k": {str(k): v for k, v in s["pass_at_k"].items()},
-            "cover_at_tau": {str(t): v for t, v in s["cover_at_tau"].items()},
+            **_as_json(stats[p.label]),
             "source": p.source,
             "run_dir": str(p.checkpoint.run_dir) if p.checkpoint else None,
             "step": p.checkpoint.step if p.checkpoint else None,
             "temperature": settings["temperature"],
             "seed": settings["seed"],
             "thresholds": thresholds,
+            "by_family": {f: _as_json(by_family[f][p.label]) for f in families},
         }
-    first = policies[0].label
+    a = policies[0].label
     crossings = [
-        {"a": first, "b": p.label, "k": crossing_k(stats[first]["pass_at_k"], stats[p.label]["pass_at_k"])}
+        {
+            "a": a,
+            "b": p.label,
+            "k": crossing_k(stats[a]["pass_at_k"], stats[p.label]["pass_at_k"]),
+            "by_family": {
+                f: crossing_k(by_family[f][a]["pass_at_k"], by_family[f][p.label]["pass_at_k"])
+                for f in families
+            },
+        }
         for p in policies[1:]
     ]
     return {**settings, "thresholds": thresholds, "policies": per_policy, "crossings": crossings}
