@@ -41,16 +41,13 @@ class Family:
     description: str
     draw: Callable[[random.Random], tuple[str, int]]
     """(prompt, answer) of one random problem."""
-    check: Callable[[str, Task], float]
+    check: Callable[[Task, str], float]
     """Score of a response to a task of this family, in [0, 1]."""
-
-    def score(self, task: Task, response: str) -> float:
-        return self.check(response, task)
 
 
 @dataclass(frozen=True)
 class TaskSets:
-    """Training and held-out tasks, disjoint by prompt, ``per_family`` of each family in each."""
+    """Training and held-out tasks, disjoint by prompt, grouped by family in :data:`FAMILIES` order."""
 
     seed: int
     train: list[Task]
@@ -70,15 +67,15 @@ def _arithmetic(op: str, low: int, high: int, low_b: int | None = None, high_b: 
     return draw
 
 
-def _numeric(response: str, task: Task) -> float:
+def _numeric(task: Task, response: str) -> float:
     return correct_number(response, task.answer, task.prompt)
 
 
-def _number_only(response: str, task: Task) -> float:
+def _number_only(task: Task, response: str) -> float:
     return number_only(response, task.answer, task.prompt)
 
 
-def _exact_words(response: str, task: Task) -> float:
+def _exact_words(task: Task, response: str) -> float:
     return exact_words(response, task.answer)
 
 
@@ -131,7 +128,7 @@ FAMILIES: dict[str, Family] = {
 
 def score(task: Task, response: str) -> float:
     """The checker's score of ``response`` to ``task``, in [0, 1]."""
-    return FAMILIES[task.family].score(task, response)
+    return FAMILIES[task.family].check(task, response)
 
 
 def make_task_sets(
@@ -140,7 +137,8 @@ def make_task_sets(
     """Training and held-out tasks of each family, reproducible from ``seed``, disjoint by prompt.
 
     Each family draws from its own generator (seeded by ``seed`` and its name), so adding a family
-    leaves the others' tasks unchanged.
+    leaves the others' tasks unchanged; the held-out tasks are drawn first, so a larger training set
+    leaves the held-out set unchanged.
     """
     names = families or list(FAMILIES)
     unknown = [name for name in names if name not in FAMILIES]
