@@ -297,3 +297,23 @@ def test_model_prepare_cli_verifies_the_cache(smollm2_dir, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["path"] == str(smollm2_dir) and printed["source"] == "smollm2"
     assert printed["files"]["model.safetensors"]["sha256"] == sha256(smollm2_dir / "model.safetensors")
+
+
+@pytest.mark.parametrize("damage", ["[1, 2]", '{"format": 1}', "not json", None])
+def test_a_damaged_manifest_rebuilds(tmp_path, damage):
+    convert = StandIn()
+    entry = ensure_cached("smollm2", cache_dir=tmp_path, dequantise=convert)
+    if damage is None:
+        (entry / MANIFEST).unlink()
+    else:
+        (entry / MANIFEST).write_text(damage)
+    ensure_cached("smollm2", cache_dir=tmp_path, dequantise=convert)
+    assert convert.calls == 2
+    assert cache_problem(entry, SMOLLM2, gguf_cache.gguf_path(SMOLLM2), verify=True) is None
+
+
+def test_an_unwritable_cache_location_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError, match="WORKBENCH_MODEL_CACHE"):
+        ensure_cached("smollm2", cache_dir=blocker / "models", dequantise=StandIn())

@@ -27,6 +27,7 @@ An entry that fails a check is rebuilt, with a warning naming what failed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import importlib.util
@@ -162,14 +163,17 @@ def remove_leftovers(root: Path, name: str) -> None:
 
 
 def cache_problem(entry: Path, spec: GgufSource, gguf: Path, *, verify: bool = False) -> str | None:
-    """Why the cache entry is not usable, or None when it is (the checks: module docstring)."""
-    try:
-        manifest = json.loads((entry / MANIFEST).read_text())
-    except (OSError, ValueError):
+    """Why the cache entry is not usable, or None when it is (the checks: module docstring).
+
+    When the GGUF was reinstalled unchanged (a new mtime, the same sha256), the manifest is updated
+    to the new mtime, so the next load skips the hash again.
+    """
+    manifest = _read_manifest(entry)
+    if manifest is None:
         return f"no readable {MANIFEST}"
-    if manifest.get("format") != FORMAT or manifest.get("source") != spec.name:
+    if manifest["format"] != FORMAT or manifest["source"] != spec.name:
         return f"{MANIFEST} is of another format or source"
-    recorded = manifest.get("gguf") or {}
+    recorded = manifest["gguf"]
     stat = gguf.stat()
     if recorded.get("size") != stat.st_size:
         return "the installed GGUF differs from the one converted (size)"
@@ -177,8 +181,11 @@ def cache_problem(entry: Path, spec: GgufSource, gguf: Path, *, verify: bool = F
         # Reinstalled, perhaps unchanged: the content decides, and the manifest learns the new mtime.
         if sha256_of(gguf) != recorded.get("sha256"):
             return "the installed GGUF differs from the one converted (sha256)"
-        _write_json_atomic(entry / MANIFEST, {**manifest, "gguf": {**recorded, "mtime_ns": stat.st_mtime_ns}})
-    files = manifest.get("files") or {}
+        with contextlib.suppress(OSError):  # a read-only cache stays valid; it hashes again next time
+            _write_json_atomic(
+                entry / MANIFEST, {**manifest, "gguf": {**recorded, "mtime_ns": stat.st_mtime_ns}}
+            )
+    files = manifest["files"]
     if not any(name.endswith(".safetensors") for name in files):
         return "the manifest lists no weights"
     for name, record in files.items():
@@ -202,10 +209,15 @@ def convert(
         spec.describe(),
         root / spec.name,
     )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the model cache {root} ({exc.strerror}): set WORKBENCH_MODEL_CACHE to a writable directory"
+        ) from exc
     gguf_sha = sha256_of(gguf, progress=f"sha256 of {gguf.name}")
     model, tokenizer = dequantise(gguf)
     needed = sum(p.numel() * p.element_size() for p in model.state_dict().values()) + (64 << 20)
-    root.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(root).free
     if free < needed:
         raise ConfigError(
@@ -292,6 +304,22 @@ def sha256_of(path: Path, *, progress: str | None = None) -> str:
             digest.update(block)
             bar.update(len(block))
     return digest.hexdigest()
+
+
+def _read_manifest(entry: Path) -> dict | None:
+    """The entry's manifest when it parses and has the expected shape, else None."""
+    try:
+        manifest = json.loads((entry / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    shaped = (
+        isinstance(manifest, dict)
+        and {"format", "source", "gguf", "files"} <= manifest.keys()
+        and isinstance(manifest["gguf"], dict)
+        and isinstance(manifest["files"], dict)
+        and all(isinstance(record, dict) for record in manifest["files"].values())
+    )
+    return manifest if shaped else None
 
 
 def _safetensors_header_ok(path: Path) -> bool:
