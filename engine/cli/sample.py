@@ -95,6 +95,8 @@ def main(args: argparse.Namespace) -> int:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")
         return 0
+    if result["model_description"] != source:
+        print(f"model: {result['model_description']}")
     if config.greedy:
         print("temperature 0: greedy decoding (always the most likely token)")
     print("mean signals: " + ", ".join(f"{k}={v:.3f}" for k, v in result["summary"].items()))
