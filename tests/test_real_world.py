@@ -28,6 +28,8 @@ ADD = "What is 7 + 5?"
         "12 (7 + 5)",
         "Sure! 7 + 5 = 12<|im_end|>",
         "Answer: 12",
+        "The sum is equal to 12, because 10 + 2 makes it.",
+        "7 x 5 is wrong; 7 + 5 = 12",
     ],
 )
 def test_correct_number_accepts_natural_right_answers(response):

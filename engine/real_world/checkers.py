@@ -6,8 +6,8 @@ answer is 12.", "7 + 5 = 12", "The sum of 7 and 5 is 12." or "twelve"; all must 
 "7 + 5 = 13", "12 or 13" must not. :func:`final_number` reads the response's answer:
 
 1. number words up to twenty, "once" and "twice" become digits ("appears twice" -> 2);
-2. the number right after the last answer marker (``=``, "equals", "is", "answer:", "answer is",
-   "result:") is the answer: a model that shows its working ends with the result;
+2. the number right after the last answer marker (``=``, "equals", "equal to", "is", "answer:",
+   "result:", "total:") is the answer: a model that shows its working ends with the result;
 3. without a marker, the numbers the prompt does not contain (operands echoed back are not answers):
    one distinct number is the answer; several (a hedge such as "12 or 13") is the last of them.
 """
@@ -19,7 +19,7 @@ import re
 _SPECIAL = re.compile(r"<\|[^|>]*\|>")  # chat-template tokens such as <|im_end|>, when they were kept
 _NUMBER = r"-?\d+(?:,\d{3})*(?:\.\d+)?"
 _MARKED = re.compile(
-    rf"(?:=|\bequals?\b|\bis\b|\banswer\s*:|\bresult\s*:|\btotal\s*:)\s*[*_`\"'(]*\s*({_NUMBER})",
+    rf"(?:=|\bequals?(?:\s+to)?\b|\bis\b|\banswer\s*:|\bresult\s*:|\btotal\s*:)\s*[*_`\"'(]*\s*({_NUMBER})",
     re.IGNORECASE,
 )
 _ANY_NUMBER = re.compile(_NUMBER)
