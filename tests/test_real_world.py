@@ -55,6 +55,17 @@ def test_correct_number_refuses_wrong_answers(response):
     assert correct_number(response, 12, ADD) == 0.0
 
 
+def test_numbers_inside_words_and_rambles_are_not_answers():
+    prompt = 'How many times does the letter "e" appear in the word "letter"?'
+    assert (
+        correct_number('The letter "e" appears 0 times in "letter" due to a misconfiguration (P2', 2, prompt)
+        == 0.0
+    )
+    assert correct_number("H2O has 2 hydrogen atoms", 2, prompt) == 1.0
+    assert correct_number("Maybe 2, maybe 3.", 2, prompt) == 0.0
+    assert final_number("It is the 3rd letter") is None
+
+
 def test_final_number_reads_thousands_and_negative_numbers():
     assert final_number("733 + 799 = 1,532") == 1532
     assert final_number("The result: -3") == -3

@@ -9,7 +9,8 @@ answer is 12.", "7 + 5 = 12", "The sum of 7 and 5 is 12." or "twelve"; all must 
 2. the number right after the last answer marker (``=``, "equals", "equal to", "is", "answer:",
    "result:", "total:") is the answer: a model that shows its working ends with the result;
 3. without a marker, the numbers the prompt does not contain (operands echoed back are not answers):
-   one distinct number is the answer; several (a hedge such as "12 or 13") is the last of them.
+   one distinct number is the answer; several (a hedge such as "12 or 13", or a ramble) give none:
+   the judge would rather miss a right answer than credit a guess.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from __future__ import annotations
 import re
 
 _SPECIAL = re.compile(r"<\|[^|>]*\|>")  # chat-template tokens such as <|im_end|>, when they were kept
-_NUMBER = r"-?\d+(?:,\d{3})*(?:\.\d+)?"
+# A number standing alone: not part of a word such as "P2", "H2O" or "3rd".
+_NUMBER = r"(?<![^\W\d_])-?\d+(?:,\d{3})*(?:\.\d+)?(?![^\W\d_])"
 _MARKED = re.compile(
     rf"(?:=|\bequals?(?:\s+to)?\b|\bis\b|\banswer\s*:|\bresult\s*:|\btotal\s*:)\s*[*_`\"'(]*\s*({_NUMBER})",
     re.IGNORECASE,
@@ -51,8 +53,8 @@ def final_number(response: str, prompt: str = "") -> float | None:
         return _parse(marked[-1])
     given = {_parse(n) for n in _ANY_NUMBER.findall(prompt)}
     found = [_parse(n) for n in _ANY_NUMBER.findall(text)]
-    new = [n for n in found if n not in given] or found
-    return new[-1] if new else None
+    new = {n for n in found if n not in given} or set(found)
+    return new.pop() if len(new) == 1 else None
 
 
 def correct_number(response: str, answer: int, prompt: str = "") -> float:
