@@ -221,7 +221,7 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
 def test_launch_uses_torchrun_for_several_processes():
     import sys
 
-    from engine.runs.launch import job_command
+    from engine.ppo.launch import job_command
 
     assert job_command(1) == [sys.executable, "-m", "engine", "ppo"]
     assert job_command(2)[:6] == [

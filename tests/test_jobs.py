@@ -15,17 +15,17 @@ import pytest
 import torch
 
 from engine.config import ConfigError
-from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig, config_to_argv
+from engine.ppo.argv import config_to_argv
+from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
 from engine.ppo.job import run_job
+from engine.ppo.launch import launch, stop
 from engine.runs import (
     effective_state,
     is_live,
-    launch,
     list_runs,
     owner_lock,
     read_status,
     run_dir_of,
-    stop,
 )
 from engine.store import RunWriter
 from tests.ppo_fixtures import make_tiny_sources, one_thread  # noqa: F401 (fixture)
@@ -74,7 +74,7 @@ def _metric_steps(run_dir: Path) -> list[int]:
 
 
 def test_config_round_trips_through_argv(job_config):
-    from engine.ppo.config import add_config_arguments, config_from_args
+    from engine.ppo.argv import add_config_arguments, config_from_args
 
     parser = __import__("argparse").ArgumentParser()
     add_config_arguments(parser)
@@ -204,3 +204,4 @@ def test_run_record_says_the_precision_used(tmp_path, job_config):
     run_job(job_config.replace(steps=1, base_precision="bf16"), run_dir)
     recorded = json.loads((run_dir / "run.json").read_text())["config"]["ppo"]["base_precision"]
     assert recorded == ("bf16" if bf16_matmul_is_fast(torch.device("cpu")) else "fp32")
+

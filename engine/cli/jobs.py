@@ -6,7 +6,8 @@ import argparse
 import json
 
 from engine.config import ConfigError
-from engine.runs import RUN_FILE, effective_state, list_runs, read_status, run_dir_of, stop
+from engine.ppo.launch import stop
+from engine.runs import RUN_FILE, effective_state, list_runs, read_status, run_dir_of
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -1,6 +1,6 @@
 """The body of a PPO job process: own the run directory, train, keep the heartbeat, stop cleanly on
 SIGTERM (after the current step, with a checkpoint). Started by ``python -m engine ppo`` (contract),
-which the app launches in the background (:func:`engine.runs.launch`).
+which the app launches in the background (:func:`engine.ppo.launch.launch`).
 
 Under ``torchrun`` / ``accelerate launch`` every rank runs this body (:mod:`engine.ppo.distributed`):
 rank 0 owns the run directory (lock, record, status, store, checkpoints), every rank builds the same

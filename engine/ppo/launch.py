@@ -22,7 +22,8 @@ from pathlib import Path
 
 from engine.config import ConfigError
 from engine.paths import REPO_ROOT
-from engine.ppo.config import PPOConfig, config_to_argv
+from engine.ppo.argv import config_to_argv
+from engine.ppo.config import PPOConfig
 from engine.runs.layout import EVAL_LOG, JOB_LOG, LOCK_FILE, RUN_FILE, new_run_id, run_dir_of
 from engine.runs.lock import is_live
 from engine.runs.status import read_status
