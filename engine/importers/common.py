@@ -34,7 +34,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.config import ConfigError
-from engine.store.schema import ROLLOUT_SCHEMA, RUN_FILE, TOKEN_LIST_COLUMNS
+from engine.runs.layout import RUN_FILE
+from engine.store.schema import ROLLOUT_SCHEMA, TOKEN_LIST_COLUMNS
 from engine.store.writer import RunWriter, atomic_write_json
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,10 @@
-"""A run directory's name and its small JSON files: ``runs/<run_id>/`` with ``run.json`` (the record:
-kind, config, seed, source), ``status.json`` (the job's heartbeat) and ``.lock`` (the owner's flock).
+"""A run directory's names, the one home of every file and folder name in ``runs/<run_id>/``, and its
+small JSON files: ``run.json`` (the record: kind, config, seed, source), ``status.json`` (the job's
+heartbeat) and ``.lock`` (the owner's flock).
 
-The store's Parquet files (``rollouts/``, ``metrics/``, ``evals/``) and ``checkpoints/`` live in the
-same directory; their layout is the store's (:mod:`engine.store.schema`). A directory with rollout
-files but no record (copied from another tool) is a run too, of unknown kind.
+The store's Parquet files (``rollouts/``, ``metrics/``, ``probes/``, ``evals/``) and ``checkpoints/``
+live in the same directory; what is inside them is the store's (:mod:`engine.store.schema`). A
+directory with rollout files but no record (copied from another tool) is a run too, of unknown kind.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from engine.paths import runs_dir
 RUN_FILE = "run.json"
 STATUS_FILE = "status.json"
 ROLLOUTS_DIR = "rollouts"  # the store's per-step rollout files (engine.store.schema)
+METRICS_DIR = "metrics"  # one metrics file per logged step
+PROBES_DIR = "probes"  # the fixed probe prompts sampled every few steps (rollout schema, is_probe)
+EVALS_DIR = "evals"  # evals/<name>.parquet: evaluations of a run's checkpoints
 CHECKPOINTS_DIR = "checkpoints"  # checkpoints/step-N/: adapter, value head, optimizer, trainer state
 TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint: its presence means complete
 LOCK_FILE = ".lock"
@@ -38,6 +42,11 @@ def check_run_id(run_id: str) -> str:
 def run_dir_of(run_id: str, root: Path | str | None = None) -> Path:
     """``<runs dir>/<run_id>`` (``root`` defaults to WORKBENCH_RUNS_DIR or ./runs)."""
     return (Path(root) if root is not None else runs_dir()) / check_run_id(run_id)
+
+
+def eval_file(run_dir: Path, name: str) -> Path:
+    """``<run_dir>/evals/<name>.parquet``: one evaluation of a run's checkpoints."""
+    return Path(run_dir) / EVALS_DIR / f"{name}.parquet"
 
 
 def new_run_id(prefix: str = "ppo") -> str:
