@@ -205,3 +205,15 @@ def test_run_record_says_the_precision_used(tmp_path, job_config):
     recorded = json.loads((run_dir / "run.json").read_text())["config"]["ppo"]["base_precision"]
     assert recorded == ("bf16" if bf16_matmul_is_fast(torch.device("cpu")) else "fp32")
 
+
+def test_runs_dir_is_accepted_after_the_action(tmp_path):
+    RunWriter.create(tmp_path / "r", kind="ppo", config={}, seed=0)
+    (tmp_path / "r" / "status.json").write_text('{"state": "stopped", "step": 2, "pid": 1}')
+    out = _run_cli("jobs", "status", "r", "--runs-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["state"] == "stopped"
+    for argv in (["stop", "r", "--runs-dir", str(tmp_path)], ["--runs-dir", str(tmp_path), "stop", "r"]):
+        out = _run_cli("jobs", *argv)
+        assert out.returncode == 2 and "run r has no live job to stop" in out.stderr, out.stderr
+    out = _run_cli("jobs", "list", "--runs-dir", str(tmp_path))
+    assert out.returncode == 0 and out.stdout.startswith("r\tppo\tstopped\t2"), out.stdout
