@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -62,11 +61,30 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def atomic_write_json(obj: Any, path: Path) -> Path:
-    """Write ``obj`` as JSON through a hidden temp file in the same directory + ``os.replace``."""
+def new_temp_file(path: Path) -> tuple[int, Path]:
+    """A new, hidden temp file beside ``path`` to be renamed onto it: (descriptor open for writing, path).
+
+    Created with mode 0o666 less the umask, like any other file: ``tempfile.mkstemp``'s 0600 would make
+    a run unreadable to the other users of a shared runs directory.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2, default=str)
-    os.replace(tmp, path)
+    while True:
+        tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:  # 48 random bits: practically never
+            continue
+
+
+def atomic_write_json(obj: Any, path: Path) -> Path:
+    """Write ``obj`` as JSON through a hidden temp file in the same directory + ``os.replace``; the
+    temp file is removed when the write fails (a full disk leaves nothing behind)."""
+    fd, tmp = new_temp_file(path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

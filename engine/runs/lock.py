@@ -35,10 +35,12 @@ def owner_lock(run_dir: Path) -> Iterator[None]:
 
 def is_live(run_dir: Path) -> bool:
     """True while some process holds the run's lock (a job is running in it)."""
-    lock = Path(run_dir) / LOCK_FILE
-    if not lock.exists():
+    # Read-only: a reader (another user's app or `jobs list`) may not write the owner's lock file,
+    # and flock needs no write access.
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:  # never locked, or removed by a failed start
         return False
-    fd = os.open(lock, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

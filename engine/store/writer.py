@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from engine.runs.layout import (
     RUN_FILE,
     atomic_write_json,
     eval_file,
+    new_temp_file,
 )
 from engine.store import schema
 from engine.store.derived import list_means, prompt_collapsed, repeat_shares
@@ -54,8 +54,7 @@ Rows = pa.Table | Sequence[Mapping[str, Any]] | Mapping[str, Any]
 
 def atomic_write_table(table: pa.Table, path: Path) -> Path:
     """Write ``table`` to ``path`` through a hidden temp file in the same directory + ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = new_temp_file(path)
     os.close(fd)
     try:
         # Min/max of the per-token values prune nothing (queries filter on scalar columns) and
@@ -64,7 +63,7 @@ def atomic_write_table(table: pa.Table, path: Path) -> Path:
         pq.write_table(table, tmp, write_statistics=scalars, **PARQUET_OPTIONS)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
