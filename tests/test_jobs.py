@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -217,3 +218,46 @@ def test_runs_dir_is_accepted_after_the_action(tmp_path):
         assert out.returncode == 2 and "run r has no live job to stop" in out.stderr, out.stderr
     out = _run_cli("jobs", "list", "--runs-dir", str(tmp_path))
     assert out.returncode == 0 and out.stdout.startswith("r\tppo\tstopped\t2"), out.stdout
+
+
+def _ppo_process(*args: str, file_size_limit: int | None = None) -> subprocess.CompletedProcess:
+    """``python -m engine ppo ...`` as a real job process; ``file_size_limit`` (bytes) makes every
+    write past it fail with EFBIG, as a full disk fails with ENOSPC (root ignores file modes, so this
+    is the failing write a test can make anywhere)."""
+
+    def limit_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "ppo", "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **ENV},
+        preexec_fn=limit_files if file_size_limit else None,
+    )
+
+
+def test_a_failed_write_stops_the_job_with_one_error_line_and_resume_finishes(tmp_path, job_config):
+    config = job_config.replace(steps=2, probe_every=0)
+    runs = str(tmp_path)
+    first = _ppo_process("--runs-dir", runs, "--run-id", "full", *config_to_argv(config))
+    assert first.returncode == 0, first.stderr[-2000:]
+    run_dir = tmp_path / "full"
+
+    # A rollout file is ~11 KB: step 3's cannot be written, its metrics (2 KB) and the status can.
+    full = _ppo_process("--runs-dir", runs, "--resume", "full", "--steps", "4", file_size_limit=4096)
+    lines = [line for line in full.stderr.splitlines() if line.strip()]
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-3000:]
+    assert lines[-1].startswith(f"error: could not write {run_dir}/rollouts/step-000003.parquet: "), lines[-1]
+    assert "steps up to 2 are saved" in lines[-1]
+    status = read_status(run_dir)
+    assert status["state"] == "failed" and "could not write" in status["message"]
+    assert effective_state(run_dir) == "failed"
+    assert not [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
+    assert _metric_steps(run_dir) == [1, 2]
+
+    again = _ppo_process("--runs-dir", runs, "--resume", "full", "--steps", "4")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _metric_steps(run_dir) == [1, 2, 3, 4]
+    assert read_status(run_dir)["state"] == "finished"

@@ -22,6 +22,7 @@ from engine.ppo.build import build_trainer, resume_step
 from engine.ppo.config import PPOConfig
 from engine.ppo.distributed import Dist, init_from_env, shutdown
 from engine.runs import LOCK_FILE, RUN_FILE, StatusFile, owner_lock
+from engine.runs.layout import RunWriteError, write_error
 from engine.store import RunWriter
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,18 @@ def _lead(config: PPOConfig, run_dir: Path, dist: Dist, device, *, resume: bool,
                 if stopped and last < start:  # stopped before the first step: nothing to save
                     log.info("stopped before any step")
             except BaseException as exc:
-                status.update(state="failed", message=f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, OSError):  # a write outside the store's writers (a checkpoint)
+                    exc = write_error(Path(exc.filename or run_dir), exc)
+                if isinstance(exc, RunWriteError):
+                    exc = RunWriteError(
+                        f"{exc} (steps up to {status.state['step']} are saved; resume the run once "
+                        "its directory can be written)"
+                    )
+                reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+                with contextlib.suppress(RunWriteError):  # the disk that failed the step may refuse it too
+                    status.update(state="failed", message=reason)
+                if isinstance(exc, RunWriteError):
+                    raise exc from None  # one line, not a chain of tracebacks
                 raise
             finally:
                 stop_requested.restore()

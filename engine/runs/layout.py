@@ -31,6 +31,16 @@ JOB_LOG = "job.log"
 EVAL_LOG = "eval.log"
 
 
+class RunWriteError(ConfigError):
+    """A file of a run directory could not be written (a full disk, a read-only directory): reported
+    as one line naming the file, never a traceback."""
+
+
+def write_error(path: Path, exc: OSError) -> RunWriteError:
+    """``exc`` (from writing ``path``) as the one-line error the job and the CLI report."""
+    return RunWriteError(f"could not write {path}: {exc.strerror or exc}")
+
+
 def check_run_id(run_id: str) -> str:
     """A run id is a plain directory name; ConfigError otherwise."""
     if not run_id or "/" in run_id or run_id.startswith(".") or run_id != run_id.strip():
@@ -77,14 +87,22 @@ def new_temp_file(path: Path) -> tuple[int, Path]:
 
 
 def atomic_write_json(obj: Any, path: Path) -> Path:
-    """Write ``obj`` as JSON through a hidden temp file in the same directory + ``os.replace``; the
-    temp file is removed when the write fails (a full disk leaves nothing behind)."""
-    fd, tmp = new_temp_file(path)
+    """Write ``obj`` as JSON through a hidden temp file in the same directory + ``os.replace``.
+
+    A failed write (a full disk, a read-only directory) removes its temp file and raises
+    :class:`RunWriteError` naming ``path``.
+    """
+    try:
+        fd, tmp = new_temp_file(path)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(obj, fh, indent=2, default=str)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from exc
         raise
     return path

@@ -29,6 +29,7 @@ from engine.runs.layout import (
     atomic_write_json,
     eval_file,
     new_temp_file,
+    write_error,
 )
 from engine.store import schema
 from engine.store.derived import list_means, prompt_collapsed, repeat_shares
@@ -53,8 +54,12 @@ Rows = pa.Table | Sequence[Mapping[str, Any]] | Mapping[str, Any]
 
 
 def atomic_write_table(table: pa.Table, path: Path) -> Path:
-    """Write ``table`` to ``path`` through a hidden temp file in the same directory + ``os.replace``."""
-    fd, tmp = new_temp_file(path)
+    """Write ``table`` to ``path`` through a hidden temp file in the same directory + ``os.replace``;
+    a failed write removes the temp file and raises :class:`~engine.runs.layout.RunWriteError`."""
+    try:
+        fd, tmp = new_temp_file(path)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
     os.close(fd)
     try:
         # Min/max of the per-token values prune nothing (queries filter on scalar columns) and
@@ -62,8 +67,10 @@ def atomic_write_table(table: pa.Table, path: Path) -> Path:
         scalars = [f.name for f in table.schema if not pa.types.is_nested(f.type)]
         pq.write_table(table, tmp, write_statistics=scalars, **PARQUET_OPTIONS)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk, a read-only directory
+            raise write_error(path, exc) from exc
         raise
     return path
 
