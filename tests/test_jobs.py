@@ -238,6 +238,7 @@ def _ppo_process(*args: str, file_size_limit: int | None = None) -> subprocess.C
     )
 
 
+@pytest.mark.slow
 def test_a_failed_write_stops_the_job_with_one_error_line_and_resume_finishes(tmp_path, job_config):
     config = job_config.replace(steps=2, probe_every=0)
     runs = str(tmp_path)
@@ -261,3 +262,69 @@ def test_a_failed_write_stops_the_job_with_one_error_line_and_resume_finishes(tm
     assert again.returncode == 0, again.stderr[-2000:]
     assert _metric_steps(run_dir) == [1, 2, 3, 4]
     assert read_status(run_dir)["state"] == "finished"
+
+
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+class ReadOnlySwitch:
+    """Turns a directory read-only for everyone, root included (a read-only bind mount over it)."""
+
+    def __init__(self) -> None:
+        self.mounted: list[Path] = []
+
+    def on(self, path: Path) -> None:
+        if not _mount("--bind", str(path), str(path)):
+            pytest.skip("cannot bind-mount here (the RLIMIT_FSIZE test covers a failed write)")
+        self.mounted.append(path)
+        assert _mount("-o", "remount,ro,bind", str(path), str(path))
+
+    def off(self, path: Path) -> None:
+        subprocess.run(["umount", str(path)], check=True)
+        self.mounted.remove(path)
+
+
+@pytest.fixture
+def read_only():
+    switch = ReadOnlySwitch()
+    yield switch
+    for path in list(switch.mounted):
+        switch.off(path)
+
+
+@pytest.mark.slow
+def test_a_run_directory_turned_read_only_fails_with_one_error_line(tmp_path, job_config, read_only):
+    config = job_config.replace(steps=200, save_every=1, probe_every=0)  # resume goes on from any step
+    job = launch(config, run_id="ro", root=tmp_path, env=ENV)
+    writer = RunWriter(job.run_dir)
+    try:
+        _wait(lambda: len(writer.logged_steps()) >= 2)
+        read_only.on(job.run_dir)  # the job's log, open since the start, stays writable
+        assert job.process.wait(timeout=120) == 2
+    finally:
+        if job.process.poll() is None:
+            job.process.kill()
+    log_lines = [line for line in (job.run_dir / "job.log").read_text().splitlines() if line.strip()]
+    assert "Traceback" not in "\n".join(log_lines), log_lines[-30:]
+    assert log_lines[-1].startswith(f"error: could not write {job.run_dir}/"), log_lines[-1]
+    assert "Read-only file system" in log_lines[-1]
+    assert effective_state(job.run_dir) == "interrupted"  # its status could not be written either
+    done = _metric_steps(job.run_dir)
+    assert done == list(range(1, len(done) + 1))
+
+    # Resuming while it is read-only: the same kind of line, nothing changed.
+    out = _ppo_process("--runs-dir", str(tmp_path), "--resume", "ro")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1].startswith(f"error: could not write {job.run_dir}/")
+    assert _metric_steps(job.run_dir) == done
+
+    # Writable again: the resumed job trains on from the last checkpoint.
+    read_only.off(job.run_dir)
+    job = launch(run_id="ro", root=tmp_path, resume=True, env=ENV, wait=True)
+    _wait(lambda: len(writer.logged_steps()) > len(done))
+    assert stop("ro", tmp_path) and job.process.wait(timeout=120) == 0
+    assert read_status(job.run_dir)["state"] == "stopped"
+    after = _metric_steps(job.run_dir)
+    assert after == list(range(1, len(after) + 1)) and len(after) > len(done)
+    assert not [p for p in job.run_dir.rglob("*") if p.name.endswith(".tmp")]  # the resume removed them

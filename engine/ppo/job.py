@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Callable
@@ -102,6 +103,7 @@ def _lead(
         dist.all_true(True)
         trainer = None
         if resume:
+            remove_temp_files(run_dir)  # of writes that failed last time (a full disk)
             writer = RunWriter.open(run_dir)
         else:
             # Sources, prompts and models are loaded before the run exists: a failed start (a missing
@@ -153,6 +155,7 @@ def _lead(
                 reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
                 with contextlib.suppress(RunWriteError):  # the disk that failed the step may refuse it too
                     status.update(state="failed", message=reason)
+                remove_temp_files(run_dir)
                 if isinstance(exc, RunWriteError):
                     raise exc from None  # one line, not a chain of tracebacks
                 raise
@@ -213,6 +216,18 @@ def _stop_on_signals(launcher_gone: Callable[[], bool]) -> _StopFlag:
 
     flag.previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     return flag
+
+
+def remove_temp_files(run_dir: Path) -> None:
+    """Remove the hidden temp files (``.<name>.*.tmp``) and checkpoint directories (``.step-N.tmp``)
+    of writes that failed, as far as the directory lets us (a read-only one keeps them until the
+    resume). Only the run's owner calls this: no other write can be in flight."""
+    for path in Path(run_dir).rglob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 def remove_failed_start(run_dir: Path) -> None:
