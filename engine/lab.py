@@ -24,7 +24,7 @@ from engine.analysis.entropy_dynamics import entropy_distribution, top_entropy_t
 from engine.config import ConfigError, SamplingConfig, validate_prompt
 from engine.models import LoadedModel, load_causal_lm
 from engine.reward import Judge, load_reward_model, same_vocabulary, score_responses
-from engine.runs import list_checkpoints as run_checkpoints
+from engine.runs import list_checkpoints
 from engine.sampling import Generation, chat_prompts, generate_from_texts, sampling_logits
 
 SIGNALS = ("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates")
@@ -171,10 +171,10 @@ def top_alternatives(logits: torch.Tensor, config: SamplingConfig, k: int = N_AL
     return Alternatives(ids=top.indices, p=p, q=q)
 
 
-def list_checkpoints(runs_dir: Path) -> list[tuple[str, Path]]:
+def checkpoint_choices(runs_dir: Path) -> list[tuple[str, Path]]:
     """Complete PPO checkpoints of every run under ``runs_dir``, as (label, dir), by run then step."""
     runs = sorted(d for d in Path(runs_dir).glob("*") if d.is_dir() and not d.name.startswith("."))
-    return [(f"{run.name} / step {step}", path) for run in runs for step, path in run_checkpoints(run)]
+    return [(f"{run.name} / step {step}", path) for run in runs for step, path in list_checkpoints(run)]
 
 
 def clean_prompts(prompts: Sequence[str]) -> list[str]:
