@@ -91,19 +91,26 @@ def test_cov_share_is_a_share_and_names_the_ratio_when_it_exceeds_the_net() -> N
     assert cov_share_sentence({"share": None, "ratio_to_net": None, "tokens": []}) is None
 
 
-def _forking(share: float, p90: list[float]) -> dict:
-    per_step = [{"share_near_zero": share, "p90": v} for v in p90]
+def _forking(share: float, mean: list[float], p90: list[float]) -> dict:
+    per_step = [
+        {"share_near_zero": share, "mean": m, "p50": m / 2, "p90": v} for m, v in zip(mean, p90, strict=True)
+    ]
     return {"share_near_zero": share, "near_zero_threshold": 0.01, "p50": 0.4, "per_step": per_step}
 
 
 def test_forking_sentence_reads_the_distribution_both_ways() -> None:
     falling = [1.5 - 0.02 * i for i in range(30)]
-    broad = forking_sentence(_forking(0.0, falling))
+    broad = forking_sentence(_forking(0.0, falling, falling))
     assert "Only 0.0% of these tokens are below 0.01 nats" in broad and "not near-deterministic" in broad
-    assert "entropy reduction." in broad and "does not show" not in broad
-    peaked = forking_sentence(_forking(0.7, falling[::-1]))
+    assert "the tokens' entropy fell: entropy reduction." in broad
+    peaked = forking_sentence(_forking(0.7, falling[::-1], falling[::-1]))
     assert peaked.startswith("Most tokens (70%) are near-deterministic")
-    assert "does not show entropy reduction" in peaked
+    assert "grew: the opposite of entropy reduction" in peaked
+    # demo-kl0's shape: the top percentile falls while the middle rises: not a reduction
+    mixed = forking_sentence(_forking(0.0, falling[::-1], falling))
+    assert "the 90th percentile fell" in mixed and "entropy reduction." not in mixed.replace(
+        "opposite of entropy reduction.", ""
+    )
     assert (
         forking_sentence({"share_near_zero": None, "near_zero_threshold": 0.01})
         == "No tokens to read a distribution from."

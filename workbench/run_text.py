@@ -113,9 +113,9 @@ def first_and_last_tenth(frame: pd.DataFrame, key: str) -> Ends | None:
     return first_last_tenth(_series(frame, key))
 
 
-def change_text(name: str, ends: Ends) -> str:
-    """ "gold rose from 0.367 to 0.502", or "... changed within the noise (...)" when it did."""
-    values = f"{ends.first:#.3g} to {ends.last:#.3g}"  # 1.00, not 1
+def change_text(name: str, ends: Ends, spec: str = "#.3g", unit: str = "") -> str:
+    """ "gold rose from 0.367 to 0.502", or "... went from ... to ..., within the step-to-step noise"."""
+    values = f"{format(ends.first, spec)} to {format(ends.last, spec)}{unit}"  # #.3g: 1.00, not 1
     if ends.noisy:
         return f"{name} went from {values}, within the step-to-step noise"
     return f"{name} {'rose' if ends.change > 0 else 'fell'} from {values}"
@@ -203,7 +203,8 @@ def cov_share_sentence(top: dict) -> str | None:
 
 def forking_sentence(forking: dict) -> str:
     """What the per-token entropy distribution says: near-deterministic only when most tokens are
-    below the threshold, and how its share and 90th percentile moved (first vs last tenth)."""
+    below the threshold, and how the mean, median and 90th percentile moved (first vs last tenth);
+    the verdict reads the mean, so a falling top with a rising middle is not called a reduction."""
     share, threshold, p50 = forking.get("share_near_zero"), forking["near_zero_threshold"], forking.get("p50")
     if share is None:
         return "No tokens to read a distribution from."
@@ -219,17 +220,24 @@ def forking_sentence(forking: dict) -> str:
             "near-deterministic, and the forking tokens are the top of a broad distribution."
         )
     series = forking.get("per_step") or []
-    p90 = first_last_tenth([s.get("p90") for s in series])
-    near = first_last_tenth([s.get("share_near_zero") for s in series])
-    if p90 is None or near is None:
+    ends = {
+        name: first_last_tenth([s.get(key) for s in series])
+        for key, name in (
+            ("mean", "the mean token entropy"),
+            ("p50", "the median"),
+            ("p90", "the 90th percentile"),
+        )
+    }
+    if any(e is None for e in ends.values()):
         return text
-    moves = f"{change_text('the 90th percentile', p90)} nats; {change_text('the share near zero', near)}"
-    if _moved(p90, False):
-        verdict = "the top of the distribution fell: entropy reduction."
-    elif _moved(p90, True):
-        verdict = "the top of the distribution rose: this run does not show entropy reduction."
+    moves = "; ".join(change_text(name, e, unit=" nats") for name, e in ends.items())
+    mean = ends["the mean token entropy"]
+    if _moved(mean, False):
+        verdict = "the tokens' entropy fell: entropy reduction."
+    elif _moved(mean, True):
+        verdict = "the tokens' entropy grew: the opposite of entropy reduction."
     else:
-        verdict = "this run does not show entropy reduction in its tokens."
+        verdict = "the tokens' mean entropy does not clearly move: no entropy reduction shown here."
     return f"{text} Over the run (first vs last tenth): {moves}; {verdict}"
 
 
@@ -276,13 +284,13 @@ def data_range_sentence(change: pd.DataFrame, ppo_only: set[str], run: str) -> s
     if se is None:
         text = f"`{run}` has too few families on one side to tell ({means})."
     elif diff > NOISE_Z * se:
-        text = f"**On `{run}`, PPO paid off more outside SFT's range**: {means} (difference {diff:+.2f}, standard error {se:.2f} over families)."
+        text = f"**On `{run}`, PPO paid off more outside SFT's range**: {means} (difference {diff:+.2f}, beyond {NOISE_Z:g} standard errors over families: ±{NOISE_Z * se:.2f})."
     elif diff < -NOISE_Z * se:
-        text = f"**`{run}` shows the opposite**: {means} (difference {diff:+.2f}, standard error {se:.2f} over families)."
+        text = f"**`{run}` shows the opposite**: {means} (difference {diff:+.2f}, beyond {NOISE_Z:g} standard errors over families: ±{NOISE_Z * se:.2f})."
     else:
         text = (
             f"**`{run}` does not show it**: {means}; the difference ({diff:+.2f}) is within {NOISE_Z:g} "
-            f"standard errors over families ({se:.2f})."
+            f"standard errors over families (±{NOISE_Z * se:.2f})."
         )
     rose = change.loc[change["entropy_change"] > 0, "prompt_family"].tolist()
     if rose:
