@@ -7,6 +7,7 @@ from workbench import lab_inputs as inputs
 from workbench import lab_tables as views
 from workbench.figures import lab as figures
 from workbench.resources import sampling_lab, world_or_none
+from workbench.run_text import forking_sentence
 
 SHOWN = 8  # samples per prompt shown before an expander, so the summaries stay in view
 
@@ -86,6 +87,7 @@ if tabs[1].open:
         for col, q in zip(cols[1:], ("p50", "p80", "p90"), strict=True):
             col.metric(f"{q} entropy (nats)", f"{dist[q]:.3f}")
         st.plotly_chart(figures.forking_figure(forking["entropy"], dist), key="lab_forking")
+        st.caption(forking_sentence(dist))
         st.markdown("**The highest-entropy positions**: where the samples fork")
         st.dataframe(views.forking_frame(forking["top"]), hide_index=True, width="stretch")
 

@@ -252,7 +252,7 @@ def test_rm_accuracy_refuses_to_evaluate_a_demo_run(demo_env):
 
 
 def test_entropy_dynamics_page(monkeypatch, tmp_path):
-    build_run(tmp_path / "runs" / "dyn")
+    build_run(tmp_path / "runs" / "dyn", n_steps=40)  # enough steps for the fits (at least 10)
     monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
     at = _ran("entropy_dynamics")
