@@ -259,3 +259,13 @@ def test_all_nan_rewards_skip_the_step_and_leave_the_weights(algorithm, tiny_sou
     result = trainer.iteration(1)
     assert result.skipped and result.rows is None and result.metrics["guard/bad_step"] == 1.0
     assert all(torch.equal(a, b) for a, b in zip(before, trainer.trainable_parameters(), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("control", "key"), [("clip_cov", "policy/clip_cov_frac"), ("kl_cov", "policy/kl_cov_frac")]
+)
+def test_the_entropy_controls_drive_the_group_loss_too(control, key, tiny_sources):
+    config = tiny_config(steps=1).replace(algorithm="rloo", entropy_control=control, loss_type="dr_grpo")
+    trainer = build_trainer(config, None, sources=tiny_sources, device="cpu")
+    metrics = trainer.iteration(1).metrics
+    assert key in metrics and math.isfinite(metrics["loss/total"])

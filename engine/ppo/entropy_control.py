@@ -14,10 +14,11 @@ Both follow the authors' code, ``verl/trainer/ppo/core_algos.py`` (``compute_pol
 and ``compute_policy_loss_kl_cov``) in github.com/PRIME-RL/Entropy-Mechanism-of-RL (commit 8850579).
 
 Every function takes ``(B, T)`` tensors: the current log-probs (with grad), the rollout's log-probs,
-the advantages and ``response_mask`` (True = real token). The ``*_terms`` functions return the per-token
-loss (B, T) and stats, for any aggregation (the group methods' ``loss_type``); the ``*_policy_loss``
-ones return ``(loss, stats)`` like ``policy_loss``, the loss a mean over real tokens. The stats are detached scalars with the same
-``policy/clipfrac``, ``policy/approxkl`` and ``policy/ratio`` keys plus their own.
+the advantages and ``response_mask`` (True = real token). The ``*_terms`` functions return the
+per-token loss (B, T) and stats, for any aggregation (the group methods' ``loss_type``); the
+``*_policy_loss`` ones return ``(loss, stats)`` like ``policy_loss``, the loss a mean over real
+tokens. The stats are detached scalars with the same ``policy/clipfrac``, ``policy/approxkl`` and
+``policy/ratio`` keys plus their own.
 """
 
 from __future__ import annotations
