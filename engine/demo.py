@@ -7,7 +7,10 @@ itself from a recorded config and seed, so a fresh clone has runs to click throu
   agreement with gold drops on what PPO now samples (over-optimisation);
 - ``demo-late-epoch``: the default config from the last, collapsed SFT epoch (the practitioner's
   "sampling space too small"): entropy starts at half the default epoch's. Measured on this world it
-  still gains gold (its samples are already good), as the figures say; it shows what PPO works with.
+  still gains gold (its samples are already good), as the figures say; it shows what PPO works with;
+- ``demo-grpo``: GRPO with the engine's defaults (no value head, the group baseline, on-policy: one
+  optimizer step per batch) from the same start for the same steps as ``demo-default``, to put the
+  two side by side.
 
 Every step's metrics are kept; rollouts are kept for every ``keep_every``-th step (all rollouts of a
 kept step, never a sample of them), probes at every probe step, and the log-prob accuracy of the
@@ -63,6 +66,12 @@ def demo_specs() -> list[DemoSpec]:
             "from the last, collapsed SFT epoch: a small sampling space",
             default.replace(sft_epoch=8, steps=120, save_every=40, seed=0),
             keep_every=2,
+        ),
+        DemoSpec(
+            "demo-grpo",
+            "GRPO beside default PPO: group advantages, no value head",
+            default.replace(algorithm="grpo", steps=400, save_every=50, seed=0),
+            keep_every=4,  # every fourth step's rollouts: the four runs stay within the 25 MiB the clone ships
         ),
     ]
 

@@ -1,4 +1,5 @@
-"""``python -m engine analyse entropy RUN_DIR [--fit-fraction 0.3] --json`` (contract).
+"""``python -m engine analyse entropy RUN_DIR [--fit-fraction 0.3] --json`` (contract), and
+``python -m engine analyse groups RUN --json`` (contract; :func:`engine.store.group_queries.group_audit`).
 
 Prints one JSON object (``engine.analysis.entropy_dynamics.entropy_report``): ``per_step`` (step,
 cov, entropy_change, mean_entropy, mean_reward, ...), ``entropy_change_source``, ``cov_entropy_corr``,
@@ -46,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     entropy.add_argument("--top", type=int, default=20, help="tokens listed per table (default 20)")
     entropy.add_argument("--json", action="store_true", help="print one JSON object")
     entropy.set_defaults(func=main_entropy)
+    register_groups(sub)
     _register_coverage(sub)
 
 
@@ -210,3 +212,61 @@ def _print_summary(report: dict) -> None:
         )
     else:
         print(f"gold vs sqrt(KL): {gold['reason']}")
+
+
+def register_groups(sub: argparse._SubParsersAction) -> None:
+    from engine.store.group_queries import DEFAULT_GOLD_THRESHOLD, DEFAULT_MEAN_RANGE
+
+    groups = sub.add_parser(
+        "groups",
+        help="group-filter audit: zero-std groups, what the std / mean / binary filters would drop, "
+        "phantom-advantage groups",
+    )
+    groups.add_argument("run", metavar="RUN", help="a run id (in --runs-dir) or a run directory")
+    groups.add_argument("--runs-dir", default=None, help="where run ids are looked up (default: ./runs)")
+    groups.add_argument(
+        "--mean-range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=list(DEFAULT_MEAN_RANGE),
+        help="the mean filter keeps groups whose mean reward is strictly inside (LOW, HIGH) (default 0 1)",
+    )
+    groups.add_argument(
+        "--gold-threshold",
+        type=float,
+        default=DEFAULT_GOLD_THRESHOLD,
+        help="a sample passes when its gold score is >= this (default 0.5; the world's gold is in [0, 1])",
+    )
+    groups.add_argument("--top", type=int, default=None, help="phantom groups listed (default: all)")
+    groups.add_argument("--json", action="store_true", help="print one JSON object")
+    groups.set_defaults(func=main_groups)
+
+
+def main_groups(args: argparse.Namespace) -> int:
+    from engine.config import ConfigError
+    from engine.importers.signals import run_dir_of
+    from engine.store.group_queries import group_audit
+
+    if args.top is not None and args.top < 0:
+        raise ConfigError(f"--top must be >= 0, got {args.top}")
+    run_dir = run_dir_of(args.run, args.runs_dir)
+    report = {
+        "run_dir": str(run_dir),
+        **group_audit(run_dir, tuple(args.mean_range), args.gold_threshold, args.top),
+    }
+    if args.json:
+        json.dump(report, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
+    overall = report["overall"]
+    if overall is None:
+        print(f"{run_dir}: no rollouts")
+        return 0
+    gate = "n/a (no gold)" if overall["binary_gate_drop"] is None else f"{overall['binary_gate_drop']:.1%}"
+    print(
+        f"{run_dir}: {overall['n_groups']} groups; zero std {overall['frac_zero_std']:.1%} (the std filter's "
+        f"drop); mean filter drops {overall['mean_filter_drop']:.1%}; binary gate drops {gate}; "
+        f"phantom-advantage groups: {_fmt(overall['n_phantom'], 'd')}"
+    )
+    return 0

@@ -61,7 +61,7 @@ def _check(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from engine.world import load_world
-    from engine.world_tools.check import CHECK_NAMES, MEASUREMENTS, run_checks
+    from engine.world_tools.check import CHECK_NAMES, MEASURED, run_checks
 
     world = load_world()
     with tqdm(total=len(CHECK_NAMES), desc="world check", file=sys.stderr) as bar:
@@ -74,13 +74,7 @@ def _check(args: argparse.Namespace) -> int:
                 print(f"cpu  {r['value']}  {r['detail']}")
                 continue
             status = (
-                "measured"
-                if name in MEASUREMENTS
-                else "skip"
-                if r["ok"] is None
-                else "ok"
-                if r["ok"]
-                else "FAIL"
+                "measured" if name in MEASURED else "skip" if r["ok"] is None else "ok" if r["ok"] else "FAIL"
             )
             print(f"{name} {status:4} {r['value']}  {r['detail']}")
     return 0 if all(r["ok"] is not False for r in results.values()) else 1

@@ -1,5 +1,5 @@
 """PPO checkpoints: ``runs/<id>/checkpoints/step-N/`` with the LoRA adapter (peft ``save_pretrained``),
-the value head, the optimizer state and the trainer state.
+the value head (PPO only: the group methods have none), the optimizer state and the trainer state.
 
 A checkpoint is written under a temp name and renamed, so a directory named ``step-N`` is always
 complete; :func:`engine.runs.list_checkpoints` is the one test of "complete" (its trainer state
@@ -84,7 +84,7 @@ def save_checkpoint(
     run_dir: Path,
     step: int,
     model: nn.Module,
-    value_head: ValueHead,
+    value_head: ValueHead | None,
     optimizer: torch.optim.Optimizer,
     *,
     kl_coef: float,
@@ -97,7 +97,8 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(str(tmp))
-    save_value_head(value_head, tmp / VALUE_HEAD_FILE)
+    if value_head is not None:
+        save_value_head(value_head, tmp / VALUE_HEAD_FILE)
     torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
     state = {
         "step": step,
@@ -123,7 +124,7 @@ class TrainerState:
 
 
 def load_checkpoint(
-    path: Path, model: nn.Module, value_head: ValueHead, optimizer: torch.optim.Optimizer
+    path: Path, model: nn.Module, value_head: ValueHead | None, optimizer: torch.optim.Optimizer
 ) -> TrainerState:
     """Restore adapter, value head and optimizer in place (and the global torch RNG); returns the
     checkpoint's step and KL coefficient."""
@@ -131,9 +132,10 @@ def load_checkpoint(
 
     device = next(model.parameters()).device
     set_peft_model_state_dict(model, load_peft_weights(str(path), device=str(device)))
-    value_head.load_state_dict(
-        load_value_head(path / VALUE_HEAD_FILE, value_head.summary.in_features).state_dict()
-    )
+    if value_head is not None:
+        value_head.load_state_dict(
+            load_value_head(path / VALUE_HEAD_FILE, value_head.summary.in_features).state_dict()
+        )
     optimizer.load_state_dict(torch.load(path / OPTIMIZER_FILE, map_location=device, weights_only=True))
     state = json.loads((path / TRAINER_STATE).read_text())
     rng = np.frombuffer(base64.b64decode(state["rng"]["torch_cpu"]), dtype=np.uint8).copy()

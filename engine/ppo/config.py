@@ -24,11 +24,17 @@ KLEstimator = Literal["k1", "k3"]
 RewardNorm = Literal["none", "batch", "prompt"]
 BasePrecision = Literal["fp32", "bf16_grad", "bf16"]
 EntropyControl = Literal["none", "clip_cov", "kl_cov"]
+Algorithm = Literal["ppo", "grpo", "rloo"]
+LossType = Literal["grpo", "dapo", "dr_grpo"]
 # The choices of each Literal setting, from the type itself (the CLI, the form and validation share them).
 KL_ESTIMATORS = typing.get_args(KLEstimator)
 REWARD_NORMS = typing.get_args(RewardNorm)
 BASE_PRECISIONS = typing.get_args(BasePrecision)
 ENTROPY_CONTROLS = typing.get_args(EntropyControl)
+ALGORITHMS = typing.get_args(Algorithm)
+LOSS_TYPES = typing.get_args(LossType)
+# The critic-free group methods (engine.ppo.group_advantages): no value head, no GAE.
+GROUP_ALGORITHMS = ("grpo", "rloo")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -116,6 +122,10 @@ class ModelConfig:
 
 
 PPO_RULES = {
+    "algorithm": one_of(ALGORITHMS),
+    "kl_loss_coef": NON_NEGATIVE,
+    "loss_type": one_of(LOSS_TYPES),
+    "num_iterations": int_at_least(1),
     "kl_coef": Rule(NON_NEGATIVE.ok, "a finite number >= 0"),
     "kl_estimator": one_of(KL_ESTIMATORS),
     "kl_target": or_none(POSITIVE),
@@ -143,8 +153,19 @@ PPO_RULES = {
 
 @dataclass(frozen=True)
 class PPOHyperConfig:
-    """The algorithm: KL-shaped rewards, GAE, clipped losses, epochs over shuffled minibatches."""
+    """The algorithm: PPO (KL-shaped rewards, GAE, clipped losses, epochs over shuffled minibatches) or
+    a critic-free group method (GRPO, RLOO: group advantages, a KL loss term, TRL's loss types)."""
 
+    algorithm: Algorithm = "ppo"
+    """ppo = a value head and GAE; grpo = advantage (r - group mean) / (group std + eps), the group being the samples of one prompt; rloo = r - mean of the group's other samples. grpo and rloo build no value head and ignore the PPO-only settings (kl_coef, kl_target, gamma, lam, cliprange_value, vf_coef, ppo_epochs, whiten_advantages, reward_norm); they use scale_rewards, kl_loss_coef, loss_type and num_iterations."""
+    scale_rewards: bool = True
+    """GRPO: divide the centred rewards by the group's std (off = Dr. GRPO, Liu et al. 2025: the std favours groups that are nearly all right or all wrong). A group with constant rewards gets advantage 0 either way."""
+    kl_loss_coef: float = 0.0
+    """GRPO / RLOO: coefficient of the per-token KL to the reference (k3 estimator) added to the loss, TRL's beta; 0 = no KL term (TRL's default)."""
+    loss_type: LossType = "grpo"
+    """GRPO / RLOO: how per-token losses are aggregated (TRL's loss_type): grpo = mean per sequence, then over sequences; dapo = mean over all tokens of the batch; dr_grpo = sum over the batch / (sequences x max_new_tokens)."""
+    num_iterations: int = 1
+    """GRPO / RLOO: optimizer steps per generation batch, each on the whole batch (num_minibatches chunks, gradients accumulated); 1 = on-policy, > 1 reuses the batch with the ratio clipped."""
     kl_coef: float = 0.05
     """Initial coefficient of the per-token KL penalty in the reward (>= 0; 0 = no penalty). TRL's default; on the built-in world 0.2 held the policy too close to the SFT model to gain, 0.02 let it find the RM's loopholes."""
     kl_estimator: KLEstimator = "k1"
@@ -178,7 +199,7 @@ class PPOHyperConfig:
     missing_eos_penalty: float | None = None
     """Subtracted from the RM score of a response that ends without EOS; None = off."""
     reward_norm: RewardNorm = "prompt"
-    """RM score normalisation: none, batch (whiten over the batch) or prompt (subtract the prompt mean, divide by batch std)."""
+    """PPO: RM score normalisation: none, batch (whiten over the batch) or prompt (subtract the prompt mean, divide by batch std). GRPO / RLOO skip it: their advantage is itself a per-group normalisation."""
     reward_clip: float | None = None
     """Clip the (normalised) score to [-reward_clip, reward_clip]; None = off."""
     entropy_control: EntropyControl = "none"
@@ -296,6 +317,11 @@ class PPOConfig:
             f"{self.run.batch_size_per_process} per process, not divisible by num_minibatches = {mbs}",
         )
         _check(
+            self.ppo.algorithm not in GROUP_ALGORITHMS or self.run.samples_per_prompt >= 2,
+            f"algorithm={self.ppo.algorithm!r} needs samples_per_prompt >= 2 (its baseline is the other "
+            f"samples of the same prompt; one sample per prompt gives every advantage 0)",
+        )
+        _check(
             self.ppo.reward_norm != "prompt" or self.run.samples_per_prompt >= 2,
             "reward_norm='prompt' needs samples_per_prompt >= 2 (one sample per prompt normalises every score to 0)",
         )
@@ -305,7 +331,14 @@ class PPOConfig:
         )
 
     @property
+    def uses_value_head(self) -> bool:
+        """PPO trains a value head; the group methods have no critic."""
+        return self.ppo.algorithm not in GROUP_ALGORITHMS
+
+    @property
     def optimizer_steps_per_iteration(self) -> int:
+        if not self.uses_value_head:
+            return self.ppo.num_iterations  # each on the whole batch
         return self.ppo.ppo_epochs * self.ppo.num_minibatches
 
     def to_dict(self) -> dict[str, Any]:

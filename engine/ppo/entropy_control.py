@@ -14,9 +14,11 @@ Both follow the authors' code, ``verl/trainer/ppo/core_algos.py`` (``compute_pol
 and ``compute_policy_loss_kl_cov``) in github.com/PRIME-RL/Entropy-Mechanism-of-RL (commit 8850579).
 
 Every function takes ``(B, T)`` tensors: the current log-probs (with grad), the rollout's log-probs,
-the advantages and ``response_mask`` (True = real token), and returns ``(loss, stats)`` like
-``policy_loss``: the loss is a mean over real tokens, the stats are detached scalars with the same
-``policy/clipfrac``, ``policy/approxkl`` and ``policy/ratio`` keys plus their own.
+the advantages and ``response_mask`` (True = real token). The ``*_terms`` functions return the
+per-token loss (B, T) and stats, for any aggregation (the group methods' ``loss_type``); the
+``*_policy_loss`` ones return ``(loss, stats)`` like ``policy_loss``, the loss a mean over real
+tokens. The stats are detached scalars with the same ``policy/clipfrac``, ``policy/approxkl`` and
+``policy/ratio`` keys plus their own.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from engine.ops import masked_mean
-from engine.ppo.losses import clipped_surrogates, ratio_stats
+from engine.ppo.losses import clipped_surrogates, ratio_stats, token_mean
 
 
 def covariance_terms(
@@ -41,7 +43,7 @@ def covariance_terms(
     return terms.masked_fill(~response_mask.bool(), 0.0)  # (B, T)
 
 
-def clip_cov_policy_loss(
+def clip_cov_terms(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
     advantages: torch.Tensor,
@@ -61,7 +63,7 @@ def clip_cov_policy_loss(
     3. ``n = max(1, int(clip_share * number of real tokens))`` of them, drawn uniformly at random
        (``torch.randperm`` over the candidates in row-major order, with ``generator``), get loss weight
        0: their gradient is detached (and they add 0 to the loss, as in the authors' code).
-    4. Loss = mean over real tokens of ``max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high)) * weight``.
+    4. Per-token loss ``max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high)) * weight``, (B, T).
 
     The authors' defaults: clip_share 2e-4, band (1, 5); their Clip-Cov recipes set eps_low = eps_high
     = 1, leaving the covariance clip as the only trust region. Stats add ``policy/clip_cov_frac``, the
@@ -81,17 +83,17 @@ def clip_cov_policy_loss(
         chosen = candidates[order[:n_clip]]
         weight = torch.ones_like(advantages)
         weight[chosen[:, 0], chosen[:, 1]] = 0.0
-    loss = masked_mean(torch.maximum(unclipped, clipped) * weight, mask)
+    terms = torch.maximum(unclipped, clipped) * weight
     with torch.no_grad():
         stats = {
             "policy/clipfrac": masked_mean(clipped_by_ratio.float(), mask),
             "policy/clip_cov_frac": masked_mean((weight == 0).float(), mask),
             **ratio_stats(log_ratio, ratio, mask),
         }
-    return loss, stats
+    return terms, stats
 
 
-def kl_cov_policy_loss(
+def kl_cov_terms(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
     advantages: torch.Tensor,
@@ -105,7 +107,7 @@ def kl_cov_policy_loss(
     1. ``c_i`` = covariance terms of the current log-probs and the advantages (:func:`covariance_terms`).
     2. The ``k = max(1, int(top_share * number of real tokens))`` real tokens with the largest ``c_i``
        (``top_share`` 0: none) get the loss ``-A_i r_i + kl_coef * |log r_i|``, the others ``-A_i r_i``.
-    3. Loss = mean over real tokens. As in the authors' code there is no ratio clip: the KL term on the
+    3. Per-token loss, (B, T). As in the authors' code there is no ratio clip: the KL term on the
        tokens that drive entropy down is the trust region.
 
     The authors' ``k_percent`` is in percent (0.2 means 0.2 % of tokens): ``top_share = k_percent / 100``,
@@ -124,7 +126,7 @@ def kl_cov_policy_loss(
             terms = covariance_terms(logprobs, advantages, mask).masked_fill(~mask, float("-inf"))
             top = torch.topk(terms.reshape(-1), min(k, n_real)).indices
             selected.view(-1)[top] = True
-    loss = masked_mean(torch.where(selected, surrogate + kl_coef * log_ratio.abs(), surrogate), mask)
+    terms = torch.where(selected, surrogate + kl_coef * log_ratio.abs(), surrogate)
     with torch.no_grad():
         stats = {
             "policy/clipfrac": torch.zeros((), device=logprobs.device),
@@ -132,4 +134,10 @@ def kl_cov_policy_loss(
             "policy/abs_log_ratio": masked_mean(log_ratio.detach().abs(), mask),
             **ratio_stats(log_ratio, ratio, mask),
         }
-    return loss, stats
+    return terms, stats
+
+
+clip_cov_policy_loss = token_mean(clip_cov_terms)
+"""Clip-Cov (:func:`clip_cov_terms`), the mean over real tokens of the minibatch."""
+kl_cov_policy_loss = token_mean(kl_cov_terms)
+"""KL-Cov (:func:`kl_cov_terms`), the mean over real tokens of the minibatch."""

@@ -1,6 +1,10 @@
-"""Phase 5, losses: the clipped surrogate policy loss and the clipped value loss, over real tokens."""
+"""Phase 5, losses: the clipped surrogate policy loss and the clipped value loss, over real tokens;
+for the group methods (GRPO, RLOO), the k3 KL term and TRL's ways of aggregating per-token losses."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -30,7 +34,7 @@ def ratio_stats(log_ratio: torch.Tensor, ratio: torch.Tensor, mask: torch.Tensor
     }
 
 
-def policy_loss(
+def policy_loss_terms(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
     advantages: torch.Tensor,
@@ -38,18 +42,18 @@ def policy_loss(
     cliprange: float,
     cliprange_high: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Clipped surrogate: mean over real tokens of max(-A r, -A clip(r, 1 - e_low, 1 + e_high)).
+    """Per-token clipped surrogate ``max(-A r, -A clip(r, 1 - e_low, 1 + e_high))``, (B, T), and its stats.
 
     ``e_low = cliprange``; ``e_high = cliprange_high`` (DAPO's clip-higher, Yu et al. 2025, arXiv
     2503.14476: e.g. 0.2 / 0.28, so unlikely tokens can gain probability faster), or ``cliprange``.
-    Stats (no grad): clipfrac (share of tokens where the clipped term is the max) and its split into
-    clipfrac_high (r above the range) and clipfrac_low (r below it), approxkl and the mean ratio.
+    Stats (no grad): clipfrac (share of tokens where the clipped term is the max: TRL's
+    ``clip_ratio/region``) and its split into clipfrac_high (r above the range, A > 0: TRL's
+    ``clip_ratio/high``) and clipfrac_low (r below it, A < 0: ``clip_ratio/low``), approxkl, mean ratio.
     """
     eps_high = cliprange if cliprange_high is None else cliprange_high
     log_ratio, ratio, unclipped, clipped = clipped_surrogates(
         logprobs, old_logprobs, advantages, cliprange, eps_high
     )
-    loss = masked_mean(torch.maximum(unclipped, clipped), response_mask)
     with torch.no_grad():
         is_clipped = clipped > unclipped
         stats = {
@@ -58,7 +62,75 @@ def policy_loss(
             "policy/clipfrac_low": masked_mean((is_clipped & (ratio < 1)).float(), response_mask),
             **ratio_stats(log_ratio, ratio, response_mask),
         }
-    return loss, stats
+    return torch.maximum(unclipped, clipped), stats
+
+
+def token_mean(terms_fn: Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> Callable:
+    """A per-token loss function ``f(logprobs, old_logprobs, advantages, response_mask, ...)`` -> the
+    same function returning ``(mean over the real tokens of the minibatch, stats)``: PPO's aggregation."""
+
+    def loss(
+        logprobs: torch.Tensor,
+        old_logprobs: torch.Tensor,
+        advantages: torch.Tensor,
+        response_mask: torch.Tensor,
+        *args: Any,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        terms, stats = terms_fn(logprobs, old_logprobs, advantages, response_mask, *args, **kwargs)
+        return masked_mean(terms, response_mask), stats
+
+    loss.__name__ = loss.__qualname__ = f"token_mean({terms_fn.__name__})"
+    loss.__doc__ = f"{terms_fn.__name__}, its mean over the real tokens of the minibatch."
+    return loss
+
+
+policy_loss = token_mean(policy_loss_terms)
+"""The clipped surrogate (:func:`policy_loss_terms`), the mean over real tokens of the minibatch."""
+
+
+def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Per-token KL(pi || pi_ref), k3 estimator (joschu.net/blog/kl-approx.html; tiny-grpo's ``approx_kl``,
+    TRL's ``per_token_kl``): ``exp(ref - lp) - (ref - lp) - 1``, >= 0, with gradient: (B, T) -> (B, T).
+
+    Naive equivalent per token: ``math.exp(ref - lp) - (ref - lp) - 1``.
+    """
+    log_ratio = ref_logprobs - logprobs
+    return torch.expm1(log_ratio) - log_ratio
+
+
+def aggregate_loss(
+    per_token: torch.Tensor,
+    response_mask: torch.Tensor,
+    loss_type: str,
+    *,
+    n_sequences: int,
+    n_tokens: int,
+    max_len: int,
+) -> torch.Tensor:
+    """Per-token losses of a chunk of the batch -> its share of the batch's scalar loss, as TRL's
+    ``loss_type`` (trl/trainer/grpo_trainer.py, ``_compute_loss``; TRL docs "loss_type"):
+
+    - ``grpo``: mean over each sequence's tokens, then mean over sequences (GRPO paper; longer
+      responses weigh less per token);
+    - ``dapo``: mean over all tokens of the batch (DAPO, Yu et al. 2025, "token-level policy gradient
+      loss"; TRL divides by the batch's token count);
+    - ``dr_grpo``: sum over the batch / (sequences x ``max_len``), a constant normaliser (Dr. GRPO, Liu
+      et al. 2025, arXiv 2503.20783: no length bias).
+
+    ``n_sequences`` and ``n_tokens`` are the whole batch's (B, real tokens), so the chunks' losses add
+    up to the batch's loss under gradient accumulation. Naive equivalent (float64 loops over
+    sequences i, tokens t): grpo ``sum_i (sum_t l[i][t] / len_i) / B``; dapo ``sum_i sum_t l[i][t] /
+    sum_i len_i``; dr_grpo ``sum_i sum_t l[i][t] / (B * max_len)``.
+    """
+    masked = per_token * response_mask
+    if loss_type == "grpo":
+        return (masked.sum(-1) / response_mask.sum(-1).clamp(min=1)).sum() / n_sequences
+    if loss_type == "dapo":
+        return masked.sum() / max(n_tokens, 1)
+    if loss_type == "dr_grpo":
+        return masked.sum() / (n_sequences * max_len)
+    raise ValueError(f"unknown loss_type {loss_type!r}")
 
 
 def value_loss(

@@ -22,10 +22,11 @@ def objective_metrics(
     kl_coef: float,
     gold: torch.Tensor | None,
     advantages: torch.Tensor,
-    returns: torch.Tensor,
+    returns: torch.Tensor | None,
 ) -> dict[str, float]:
     """Rollout-side metrics of one iteration. ``raw_scores`` / ``scores`` (B,) are the RM scores
-    before / after processing; ``kl``, ``advantages``, ``returns`` are (B, T), 0 outside the mask."""
+    before / after processing; ``kl``, ``advantages``, ``returns`` are (B, T), 0 outside the mask
+    (``returns`` None and no ``val/`` metrics without a critic: GRPO, RLOO)."""
     mask = ro.response_mask
     kl_per_seq = kl.sum(-1)  # (B,)
     lengths = ro.lengths.float()
@@ -45,10 +46,11 @@ def objective_metrics(
         "policy/entropy": float(masked_mean(ro.policy_entropy, mask)),
         "response/length": float(lengths.mean()),
         "response/eos_rate": float(ro.has_eos.float().mean()),
-        "val/explained_var": explained_variance(ro.values, returns, mask),
-        "val/return_mean": float(masked_mean(returns, mask)),
         "policy/advantage_abs": float(masked_mean(advantages.abs(), mask)),
     }
+    if returns is not None and ro.values is not None:
+        metrics["val/explained_var"] = explained_variance(ro.values, returns, mask)
+        metrics["val/return_mean"] = float(masked_mean(returns, mask))
     if gold is not None:
         metrics["objective/gold"] = float(gold.mean())
         metrics["objective/gold_std"] = float(gold.std(unbiased=False))

@@ -13,14 +13,16 @@ def process_scores(
 ) -> torch.Tensor:
     """Missing-EOS penalty, then optional normalisation (batch or per prompt), then clipping: (B,) -> (B,).
 
-    ``prompt_index`` (B,) groups the samples of one prompt (used by ``reward_norm="prompt"``).
+    ``prompt_index`` (B,) groups the samples of one prompt (used by ``reward_norm="prompt"``). The
+    group methods (GRPO, RLOO) skip the normalisation: their advantage is a per-group normalisation.
     """
     out = scores.float().clone()
     if cfg.missing_eos_penalty is not None:
         out = out - cfg.missing_eos_penalty * (~has_eos.bool()).float()
-    if cfg.reward_norm == "batch":
+    norm = cfg.reward_norm if cfg.algorithm == "ppo" else "none"
+    if norm == "batch":
         out = (out - out.mean()) / (out.std(unbiased=False) + 1e-8)
-    elif cfg.reward_norm == "prompt":
+    elif norm == "prompt":
         groups = torch.unique(prompt_index, return_inverse=True)[1]
         n_groups = int(groups.max()) + 1
         sums = torch.zeros(n_groups, dtype=out.dtype, device=out.device).index_add_(0, groups, out)

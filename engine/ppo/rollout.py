@@ -28,7 +28,7 @@ class Rollout:
     response_mask: torch.Tensor  # (B, T) True = generated token
     has_eos: torch.Tensor  # (B,)
     logprobs: torch.Tensor  # (B, T) log softmax(z / temperature)[y], 0 outside the mask
-    values: torch.Tensor  # (B, T) critic values, 0 outside the mask
+    values: torch.Tensor | None  # (B, T) critic values, 0 outside the mask; None without a critic
     signals: TokenSignals  # per-token sampling-space signals, (B, T) each
     policy_entropy: torch.Tensor  # (B, T) entropy of softmax(z / temperature), the ratio's distribution
     temperature: float
@@ -66,7 +66,7 @@ class ScoredRollout:
 @torch.no_grad()
 def rollout(
     model: nn.Module,
-    value_head: nn.Module,
+    value_head: nn.Module | None,
     prompt_ids: torch.Tensor,
     prompt_mask: torch.Tensor,
     sampling: SamplingConfig,
@@ -90,7 +90,7 @@ def rollout(
             eos_token_id=eos_token_id,
             pad_token_id=pad_token_id,
             generator=generator,
-            keep_hidden=True,
+            keep_hidden=value_head is not None,  # the hidden states feed the value head only
         )
     signals = chunked_signals(gen, chunk)
     mask = gen.response_mask
@@ -100,7 +100,9 @@ def rollout(
         policy_entropy = signals.entropy
     else:
         policy_entropy = chunked_entropy(gen.logits, sampling.temperature, chunk).masked_fill(~mask, 0.0)
-    values = value_head(gen.hidden).float().masked_fill(~mask, 0.0)  # (B, T)
+    values = None  # the group methods have no critic
+    if value_head is not None:
+        values = value_head(gen.hidden).float().masked_fill(~mask, 0.0)  # (B, T)
     return Rollout(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,

@@ -38,10 +38,11 @@ from engine.ppo.advantages import gae
 from engine.ppo.checkpoints import load_checkpoint, save_checkpoint
 from engine.ppo.config import PPOConfig
 from engine.ppo.distributed import SINGLE, Dist
+from engine.ppo.group_advantages import frac_reward_zero_std, group_advantages
 from engine.ppo.metrics import objective_metrics, probe_metrics, rollout_rows
 from engine.ppo.rewards import kl_controller, kl_per_token, process_scores, shaped_rewards
 from engine.ppo.rollout import Rollout, ScoredRollout, reference_logprobs, rollout, token_entropy
-from engine.ppo.update import TrainingDiverged, UpdateBatch, is_finite, ppo_update
+from engine.ppo.update import TrainingDiverged, UpdateBatch, group_update, is_finite, ppo_update
 from engine.reward import Judge, score_responses
 from engine.sampling import chat_prompts, encode_prompts
 from engine.store import ENTROPY_AFTER_UPDATE, ENTROPY_BEFORE_UPDATE, RunWriter
@@ -91,7 +92,7 @@ def step_seed(seed: int, step: int, stream: int, rank: int = 0) -> int:
 
 
 class PPOTrainer:
-    """Holds the policy (base + LoRA), value head, reward model, optimizer and KL controller."""
+    """Holds the policy (base + LoRA), value head (PPO only), reward model, optimizer and KL controller."""
 
     def __init__(
         self,
@@ -122,11 +123,13 @@ class PPOTrainer:
         self.base_precision = effective_precision(config.ppo.base_precision, self.device)
         if self.base_precision != "fp32":
             frozen_matmuls_in_bf16(self.model, self.base_precision)
-        if value_head is None:
+        if value_head is None and config.uses_value_head:
             torch.manual_seed(config.run.seed)
             value_head = ValueHead(hidden_size(self.model))
-        self.value_head = value_head.to(self.device)
-        params = [p for p in self.model.parameters() if p.requires_grad] + list(self.value_head.parameters())
+        self.value_head = value_head.to(self.device) if config.uses_value_head else None
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.value_head is not None:
+            params += list(self.value_head.parameters())
         if not any(p.requires_grad for p in self.model.parameters()):
             raise ConfigError("the policy has no trainable parameters: attach a LoRA adapter first")
         # fused: one kernel per step instead of ~10 small ops per parameter tensor
@@ -136,7 +139,7 @@ class PPOTrainer:
         self.probe_prompts = probe_set(self.prompts, config.run.probes_per_family)
 
     def trainable_parameters(self) -> list[torch.Tensor]:
-        """The optimizer's parameters: the LoRA adapter and the value head."""
+        """The optimizer's parameters: the LoRA adapter and the value head (PPO)."""
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,7 +206,8 @@ class PPOTrainer:
     # ------------------------------------------------------------------ one iteration
 
     def iteration(self, step: int) -> StepResult:
-        """Rollout -> reference log-probs -> score -> KL-shaped rewards -> GAE -> PPO update.
+        """Rollout -> reference log-probs -> score -> KL-shaped rewards -> GAE -> PPO update; for GRPO /
+        RLOO, score -> group advantages -> update with the KL as a loss term.
 
         Raises :class:`TrainingDiverged` at a non-finite loss, gradient norm or weight, or a policy
         whose rollout log-probs or values are not finite: nothing of this step is logged."""
@@ -224,13 +228,18 @@ class PPOTrainer:
         ro, mask, kl = batch.rollout, batch.rollout.response_mask, batch.kl
 
         # 3. Processed scores and KL-shaped per-token rewards; 4. GAE advantages and returns.
-        prompt_index = torch.arange(len(prompts)).repeat_interleave(run.samples_per_prompt)  # (B,)
+        k = run.samples_per_prompt
+        prompt_index = torch.arange(len(prompts)).repeat_interleave(k)  # (B,)
         scores = process_scores(batch.scores, ro.has_eos, prompt_index.to(self.device), cfg.ppo)  # (B,)
-        kl_coef = self.kl_ctl.value
-        rewards = shaped_rewards(scores, kl, mask, kl_coef)  # (B, T)
-        advantages, returns = gae(rewards, ro.values, mask, cfg.ppo.gamma, cfg.ppo.lam)
-        if cfg.ppo.whiten_advantages:
-            advantages = whiten(advantages, mask)
+        if cfg.uses_value_head:
+            kl_coef = self.kl_ctl.value
+            rewards = shaped_rewards(scores, kl, mask, kl_coef)  # (B, T)
+            advantages, returns = gae(rewards, ro.values, mask, cfg.ppo.gamma, cfg.ppo.lam)
+            if cfg.ppo.whiten_advantages:
+                advantages = whiten(advantages, mask)
+        else:  # 3-4. GRPO / RLOO: the group baseline; the KL is a loss term, not in the reward
+            kl_coef, returns = cfg.ppo.kl_loss_coef, None
+            advantages = group_advantages(scores, mask, k, cfg.ppo.algorithm, cfg.ppo.scale_rewards)  # (B, T)
 
         # A non-finite policy has diverged; a non-finite score (the RM's) only spoils this batch.
         finite = is_finite(batch.scores, ro.logprobs, batch.ref_logprobs, ro.values, advantages, returns)
@@ -242,7 +251,7 @@ class PPOTrainer:
 
         # 5-6. PPO epochs over shuffled minibatches: clipped losses, one combined loss, gradient clip.
         with timer("update"):
-            update_metrics = self.update(ro, advantages, returns, step)
+            update_metrics = self.update(ro, advantages, returns, batch.ref_logprobs, step)
         if run.measure_entropy_change:
             # The same tokens' entropy before and after this update: the change per update, measured.
             entropy_after = token_entropy(self.model, ro)  # (B, T)
@@ -257,6 +266,8 @@ class PPOTrainer:
         # Metrics and store rows (every rank's rows gathered on rank 0).
         metrics = {
             **objective_metrics(ro, batch.scores, scores, kl, kl_coef, batch.gold, advantages, returns),
+            # Groups (a prompt's samples) whose rewards are all equal: advantage 0 under GRPO / RLOO.
+            "objective/frac_reward_zero_std": frac_reward_zero_std(scores, k),
             **update_metrics,
         }
         rows = probe_rows = None
@@ -274,9 +285,15 @@ class PPOTrainer:
         return StepResult(step, metrics, rows, probe_rows=probe_rows if run.log_rollouts else None)
 
     def update(
-        self, ro: Rollout, advantages: torch.Tensor, returns: torch.Tensor, step: int
+        self,
+        ro: Rollout,
+        advantages: torch.Tensor,
+        returns: torch.Tensor | None,
+        ref_logprobs: torch.Tensor,
+        step: int,
     ) -> dict[str, float]:
-        """Phases 5-6 on the rollout: the PPO epochs, with this step's minibatch shuffles."""
+        """Phases 5-6 on the rollout: the PPO epochs (or the group methods' iterations), with this
+        step's minibatch shuffles."""
         shuffle_gen = torch.Generator().manual_seed(step_seed(self.config.run.seed, step, 2, self.dist.rank))
         batch = UpdateBatch(
             sequences=ro.sequences,
@@ -290,15 +307,15 @@ class PPOTrainer:
             temperature=ro.temperature,
         )
         mean_gradients = self.dist.mean_gradients_ if self.dist.active else None
+        cfg = self.config.ppo
         try:
+            if self.value_head is None:
+                max_len = self.config.sampling.max_new_tokens
+                return group_update(
+                    self.model, self.optimizer, batch, ref_logprobs, cfg, max_len, shuffle_gen, mean_gradients
+                )
             return ppo_update(
-                self.model,
-                self.value_head,
-                self.optimizer,
-                batch,
-                self.config.ppo,
-                shuffle_gen,
-                mean_gradients,
+                self.model, self.value_head, self.optimizer, batch, cfg, shuffle_gen, mean_gradients
             )
         except TrainingDiverged as exc:
             raise TrainingDiverged(exc.what, step) from None

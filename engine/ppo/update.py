@@ -1,4 +1,5 @@
-"""Phase 6, update: PPO epochs over shuffled minibatches, one combined loss, gradient clipping."""
+"""Phase 6, update: PPO epochs over shuffled minibatches, one combined loss, gradient clipping; for the
+group methods (GRPO, RLOO), ``num_iterations`` steps on the whole batch with gradient accumulation."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from torch import nn
 from engine.config import ConfigError
 from engine.ops import masked_mean
 from engine.ppo.config import PPOHyperConfig
-from engine.ppo.entropy_control import clip_cov_policy_loss, kl_cov_policy_loss
-from engine.ppo.losses import policy_loss, value_loss
+from engine.ppo.entropy_control import clip_cov_terms, kl_cov_terms
+from engine.ppo.losses import aggregate_loss, k3_kl, policy_loss_terms, value_loss
 from engine.ppo.rollout import policy_forward
 
 
@@ -24,9 +25,9 @@ class UpdateBatch:
     attention_mask: torch.Tensor  # (B, P + T)
     response_mask: torch.Tensor  # (B, T)
     old_logprobs: torch.Tensor  # (B, T)
-    old_values: torch.Tensor  # (B, T)
+    old_values: torch.Tensor | None  # (B, T); None for the group methods (no critic)
     advantages: torch.Tensor  # (B, T)
-    returns: torch.Tensor  # (B, T)
+    returns: torch.Tensor | None  # (B, T); None for the group methods
     prompt_len: int
     temperature: float
 
@@ -40,7 +41,7 @@ def minibatches(batch_size: int, num_minibatches: int, generator: torch.Generato
     yield from order.chunk(num_minibatches)
 
 
-def policy_objective(
+def policy_terms(
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
     advantages: torch.Tensor,
@@ -48,20 +49,20 @@ def policy_objective(
     cfg: PPOHyperConfig,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The policy loss of ``cfg``: the clipped surrogate (clip-higher when ``cliprange_high`` is set),
-    or one of the covariance-based entropy controls. (B, T) tensors -> (loss, stats)."""
+    """The per-token policy loss of ``cfg``: the clipped surrogate (clip-higher when ``cliprange_high``
+    is set), or one of the covariance-based entropy controls. (B, T) tensors -> ((B, T) loss, stats)."""
     high = cfg.cliprange if cfg.cliprange_high is None else cfg.cliprange_high
     if cfg.entropy_control == "clip_cov":
-        return clip_cov_policy_loss(
+        return clip_cov_terms(
             logprobs, old_logprobs, advantages, mask, eps_low=cfg.cliprange, eps_high=high,
             clip_share=cfg.clip_cov_share, cov_low=cfg.clip_cov_low, cov_high=cfg.clip_cov_high,
             generator=generator,
         )  # fmt: skip
     if cfg.entropy_control == "kl_cov":
-        return kl_cov_policy_loss(
+        return kl_cov_terms(
             logprobs, old_logprobs, advantages, mask, top_share=cfg.kl_cov_share, kl_coef=cfg.kl_cov_coef
         )
-    return policy_loss(logprobs, old_logprobs, advantages, mask, cfg.cliprange, cfg.cliprange_high)
+    return policy_loss_terms(logprobs, old_logprobs, advantages, mask, cfg.cliprange, cfg.cliprange_high)
 
 
 def ppo_update(
@@ -91,9 +92,10 @@ def ppo_update(
                 model, batch.sequences[idx], batch.attention_mask[idx], batch.prompt_len, batch.temperature,
                 value_head,
             )  # fmt: skip
-            pg_loss, pg_stats = policy_objective(
+            pg_terms, pg_stats = policy_terms(
                 logprobs, batch.old_logprobs[idx], batch.advantages[idx], mask, cfg, generator
             )
+            pg_loss = masked_mean(pg_terms, mask)
             vf_loss, vf_stats = value_loss(
                 values, batch.old_values[idx], batch.returns[idx], mask, cfg.cliprange_value
             )
@@ -104,17 +106,7 @@ def ppo_update(
             if mean_gradients is None and not torch.isfinite(loss):  # one sync per minibatch
                 raise TrainingDiverged(non_finite(loss=loss, params=params))
             loss.backward()
-            if mean_gradients is not None:
-                mean_gradients(params)
-            if cfg.max_grad_norm is not None:
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            else:
-                grad_norm = torch.linalg.vector_norm(
-                    torch.stack([p.grad.norm() for p in params if p.grad is not None])
-                )
-            if not torch.isfinite(grad_norm):  # one sync per minibatch
-                raise TrainingDiverged(non_finite(loss=loss, grad_norm=grad_norm, params=params))
-            optimizer.step()
+            grad_norm = clip_and_step(optimizer, params, cfg.max_grad_norm, mean_gradients, loss)
             row = {
                 **pg_stats,
                 **vf_stats,
@@ -126,7 +118,37 @@ def ppo_update(
             }
             for key, value in row.items():
                 stats.setdefault(key, []).append(value)
-    # Every mean, the first ratio and whether the last step left the weights finite, in one transfer.
+    return update_metrics(stats, first_ratio, params)
+
+
+def clip_and_step(
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.Tensor],
+    max_grad_norm: float | None,
+    mean_gradients: Callable[[Sequence[torch.Tensor]], None] | None,
+    loss: torch.Tensor,
+) -> torch.Tensor:
+    """After the backward pass(es): average the gradients over ranks, clip them, check them, step.
+    Returns the gradient norm (before clipping); a non-finite one raises :class:`TrainingDiverged`."""
+    if mean_gradients is not None:
+        mean_gradients(params)
+    if max_grad_norm is not None:
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    else:
+        grad_norm = torch.linalg.vector_norm(
+            torch.stack([p.grad.norm() for p in params if p.grad is not None])
+        )
+    if not torch.isfinite(grad_norm):  # one sync per optimizer step
+        raise TrainingDiverged(non_finite(loss=loss, grad_norm=grad_norm, params=params))
+    optimizer.step()
+    return grad_norm
+
+
+def update_metrics(
+    stats: dict[str, list[torch.Tensor]], first_ratio: torch.Tensor, params: list[torch.Tensor]
+) -> dict[str, float]:
+    """Each stat's mean over the minibatches, the first ratio and whether the last step left the
+    weights finite (a non-finite weight raises), in one transfer."""
     weights_finite = torch.stack([torch.isfinite(p).all() for p in params]).all()
     means = [torch.stack(values).mean() for values in stats.values()]
     *host_means, first, finite = torch.stack([*means, first_ratio, weights_finite.float()]).tolist()
@@ -137,6 +159,61 @@ def ppo_update(
     # No minibatch is skipped any more (a non-finite one raises); the key stays for the readers of runs.
     metrics["guard/skipped_minibatches"] = 0.0
     return metrics
+
+
+def group_update(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: UpdateBatch,
+    ref_logprobs: torch.Tensor,
+    cfg: PPOHyperConfig,
+    max_len: int,
+    generator: torch.Generator,
+    mean_gradients: Callable[[Sequence[torch.Tensor]], None] | None = None,
+) -> dict[str, float]:
+    """GRPO / RLOO: ``num_iterations`` optimizer steps, each on the whole batch.
+
+    Each step accumulates the gradients of ``num_minibatches`` chunks, each chunk's loss its share of
+    the batch's (:func:`engine.ppo.losses.aggregate_loss` with the batch's sequence and token counts),
+    so one step is the batch's loss whatever the chunking. The per-token loss is the policy objective
+    of ``cfg`` (clip-higher, the entropy controls) plus ``kl_loss_coef`` x the k3 KL to the reference
+    (``ref_logprobs`` (B, T)). ``batch.old_logprobs`` are the sampling pass's: ratio 1 at the first step,
+    clipped after. ``max_len`` is the sampling's ``max_new_tokens`` (the dr_grpo normaliser).
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    n_sequences, n_tokens = len(batch), int(batch.response_mask.sum())
+    stats: dict[str, list[torch.Tensor]] = {}
+    for iteration in range(cfg.num_iterations):
+        optimizer.zero_grad(set_to_none=True)
+        total = policy_part = torch.zeros((), device=batch.advantages.device)
+        for i, idx in enumerate(minibatches(n_sequences, cfg.num_minibatches, generator)):
+            mask = batch.response_mask[idx]
+            logprobs, _, _ = policy_forward(
+                model, batch.sequences[idx], batch.attention_mask[idx], batch.prompt_len, batch.temperature
+            )
+            terms, chunk_stats = policy_terms(
+                logprobs, batch.old_logprobs[idx], batch.advantages[idx], mask, cfg, generator
+            )
+            counts = {"n_sequences": n_sequences, "n_tokens": n_tokens, "max_len": max_len}
+            policy_part = policy_part + aggregate_loss(terms.detach(), mask, cfg.loss_type, **counts)
+            if cfg.kl_loss_coef > 0:
+                kl = k3_kl(logprobs, ref_logprobs[idx])  # (b, T)
+                terms = terms + cfg.kl_loss_coef * kl
+                chunk_stats["loss/kl"] = masked_mean(kl.detach(), mask)
+            loss = aggregate_loss(terms, mask, cfg.loss_type, **counts)
+            if iteration == 0 and i == 0:
+                first_ratio = chunk_stats["policy/ratio"]
+            if mean_gradients is None and not torch.isfinite(loss):  # one sync per chunk
+                raise TrainingDiverged(non_finite(loss=loss, params=params))
+            loss.backward()
+            total = total + loss.detach()
+            for key, value in chunk_stats.items():
+                stats.setdefault(key, []).append(value)
+        grad_norm = clip_and_step(optimizer, params, cfg.max_grad_norm, mean_gradients, total)
+        stats.setdefault("loss/policy", []).append(policy_part)
+        stats.setdefault("loss/total", []).append(total)
+        stats.setdefault("policy/grad_norm", []).append(grad_norm.detach())
+    return update_metrics(stats, first_ratio, params)
 
 
 class TrainingDiverged(ConfigError):
@@ -170,7 +247,7 @@ def non_finite(
     return "a value is not finite"
 
 
-def is_finite(*tensors: torch.Tensor) -> bool:
-    """True when every value of every tensor is finite (one sync)."""
-    flags = [torch.isfinite(t).all() for t in tensors]  # 0-d each
+def is_finite(*tensors: torch.Tensor | None) -> bool:
+    """True when every value of every tensor is finite (one sync); None (no such tensor) is skipped."""
+    flags = [torch.isfinite(t).all() for t in tensors if t is not None]  # 0-d each
     return bool(torch.stack([f.to(flags[0].device) for f in flags]).all())

@@ -17,7 +17,7 @@ import numpy as np
 from engine.analysis.agreement import pairwise_agreement
 from engine.config import SamplingConfig
 from engine.world import World
-from engine.world_tools.ppo_checks import check_w4, check_w5
+from engine.world_tools.ppo_checks import check_w4, check_w5, measure_clip_entropy
 from engine.world_tools.samples import SAMPLES_PER_PROMPT, Samples, sample_checkpoint
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,10 @@ MEASUREMENTS: dict[str, Callable[[World, Checker], dict]] = {
 
 
 PPO_CHECKS: dict[str, Callable[[World], dict]] = {"W4": check_w4, "W5": check_w5}
-CHECK_NAMES = [*SFT_CHECKS, *MEASUREMENTS, *PPO_CHECKS]
+# Measurements that train (minutes each): only in the full check, as the PPO checks.
+PPO_MEASUREMENTS: dict[str, Callable[[World], dict]] = {"clip_entropy": measure_clip_entropy}
+MEASURED = (*MEASUREMENTS, *PPO_MEASUREMENTS)  # reported as "measured", never pass/fail
+CHECK_NAMES = [*SFT_CHECKS, *MEASUREMENTS, *PPO_CHECKS, *PPO_MEASUREMENTS]
 
 
 def cpu_entry() -> dict:
@@ -231,7 +234,7 @@ def cpu_entry() -> dict:
 
 
 def run_checks(world: World, *, quick: bool = False, seed: int = 0, progress=None) -> dict:
-    """All checks; PPO checks (W4, W5) unless ``quick``."""
+    """All checks; PPO checks (W4, W5) and the PPO measurements unless ``quick``."""
     checker = Checker(world, seed)
     results = {"cpu": cpu_entry()}
     for name, check in SFT_CHECKS.items():
@@ -244,7 +247,7 @@ def run_checks(world: World, *, quick: bool = False, seed: int = 0, progress=Non
         log.info("%s: %s", name, results[name]["detail"])
         if progress:
             progress(name)
-    for name, check in PPO_CHECKS.items():
+    for name, check in {**PPO_CHECKS, **PPO_MEASUREMENTS}.items():
         if quick:
             results[name] = {"ok": None, "value": None, "detail": "skipped (--quick)"}
         else:

@@ -202,3 +202,96 @@ def check_w5(world, *, config: PPOConfig | None = None, eval_every: int = 25) ->
         f"{curve[peak][0]}; RM accuracy vs gold: SFT samples {acc_sft:.3f} -> final PPO samples {acc_ppo:.3f}"
     )
     return {"ok": bool(ok), "value": round(acc_ppo, 4), "detail": detail}
+
+
+# ----------------------------------------------------------------------------------------------
+# Measurement (reported, never pass/fail): what the clip does to entropy under a random reward.
+# Park et al. 2025 report that with a symmetric clip entropy falls even when the reward is a coin
+# flip, and that a larger clip-low raises it (clip-high lowers it). Here: GRPO (the group baseline,
+# loss_type dapo) from the default SFT epoch, the reward a fair coin per sample (seeded), 150 steps
+# per setting; num_iterations 2, so the second optimizer step of each batch is off-policy and the clip
+# can act (with one on-policy step the ratio is 1 and no clip ever binds). Measured 2026-12-06 on a
+# 2-core AVX2-only EPYC (docs/group_methods.md): it binds on <= 0.05 % of tokens at 2 iterations, so
+# a setting's trend there is mostly its own drift; more iterations cost a full-batch pass each.
+CLIP_SETTINGS: dict[str, tuple[float, float]] = {
+    "clip (0.2, 0.2)": (0.2, 0.2),
+    "clip (0.28, 0.2)": (0.28, 0.2),
+    "clip (0.2, 0.28)": (0.2, 0.28),
+}  # (low, high)
+CLIP_STEPS = 150
+TREND_WINDOW = 10  # steps averaged at each end of the run
+
+
+def clip_entropy_config(low: float, high: float, steps: int = CLIP_STEPS) -> PPOConfig:
+    """GRPO under the clip (low, high): ``cliprange`` is the low side, ``cliprange_high`` the high one."""
+    return PPOConfig().replace(
+        algorithm="grpo", loss_type="dapo", num_iterations=2, cliprange=low, cliprange_high=high,
+        steps=steps, probe_every=0, log_rollouts=False, measure_entropy_change=False,
+    )  # fmt: skip
+
+
+def with_coin_rewards(trainer, seed: int) -> None:
+    """Make ``trainer`` score every sample with a fair coin (0 or 1) instead of its RM: its
+    ``sample_and_score`` is wrapped, and one generator seeded with ``seed`` draws the coins in step
+    order, so a run redraws the same coins."""
+    coins = torch.Generator().manual_seed(seed)
+    sample_and_score = trainer.sample_and_score
+
+    def coin_scored(*args, **kwargs):
+        batch = sample_and_score(*args, **kwargs)
+        flips = torch.randint(0, 2, batch.scores.shape, generator=coins)
+        batch.scores = flips.to(batch.scores.device, batch.scores.dtype)
+        return batch
+
+    trainer.sample_and_score = coin_scored
+
+
+def entropy_trend(entropy: list[float], window: int = TREND_WINDOW) -> dict:
+    """Start and end (means over the first and last ``window`` steps) and the least-squares slope per
+    100 steps of a per-step entropy curve."""
+    steps = np.arange(1, len(entropy) + 1, dtype=np.float64)
+    slope = float(np.polyfit(steps, np.asarray(entropy, dtype=np.float64), 1)[0]) if len(entropy) > 1 else 0.0
+    return {
+        "start": float(np.mean(entropy[:window])),
+        "end": float(np.mean(entropy[-window:])),
+        "slope_per_100_steps": 100 * slope,
+    }
+
+
+def measure_clip_entropy(world, *, steps: int = CLIP_STEPS, seed: int = 0) -> dict:
+    """The entropy trend of each :data:`CLIP_SETTINGS` under a coin-flip reward (``objective/entropy``:
+    the mean T = 1 entropy of the sampled tokens, per step), with the share of tokens each side of the
+    clip bound. ``ok`` is None: a measurement, reported, not judged."""
+    from engine.models.precision import cpu_kind
+
+    trends: dict[str, dict] = {}
+    for name, (low, high) in CLIP_SETTINGS.items():
+        trainer, _ = _build(world, clip_entropy_config(low, high, steps))
+        with_coin_rewards(trainer, seed)
+        curve: dict[str, list[float]] = {"entropy": [], "low": [], "high": []}
+
+        def on_step(result, curve=curve) -> None:
+            m = result.metrics
+            if not result.skipped:
+                curve["entropy"].append(m["objective/entropy"])
+                curve["low"].append(m["policy/clipfrac_low"])
+                curve["high"].append(m["policy/clipfrac_high"])
+
+        _, elapsed = _train_for(trainer, steps, float("inf"), on_step)
+        trends[name] = {
+            **entropy_trend(curve["entropy"]),
+            "clipfrac_low": float(np.mean(curve["low"])),
+            "clipfrac_high": float(np.mean(curve["high"])),
+            "seconds": round(elapsed, 1),
+        }
+        log.info("clip entropy %s: %s", name, trends[name])
+    detail = "; ".join(
+        f"{name}: entropy {t['start']:.3f} -> {t['end']:.3f} nats ({t['slope_per_100_steps']:+.3f}/100 steps; "
+        f"clipped low {t['clipfrac_low']:.2%}, high {t['clipfrac_high']:.2%})"
+        for name, t in trends.items()
+    )
+    detail = (
+        f"GRPO (dapo, num_iterations 2), coin-flip reward, {steps} steps each, SFT epoch "
+        f"{world.default_epoch}, CPU {cpu_kind()}: {detail}"
+    )
+    return {"ok": None, "value": None, "detail": detail, "trends": trends}
