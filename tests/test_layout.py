@@ -28,8 +28,9 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     # precision, the decoders generation runs).
     ("runs and models", ("engine/runs/", "engine/models/")),
     # What PPO reads and writes below the algorithm: the rollout store, generation with its
-    # sampling signals, the built-in world itself (vocabulary, families, gold judge, data, loading).
-    ("store, sampling, world", ("engine/store/", "engine/sampling.py", "engine/world/")),
+    # sampling signals, the worlds themselves (the built-in world's vocabulary, families, gold judge,
+    # data, loading; the real world's tasks and checkers).
+    ("store, sampling, worlds", ("engine/store/", "engine/sampling.py", "engine/world/", "engine/real_world/")),
     # Training and scoring beside PPO: the reward model, SFT, and the importers that turn other
     # trainers' logs into the store.
     ("reward, SFT, importers", ("engine/reward.py", "engine/sft.py", "engine/importers/")),
