@@ -269,3 +269,21 @@ def test_entropy_dynamics_without_advantage_says_why(store_env):
     at.selectbox(key="entropy_run").set_value("alpha").run()
     assert not at.exception, at.exception
     assert "Covariance missing" in _text(at) and "advantage" in _text(at)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_a_failed_run_says_why_on_every_analysis_page(store_env, name):
+    """A run that failed (a diverged update, a full disk) says why wherever it is picked, not only on
+    the Runs page: its figures stop at its last good step."""
+    import json
+    import time
+
+    reason = "TrainingDiverged: diverged at step 2: loss is NaN"
+    (store_env / "alpha" / "status.json").write_text(
+        json.dumps({"state": "failed", "step": 1, "pid": 0, "heartbeat": time.time(), "message": reason})
+    )
+    at = _page(name)
+    at.query_params["run"] = "alpha"
+    at.run()
+    assert not at.exception, at.exception
+    assert any(f"alpha failed: {reason}" in w.value for w in at.warning)

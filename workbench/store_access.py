@@ -101,6 +101,9 @@ def pick_runs(key: str, *, multi: bool = False) -> list[Path] | None:
         st.info("Pick at least one run.")
         return None
     dirs = [Path(runs.loc[runs.run_id == r, "run_dir"].iloc[0]) for r in chosen]
+    for _, row in runs.loc[runs.run_id.isin(chosen) & (runs.state == "failed")].iterrows():
+        # why it failed (a diverged update, a full disk): the figures stop at its last good step
+        st.warning(f"{row['run_id']} failed: {row['message'] or 'no reason recorded'}")
     warnings = cached(store.store_warnings, dirs)
     if warnings:
         with st.expander(f"{len(warnings)} file(s) skipped: unreadable or not store files", icon="⚠️"):
