@@ -46,10 +46,12 @@ if source is None or config is None or not prompts:
 
 common = {"n_samples": n_samples, "seed": seed, "reward_source": reward_source or None}
 batch = inputs.sample_with_progress(lab, source, prompts, config, what="these settings", **common)
+if batch is None:  # the error is shown once: the reference would load the same model and fail alike
+    st.stop()
 reference = inputs.sample_with_progress(
     lab, source, prompts, reference_config(config), what="T=1 reference", **common
 )
-if batch is None or reference is None:
+if reference is None:
     st.stop()
 
 signals = batch.signals()

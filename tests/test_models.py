@@ -18,6 +18,7 @@ from engine.models import (
     reference_mode,
 )
 from engine.paths import REPO_ROOT
+from engine.reward import load_reward_model
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
@@ -132,6 +133,26 @@ def test_hf_name_not_in_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(ConfigError, match="some-org/no-such-model-xyz"):
         load_causal_lm("some-org/no-such-model-xyz", device="cpu")
+
+
+def test_name_not_on_this_machine_fails_without_asking_the_hub(monkeypatch):
+    """A hub name that is not cached fails at once with one message: no request leaves the machine
+    (without a network each one costs retries), whatever HF_HUB_OFFLINE says."""
+    import socket
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    asked: list[object] = []
+
+    def no_network(*args, **kwargs):
+        asked.append(args)
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    for load in (load_causal_lm, load_reward_model):
+        with pytest.raises(ConfigError, match="'some-org/no-such-model-xyz' is not on this machine"):
+            load("some-org/no-such-model-xyz", device="cpu")
+    assert asked == []
 
 
 def test_missing_world_checkpoint_names_the_build_command(monkeypatch, tmp_path):

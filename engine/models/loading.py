@@ -78,7 +78,39 @@ def resolve_source(source: str) -> Path | str:
         if not path.is_dir():
             raise ConfigError(f"model path {source!r} does not exist or is not a directory")
         return path
+    if not _in_hub_cache(source):
+        raise ConfigError(
+            f"model {source!r} is not on this machine: not a local directory, and not in the Hugging Face "
+            "cache (nothing is downloaded: give a local path, or put the model in the cache first)"
+        )
     return source
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether the Hugging Face cache holds a config for the hub name ``name`` (a malformed name is not)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid repo id ("a b", "x//y")
+        return False
+    return isinstance(found, str)
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """The Hugging Face hub in offline mode while models load: ``local_files_only`` alone still lets
+    transformers ask the hub for optional files (``adapter_config.json``), which without a network
+    costs about 30 s of retries before the error. Restored afterwards, so other callers keep their
+    own setting."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 def check_model_dir(path: Path) -> None:
@@ -94,9 +126,10 @@ def load_tokenizer(path_or_name: Path | str, *, trust_remote_code: bool = False)
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(
-            str(path_or_name), local_files_only=True, trust_remote_code=trust_remote_code
-        )
+        with hub_offline():
+            tok = AutoTokenizer.from_pretrained(
+                str(path_or_name), local_files_only=True, trust_remote_code=trust_remote_code
+            )
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load a tokenizer from {str(path_or_name)!r}: {exc}") from exc
     if tok.pad_token_id is None:
@@ -131,13 +164,14 @@ def load_causal_lm(
     adapter_dir = resolved if local and (resolved / "adapter_config.json").is_file() else None
     base = _adapter_base(adapter_dir) if adapter_dir else resolved
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(base),
-            local_files_only=True,
-            use_safetensors=True,
-            trust_remote_code=trust_remote_code,
-            dtype=dtype or torch.float32,
-        )
+        with hub_offline():
+            model = AutoModelForCausalLM.from_pretrained(
+                str(base),
+                local_files_only=True,
+                use_safetensors=True,
+                trust_remote_code=trust_remote_code,
+                dtype=dtype or torch.float32,
+            )
     except (OSError, ValueError) as exc:
         hint = "" if local else " (no internet here: it must be a local directory or already in the HF cache)"
         raise ConfigError(f"cannot load model {source!r}{hint}: {exc}") from exc
