@@ -39,13 +39,13 @@ with st.expander("Launch a run", expanded=HANDOFF_SFT_EPOCH in st.session_state 
     submitted = launch_form(world_or_none())
     if submitted is not None:
         config, run_id, warnings = submitted
-        for warning in warnings:
-            st.warning(f"Launched anyway: {warning}")
         try:
             with st.spinner("Starting the job..."):
                 job = jobs.launch(config, run_id=run_id or None, wait=True)
             st.session_state["runs_pick"] = job.run_id  # the picker follows the new run
             st.success(f"Started {job.run_id} (pid {job.pid}).")
+            for warning in warnings:  # only once it did start: a refused launch says nothing of launching
+                st.warning(f"Launched anyway: {warning}")
         except ConfigError as exc:
             st.error(str(exc))
         except OSError as exc:  # the runs directory cannot be written (read-only, full disk)
@@ -102,6 +102,8 @@ def live_view() -> None:
     ):
         jobs.stop(run_id)
         st.toast(f"Asked {run_id} to stop after its current step.")
+    if not live and not info.demo and state in ("stopped", "interrupted", "failed"):
+        resume_button()
     if frame.empty:
         st.caption("No logged step yet.")
         return
@@ -128,15 +130,17 @@ def live_view() -> None:
         st.rerun()
 
 
-st.fragment(run_every=POLL_SECONDS if live else None)(live_view)()
-
-if not live and not info.demo and jobs.effective_state(run_dir) in ("stopped", "interrupted", "failed"):
-    if st.button("Resume this run", key="runs_resume"):
+def resume_button() -> None:
+    """Resume, beside the run's status (it continues from the last checkpoint)."""
+    if st.button("Resume this run", key="runs_resume", help="Continues from the run's last checkpoint"):
         try:
             with st.spinner("Resuming..."):
                 jobs.launch(run_id=run_id, resume=True, wait=True)
-            st.rerun()
+            st.rerun(scope="app")
         except ConfigError as exc:
             st.error(str(exc))
         except OSError as exc:
             show_error(exc, "Could not resume the job")
+
+
+st.fragment(run_every=POLL_SECONDS if live else None)(live_view)()

@@ -156,13 +156,9 @@ def load_causal_lm(
     """
     from transformers import AutoModelForCausalLM
 
-    resolved = resolve_source(source)
-    device = torch.device(device) if device is not None else default_device()
+    resolved, adapter_dir, base, tokenizer_from = _model_files(source)
     local = isinstance(resolved, Path)
-    if local:
-        check_model_dir(resolved)
-    adapter_dir = resolved if local and (resolved / "adapter_config.json").is_file() else None
-    base = _adapter_base(adapter_dir) if adapter_dir else resolved
+    device = torch.device(device) if device is not None else default_device()
     try:
         with hub_offline():
             model = AutoModelForCausalLM.from_pretrained(
@@ -175,10 +171,7 @@ def load_causal_lm(
     except (OSError, ValueError) as exc:
         hint = "" if local else " (no internet here: it must be a local directory or already in the HF cache)"
         raise ConfigError(f"cannot load model {source!r}{hint}: {exc}") from exc
-    tokenizer = load_tokenizer(
-        adapter_dir if adapter_dir and _has_tokenizer(adapter_dir) else base,
-        trust_remote_code=trust_remote_code,
-    )
+    tokenizer = load_tokenizer(tokenizer_from, trust_remote_code=trust_remote_code)
     if adapter_dir is not None:
         from peft import PeftModel
 
@@ -188,6 +181,34 @@ def load_causal_lm(
     if suppress_fillers:
         suppress_filler_tokens(model, tokenizer)
     return LoadedModel(model=model, tokenizer=tokenizer, source=source, path=resolved if local else None)
+
+
+def load_config_and_tokenizer(source: str, *, trust_remote_code: bool = False) -> tuple[object, object]:
+    """(model config, tokenizer) of ``source`` as :func:`load_causal_lm` would load them, without the
+    weights: what a check of the inputs needs (the context length, the prompts' token counts) at once."""
+    from transformers import AutoConfig
+
+    _, _, base, tokenizer_from = _model_files(source)
+    try:
+        with hub_offline():
+            config = AutoConfig.from_pretrained(
+                str(base), local_files_only=True, trust_remote_code=trust_remote_code
+            )
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load model {source!r}: {exc}") from exc
+    return config, load_tokenizer(tokenizer_from, trust_remote_code=trust_remote_code)
+
+
+def _model_files(source: str) -> tuple[Path | str, Path | None, Path | str, Path | str]:
+    """(resolved source, adapter directory or None, base model, where the tokenizer is) of ``source``:
+    a PEFT adapter directory loads its base model, and its own tokenizer when it saved one."""
+    resolved = resolve_source(source)
+    local = isinstance(resolved, Path)
+    if local:
+        check_model_dir(resolved)
+    adapter_dir = resolved if local and (resolved / "adapter_config.json").is_file() else None
+    base = _adapter_base(adapter_dir) if adapter_dir else resolved
+    return resolved, adapter_dir, base, adapter_dir if adapter_dir and _has_tokenizer(adapter_dir) else base
 
 
 def filler_token_ids(model: nn.Module, tokenizer) -> list[int]:
