@@ -18,6 +18,7 @@ from engine.store import kl_per_step, metric_keys  # noqa: E402
 from engine.store import metrics as read_metrics  # noqa: E402
 from workbench import run_text as text  # noqa: E402
 from workbench.figures import runs as figures  # noqa: E402
+from workbench.glossary import page_tooltip  # noqa: E402
 from workbench.launch_form import HANDOFF_SFT_EPOCH, launch_form  # noqa: E402
 from workbench.resources import world_or_none  # noqa: E402
 from workbench.store_access import cached  # noqa: E402
@@ -26,7 +27,7 @@ from workbench.widgets import show_error  # noqa: E402
 POLL_SECONDS = 2.0
 CURVE_KEYS = ["objective/reward", "objective/gold", "objective/kl", "objective/entropy", "probe/entropy"]
 
-st.title("Runs")
+st.title("Runs", help=page_tooltip("runs.py"))
 st.markdown(
     "Launch a LoRA PPO job (a separate process: `python -m engine ppo ...`), watch its reward, gold "
     "score, KL and entropy while it trains, stop it (it finishes its step and checkpoints) and resume it. "

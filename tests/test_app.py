@@ -45,7 +45,7 @@ def test_every_page_link_takes_its_icon_from_the_navigation(monkeypatch, tmp_pat
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=60).run()
     links = {e.proto.label: e.proto.icon for e in at.get("page_link")}
-    assert links["Open the Learn path"] == navigation.icon_of("learn.py") == ":material/route:"
+    assert links["Open the Learn path"] == navigation.icon_of("learn.py") == "🧭"
     titles = {spec.title: spec.icon for spec in PAGES}
     for label, icon in links.items():
         title = label.split(":")[0]
@@ -179,3 +179,9 @@ def test_a_started_app_answers_on_localhost_and_not_on_the_network(tmp_path):
         port = int(url.rsplit(":", 1)[1])
         with pytest.raises(OSError), socket.create_connection((own, port), timeout=5):
             pass
+
+
+def test_page_icons_need_no_request():
+    """A ``:material/...:`` page icon becomes the tab's icon, which the browser fetches from
+    fonts.gstatic.com; the workbench asks no other host, so its page icons are emoji."""
+    assert [spec.file for spec in PAGES if spec.icon.startswith(":")] == []

@@ -2,7 +2,8 @@
 
 ``PAGES`` lists the pages in sections, each with its title and its icon (the one home of a page's
 icon: the sidebar, :func:`page_link` and every link to a page take it from here); every listed page
-must exist. The links: :func:`page_link` to a page, and deep links, the query parameters
+must exist. Icons are emoji: a ``:material/...:`` page icon makes the browser fetch the tab's icon
+from fonts.gstatic.com, and the workbench asks nothing of any other host. The links: :func:`page_link` to a page, and deep links, the query parameters
 (``?run=...&prompt=...``) that open a page on a run, a prompt or a step (read with
 :func:`query_param` / :func:`int_param` / :func:`apply_query_param`, written with :func:`set_link`).
 """
@@ -17,6 +18,8 @@ from urllib.parse import urlencode
 
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
+
+from workbench.glossary import tooltip_for
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
 
@@ -39,62 +42,65 @@ PAGES = (
         "Explore",
         "home.py",
         "Home",
-        ":material/home:",
+        "🏠",
         "what the workbench is, the state of the world and the runs, where to start",
     ),
     PageSpec(
         "Explore",
         "sampling_lab.py",
         "Sampling lab",
-        ":material/science:",
+        "🧪",
         "temperature, top-p, top-k, token by token",
     ),
-    PageSpec("Train", "runs.py", "Runs", ":material/play_circle:", "launch, watch, stop and resume PPO jobs"),
-    PageSpec(
-        "Train", "sft_epochs.py", "SFT epochs", ":material/layers:", "which SFT epoch to start PPO from"
-    ),
+    PageSpec("Train", "runs.py", "Runs", "▶️", "launch, watch, stop and resume PPO jobs"),
+    PageSpec("Train", "sft_epochs.py", "SFT epochs", "🧱", "which SFT epoch to start PPO from"),
     PageSpec(
         "Analyse",
         "reward_densities.py",
         "Reward densities",
-        ":material/area_chart:",
+        "📊",
         "raw and per-prompt normalised rewards, step by step",
     ),
     PageSpec(
         "Analyse",
         "rollout_browser.py",
         "Rollout browser",
-        ":material/list_alt:",
+        "🗂️",
         "logged rollouts, most-varying prompts first",
     ),
     PageSpec(
         "Analyse",
         "entropy_dynamics.py",
         "Entropy dynamics",
-        ":material/insights:",
+        "📉",
         "what drives the entropy change, which tokens, how much room is left",
     ),
     PageSpec(
         "Analyse",
         "failure_modes.py",
         "Failure modes",
-        ":material/warning:",
+        "⚠️",
         "RM loopholes, KL blow-up, length, repetition, collapse",
     ),
     PageSpec(
         "Analyse",
         "rm_accuracy.py",
         "RM accuracy",
-        ":material/fact_check:",
+        "✅",
         "is the RM still right on what PPO samples?",
     ),
+    PageSpec("Analyse", "import_run.py", "Import", "📥", "bring rollouts of a TRL/verl/... run"),
     PageSpec(
-        "Analyse", "import_run.py", "Import", ":material/upload_file:", "bring rollouts of a TRL/verl/... run"
+        "Learn",
+        "teaching.py",
+        "Warm-up: one toy prompt",
+        "🎯",
+        "PPO on one prompt with a dozen answers, computed exactly: the idea before the real models",
     ),
-    PageSpec("Learn", "learn.py", "Learn path", ":material/route:", "the note's argument in five live steps"),
     PageSpec(
-        "Learn", "teaching.py", "Teaching", ":material/school:", "the practitioner's note, step by step"
+        "Learn", "learn.py", "Learn path", "🧭", "the argument in five steps on the real models and demo runs"
     ),
+    PageSpec("Learn", "glossary.py", "Glossary", "📖", "every term the pages use, defined once"),
 )
 
 
@@ -123,11 +129,14 @@ def page_link(page: str, label: str, query_params: dict[str, str] | None = None)
     """``st.page_link`` to ``pages/<page>`` with the page's navigation icon; a page run on its own
     (no ``st.navigation``, as in a one-page AppTest) cannot resolve other pages, so it gets the same
     link as a plain URL."""
+    help_text = tooltip_for(label)  # the terms a link's label names, defined on hover
     try:
-        st.page_link(str(PAGES_DIR / page), label=label, icon=icon_of(page), query_params=query_params)
+        st.page_link(
+            str(PAGES_DIR / page), label=label, icon=icon_of(page), query_params=query_params, help=help_text
+        )
     except StreamlitPageNotFoundError:
         query = f"?{urlencode(query_params)}" if query_params else ""
-        st.markdown(f"[{label}](/{Path(page).stem}{query})")
+        st.markdown(f"[{label}](/{Path(page).stem}{query})", help=help_text)
 
 
 def entropy_link(run_id: str) -> None:
