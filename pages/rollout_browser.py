@@ -46,6 +46,7 @@ if run_dirs:
         horizontal=True,
         key="browser_ranking",
     )
+    set_link("ranking", ranking, "browser_ranking")
     st.caption(
         f"Ranking on: **{store.RANKINGS[ranking][1]}**."
         + ("" if has_gold else " No gold (judge) scores in this run, so gold variance is not offered.")
@@ -91,6 +92,7 @@ if run_dirs:
         if len(prompt_steps) > 1
         else prompt_steps[0]
     )
+    set_link("step", step, "browser_step")
     at_step = samples[samples["step"] == step]
     chosen = row_table(
         at_step[SAMPLE_COLUMNS],

@@ -20,6 +20,7 @@ from workbench import run_text as text  # noqa: E402
 from workbench.figures import runs as figures  # noqa: E402
 from workbench.glossary import page_tooltip  # noqa: E402
 from workbench.launch_form import HANDOFF_SFT_EPOCH, launch_form  # noqa: E402
+from workbench.navigation import follow_link, set_link  # noqa: E402
 from workbench.resources import world_or_none  # noqa: E402
 from workbench.store_access import cached  # noqa: E402
 from workbench.widgets import show_error  # noqa: E402
@@ -61,9 +62,11 @@ st.subheader("Past and current runs")
 table = st.empty()
 if st.session_state.get("runs_pick") not in runs:
     st.session_state.pop("runs_pick", None)
+follow_link("run", "runs_pick", list(runs), "No PPO run {} here: showing another.")
 run_id = st.selectbox(
     "Run", list(runs), key="runs_pick", format_func=lambda r: r + (" (demo)" * runs[r].demo)
 )
+set_link("run", run_id, "runs_pick")  # a reload or a shared link reopens this run
 info = runs[run_id]
 run_dir = info.run_dir
 live = not info.demo and jobs.is_live(run_dir)

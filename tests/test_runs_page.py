@@ -372,3 +372,19 @@ def test_a_refused_launch_never_says_launched(env, monkeypatch):
     at.button(key=SUBMIT).click().run()
     assert "already exists" in _text(at)
     assert not [w.value for w in at.warning if "Launched" in w.value]
+
+
+def test_the_picked_run_is_in_the_url_and_an_unknown_one_says_so(env):
+    _finished_run(env / "runs", "first")
+    _finished_run(env / "runs", "second")
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["run"] = "second"
+    at.run()
+    assert at.selectbox(key="runs_pick").value == "second"
+    at.selectbox(key="runs_pick").set_value("first").run()
+    assert at.query_params["run"] == "first"  # a reload reopens it
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["run"] = "gone"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("No PPO run `gone`" in w.value for w in at.warning)

@@ -189,3 +189,21 @@ def set_link(name: str, value: Any, key: str) -> None:
     st.session_state[f"_linked_{key}"] = text
     if st.query_params.get(name) != text:
         st.query_params[name] = text
+
+
+def unknown_link(value: str | None, options: Sequence, key: str, message: str) -> None:
+    """Say so (``message`` with the value in place of ``{}``) when a deep link names something that is
+    not among ``options``, instead of silently opening another; once per distinct link."""
+    marker = f"_unknown_{key}"
+    if value is None or value in options or st.session_state.get(marker) == value:
+        return
+    st.session_state[marker] = value
+    shown = value if len(value) <= 60 else value[:57] + "..."
+    st.warning(message.format(f"`{shown}`"))
+
+
+def follow_link(name: str, key: str, options: Sequence, unknown: str) -> None:
+    """:func:`apply_query_param` for a picker, saying so (:func:`unknown_link`) when the link names
+    no option."""
+    unknown_link(query_param(name), options, key, unknown)
+    apply_query_param(name, key, options)
