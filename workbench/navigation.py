@@ -2,9 +2,9 @@
 
 ``PAGES`` lists the pages in sections, each with its title and its icon (the one home of a page's
 icon: the sidebar, :func:`page_link` and every link to a page take it from here); every listed page
-must exist. Icons are emoji: a ``:material/...:`` page icon makes the browser fetch the tab's icon
-from fonts.gstatic.com, and the workbench asks nothing of any other host. The links: :func:`page_link` to a page, and deep links, the query parameters
-(``?run=...&prompt=...``) that open a page on a run, a prompt or a step (read with
+must exist. The icons are Material Symbols, whose font Streamlit serves itself; the tab's icon is
+:data:`FAVICON` on every page. The links: :func:`page_link` to a page, and deep links, the query
+parameters (``?run=...&prompt=...``) that open a page on a run, a prompt or a step (read with
 :func:`query_param` / :func:`int_param` / :func:`apply_query_param`, written with :func:`set_link`).
 """
 
@@ -22,6 +22,10 @@ from streamlit.errors import StreamlitPageNotFoundError
 from workbench.glossary import tooltip_for
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+FAVICON = "🧪"
+"""The tab's icon (``st.set_page_config(page_icon=...)`` before the navigation): an emoji is drawn by the
+browser, whereas a page's ``:material/...:`` icon as the tab's icon is an image from fonts.gstatic.com,
+and the workbench asks nothing of any host but its own."""
 
 
 @dataclass(frozen=True)
@@ -42,65 +46,75 @@ PAGES = (
         "Explore",
         "home.py",
         "Home",
-        "🏠",
+        ":material/home:",
         "what the workbench is, the state of the world and the runs, where to start",
     ),
     PageSpec(
         "Explore",
         "sampling_lab.py",
         "Sampling lab",
-        "🧪",
+        ":material/science:",
         "temperature, top-p, top-k, token by token",
     ),
-    PageSpec("Train", "runs.py", "Runs", "▶️", "launch, watch, stop and resume PPO jobs"),
-    PageSpec("Train", "sft_epochs.py", "SFT epochs", "🧱", "which SFT epoch to start PPO from"),
+    PageSpec("Train", "runs.py", "Runs", ":material/play_circle:", "launch, watch, stop and resume PPO jobs"),
+    PageSpec(
+        "Train", "sft_epochs.py", "SFT epochs", ":material/layers:", "which SFT epoch to start PPO from"
+    ),
     PageSpec(
         "Analyse",
         "reward_densities.py",
         "Reward densities",
-        "📊",
+        ":material/area_chart:",
         "raw and per-prompt normalised rewards, step by step",
     ),
     PageSpec(
         "Analyse",
         "rollout_browser.py",
         "Rollout browser",
-        "🗂️",
+        ":material/list_alt:",
         "logged rollouts, most-varying prompts first",
     ),
     PageSpec(
         "Analyse",
         "entropy_dynamics.py",
         "Entropy dynamics",
-        "📉",
+        ":material/insights:",
         "what drives the entropy change, which tokens, how much room is left",
     ),
     PageSpec(
         "Analyse",
         "failure_modes.py",
         "Failure modes",
-        "⚠️",
+        ":material/warning:",
         "RM loopholes, KL blow-up, length, repetition, collapse",
     ),
     PageSpec(
         "Analyse",
         "rm_accuracy.py",
         "RM accuracy",
-        "✅",
+        ":material/fact_check:",
         "is the RM still right on what PPO samples?",
     ),
-    PageSpec("Analyse", "import_run.py", "Import", "📥", "bring rollouts of a TRL/verl/... run"),
+    PageSpec(
+        "Analyse", "import_run.py", "Import", ":material/upload_file:", "bring rollouts of a TRL/verl/... run"
+    ),
     PageSpec(
         "Learn",
         "teaching.py",
         "Warm-up: one toy prompt",
-        "🎯",
+        ":material/school:",
         "PPO on one prompt with a dozen answers, computed exactly: the idea before the real models",
     ),
     PageSpec(
-        "Learn", "learn.py", "Learn path", "🧭", "the argument in five steps on the real models and demo runs"
+        "Learn",
+        "learn.py",
+        "Learn path",
+        ":material/route:",
+        "the argument in five steps on the real models and demo runs",
     ),
-    PageSpec("Learn", "glossary.py", "Glossary", "📖", "every term the pages use, defined once"),
+    PageSpec(
+        "Learn", "glossary.py", "Glossary", ":material/menu_book:", "every term the pages use, defined once"
+    ),
 )
 
 
