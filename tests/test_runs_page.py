@@ -388,3 +388,11 @@ def test_the_picked_run_is_in_the_url_and_an_unknown_one_says_so(env):
     at.run()
     assert not at.exception, at.exception
     assert any("No PPO run `gone`" in w.value for w in at.warning)
+
+
+def test_resume_sits_with_the_runs_status_above_its_curves(env):
+    _finished_run(env / "runs", "paused")
+    at = _page()
+    order = [getattr(node, "key", None) for node in at.main]
+    status = next(i for i, node in enumerate(at.main) if "stopped" in str(getattr(node, "value", "")))
+    assert status < order.index("runs_resume") < order.index("runs_curves")
