@@ -219,6 +219,17 @@ def test_cli_bad_model_and_empty_prompt(tiny_gpt2_dir, tmp_path):
     assert result.returncode == 2 and "prompt is empty" in result.stderr
 
 
+def test_cli_model_not_on_this_machine_is_one_error_line():
+    """Without a network the hub once answered with 30 s of retry warnings before the error."""
+    result = _cli("--model", "some-org/no-such-model-xyz", "--prompt", "w1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: model 'some-org/no-such-model-xyz' is not on this machine: not a local directory, and not "
+        "in the Hugging Face cache (nothing is downloaded: give a local path, or put the model in the "
+        "cache first)"
+    ]
+
+
 def test_cli_samples_json_and_greedy(tiny_gpt2_dir):
     import json
 
