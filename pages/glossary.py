@@ -7,8 +7,8 @@ from workbench.navigation import apply_query_param, set_link
 
 st.title("Glossary")
 st.caption(
-    "Every term the pages use, as the workbench computes it. On the other pages the (?) next to a "
-    "paragraph or heading gives the definitions of the terms it uses first, taken from this list."
+    "Every term the pages use, as the workbench computes it. On the other pages the (?) beside the title "
+    "(and beside each Learn step's heading, and on a link that names a term) gives these definitions."
 )
 
 keys = ["", *BY_KEY]

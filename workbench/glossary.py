@@ -36,7 +36,8 @@ TERMS = (
     Term("entropy", "Entropy (per token)",
          "H = -sum p log p of the model's next-token distribution at temperature 1, in nats, at each "
          "position of a response; a response's or a step's entropy is the mean over its tokens. Low: the "
-         "model is sure of its next token.",
+         "model is sure of its next token. (The trainer's policy/entropy metric is at the run's sampling "
+         "temperature: the same at the default 1.)",
          r"(?i)\bentropy\b"),
     Term("sampling_space", "Sampling space",
          "The responses a model can sample for a prompt, those it gives a non-negligible probability. PPO "
@@ -79,8 +80,9 @@ TERMS = (
          "pages use it to tell whether a rising RM reward is real.",
          r"(?i)\bgold\b"),
     Term("rm", "RM (reward model)",
-         "A model trained on pairs of responses ranked by the gold judge (Bradley-Terry) that scores a "
-         "response with one number. PPO maximises its score, which agrees with gold only approximately.",
+         "A model that scores a response with one number; the built-in world's is trained on pairs of "
+         "responses ranked by the gold judge (Bradley-Terry). PPO maximises its score, which agrees with "
+         "gold only approximately.",
          r"\bRM\b|(?i:reward model)"),
     Term("reward_norm", "Reward normalisation",
          "What PPO does to the RM scores before using them (reward_norm): prompt = subtract the mean "
