@@ -100,14 +100,20 @@ if run_dirs:
         column_config={"response": st.column_config.TextColumn(width="large")},
     )
     rows = chosen.selection.rows if chosen is not None else []
-    shown = at_step.iloc[rows] if rows else at_step
     token, sample = int_param("token"), int_param("sample")
     highlight = (sample, token) if token is not None and sample is not None else None
+    if rows:  # the clicked sample goes into the URL, so a reload or a shared link shows it again
+        sample = int(at_step["sample_idx"].iloc[rows[0]])
+        set_link("sample", sample, "browser_sample")
+    elif st.session_state.pop("_browser_sample_clicked", False):  # clicked again: all samples
+        st.query_params.pop("sample", None)
+        sample = None
+    st.session_state["_browser_sample_clicked"] = bool(rows)
+    one = highlight is None and sample is not None and (at_step["sample_idx"] == sample).any()
+    shown = at_step[at_step["sample_idx"] == sample] if one else at_step
     high = entropy_scale([samples])
-    if rows:
-        st.caption(
-            f"Showing the clicked sample {int(shown['sample_idx'].iloc[0])}; click it again to show all."
-        )
+    if one:
+        st.caption(f"Showing sample {sample} (the one clicked, or the link's); click it again to show all.")
     st.html(entropy_legend_html(0.0, high) + sample_tokens_html(shown, high, highlight=highlight))
     if highlight is not None:
         st.caption(f"Ringed: token {highlight[1]} of sample {highlight[0]} (from the entropy dynamics page).")

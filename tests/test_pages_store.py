@@ -313,3 +313,22 @@ def test_a_failed_run_says_why_on_every_analysis_page(store_env, name):
     at.run()
     assert not at.exception, at.exception
     assert any(f"alpha failed: {reason}" in w.value for w in at.warning)
+
+
+def test_the_clicked_sample_is_in_the_url_and_a_reload_shows_it_alone(store_env):
+    at = _browser(run="alpha", ranking="reward_var")
+    at.session_state["browser_table"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    at.session_state["browser_samples"] = {"selection": {"rows": [1], "columns": []}}
+    at.run()
+    assert not at.exception, at.exception
+    sample = at.query_params["sample"]
+    assert any(f"Showing sample {sample}" in c.value for c in at.caption)
+    url = {k: at.query_params[k] for k in ("run", "ranking", "prompt", "step", "sample")}
+    reloaded = _browser(**url)  # a new session on the same URL shows that sample alone
+    assert not reloaded.exception, reloaded.exception
+    assert any(f"Showing sample {sample}" in c.value for c in reloaded.caption)
+    at.session_state["browser_samples"] = {"selection": {"rows": [], "columns": []}}
+    at.run()  # clicked again: every sample, and the URL forgets it
+    assert "sample" not in at.query_params
+    assert not any("Showing sample" in c.value for c in at.caption)
