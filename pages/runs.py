@@ -21,6 +21,7 @@ from workbench import run_text as text  # noqa: E402
 from workbench.figures import runs as figures  # noqa: E402
 from workbench.launch_form import HANDOFF_SFT_EPOCH, launch_form  # noqa: E402
 from workbench.resources import world_or_none  # noqa: E402
+from workbench.sections import compare  # noqa: E402
 from workbench.store_access import cached  # noqa: E402
 from workbench.widgets import show_error  # noqa: E402
 
@@ -130,6 +131,8 @@ def live_view() -> None:
 
 
 st.fragment(run_every=POLL_SECONDS if live else None)(live_view)()
+
+compare.render(run_id, {r: i.run_dir for r, i in runs.items()})  # beside another run; its ceiling
 
 if not live and not info.demo and jobs.effective_state(run_dir) in ("stopped", "interrupted", "failed"):
     if st.button("Resume this run", key="runs_resume"):

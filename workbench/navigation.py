@@ -83,6 +83,13 @@ PAGES = (
     ),
     PageSpec(
         "Analyse",
+        "ceiling.py",
+        "Ceiling",
+        ":material/vertical_align_top:",
+        "pass@k of a run against its SFT start: where the sampling space caps PPO",
+    ),
+    PageSpec(
+        "Analyse",
         "rm_accuracy.py",
         "RM accuracy",
         ":material/fact_check:",
@@ -91,7 +98,7 @@ PAGES = (
     PageSpec(
         "Analyse", "import_run.py", "Import", ":material/upload_file:", "bring rollouts of a TRL/verl/... run"
     ),
-    PageSpec("Learn", "learn.py", "Learn path", ":material/route:", "the note's argument in five live steps"),
+    PageSpec("Learn", "learn.py", "Learn path", ":material/route:", "the note's argument in six live steps"),
     PageSpec(
         "Learn", "teaching.py", "Teaching", ":material/school:", "the practitioner's note, step by step"
     ),
