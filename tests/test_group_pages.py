@@ -15,8 +15,8 @@ from engine.config import ConfigError
 from engine.paths import REPO_ROOT
 from engine.world_tools.coverage import spread
 from workbench.figures.groups import audit_figure, compare_figure, pass_at_k_figure, shared_keys
+from workbench.group_text import ceiling_sentence, compare_sentence, groups_sentence, methods_sentence
 from workbench.navigation import PAGES_DIR
-from workbench.run_text import ceiling_sentence, compare_sentence, groups_sentence, methods_sentence
 
 APP = str(REPO_ROOT / "workbench" / "app.py")
 
@@ -56,7 +56,7 @@ def test_compare_figure_overlays_each_run_in_each_panel():
         True,
         False,
     ]  # one legend entry per run
-    assert [a.text for a in fig.layout.annotations] == ["objective/gold", "probe/entropy"]
+    assert [a.text for a in fig.layout.annotations] == ["gold", "probe-set entropy"]
 
 
 def test_audit_figure_draws_each_share_and_leaves_out_gold_when_the_run_has_none():
@@ -185,6 +185,9 @@ def test_runs_page_puts_a_second_run_beside_the_first(demo_env):
         link.proto.label == "Ceiling of demo-default: pass@k against its start"
         for link in at.get("page_link")
     )
+    at.selectbox(key="runs_pick").set_value("demo-grpo").run()  # the compared run becomes the shown one
+    assert not at.exception, at.exception
+    assert at.selectbox(key="runs_compare").value is None
 
 
 def test_failure_modes_audits_groups_and_a_phantom_row_opens_the_browser(demo_env):

@@ -24,6 +24,9 @@ COMPARE_KEYS = (
     "probe/entropy",
     "objective/kl",
 )
+# What a reader calls the common metrics (panel titles, sentences); any other shows its key.
+METRIC_NAMES = {"objective/gold": "gold", "objective/reward": "RM reward", "probe/entropy": "probe-set entropy",
+                "objective/entropy": "batch entropy", "objective/kl": "KL"}  # fmt: skip
 # The audit's per-step shares, with their legend names.
 AUDIT_SERIES = {
     "frac_zero_std": "zero-std groups",
@@ -44,7 +47,7 @@ def compare_figure(metrics: pd.DataFrame, keys: list[str], runs: list[str]) -> g
     their moving average (about a tenth of the run), so two runs' trends overlay on the same axes."""
     cols = 2 if len(keys) > 1 else 1
     rows = max(1, math.ceil(len(keys) / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=keys or ["no shared metric"],
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[METRIC_NAMES.get(k, k) for k in keys] or ["no shared metric"],
                         horizontal_spacing=0.08, vertical_spacing=0.12 if rows > 1 else 0.1)  # fmt: skip
     for i, key in enumerate(keys):
         row, col = divmod(i, cols)

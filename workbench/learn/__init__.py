@@ -27,6 +27,6 @@ STEPS = (
     LearnStep("rm", "4 · The RM on a moving space", "far from SFT, the RM is wrong and PPO exploits it",
               rm_drift.render),
     LearnStep("range", "5 · Data range", "PPO has room where SFT left entropy", data_range.render),
-    LearnStep("methods", "6 · PPO and GRPO", "a group baseline instead of a value head: the same narrowing?",
+    LearnStep("methods", "6 · PPO and GRPO", "a group baseline instead of a value head, and what it does to the narrowing",
               group_methods.render),
 )  # fmt: skip

@@ -6,15 +6,14 @@ from __future__ import annotations
 import streamlit as st
 
 import engine.store as store
-from workbench.figures.groups import compare_figure
+from workbench.figures.groups import METRIC_NAMES, compare_figure
+from workbench.group_text import compare_sentence, methods_sentence
 from workbench.learn.common import demo_run
 from workbench.navigation import page_link
-from workbench.run_text import compare_sentence, methods_sentence
 from workbench.store_access import cached
 
 RUNS = ["demo-default", "demo-grpo"]
-CURVES = {"objective/gold": "gold", "probe/entropy": "probe-set entropy", "objective/kl": "KL",
-          "objective/reward": "RM reward"}  # fmt: skip
+CURVES = ("objective/gold", "probe/entropy", "objective/kl", "objective/reward")
 
 
 def render() -> None:
@@ -29,10 +28,10 @@ def render() -> None:
     if None in dirs:
         return
     keys = st.multiselect("Try it: curves", list(CURVES), default=["objective/gold", "probe/entropy"],
-                          format_func=CURVES.get, key="learn_methods_keys")  # fmt: skip
-    metrics = cached(store.metrics, dirs, keys=tuple(CURVES))
+                          format_func=METRIC_NAMES.get, key="learn_methods_keys")  # fmt: skip
+    metrics = cached(store.metrics, dirs, keys=CURVES)
     st.plotly_chart(compare_figure(metrics, keys, RUNS), key="learn_methods_curves")
-    lines = [compare_sentence(metrics, RUNS, k, CURVES[k]) for k in ("objective/gold", "probe/entropy")]
+    lines = [compare_sentence(metrics, RUNS, k, METRIC_NAMES[k]) for k in ("objective/gold", "probe/entropy")]
     st.markdown("\n".join(f"- {line}" for line in lines if line))
     verdict = methods_sentence(metrics, RUNS, "probe/entropy")
     if verdict:

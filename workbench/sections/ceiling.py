@@ -16,8 +16,8 @@ from engine.config import ConfigError
 from engine.paths import runs_dir
 from engine.runs import RUN_FILE, read_json
 from workbench.figures.groups import pass_at_k_figure
+from workbench.group_text import ceiling_sentence
 from workbench.resources import BUILD_COMMAND, world_or_none
-from workbench.run_text import ceiling_sentence
 from workbench.store_access import is_demo
 from workbench.widgets import show_error
 

@@ -17,7 +17,7 @@ from engine.store.group_queries import (
     group_table,
 )
 from workbench.figures.groups import audit_figure
-from workbench.run_text import groups_sentence
+from workbench.group_text import groups_sentence
 from workbench.store_access import cached
 from workbench.widgets import clicked_row, open_in_browser, row_table
 
@@ -75,6 +75,8 @@ def render(run_dirs: list[Path]) -> None:
     phantoms = pd.DataFrame(audit["phantom_groups"] or [], columns=PHANTOM_COLUMNS)
     if phantoms.empty:
         return
+    for column in ("rewards", "gold"):  # two decimals: the table is read, not recomputed
+        phantoms[column] = phantoms[column].map(lambda values: [round(v, 2) for v in values])
     st.caption(
         f"**Phantom-advantage groups** ({len(phantoms):,}): **click a row** to open it in the Rollout browser."
     )
