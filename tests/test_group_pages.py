@@ -268,3 +268,14 @@ def test_learn_step_six_without_the_grpo_demo_says_what_to_run(monkeypatch, tmp_
     at = _app("learn.py")
     at.radio(key="learn_step").set_value("methods").run()
     assert any("python -m engine demo build" in c.value for c in at.code)
+
+
+def test_a_compare_link_opens_the_runs_page_with_that_run_beside(demo_env):
+    at = AppTest.from_file(str(PAGES_DIR / "runs.py"), default_timeout=120).run()
+    shown = at.selectbox(key="runs_pick").value
+    other = next(r for r in ("demo-default", "demo-grpo") if r != shown)
+    at.query_params["compare"] = other
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="runs_compare").value == other
+    assert any(f"on `{shown}` and" in m.value and f"`{other}`" in m.value for m in at.markdown)
