@@ -84,7 +84,7 @@ def render(run_dir: Path) -> None:
     path = folder / SAMPLES_NAME
     if not path.is_file():
         st.info(f"No coverage samples for `{run}` yet. Make them in a terminal (N >= 128 for the note):")
-        st.code(command(policies, out, samples=128, prompts=None), language="bash")
+        st.code(command(policies, out, samples=128, prompts=None), language="bash", wrap_lines=True)
         if world is None:
             st.warning("The built-in world is not built, so they cannot be made here. Build it with:")
             st.code(BUILD_COMMAND, language="bash")
