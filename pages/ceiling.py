@@ -2,10 +2,11 @@
 
 import streamlit as st
 
+from workbench.glossary import page_tooltip
 from workbench.sections import ceiling
 from workbench.store_access import pick_runs
 
-st.title("Ceiling")
+st.title("Ceiling", help=page_tooltip("ceiling.py"))
 st.markdown(
     "PPO moves probability between answers its start can already sample, so what the SFT model can "
     "sample bounds what PPO reaches (Yue et al. 2025: RL beats its base at pass@1 and loses at large "

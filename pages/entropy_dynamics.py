@@ -6,6 +6,7 @@ import streamlit as st
 from engine.analysis.entropy_dynamics import entropy_report
 from engine.config import ConfigError
 from workbench.figures.entropy import cov_vs_change_figure, forking_figure, gold_kl_figure, law_figure
+from workbench.glossary import page_tooltip
 from workbench.navigation import PAGES_DIR
 from workbench.run_text import (
     correlation_sentence,
@@ -17,7 +18,7 @@ from workbench.run_text import (
 from workbench.store_access import cached, pick_runs
 from workbench.widgets import clicked_row, row_table, show_error
 
-st.title("Entropy dynamics")
+st.title("Entropy dynamics", help=page_tooltip("entropy_dynamics.py"))
 st.markdown(
     "PPO lowers entropy where it raises the probability of tokens with a positive advantage. Per step, "
     "the **covariance of each token's log-probability and its advantage** predicts the entropy change "

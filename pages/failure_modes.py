@@ -4,6 +4,7 @@ import streamlit as st
 
 import engine.store as store
 from workbench.figures.curves import failure_rates_figure, failure_table
+from workbench.glossary import page_tooltip
 from workbench.sections import groups
 from workbench.store_access import cached, pick_runs
 from workbench.widgets import clicked_row, open_in_browser, row_table
@@ -19,7 +20,7 @@ COLLAPSE_NOTE = (
     "no longer improve that prompt. Read the `gold` column of the examples below."
 )
 
-st.title("Failure modes")
+st.title("Failure modes", help=page_tooltip("failure_modes.py"))
 st.caption(
     "Each detector flags individual samples; the chart shows the share of samples flagged per step. "
     "A detector that climbs during training is where to look first."

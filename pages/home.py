@@ -7,6 +7,7 @@ import streamlit as st
 
 import engine.store as store
 from workbench.figures.runs import GLANCE_KEYS, glance_figure
+from workbench.glossary import page_tooltip
 from workbench.navigation import page_link, sections
 from workbench.resources import BUILD_COMMAND, world_error, world_or_none
 from workbench.run_text import shows_entropy_reduction, trend_sentence
@@ -21,7 +22,7 @@ SFT epoch to start from, and the reward model's accuracy as PPO moves. Start wit
 every page works on the shipped demo runs before you train anything.
 """
 
-st.title("PPO Entropy Workbench")
+st.title("PPO Entropy Workbench", help=page_tooltip("home.py"))
 st.markdown(INTRO)
 
 st.subheader("Where to start")

@@ -5,6 +5,7 @@ import streamlit as st
 import engine.store as store
 from workbench.figures.prompt import prompt_over_training
 from workbench.figures.tokens import entropy_legend_html, entropy_scale, is_token_list, sample_tokens_html
+from workbench.glossary import page_tooltip
 from workbench.navigation import apply_query_param, entropy_link, int_param, query_param, set_link
 from workbench.store_access import cached, pick_runs
 from workbench.widgets import clicked_row, row_table, sample_filters
@@ -23,7 +24,7 @@ SAMPLE_COLUMNS = [
     "response",
 ]
 
-st.title("Rollout browser")
+st.title("Rollout browser", help=page_tooltip("rollout_browser.py"))
 st.caption(
     "Prompts whose samples differ most come first: that is where PPO gets a learning signal. "
     "**Click a row** to see all its samples across steps, tokens coloured by per-token entropy."
@@ -45,6 +46,7 @@ if run_dirs:
         horizontal=True,
         key="browser_ranking",
     )
+    set_link("ranking", ranking, "browser_ranking")
     st.caption(
         f"Ranking on: **{store.RANKINGS[ranking][1]}**."
         + ("" if has_gold else " No gold (judge) scores in this run, so gold variance is not offered.")
@@ -90,6 +92,7 @@ if run_dirs:
         if len(prompt_steps) > 1
         else prompt_steps[0]
     )
+    set_link("step", step, "browser_step")
     at_step = samples[samples["step"] == step]
     chosen = row_table(
         at_step[SAMPLE_COLUMNS],
