@@ -28,7 +28,8 @@ st.markdown(INTRO)
 st.subheader("Where to start")
 runs = runs_table()
 with_steps = runs[runs["n_rollouts"] > 0]
-first_run = with_steps[with_steps["demo"]].sort_values("n_steps", ascending=False).head(1)
+# the longest demo run; a tie (demo-default and demo-grpo run the same steps) goes by id, so it is stable
+first_run = with_steps[with_steps["demo"]].sort_values(["n_steps", "run_id"], ascending=[False, True]).head(1)
 if first_run.empty:
     first_run = with_steps.head(1)
 doors = st.columns(3)

@@ -23,6 +23,7 @@ from workbench.glossary import page_tooltip  # noqa: E402
 from workbench.launch_form import HANDOFF_SFT_EPOCH, launch_form  # noqa: E402
 from workbench.navigation import follow_link, set_link  # noqa: E402
 from workbench.resources import world_or_none  # noqa: E402
+from workbench.sections import compare  # noqa: E402
 from workbench.store_access import cached  # noqa: E402
 from workbench.widgets import show_error  # noqa: E402
 
@@ -113,12 +114,8 @@ def live_view() -> None:
         st.caption("No logged step yet.")
         return
     families = figures.probe_families(keys)
-    estimator = (
-        (jobs.read_json(run_dir / jobs.RUN_FILE) or {})
-        .get("config", {})
-        .get("ppo", {})
-        .get("kl_estimator", "k1")
-    )
+    record = jobs.read_json(run_dir / jobs.RUN_FILE) or {}
+    estimator = record.get("config", {}).get("ppo", {}).get("kl_estimator", "k1")
     panels = figures.run_panels(frame, kl, kl_estimator=estimator, probes="probe/entropy" in keys)
     st.plotly_chart(figures.curves_figure(panels), key="runs_curves")
     st.caption(text.curves_caption(kl_k3=not kl.empty, estimator=estimator, probes=bool(families)))
@@ -149,3 +146,4 @@ def resume_button() -> None:
 
 
 st.fragment(run_every=POLL_SECONDS if live else None)(live_view)()
+compare.render(run_id, {r: i.run_dir for r, i in runs.items()})  # beside another run; its ceiling

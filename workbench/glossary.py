@@ -185,11 +185,12 @@ PAGE_TERMS = {
     "rollout_browser.py": ("nats", "entropy", "gold", "rm", "reward_norm", "kl"),
     "entropy_dynamics.py": ("nats", "entropy", "gold", "over_optimisation", "kl", "advantage", "ceiling",
                             "covariance_driver", "forking_token"),
-    "failure_modes.py": ("entropy", "gold", "rm", "over_optimisation", "kl", "advantage"),
+    "failure_modes.py": ("entropy", "gold", "rm", "reward_norm", "over_optimisation", "kl", "advantage"),
     "rm_accuracy.py": ("sampling_space", "reward_distribution", "gold", "rm", "over_optimisation", "kl"),
     "teaching.py": ("nats", "entropy", "sampling_space", "reward_distribution", "temperature", "gold", "rm",
                     "reward_norm", "over_optimisation", "sft", "kl"),
     "learn.py": ("entropy", "sampling_space", "rm", "sft", "world"),
+    "ceiling.py": ("nats", "entropy", "sampling_space", "gold", "best_of_n", "sft", "ceiling"),
 }  # fmt: skip
 """The terms each page uses, defined by the tooltip of its title (its first line); the Learn path's
 title defines those of its introduction, and each step's heading those the step adds."""
@@ -199,6 +200,7 @@ LEARN_STEP_TERMS = {
     "reduction": ("nats", "temperature", "gold", "reward_norm", "kl", "probe_set"),
     "rm": ("gold", "over_optimisation", "kl"),
     "range": ("nats", "sampling_entropy", "temperature", "gold", "advantage", "probe_set"),
+    "methods": ("gold", "advantage", "reward_norm", "probe_set", "kl", "demo_run"),
 }
 
 

@@ -90,6 +90,13 @@ PAGES = (
     ),
     PageSpec(
         "Analyse",
+        "ceiling.py",
+        "Ceiling",
+        ":material/vertical_align_top:",
+        "pass@k of a run against its SFT start: where the sampling space caps PPO",
+    ),
+    PageSpec(
+        "Analyse",
         "rm_accuracy.py",
         "RM accuracy",
         ":material/fact_check:",
@@ -110,7 +117,7 @@ PAGES = (
         "learn.py",
         "Learn path",
         ":material/route:",
-        "the argument in five steps on the real models and demo runs",
+        "the argument in six steps on the real models and demo runs",
     ),
     PageSpec(
         "Learn", "glossary.py", "Glossary", ":material/menu_book:", "every term the pages use, defined once"

@@ -8,7 +8,7 @@ Each fit (``law``'s ceiling and gain, ``gold_sqrt_kl``'s peak, ``cov_entropy_cor
 bootstrap interval over steps and is null, with its ``reason``, on fewer than 10 steps.
 
 ``python -m engine analyse coverage --policy SOURCE [--policy SOURCE ...] --prompts SET --samples N
-[--temperature T] [--seed S] [--out DIR] --json`` (contract): the sampling-space ceiling on the world
+[--max-prompts M] [--temperature T] [--seed S] [--out DIR] --json`` (contract): the sampling-space ceiling on the world
 (``engine.world_tools.coverage.measure_coverage``). One JSON object: ``samples_path`` (the Parquet
 file, one row per sample), the settings, ``thresholds`` (gold per family that counts as correct),
 ``policies`` (label -> ``pass_at_k`` {k: value}, ``cover_at_tau`` {tau: share}, ``answer_entropy``,
@@ -72,6 +72,13 @@ def _register_coverage(sub: argparse._SubParsersAction) -> None:
         "ppo_only, or a prompts file (text, JSONL or Parquet)",
     )
     coverage.add_argument("--samples", type=int, required=True, metavar="N", help="samples per prompt")
+    coverage.add_argument(
+        "--max-prompts",
+        type=int,
+        default=None,
+        metavar="M",
+        help="at most M prompts of the set, spread evenly over it (default: all)",
+    )
     coverage.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
     coverage.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     coverage.add_argument(
@@ -132,6 +139,7 @@ def main_coverage(args: argparse.Namespace) -> int:
             seed=args.seed,
             out=args.out,
             runs_root=args.runs_dir,
+            max_prompts=args.max_prompts,
             progress=progress,
         )
     finally:
