@@ -84,7 +84,9 @@ def pick_runs(key: str, *, multi: bool = False) -> list[Path] | None:
     ids = runs["run_id"].tolist()
     if own.empty and with_steps:  # demo runs only: open the longest one
         with_steps = (
-            runs.loc[runs["n_rollouts"] > 0].sort_values("n_steps", ascending=False)["run_id"].tolist()
+            runs.loc[runs["n_rollouts"] > 0]
+            .sort_values(["n_steps", "run_id"], ascending=[False, True])["run_id"]
+            .tolist()
         )
     default = with_steps[0] if with_steps else ids[0]
     unknown = f"No run {{}} in `{root}` or the demo runs: showing another."
