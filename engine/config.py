@@ -18,6 +18,19 @@ class ConfigError(ValueError):
     """A setting, path or input that cannot be used, with a message a user can act on."""
 
 
+def shown_path(path: object) -> str:
+    """``path`` for a message: cut in the middle when it is too long to read."""
+    text = str(path)
+    return text if len(text) <= 160 else f"{text[:100]}...{text[-40:]} ({len(text)} characters)"
+
+
+def os_error_message(exc: OSError) -> str:
+    """What the OS said and about which file, without Python's exception class (``No space left on
+    device (runs/x/status.json)``): a file error as a user reads it, in the CLI and on the pages."""
+    where = f" ({shown_path(exc.filename)})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
+
+
 def options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The parsed command-line options ``names``, as the keyword arguments of the function that
     takes them (here, below the CLI and the benchmarks, so both can use it)."""

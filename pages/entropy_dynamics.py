@@ -5,10 +5,11 @@ import streamlit as st
 
 from engine.analysis.entropy_dynamics import entropy_report
 from engine.config import ConfigError
-from workbench.entropy_views import room_left
 from workbench.figures.entropy import cov_vs_change_figure, forking_figure, gold_kl_figure, law_figure
 from workbench.navigation import PAGES_DIR
-from workbench.store_views import cached, clicked_row, pick_runs, row_table, show_error
+from workbench.run_text import room_left
+from workbench.store_access import cached, pick_runs
+from workbench.widgets import clicked_row, row_table, show_error
 
 st.title("Entropy dynamics")
 st.markdown(

@@ -5,7 +5,8 @@ import streamlit as st
 import engine.store as store
 from workbench.figures.curves import failure_rates_figure, failure_table
 from workbench.navigation import PAGES_DIR
-from workbench.store_views import cached, clicked_row, pick_runs, row_table
+from workbench.store_access import cached, pick_runs
+from workbench.widgets import clicked_row, row_table
 
 # the response early, wide: it is what a reader looks at (the table scrolls sideways past it)
 EXAMPLE_COLUMNS = ["step", "prompt_id", "sample_idx", "response", "score", "reward", "gold", "kl", "length",

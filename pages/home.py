@@ -7,10 +7,10 @@ import streamlit as st
 
 import engine.store as store
 from workbench.figures.runs import GLANCE_KEYS, glance_figure
-from workbench.navigation import sections
+from workbench.navigation import page_link, sections
 from workbench.resources import BUILD_COMMAND, world_error, world_or_none
-from workbench.runs_views import shows_entropy_reduction, trend_sentence
-from workbench.store_views import cached, page_link, runs_table
+from workbench.run_text import shows_entropy_reduction, trend_sentence
+from workbench.store_access import cached, runs_table
 
 INTRO = """
 **PPO is entropy reduction inside the SFT model's sampling space**: it only moves probability mass
@@ -33,14 +33,14 @@ if first_run.empty:
 doors = st.columns(3)
 with doors[0]:
     st.markdown("**Learn**: the practitioner's note, one idea at a time, with live figures.")
-    page_link("learn.py", "Open the Learn path", ":material/school:")
+    page_link("learn.py", "Open the Learn path")
 with doors[1]:
     st.markdown("**Sampling lab**: one prompt, many samples, tokens coloured by entropy.")
-    page_link("sampling_lab.py", "Open the Sampling lab", ":material/science:")
+    page_link("sampling_lab.py", "Open the Sampling lab")
 with doors[2]:
     if first_run.empty:
         st.markdown("**Rollout browser**: no run with logged rollouts yet (launch one on **Runs**).")
-        page_link("rollout_browser.py", "Open the Rollout browser", ":material/list_alt:")
+        page_link("rollout_browser.py", "Open the Rollout browser")
     else:
         run = first_run.iloc[0]
         ranking = "gold_var"  # the judge's spread; RM variance puts rare off-task answers on top
@@ -53,7 +53,7 @@ with doors[2]:
             params["prompt"] = top["prompt_id"].iloc[0]
         kind = "demo run" if run["demo"] else "run"
         st.markdown(f"**Rollout browser**: the {kind} `{run['run_id']}` on its most-varying prompt.")
-        page_link("rollout_browser.py", "Open the highest-variance prompt", ":material/list_alt:", params)
+        page_link("rollout_browser.py", "Open the highest-variance prompt", params)
 
 if not first_run.empty:
     run = first_run.iloc[0]
@@ -117,4 +117,4 @@ with st.expander("Every page"):
         st.markdown(f"**{section}**")
         for spec in specs:
             if spec.file != "home.py":
-                page_link(spec.file, f"{spec.title}: {spec.blurb}", spec.icon)
+                page_link(spec.file, f"{spec.title}: {spec.blurb}")

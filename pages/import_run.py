@@ -9,8 +9,9 @@ from engine.importers import import_run, preview
 from engine.importers.formats import FORMAT_HELP
 from engine.importers.pipeline import default_run_id
 from engine.paths import runs_dir
-from workbench.import_views import mapping_from_frame, progress_factory, save_upload, show_mapping_editor
-from workbench.navigation import PAGES_DIR
+from workbench.import_widgets import mapping_from_frame, progress_factory, save_upload, show_mapping_editor
+from workbench.navigation import page_link
+from workbench.widgets import show_error
 
 st.title("Import a run")
 st.caption(
@@ -26,10 +27,18 @@ source = st.radio("Source", ["Path on this machine", "Upload a file"], horizonta
 path: Path | None = None
 if source == "Path on this machine":
     typed = st.text_input("File or directory", key="import_path", placeholder="/data/run/completions")
-    path = Path(typed).expanduser() if typed.strip() else None
+    try:
+        path = Path(typed).expanduser() if typed.strip() else None
+    except RuntimeError as exc:  # ~user of no such user
+        show_error(exc, "Cannot read this path")
+        st.stop()
 else:
     uploaded = st.file_uploader("Rollout file", type=["jsonl", "json", "parquet", "csv"], key="import_upload")
-    path = save_upload(uploaded, root) if uploaded is not None else None
+    try:
+        path = save_upload(uploaded, root) if uploaded is not None else None
+    except OSError as exc:
+        show_error(exc, "Could not keep the uploaded file")
+        st.stop()
 
 if path is None:
     st.info("Give a file or a directory (or upload a file) to preview its first rows.")
@@ -39,8 +48,8 @@ given_key = f"import_mapping_given_{fmt}_{path}"
 given = st.session_state.get(given_key, {})
 try:
     rows, mapping, warnings = preview(fmt, path, given)
-except ConfigError as exc:
-    st.error(f"{exc}")
+except (ConfigError, OSError) as exc:
+    show_error(exc, "Cannot preview this source")
     st.stop()
 
 st.subheader("Column mapping")
@@ -49,7 +58,7 @@ edited = show_mapping_editor(mapping, key=f"import_mapping_{fmt}_{path}")
 try:
     new_mapping = mapping_from_frame(edited)
 except ConfigError as exc:
-    st.error(f"{exc}")
+    show_error(exc, "Bad column mapping")
     st.stop()
 if new_mapping != mapping and st.button("Apply the mapping to the preview", key="import_apply"):
     st.session_state[given_key] = new_mapping
@@ -71,9 +80,9 @@ if st.button("Import", type="primary", key="import_go"):
             fmt, path, runs_dir=root, run_id=run_id.strip(), mapping=new_mapping, replace=replace,
             progress_factory=progress_factory(bar),
         )  # fmt: skip
-    except ConfigError as exc:
+    except (ConfigError, OSError) as exc:
         bar.empty()
-        st.error(f"{exc}")
+        show_error(exc, "Import refused")
         st.stop()
     bar.progress(1.0, text="done")
     st.session_state["import_done"] = result.as_dict()
@@ -88,10 +97,7 @@ if done:
     for warning in done["warnings"]:
         st.warning(warning)
     st.session_state["browser_run"] = done["run_id"]  # the Rollout browser opens on it
-    st.page_link(
-        str(PAGES_DIR / "rollout_browser.py"), label=f"Open {done['run_id']} in the Rollout browser",
-        icon=":material/list_alt:", query_params={"run": done["run_id"]},
-    )  # fmt: skip
+    page_link("rollout_browser.py", f"Open {done['run_id']} in the Rollout browser", {"run": done["run_id"]})
     st.caption(
         "No per-token signals in the source? Recompute them with a local model: "
         f"`python -m engine import signals {done['run_id']} --model PATH_OR_NAME`"

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from workbench.learn import STEPS
-from workbench.store_views import apply_query_param, set_link
+from workbench.navigation import apply_query_param, set_link
 
 KEYS = [s.key for s in STEPS]
 BY_KEY = {s.key: s for s in STEPS}

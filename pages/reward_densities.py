@@ -11,7 +11,8 @@ from workbench.figures.ridgeline import (
     smooth_density,
     spread_figure,
 )
-from workbench.store_views import cached, entropy_link, pick_runs
+from workbench.navigation import entropy_link
+from workbench.store_access import cached, pick_runs
 
 st.title("Reward densities")
 st.markdown(

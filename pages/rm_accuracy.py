@@ -11,7 +11,8 @@ from engine.config import ConfigError
 from engine.runs import launch_eval, list_checkpoints
 from engine.runs.layout import EVAL_LOG
 from workbench.figures.curves import per_step_lines
-from workbench.store_views import cached, is_demo, pick_runs, show_error
+from workbench.store_access import cached, is_demo, pick_runs
+from workbench.widgets import show_error
 
 st.title("RM accuracy")
 st.caption(

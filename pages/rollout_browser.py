@@ -5,17 +5,9 @@ import streamlit as st
 import engine.store as store
 from workbench.figures.prompt import prompt_over_training
 from workbench.figures.tokens import entropy_legend_html, entropy_scale, is_token_list, sample_tokens_html
-from workbench.store_views import (
-    apply_query_param,
-    cached,
-    clicked_row,
-    entropy_link,
-    pick_runs,
-    query_param,
-    row_table,
-    sample_filters,
-    set_link,
-)
+from workbench.navigation import apply_query_param, entropy_link, int_param, query_param, set_link
+from workbench.store_access import cached, pick_runs
+from workbench.widgets import clicked_row, row_table, sample_filters
 
 PROMPT_COLUMNS = ["prompt_id", "prompt_family", "prompt", "score", "reward_var", "gold_var", "entropy_drop",
                   "reward_mean", "gold_mean", "entropy_mean", "n_samples", "n_steps"]  # fmt: skip
@@ -106,10 +98,8 @@ if run_dirs:
     )
     rows = chosen.selection.rows if chosen is not None else []
     shown = at_step.iloc[rows] if rows else at_step
-    token, sample = query_param("token"), query_param("sample")
-    highlight = (
-        (int(sample), int(token)) if token and sample and token.isdigit() and sample.isdigit() else None
-    )
+    token, sample = int_param("token"), int_param("sample")
+    highlight = (sample, token) if token is not None and sample is not None else None
     high = entropy_scale([samples])
     if rows:
         st.caption(

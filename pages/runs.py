@@ -11,13 +11,17 @@ if REPO_ROOT not in sys.path:
 import streamlit as st  # noqa: E402
 
 import engine.runs as jobs  # noqa: E402
+from engine.analysis.entropy_dynamics import entropy_report  # noqa: E402
 from engine.config import ConfigError  # noqa: E402
 from engine.paths import runs_dir  # noqa: E402
 from engine.store import kl_per_step, metric_keys  # noqa: E402
 from engine.store import metrics as read_metrics  # noqa: E402
-from workbench import runs_views as views  # noqa: E402
+from workbench import run_text as text  # noqa: E402
 from workbench.figures import runs as figures  # noqa: E402
+from workbench.launch_form import HANDOFF_SFT_EPOCH, launch_form  # noqa: E402
 from workbench.resources import world_or_none  # noqa: E402
+from workbench.store_access import cached  # noqa: E402
+from workbench.widgets import show_error  # noqa: E402
 
 POLL_SECONDS = 2.0
 CURVE_KEYS = ["objective/reward", "objective/gold", "objective/kl", "objective/entropy", "probe/entropy"]
@@ -31,8 +35,8 @@ st.markdown(
 )
 
 own = jobs.list_runs()
-with st.expander("Launch a run", expanded=views.HANDOFF_SFT_EPOCH in st.session_state or not own):
-    submitted = views.launch_form(world_or_none())
+with st.expander("Launch a run", expanded=HANDOFF_SFT_EPOCH in st.session_state or not own):
+    submitted = launch_form(world_or_none())
     if submitted is not None:
         config, run_id, warnings = submitted
         for warning in warnings:
@@ -44,6 +48,8 @@ with st.expander("Launch a run", expanded=views.HANDOFF_SFT_EPOCH in st.session_
             st.success(f"Started {job.run_id} (pid {job.pid}).")
         except ConfigError as exc:
             st.error(str(exc))
+        except OSError as exc:  # the runs directory cannot be written (read-only, full disk)
+            show_error(exc, "Could not start the job")
 
 runs = {r.run_id: r for r in jobs.list_runs(with_demo=True) if r.kind == "ppo"}
 if not runs:
@@ -62,6 +68,17 @@ run_dir = info.run_dir
 live = not info.demo and jobs.is_live(run_dir)
 
 
+def room_left_note() -> None:
+    """'At this entropy, this run can still gain about X' (the Entropy dynamics page's law), or nothing
+    when the run has too few steps to fit it."""
+    try:
+        note = text.room_left(cached(entropy_report, run_dir))
+    except ConfigError:
+        return
+    if note:
+        st.markdown(note)
+
+
 def live_view() -> None:
     fresh = {r.run_id: r for r in jobs.list_runs(with_demo=True) if r.kind == "ppo"}
     status = jobs.read_status(run_dir)
@@ -73,11 +90,11 @@ def live_view() -> None:
     except ConfigError as exc:
         st.warning(str(exc))
         return
-    step = views.shown_step((status or {}).get("step", 0), frame["step"].tolist())
-    table.dataframe(views.runs_frame(list(fresh.values()), {run_id: step}), hide_index=True, width="stretch")
+    step = text.shown_step((status or {}).get("step", 0), frame["step"].tolist())
+    table.dataframe(text.runs_frame(list(fresh.values()), {run_id: step}), hide_index=True, width="stretch")
     if info.demo:
         st.caption("A shipped demo run: read-only (it cannot be stopped or resumed).")
-    st.markdown(views.status_caption(status, state, step))
+    st.markdown(text.status_caption(status, state, step))
     if status and status.get("steps"):
         st.progress(min(1.0, step / status["steps"]))
     if live and st.button(
@@ -97,17 +114,17 @@ def live_view() -> None:
     )
     panels = figures.run_panels(frame, kl, kl_estimator=estimator, probes="probe/entropy" in keys)
     st.plotly_chart(figures.curves_figure(panels), key="runs_curves")
-    st.caption(views.curves_caption(kl_k3=not kl.empty, estimator=estimator, probes=bool(families)))
-    st.markdown(views.trend_sentence(frame, probes="probe/entropy" in keys))
+    st.caption(text.curves_caption(kl_k3=not kl.empty, estimator=estimator, probes=bool(families)))
+    st.markdown(text.trend_sentence(frame, probes="probe/entropy" in keys))
     if not live:  # the analysis reads every step's tokens: once the run has stopped, not every refresh
-        views.room_left_note(run_dir)
+        room_left_note()
     if families:
         st.markdown("**The fixed probe set, per family**: the same prompts at every probe step")
         probe_frame = read_metrics(
             [run_dir], keys=[f"probe/{f}/{v}" for f in families for v, _ in figures.PROBE_VALUES]
         )
         st.plotly_chart(figures.probe_figure(probe_frame, families), key="runs_probes")
-    if live != (state in views.LIVE_STATES):  # the job started or ended since the page ran: redraw
+    if live != (state in text.LIVE_STATES):  # the job started or ended since the page ran: redraw
         st.rerun()
 
 
@@ -121,3 +138,5 @@ if not live and not info.demo and jobs.effective_state(run_dir) in ("stopped", "
             st.rerun()
         except ConfigError as exc:
             st.error(str(exc))
+        except OSError as exc:
+            show_error(exc, "Could not resume the job")

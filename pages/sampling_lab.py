@@ -4,7 +4,7 @@ import streamlit as st
 
 from engine.lab import SIGNAL_HELP, SIGNALS, SWEEP_GRIDS, forking_tokens, reference_config
 from workbench import lab_inputs as inputs
-from workbench import lab_views as views
+from workbench import lab_tables as views
 from workbench.figures import lab as figures
 from workbench.resources import sampling_lab, world_or_none
 

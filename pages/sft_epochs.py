@@ -13,9 +13,9 @@ from workbench.figures.sft_epochs import (
     spread_by_epoch,
     spread_trend,
 )
+from workbench.launch_form import HANDOFF_SFT_EPOCH
 from workbench.navigation import PAGES_DIR
 from workbench.resources import BUILD_COMMAND, world_error, world_or_none
-from workbench.runs_views import HANDOFF_SFT_EPOCH
 
 st.title("Which SFT epoch should PPO start from?")
 st.markdown(

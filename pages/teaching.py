@@ -4,7 +4,7 @@ import streamlit as st
 
 from engine.teaching import entropy, make_bandit, run, softmax
 from workbench.figures import teaching as figures
-from workbench.store_views import page_link
+from workbench.navigation import page_link
 
 st.title("PPO as entropy reduction, in one picture")
 st.markdown(

@@ -33,6 +33,37 @@ def test_pages_stay_thin():
         assert "import torch" not in text and "from torch" not in text, page.name
 
 
+def test_every_page_link_takes_its_icon_from_the_navigation(monkeypatch, tmp_path):
+    """One home for a page's icon: no module but the navigation names one, and Home's links (Learn
+    included, which once borrowed Teaching's) show the icon of the page they open."""
+    import inspect
+
+    assert "icon" not in inspect.signature(navigation.page_link).parameters
+    sources = [*PAGES_DIR.glob("*.py"), *(REPO_ROOT / "workbench").rglob("*.py")]
+    named = [p.name for p in sources if ":material/" in p.read_text() and p.name != "navigation.py"]
+    assert named == [], f"icons named outside workbench/navigation.py: {named}"
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    links = {e.proto.label: e.proto.icon for e in at.get("page_link")}
+    assert links["Open the Learn path"] == navigation.icon_of("learn.py") == ":material/route:"
+    titles = {spec.title: spec.icon for spec in PAGES}
+    for label, icon in links.items():
+        title = label.split(":")[0]
+        if title in titles:
+            assert icon == titles[title], label
+
+
+def test_module_docstrings_that_say_pure_hold():
+    """A workbench module whose docstring calls it pure never touches Streamlit, and one that does
+    touch it says so: the module names say what they hold (no catch-all ``*_views``)."""
+    modules = sorted((REPO_ROOT / "workbench").glob("*.py"))
+    assert not [m.name for m in modules if m.stem.endswith("_views")]
+    for pure in ("run_text", "lab_tables"):
+        text = (REPO_ROOT / "workbench" / f"{pure}.py").read_text()
+        assert "pure" in text.split('"""')[1].lower(), pure
+        assert "import streamlit" not in text, pure
+
+
 def test_home_is_a_first_run_guide_with_demo_runs(monkeypatch, tmp_path):
     from store_fixture import build_store
 
@@ -116,3 +147,35 @@ def test_the_warm_up_runs_once_per_server_and_can_be_turned_off(monkeypatch):
         assert calls == ["warm-up-lab"]
     finally:
         resources._warm_up_thread.clear()
+
+
+def test_the_app_listens_on_this_machine_only():
+    """No login: the server binds the loopback interface unless the user opens it up."""
+    import tomllib
+
+    config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost"
+
+
+@pytest.mark.slow
+def test_a_started_app_answers_on_localhost_and_not_on_the_network(tmp_path):
+    """The servers the browser tests and ``bench app`` start answer on localhost, and a non-loopback
+    address of this machine gets no answer."""
+    import socket
+    import urllib.request
+
+    from engine.bench.browser import streamlit_server, wait_healthy
+
+    log = tmp_path / "server.log"
+    with streamlit_server(REPO_ROOT / "workbench" / "app.py", {}, log) as (url, _, process):
+        wait_healthy(url, process, log)
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as response:
+            assert response.status == 200
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # a documentation address: no packet is sent
+            own = probe.getsockname()[0]
+        if own.startswith("127."):
+            pytest.skip("this machine has no non-loopback address")
+        port = int(url.rsplit(":", 1)[1])
+        with pytest.raises(OSError), socket.create_connection((own, port), timeout=5):
+            pass

@@ -210,3 +210,30 @@ def test_cli_samples_json_and_greedy(tiny_gpt2_dir):
     assert len(out["samples"]) == 2 and out["samples"][0]["tokens"] == out["samples"][1]["tokens"]
     assert set(out["summary"]) == {"entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates"}
     assert all(n == 1 for n in out["samples"][0]["signals"]["n_candidates"])
+
+
+def test_a_checkpoint_made_in_another_clone_loads_the_world_base_of_this_one(tmp_path):
+    """PEFT records its base's absolute path: a shipped demo checkpoint names the world of the machine
+    that built it. Moved with the clone, it loads this clone's world model of that name."""
+    import json
+    import shutil
+
+    from engine.models.loading import _adapter_base
+    from engine.paths import demo_runs_dir, world_dir
+
+    shipped = demo_runs_dir() / "demo-late-epoch" / "checkpoints"
+    checkpoint = tmp_path / "step"
+    shutil.copytree(next(p for p in sorted(shipped.iterdir()) if p.is_dir()), checkpoint)
+    config_path = checkpoint / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    epoch = config["base_model_name_or_path"].rsplit("/", 1)[-1]
+    config["base_model_name_or_path"] = f"/a/clone/elsewhere/data/world/sft/{epoch}"
+    config_path.write_text(json.dumps(config))
+
+    assert _adapter_base(checkpoint) == world_dir() / "sft" / epoch
+    assert load_causal_lm(str(checkpoint), device="cpu").model is not None
+
+    config["base_model_name_or_path"] = "/a/clone/elsewhere/models/not-a-world-model"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="not-a-world-model"):
+        load_causal_lm(str(checkpoint), device="cpu")

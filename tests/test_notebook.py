@@ -28,6 +28,30 @@ def test_run_api_returns_the_pages_queries_and_figures(tmp_path, monkeypatch):
         open_run("nope")
 
 
+def test_failure_thresholds_are_validated_and_bound_not_spliced(tmp_path, monkeypatch):
+    """A numpy float is a threshold like any number (its repr, ``np.float64(12.0)``, once broke the
+    SQL); inf, NaN, text and unknown names are refused with a ConfigError."""
+    import numpy as np
+
+    import engine.store as store
+
+    runs = build_store(tmp_path / "runs")
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(runs))
+    run = open_run("alpha")
+    counts = run.failures(kl_threshold=np.float64(11.0), tail_sd=np.float32(1.5))
+    expected = store.failure_counts(runs / "alpha", store.DetectorParams(kl_threshold=11.0, tail_sd=1.5))
+    assert counts.equals(expected)
+    kl = counts[counts.detector == "kl_blowup"].set_index("step")["n_flagged"]
+    assert kl.to_dict() == {0: 0, 1: 1}  # the one sample of KL 12 at step 1
+    worst = run.failure_examples("kl_blowup", limit=np.int64(1), kl_threshold=np.float64(11.0))
+    assert worst["kl"].tolist() == [12.0]
+    for bad in (float("inf"), -float("inf"), float("nan"), np.float64("inf"), "10", True):
+        with pytest.raises(ConfigError, match="kl_threshold must be a finite number"):
+            run.failures(kl_threshold=bad)
+    with pytest.raises(ConfigError, match="unknown detector threshold"):
+        run.failures(kl_treshold=5.0)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not world_dir().is_dir(), reason="the example samples the built-in world")
 def test_example_notebook_runs_headless(tmp_path, monkeypatch):

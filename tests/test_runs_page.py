@@ -201,7 +201,7 @@ def test_one_sample_per_prompt_explains_reward_norm_and_odd_settings_warn(env):
     at.button(key="FormSubmitter:runs_form-Launch PPO run").click().run()
     assert "Reward normalisation" in _text(at) and "Samples per prompt" in _text(at)
     from engine.ppo.config import PPOConfig
-    from workbench.runs_views import run_warnings
+    from workbench.launch_form import run_warnings
 
     warnings = run_warnings(PPOConfig().replace(max_new_tokens=1, prompts_per_step=1, num_minibatches=1))
     assert any("1 new token" in w for w in warnings) and any("1 prompt per step" in w for w in warnings)
@@ -261,7 +261,7 @@ def test_demo_runs_are_listed_read_only(env, monkeypatch):
 
 def test_sft_epochs_hand_off_preselects_the_epoch(monkeypatch, tmp_path):
     from engine.paths import world_dir
-    from workbench.runs_views import HANDOFF_SFT_EPOCH
+    from workbench.launch_form import HANDOFF_SFT_EPOCH
 
     if not (world_dir() / "world.json").is_file():
         pytest.skip("the built-in world is not built")
@@ -276,7 +276,7 @@ def test_sft_epochs_hand_off_preselects_the_epoch(monkeypatch, tmp_path):
 def test_trend_sentence_reads_the_runs_own_curves():
     import pandas as pd
 
-    from workbench.runs_views import first_and_last, trend_sentence
+    from workbench.run_text import first_and_last, trend_sentence
 
     steps = list(range(1, 21))
     frame = pd.DataFrame(
@@ -292,7 +292,7 @@ def test_trend_sentence_reads_the_runs_own_curves():
 def test_shows_entropy_reduction_only_when_gold_rose_and_entropy_fell():
     import pandas as pd
 
-    from workbench.runs_views import shows_entropy_reduction
+    from workbench.run_text import shows_entropy_reduction
 
     steps = list(range(1, 21))
     gold = [0.2 + 0.01 * s for s in steps]

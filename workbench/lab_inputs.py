@@ -16,7 +16,8 @@ from engine.config import ConfigError, SamplingConfig
 from engine.lab import LabBatch, SamplingLab, list_checkpoints
 from engine.paths import runs_dir
 from engine.ppo.config import field_docs
-from workbench.lab_views import batch_tokens_html
+from workbench.lab_tables import batch_tokens_html
+from workbench.widgets import show_error
 
 WORLD, CHECKPOINT, OTHER = "Built-in world SFT epoch", "PPO checkpoint", "Hugging Face name or local path"
 _KEPT = "_kept_settings"
@@ -176,4 +177,7 @@ def sample_with_progress(
         return batch
     except ConfigError as exc:
         st.error(str(exc))
+        return None
+    except OSError as exc:  # a model path the OS refuses to look at (a name too long, no permission)
+        show_error(exc, "Could not load the model")
         return None

@@ -1,9 +1,22 @@
-"""Which pages the app lists, grouped in sections. Pure data; every listed page must exist."""
+"""The app's pages and the links between them.
+
+``PAGES`` lists the pages in sections, each with its title and its icon (the one home of a page's
+icon: the sidebar, :func:`page_link` and every link to a page take it from here); every listed page
+must exist. The links: :func:`page_link` to a page, and deep links, the query parameters
+(``?run=...&prompt=...``) that open a page on a run, a prompt or a step (read with
+:func:`query_param` / :func:`int_param` / :func:`apply_query_param`, written with :func:`set_link`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
 
@@ -104,3 +117,66 @@ def sections() -> dict[str, list[PageSpec]]:
 def icon_of(file: str) -> str:
     """The navigation icon of the page ``pages/<file>``, so that links to it show the same one."""
     return next(spec.icon for spec in PAGES if spec.file == file)
+
+
+def page_link(page: str, label: str, query_params: dict[str, str] | None = None) -> None:
+    """``st.page_link`` to ``pages/<page>`` with the page's navigation icon; a page run on its own
+    (no ``st.navigation``, as in a one-page AppTest) cannot resolve other pages, so it gets the same
+    link as a plain URL."""
+    try:
+        st.page_link(str(PAGES_DIR / page), label=label, icon=icon_of(page), query_params=query_params)
+    except StreamlitPageNotFoundError:
+        query = f"?{urlencode(query_params)}" if query_params else ""
+        st.markdown(f"[{label}](/{Path(page).stem}{query})")
+
+
+def entropy_link(run_id: str) -> None:
+    """One click from a run to its entropy dynamics."""
+    page_link("entropy_dynamics.py", f"Entropy dynamics of {run_id}", {"run": run_id})
+
+
+def browser_link(run_id: str, prompt_id: str, label: str, **extra: Any) -> None:
+    """A link that opens the rollout browser on one prompt (and step, sample, token position)."""
+    params = {"run": run_id, "prompt": prompt_id, **{k: str(v) for k, v in extra.items() if v is not None}}
+    page_link("rollout_browser.py", label, params)
+
+
+def query_param(name: str) -> str | None:
+    """The deep link's ``?name=value`` (None when absent or empty)."""
+    value = st.query_params.get(name)
+    return value or None
+
+
+def int_param(name: str) -> int | None:
+    """The deep link's ``?name=`` as a non-negative integer; None when absent or not one (a hand-edited
+    link such as ``?token=²``, where ``"²".isdigit()`` holds but ``int`` refuses it, is ignored)."""
+    try:
+        value = int(query_param(name) or "")
+    except ValueError:  # not a number, or over Python's 4,300-digit limit
+        return None
+    return value if value >= 0 else None
+
+
+def apply_query_param(name: str, key: str, options: Sequence, cast: Callable = str) -> None:
+    """Put ``?name=`` into the widget state ``key`` once per distinct link (so a later pick by the user
+    wins until another link arrives); ignored when the value is not one of ``options``."""
+    raw = query_param(name)
+    marker = f"_linked_{key}"
+    if raw is None or st.session_state.get(marker) == raw:
+        return
+    st.session_state[marker] = raw
+    try:
+        value = cast(raw)
+    except (TypeError, ValueError):
+        return
+    if value in options:
+        st.session_state[key] = value
+
+
+def set_link(name: str, value: Any, key: str) -> None:
+    """Write the current choice into the URL (``?name=value``: a reload or a shared link reopens it)
+    without it counting as a new deep link for :func:`apply_query_param`."""
+    text = str(value)
+    st.session_state[f"_linked_{key}"] = text
+    if st.query_params.get(name) != text:
+        st.query_params[name] = text

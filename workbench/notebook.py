@@ -80,9 +80,15 @@ class Run:
         """Every sample of one prompt across steps, with normalised reward and per-token lists."""
         return store.prompt_drilldown(self.path, prompt_id)
 
-    def failures(self) -> pd.DataFrame:
-        """Per step and detector: how many samples each failure-mode detector flags."""
-        return store.failure_counts(self.path)
+    def failures(self, **thresholds: float) -> pd.DataFrame:
+        """Per step and detector: how many samples each failure-mode detector flags; ``thresholds``
+        are fields of ``engine.store.DetectorParams`` (``run.failures(kl_threshold=5.0)``)."""
+        return store.failure_counts(self.path, store.DetectorParams.of(**thresholds))
+
+    def failure_examples(self, detector: str, limit: int = 20, **thresholds: float) -> pd.DataFrame:
+        """The ``limit`` worst samples ``detector`` flags (a key of ``engine.store.DETECTORS``), with the
+        values that flagged them; ``thresholds`` as in :meth:`failures`."""
+        return store.failure_examples(self.path, detector, store.DetectorParams.of(**thresholds), limit=limit)
 
     def rm_gold_agreement(self) -> pd.DataFrame:
         """Per step: the RM's pairwise agreement with the gold judge on the step's own samples."""

@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Any
 
-from engine.config import ConfigError
+from engine.config import ConfigError, os_error_message
 
 # command name -> module that registers it
 COMMANDS = {
@@ -63,4 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file that could not be read or written: the OS's words, not a traceback
+        print(f"error: {os_error_message(exc)}", file=sys.stderr)
         return 2

@@ -4,6 +4,14 @@
 Prints one JSON object (``engine.analysis.entropy_dynamics.entropy_report``): ``per_step`` (step,
 cov, entropy_change, mean_entropy, mean_reward, ...), ``entropy_change_source``, ``cov_entropy_corr``,
 ``law`` / ``law_gold``, ``forking``, ``top_cov_tokens`` and ``gold_sqrt_kl`` (null without a judge).
+
+``python -m engine analyse coverage --policy SOURCE [--policy SOURCE ...] --prompts SET --samples N
+[--temperature T] [--seed S] [--out DIR] --json`` (contract): the sampling-space ceiling on the world
+(``engine.world_tools.coverage.measure_coverage``). One JSON object: ``samples_path`` (the Parquet
+file, one row per sample), the settings, ``thresholds`` (gold per family that counts as correct),
+``policies`` (label -> ``pass_at_k`` {k: value}, ``cover_at_tau`` {tau: share}, ``answer_entropy``,
+``token_entropy``, ``n_prompts``, ``n_samples``, ``mean_gold``, temperature, seed, thresholds, source,
+run_dir, step) and ``crossings`` (where each later policy's pass@k crosses the first one's).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 
 from engine.cli import command_group
 
@@ -37,6 +46,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     entropy.add_argument("--json", action="store_true", help="print one JSON object")
     entropy.set_defaults(func=main_entropy)
     register_groups(sub)
+    _register_coverage(sub)
+
+
+def _register_coverage(sub: argparse._SubParsersAction) -> None:
+    coverage = sub.add_parser(
+        "coverage",
+        help="the sampling-space ceiling: pass@k, Cover@tau and answer entropy of policies on the world",
+    )
+    coverage.add_argument(
+        "--policy",
+        action="append",
+        required=True,
+        metavar="SOURCE",
+        help="a world SFT epoch (world:sft-epoch-3), a run's checkpoint (RUN@step-K, RUN@last) or any "
+        "model source; repeat to compare",
+    )
+    coverage.add_argument(
+        "--prompts",
+        required=True,
+        metavar="SET",
+        help="ppo (every PPO prompt), sft (SFT-train prompts), eval (held-out SFT-family prompts), "
+        "ppo_only, or a prompts file (text, JSONL or Parquet)",
+    )
+    coverage.add_argument("--samples", type=int, required=True, metavar="N", help="samples per prompt")
+    coverage.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
+    coverage.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    coverage.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="folder for coverage.parquet (default: evals/ of the first named run of yours)",
+    )
+    coverage.add_argument(
+        "--runs-dir", default=None, help="where RUN ids are looked up first (default WORKBENCH_RUNS_DIR)"
+    )
+    coverage.add_argument("--json", action="store_true", help="print one JSON object")
+    coverage.set_defaults(func=main_coverage)
 
 
 def main_entropy(args: argparse.Namespace) -> int:
@@ -46,12 +92,77 @@ def main_entropy(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise ConfigError(f"--top must be >= 1, got {args.top}")
     report = entropy_report(args.run_dir, args.fit_fraction, token_step=args.step, top_k=args.top)
-    if args.json:
+    return _show(report, args.json, _print_summary)
+
+
+def _show(report: dict, as_json: bool, summary: Callable[[dict], None]) -> int:
+    """Print ``report`` as one JSON object, or its ``summary`` for a person."""
+    if as_json:
         json.dump(report, sys.stdout)
         sys.stdout.write("\n")
-        return 0
-    _print_summary(report)
+    else:
+        summary(report)
     return 0
+
+
+def main_coverage(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from engine.world import load_world
+    from engine.world_tools.coverage import measure_coverage
+
+    world = load_world()
+    bars: list[tqdm] = []  # made at the first sample, so a bad input prints its error line alone
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="coverage", unit="sample", file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        report = measure_coverage(
+            world,
+            args.policy,
+            args.prompts,
+            samples=args.samples,
+            temperature=args.temperature,
+            seed=args.seed,
+            out=args.out,
+            runs_root=args.runs_dir,
+            progress=progress,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+    return _show(report, args.json, _print_coverage)
+
+
+def _print_coverage(report: dict) -> None:
+    print(
+        f"{report['n_prompts']} prompts ({report['prompts']}) x {report['samples_per_prompt']} samples, "
+        f"T = {report['temperature']}, seed {report['seed']}; samples in {report['samples_path']}"
+    )
+    for label, p in report["policies"].items():
+        curve = "  ".join(f"pass@{k} {v:.3f}" for k, v in p["pass_at_k"].items())
+        cover = "  ".join(f"Cover@{t} {v:.3f}" for t, v in p["cover_at_tau"].items())
+        print(f"{label}: {curve}")
+        print(
+            f"  {cover}  answer entropy {p['answer_entropy']:.3f} nats  "
+            f"token entropy {p['token_entropy']:.3f} nats"
+        )
+        n = report["samples_per_prompt"]
+        print(
+            "  "
+            + "  ".join(
+                f"{f} {s['pass_at_k']['1']:.2f}->{s['pass_at_k'][str(n)]:.2f}"
+                for f, s in p["by_family"].items()
+            )
+            + f"  (pass@1->pass@{n} by family)"
+        )
+    for c in report["crossings"]:
+        where = "never cross" if c["k"] is None else f"cross at k = {c['k']}"
+        crossing = {f: k for f, k in c["by_family"].items() if k is not None}
+        print(f"{c['a']} and {c['b']}: pass@k curves {where}; by family, crossings at {crossing or 'none'}")
 
 
 def _fmt(x: float | None, spec: str = ".4g") -> str:

@@ -67,11 +67,12 @@ def _summary(args: argparse.Namespace) -> int:
 
 def _synth(args: argparse.Namespace) -> int:
     from engine.config import ConfigError
+    from engine.runs import check_run_id
     from engine.store.synthetic import write_synthetic_run
 
     if min(args.steps, args.prompts, args.samples, args.tokens) < 1:
         raise ConfigError("--steps, --prompts, --samples and --tokens must all be >= 1")
-    run_dir = _runs_dir(args.runs_dir) / args.name
+    run_dir = _runs_dir(args.runs_dir) / check_run_id(args.name)
     write_synthetic_run(
         run_dir, **options(args, "steps", "prompts", "samples", "tokens", "seed", "overwrite")
     )

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.config import ConfigError
+from engine.config import ConfigError, shown_path
 from engine.importers.staging import REPLACED_CHARACTERS, Progress, Staging
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,6 @@ _SURROGATE = re.compile("[\ud800-\udfff]")  # a code point JSON can escape but U
 def json_dumps(obj: Any) -> str:
     """The JSON text the store keeps for an object (``extras``, a column of mixed types)."""
     return json.dumps(obj, ensure_ascii=False, default=str)
-
-
-def shown_path(path: Path | str) -> str:
-    """``path`` for a message: cut in the middle when it is too long to read."""
-    text = str(path)
-    return text if len(text) <= 160 else f"{text[:100]}...{text[-40:]} ({len(text)} characters)"
 
 
 class CountingReader(io.RawIOBase):

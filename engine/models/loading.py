@@ -199,10 +199,30 @@ def _adapter_base(adapter_dir: Path) -> Path | str:
     base = config.get("base_model_name_or_path")
     if not base:
         raise ConfigError(f"{adapter_dir}/adapter_config.json names no base_model_name_or_path")
-    resolved = resolve_source(base)
+    resolved = resolve_source(_world_source_of(base) or base)
     if isinstance(resolved, Path):
         check_model_dir(resolved)
     return resolved
+
+
+def _world_source_of(recorded: str) -> str | None:
+    """The world source (``world:sft-epoch-3``) of a base recorded as a path into a world directory.
+
+    PEFT records the absolute path its base was loaded from: an adapter trained here (the shipped demo
+    runs' checkpoints, say) names ``/somewhere/data/world/sft/epoch-3``, which does not exist in a
+    clone elsewhere. The world's models are named by their place in the world, so that place is what
+    is looked up, under this machine's world. None for anything that is not such a path (a hub name, a
+    path outside a world) or that exists as recorded.
+    """
+    path = Path(recorded)
+    if not path.is_absolute() or path.exists() or "world" not in path.parts[:-1]:
+        return None
+    inside = path.parts[len(path.parts) - path.parts[::-1].index("world") :]  # after the last "world"
+    if len(inside) == 2 and inside[0] == "sft" and inside[1].startswith("epoch-"):
+        return f"{WORLD_PREFIX}sft-{inside[1]}"
+    if inside == ("rm",):
+        return f"{WORLD_PREFIX}rm"
+    return None
 
 
 def lora_targets(model: nn.Module) -> list[str] | str:

@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.config import ConfigError
 from engine.models import ValueHead, load_value_head, save_value_head
+from engine.paths import demo_runs_dir
+from engine.runs import list_checkpoints, run_dir_of, run_info
 from engine.runs.layout import CHECKPOINTS_DIR, TRAINER_STATE
 
 log = logging.getLogger(__name__)
@@ -30,8 +34,50 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 OPTIMIZER_FILE = "optimizer.pt"
 
 
+# RUN@step-K or RUN@last: a run's checkpoint as a policy source
+CHECKPOINT_REF = re.compile(r"(?P<run>[^@]+)@(?P<step>last|step-(?P<k>\d+))")
+
+
 def checkpoint_name(step: int) -> str:
     return f"step-{step}"
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """A run's checkpoint named as ``RUN@step-K`` / ``RUN@last``, found on disk."""
+
+    run_dir: Path
+    step: int
+    path: Path  # checkpoints/step-K/: the LoRA adapter that ``load_causal_lm`` loads on its base
+    demo: bool  # a shipped demo run (read-only)
+
+
+def parse_checkpoint_ref(text: str) -> tuple[str, int | None] | None:
+    """(run id, step, None for the last) of ``RUN@step-K`` / ``RUN@last``; None for anything else."""
+    match = CHECKPOINT_REF.fullmatch(text.strip())
+    if match is None:
+        return None
+    return match["run"], None if match["k"] is None else int(match["k"])
+
+
+def find_checkpoint(run_id: str, step: int | None, runs_root: Path | str | None = None) -> CheckpointRef:
+    """The checkpoint at ``step`` (None: the last) of run ``run_id``, looked up among the user's runs
+    (``runs_root``, default WORKBENCH_RUNS_DIR or ./runs) and then the shipped demo runs; ConfigError,
+    naming what exists, when the run or the step does not."""
+    places = [(run_dir_of(run_id, runs_root), False), (run_dir_of(run_id, demo_runs_dir()), True)]
+    found = next(((d, demo) for d, demo in places if run_info(d) is not None), None)
+    if found is None:
+        raise ConfigError(f"no run {run_id!r} in {places[0][0].parent} nor among the demo runs")
+    run_dir, demo = found
+    checkpoints = dict(list_checkpoints(run_dir))
+    if not checkpoints:
+        raise ConfigError(f"run {run_id!r} has no checkpoint")
+    step = max(checkpoints) if step is None else step
+    if step not in checkpoints:
+        raise ConfigError(
+            f"run {run_id!r} has no checkpoint at step {step}; it has steps {sorted(checkpoints)}"
+        )
+    return CheckpointRef(run_dir=run_dir, step=step, path=checkpoints[step], demo=demo)
 
 
 def save_checkpoint(

@@ -14,11 +14,13 @@ from engine.store.failure_modes import DETECTORS, DetectorParams, failure_counts
 from engine.store.files import fingerprint
 from engine.store.queries import (
     DENSITY_VALUES,
+    SCORE_VALUES,
     families,
     list_runs,
     logged_steps,
     metric_keys,
     metrics,
+    nonfinite_counts,
     prompt_drilldown,
     read_eval,
     reward_norm_density,
@@ -39,6 +41,7 @@ from engine.store.writer import RunWriter, to_rollout_table, write_eval
 
 __all__ = [
     "DENSITY_VALUES",
+    "SCORE_VALUES",
     "DETECTORS",
     "ENTROPY_AFTER_UPDATE",
     "ENTROPY_BEFORE_UPDATE",
@@ -59,6 +62,7 @@ __all__ = [
     "logprob_accuracy",
     "metric_keys",
     "metrics",
+    "nonfinite_counts",
     "prompt_drilldown",
     "read_eval",
     "reward_norm_density",

@@ -7,7 +7,7 @@ import pandas as pd
 
 from engine.config import ConfigError
 from engine.store.files import RunDirs
-from engine.store.queries import _step_range, sample_filter
+from engine.store.queries import FINITE_ROLLOUTS, _step_range, sample_filter
 from engine.store.reader import store_cursor
 
 # ranking -> (SQL over the per-(prompt, step) table, what it means in words)
@@ -53,7 +53,7 @@ def rank_prompts(
     limit: int = 50,
 ) -> pd.DataFrame:
     """Prompts ordered by ``ranking`` (a key of :data:`RANKINGS`, largest first, NULLs last) over the
-    samples that pass the filters. ``search`` is a case-insensitive literal substring of the prompt or
+    samples that pass the filters (finite values only, see ``FINITE_ROLLOUTS``). ``search`` is a case-insensitive literal substring of the prompt or
     response. Columns: run_id, prompt_id, prompt_family, prompt, score (the ranking's value),
     reward_var, gold_var, reward_norm_var, entropy_drop, reward_mean, gold_mean, entropy_mean,
     n_samples, n_steps, first_step, last_step."""
@@ -69,7 +69,7 @@ def rank_prompts(
     WITH per_step AS (
         SELECT run_id, prompt_id, step, count(*) AS n, var_samp(reward) AS reward_var,
             var_samp(gold) AS gold_var, sum(reward) AS total, avg(gold) AS gold, avg(mean_entropy) AS entropy
-        FROM rollouts WHERE {where} GROUP BY ALL
+        FROM {FINITE_ROLLOUTS} WHERE {where} GROUP BY ALL
     ),
     steps AS (
         SELECT run_id, step, sum((n - 1) * coalesce(reward_var, 0)) / nullif(sum(n) - 1, 0) AS step_norm_var
@@ -98,12 +98,13 @@ def rank_prompts(
 
 
 def prompt_step_table(run_dirs: RunDirs, prompt_id: str, run_id: str | None = None) -> pd.DataFrame:
-    """One prompt's samples per step: step, n_samples, reward_mean, reward_sd, gold_mean, entropy_mean."""
+    """One prompt's samples per step: step, n_samples, reward_mean, reward_sd, gold_mean, entropy_mean
+    (means over finite values)."""
     run_filter = "AND run_id = ?" if run_id else ""
     sql = f"""
     SELECT step, count(*) AS n_samples, avg(reward) AS reward_mean, stddev_samp(reward) AS reward_sd,
         avg(gold) AS gold_mean, avg(mean_entropy) AS entropy_mean
-    FROM rollouts WHERE prompt_id = ? {run_filter} GROUP BY step ORDER BY step
+    FROM {FINITE_ROLLOUTS} WHERE prompt_id = ? {run_filter} GROUP BY step ORDER BY step
     """
     with store_cursor(run_dirs) as (cur, _):
         return cur.execute(sql, [prompt_id] + ([run_id] if run_id else [])).df()

@@ -7,13 +7,17 @@ in ``DETECTORS`` are shown on the page, so keep them in step with the SQL below.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
 from engine.config import ConfigError
 from engine.store.files import RunDirs, Scan
-from engine.store.queries import _step_range
+from engine.store.queries import FINITE_ROLLOUTS, _step_range
 from engine.store.reader import store_cursor
 
 DETECTORS: dict[str, str] = {
@@ -41,7 +45,21 @@ class DetectorParams:
     tail_sd: float = 3.0
     """Distance from the step mean, in step standard deviations, of a long-tail reward."""
 
+    @classmethod
+    def of(cls, **thresholds: Any) -> DetectorParams:
+        """``DetectorParams(**thresholds)``; an unknown name is a ConfigError naming the known ones."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        if unknown := sorted(set(thresholds) - set(known)):
+            raise ConfigError(f"unknown detector threshold(s) {unknown}: use {known}")
+        return cls(**thresholds)
+
     def __post_init__(self) -> None:
+        # Any real number (a numpy float from a notebook) becomes a plain float; the SQL binds them.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
+            object.__setattr__(self, f.name, float(value))
         if not self.kl_threshold > 0:
             raise ConfigError(f"kl_threshold must be > 0, got {self.kl_threshold!r}")
         if not self.length_ratio > 1:
@@ -82,10 +100,12 @@ class _Stored:
         return cls(every("repeat_share"), every("prompt_collapsed"))
 
 
-def _flags_sql(p: DetectorParams, stored: _Stored, select: str, tail: str = "") -> str:
+def _flags_sql(stored: _Stored, select: str, tail: str = "") -> str:
     """``SELECT {select} FROM`` the samples joined with what the detectors compare them with; in
-    ``select`` and ``tail`` each ``{detector}`` is its condition and ``{repeat}`` the repeat share; the
+    ``select`` and ``tail`` each ``{detector}`` is its condition (with ``$threshold`` parameters: run it
+    with :func:`_run`) and ``{repeat}`` the repeat share; the
     step's reward mean and sd are ``mu`` and ``sd``. ``tail`` follows (GROUP BY, ORDER BY, ...).
+    Non-finite scores read as NULL (``FINITE_ROLLOUTS``): no detector flags them, none skews a step.
 
     The file scans are not shared in a CTE on purpose: materialising a million rows costs more than
     re-reading the few columns each part needs from Parquet.
@@ -93,15 +113,16 @@ def _flags_sql(p: DetectorParams, stored: _Stored, select: str, tail: str = "") 
     repeat = "repeat_share" if stored.repeat_share else _REPEAT_SHARE_SQL
     toks = "" if stored.repeat_share else ", coalesce(CAST(token_ids AS VARCHAR[]), tokens) AS toks"
     collapsed = "prompt_collapsed" if stored.prompt_collapsed else "pr.collapsed"
+    # The thresholds are parameters ($name, bound by _run), never text in the SQL.
     conditions = {
         "rm_loophole": "reward >= reward_q3 AND gold <= gold_q1",
-        "kl_blowup": f"kl > {p.kl_threshold!r}",
-        "length_explosion": f"length > {p.length_ratio!r} * len0",
-        "length_collapse": f"length < len0 / {p.length_ratio!r}",
-        "repetition": f"{repeat} >= {p.repetition_share!r}",
+        "kl_blowup": "kl > $kl_threshold",
+        "length_explosion": "length > $length_ratio * len0",
+        "length_collapse": "length < len0 / $length_ratio",
+        "repetition": f"{repeat} >= $repetition_share",
         "entropy_collapse": collapsed,
         "missing_eos": "NOT has_eos",
-        "reward_tail": f"sd > 0 AND abs(reward - mu) > {p.tail_sd!r} * sd",
+        "reward_tail": "sd > 0 AND abs(reward - mu) > $tail_sd * sd",
     }
     assert set(conditions) == set(DETECTORS)
     fill = {"repeat": repeat, **{d: f"({c})" for d, c in conditions.items()}}
@@ -110,19 +131,25 @@ def _flags_sql(p: DetectorParams, stored: _Stored, select: str, tail: str = "") 
     WITH st AS (
         SELECT run_id, step, avg(reward) AS mu, stddev_samp(reward) AS sd,
             quantile_cont(reward, 0.75) AS reward_q3, quantile_cont(gold, 0.25) AS gold_q1
-        FROM rollouts GROUP BY ALL
+        FROM {FINITE_ROLLOUTS} GROUP BY ALL
     ),
     first_len AS (
         SELECT run_id, median(length) AS len0 FROM rollouts
         -- first steps from st's 100-odd rows rather than another scan; the filter prunes to their files
         WHERE (run_id, step) IN (SELECT run_id, min(step) FROM st GROUP BY run_id) GROUP BY run_id
     ){"" if stored.prompt_collapsed else _COLLAPSED_CTE},
-    base AS (SELECT *{toks} FROM rollouts)
+    base AS (SELECT *{toks} FROM {FINITE_ROLLOUTS})
     SELECT {select}
     FROM base JOIN st USING (run_id, step) LEFT JOIN first_len USING (run_id)
     {"" if stored.prompt_collapsed else "JOIN pr ON pr.k = hash(run_id, step, prompt_id)"}
     {tail}
     """
+
+
+def _run(cur: Any, sql: str, params: DetectorParams, **extra: Any) -> pd.DataFrame:
+    """``sql`` with the thresholds it names (``$kl_threshold``, ...) and ``extra`` bound as parameters."""
+    values = {**dataclasses.asdict(params), **extra}
+    return cur.execute(sql, {name: v for name, v in values.items() if f"${name}" in sql}).df()
 
 
 def failure_counts(
@@ -134,10 +161,10 @@ def failure_counts(
     counts = ", ".join(f"count(*) FILTER (WHERE {{{d}}}) AS {d}" for d in DETECTORS)
     with store_cursor(run_dirs, _step_range(steps)) as (cur, found):
         flags = _flags_sql(
-            p, _Stored.of(found), f"run_id, step, count(*) AS n_samples, {counts}", "GROUP BY ALL"
+            _Stored.of(found), f"run_id, step, count(*) AS n_samples, {counts}", "GROUP BY ALL"
         )
         sql = f"UNPIVOT ({flags}) ON {', '.join(DETECTORS)} INTO NAME detector VALUE n_flagged"
-        frame = cur.execute(f"SELECT * FROM ({sql}) ORDER BY run_id, step").df()
+        frame = _run(cur, f"SELECT * FROM ({sql}) ORDER BY run_id, step", p)
     frame = frame[["run_id", "step", "detector", "n_flagged", "n_samples"]]
     frame["rate"] = frame["n_flagged"] / frame["n_samples"]
     order = {d: i for i, d in enumerate(DETECTORS)}
@@ -158,8 +185,9 @@ def failure_examples(
     """The ``limit`` most severe samples flagged by ``detector``, with the values that flagged them."""
     if detector not in DETECTORS:
         raise ConfigError(f"detector must be one of {list(DETECTORS)}, got {detector!r}")
-    if not isinstance(limit, int) or limit < 1:
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
         raise ConfigError(f"limit must be a positive integer, got {limit!r}")
+    limit = int(limit)  # a numpy integer too
     # severity, to list the worst examples first
     score = {
         "rm_loophole": "reward - gold",
@@ -173,7 +201,6 @@ def failure_examples(
     }[detector]
     select = f"""run_id, step, prompt_id, prompt_family, sample_idx, {score} AS score,
         reward, gold, kl, length, has_eos, mean_entropy, {{repeat}} AS repeat_share, prompt, response"""
-    tail = f"WHERE {{{detector}}} ORDER BY score DESC NULLS LAST, run_id, step, prompt_id, sample_idx LIMIT ?"
+    tail = f"WHERE {{{detector}}} ORDER BY score DESC NULLS LAST, run_id, step, prompt_id, sample_idx LIMIT $limit"
     with store_cursor(run_dirs, _step_range(steps)) as (cur, found):
-        sql = _flags_sql(params or DetectorParams(), _Stored.of(found), select, tail)
-        return cur.execute(sql, [limit]).df()
+        return _run(cur, _flags_sql(_Stored.of(found), select, tail), params or DetectorParams(), limit=limit)

@@ -27,6 +27,15 @@ from engine.store.schema import (
 
 # Scalar columns a density or summary can be computed over (whitelist: they are spliced into SQL).
 DENSITY_VALUES = ("reward", "gold", "mean_entropy", "kl", "length")
+# Float columns a store may hold as +-inf or NaN (a synthetic store, an import made before imports
+# turned them into nulls): one inf makes a mean inf, one NaN makes it NaN.
+SCORE_VALUES = ("reward", "gold", "mean_entropy", "kl")
+FINITE_ROLLOUTS = "(SELECT * REPLACE ({}) FROM rollouts)".format(
+    ", ".join(f"CASE WHEN isfinite({c}) THEN {c} END AS {c}" for c in SCORE_VALUES)
+)
+"""``rollouts`` with the non-finite values of ``SCORE_VALUES`` read as NULL, for a FROM clause: SQL
+aggregates skip NULLs, so means, spreads and ranges are over the finite values
+(:func:`nonfinite_counts` says how many were left out)."""
 
 
 def prompt_groups_cte(col: str, *, normalised: bool = True, where: str = "TRUE") -> str:
@@ -129,6 +138,15 @@ def families(run_dirs: RunDirs) -> list[str]:
     return [r[0] for r in rows]
 
 
+def nonfinite_counts(run_dirs: RunDirs) -> dict[str, int]:
+    """How many values of each of ``SCORE_VALUES`` are +-inf or NaN: the samples that means, spreads,
+    ranges and densities leave out of that value (a null is missing, not counted here)."""
+    counts = ", ".join(f"count(*) FILTER (WHERE NOT isfinite({c})) AS {c}" for c in SCORE_VALUES)
+    with store_cursor(run_dirs) as (cur, _):
+        row = cur.execute(f"SELECT {counts} FROM rollouts").fetchone()
+    return dict(zip(SCORE_VALUES, row or (0,) * len(SCORE_VALUES), strict=True))
+
+
 def reward_norm_density(
     run_dirs: RunDirs,
     value: str = "reward",
@@ -168,12 +186,13 @@ def reward_norm_density(
 
 def step_summary(run_dirs: RunDirs, steps: tuple[int, int] | None = None) -> pd.DataFrame:
     """Per (run_id, step): sample and prompt counts, reward / normalised reward / gold spread,
-    mean within-prompt reward std, mean entropy, KL, length and EOS rate."""
+    mean within-prompt reward std, mean entropy, KL, length and EOS rate (over finite values only,
+    see :data:`FINITE_ROLLOUTS`)."""
     sql = f"""
     WITH {prompt_groups_cte("reward")},
     within AS (
         SELECT run_id, step, avg(sd) AS within_prompt_reward_std FROM (
-            SELECT run_id, step, prompt_id, stddev_samp(reward) AS sd FROM rollouts GROUP BY ALL
+            SELECT run_id, step, prompt_id, stddev_samp(reward) AS sd FROM {FINITE_ROLLOUTS} GROUP BY ALL
         ) GROUP BY ALL
     ),
     norm AS (
@@ -192,7 +211,7 @@ def step_summary(run_dirs: RunDirs, steps: tuple[int, int] | None = None) -> pd.
         avg(kl) AS kl_mean, max(kl) AS kl_max,
         avg(length) AS length_mean, median(length) AS length_p50, max(length) AS length_max,
         avg(CAST(has_eos AS DOUBLE)) AS eos_rate
-    FROM rollouts LEFT JOIN within USING (run_id, step) LEFT JOIN norm USING (run_id, step)
+    FROM {FINITE_ROLLOUTS} LEFT JOIN within USING (run_id, step) LEFT JOIN norm USING (run_id, step)
     GROUP BY ALL ORDER BY run_id, step
     """
     with store_cursor(run_dirs, _step_range(steps)) as (cur, _):
@@ -231,7 +250,7 @@ def top_variance_prompts(
     run_dirs: RunDirs, steps: tuple[int, int] | None = None, *, limit: int = 50, **filters: Any
 ) -> pd.DataFrame:
     """Prompts ranked by within-prompt reward variance (sample variance over a step's samples of the
-    prompt, averaged over the steps in range), after filtering samples.
+    prompt, averaged over the steps in range, finite rewards only), after filtering samples.
 
     ``filters``: the keywords of :func:`sample_filter` (family, reward_range, length_range, has_eos,
     search: a case-insensitive literal substring of the prompt or response, no wildcards).
@@ -245,7 +264,7 @@ def top_variance_prompts(
     WITH per_step AS (
         SELECT run_id, prompt_id, step, count(*) AS n, var_samp(reward) AS var, sum(reward) AS total,
             min(reward) AS lo, max(reward) AS hi, avg(gold) AS gold, avg(mean_entropy) AS entropy
-        FROM rollouts WHERE {where} GROUP BY ALL
+        FROM {FINITE_ROLLOUTS} WHERE {where} GROUP BY ALL
     ),
     ranked AS (
         SELECT run_id, prompt_id, avg(var) AS reward_var, sum(n) AS n_samples, count(*) AS n_steps,

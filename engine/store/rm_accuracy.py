@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from engine.store.files import RunDirs
-from engine.store.queries import _step_range, read_eval
+from engine.store.queries import FINITE_ROLLOUTS, _step_range, read_eval
 from engine.store.reader import store_cursor
 from engine.store.schema import LOGPROB_ACCURACY
 
@@ -21,15 +21,16 @@ def reward_spread(
     run_dirs: RunDirs, steps: tuple[int, int] | None = None, tail_sd: float = 3.0
 ) -> pd.DataFrame:
     """Per (run_id, step): reward variance, std, skewness, excess kurtosis, p1/p99 and the share of
-    samples beyond mean +- ``tail_sd`` sd."""
-    sql = """
-    WITH st AS (SELECT run_id, step, avg(reward) AS mu, stddev_samp(reward) AS sd FROM rollouts GROUP BY ALL)
+    samples beyond mean +- ``tail_sd`` sd (finite rewards only)."""
+    sql = f"""
+    WITH r AS {FINITE_ROLLOUTS},
+    st AS (SELECT run_id, step, avg(reward) AS mu, stddev_samp(reward) AS sd FROM r GROUP BY ALL)
     SELECT run_id, step, count(*) AS n_samples,
         var_samp(reward) AS reward_var, any_value(sd) AS reward_std,
         skewness(reward) AS reward_skew, kurtosis(reward) AS reward_kurtosis,
         quantile_cont(reward, 0.01) AS reward_p01, quantile_cont(reward, 0.99) AS reward_p99,
         avg(CASE WHEN sd > 0 AND abs(reward - mu) > ? * sd THEN 1.0 ELSE 0.0 END) AS tail_share
-    FROM rollouts JOIN st USING (run_id, step)
+    FROM r JOIN st USING (run_id, step)
     WHERE reward IS NOT NULL
     GROUP BY ALL ORDER BY run_id, step
     """
@@ -39,12 +40,13 @@ def reward_spread(
 
 def rm_gold_agreement(run_dirs: RunDirs, steps: tuple[int, int] | None = None) -> pd.DataFrame:
     """Per (run_id, step): over all pairs of samples of the same prompt whose gold scores differ,
-    the share the RM orders like gold (an RM tie counts half). Steps without gold are absent."""
-    sql = """
+    the share the RM orders like gold (an RM tie counts half). Steps without gold are absent; non-finite
+    scores count as missing."""
+    sql = f"""
     WITH s AS (
         SELECT run_id, step, prompt_id, reward, gold,
             row_number() OVER (PARTITION BY run_id, step, prompt_id) AS rid
-        FROM rollouts WHERE gold IS NOT NULL AND reward IS NOT NULL
+        FROM {FINITE_ROLLOUTS} WHERE gold IS NOT NULL AND reward IS NOT NULL
     )
     SELECT a.run_id, a.step, count(*) AS n_pairs,
         avg(CASE WHEN a.reward = b.reward THEN 0.5

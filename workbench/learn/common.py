@@ -11,8 +11,9 @@ import streamlit as st
 import engine.store as store
 from engine.paths import demo_runs_dir
 from engine.world_tools.epochs import report_path
+from workbench.navigation import page_link
 from workbench.resources import BUILD_COMMAND, world_error, world_or_none
-from workbench.store_views import cached, page_link
+from workbench.store_access import cached
 
 DEMO_COMMAND = "python -m engine demo build"
 DEMO_TITLES = {
@@ -64,12 +65,12 @@ def pick_demo_run(runs: tuple[str, ...], label: str, key: str) -> tuple[str, Pat
 
 
 def epoch_samples(world) -> pd.DataFrame | None:
-    """The world's per-epoch SFT samples (``engine.world.epochs``), or None with a link to compute them."""
+    """The world's per-epoch SFT samples (``engine.world_tools.epochs``), or None with a link to compute them."""
     path = report_path(world)
     if not path.is_file():
         st.info(
             "The per-epoch SFT samples are not computed yet: the SFT epochs page computes them (a minute)."
         )
-        page_link("sft_epochs.py", "SFT epochs", ":material/layers:")
+        page_link("sft_epochs.py", "SFT epochs")
         return None
     return _read_samples(str(path), path.stat().st_mtime)

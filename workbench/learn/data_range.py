@@ -10,7 +10,8 @@ from engine.world_tools.epochs import epoch_table
 from workbench.figures.learn import family_change_figure, probe_family_figure, split_entropy_figure
 from workbench.figures.sft_epochs import ratio_text
 from workbench.learn.common import demo_run, world_and_samples
-from workbench.store_views import cached, page_link
+from workbench.navigation import page_link
+from workbench.store_access import cached
 
 RUN = "demo-default"
 
@@ -75,4 +76,4 @@ def render() -> None:
     )
     family_steps = cached(store.probe_family_steps, run_dir)
     st.plotly_chart(probe_family_figure(family_steps, family), key="learn_range_curve")
-    page_link("runs.py", "Runs: launch PPO on the families you choose", ":material/play_circle:")
+    page_link("runs.py", "Runs: launch PPO on the families you choose")

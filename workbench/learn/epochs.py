@@ -9,7 +9,7 @@ from engine.world_tools.epochs import entropy_floor, epoch_table
 from workbench.figures.learn import PICKED, epoch_density_figure
 from workbench.figures.sft_epochs import entropy_figure, epoch_scores, spread_by_epoch
 from workbench.learn.common import world_and_samples
-from workbench.store_views import page_link
+from workbench.navigation import page_link
 
 
 @st.cache_data(show_spinner=False)
@@ -68,6 +68,4 @@ def render() -> None:
         "last ones repeat one answer per prompt (little left to choose). The world's default start, "
         f"epoch {world.default_epoch}, sits between; step 3 shows a PPO run from the last epoch for contrast."
     )
-    page_link(
-        "sft_epochs.py", "SFT epochs: every checkpoint, gold and RM, raw and normalised", ":material/layers:"
-    )
+    page_link("sft_epochs.py", "SFT epochs: every checkpoint, gold and RM, raw and normalised")

@@ -8,7 +8,6 @@ import streamlit as st
 
 import engine.store as store
 from engine.analysis.entropy_dynamics import entropy_report
-from workbench.entropy_views import room_left
 from workbench.figures.learn import probe_family_figure
 from workbench.figures.ridgeline import (
     HISTOGRAM_BINS,
@@ -19,7 +18,9 @@ from workbench.figures.ridgeline import (
 )
 from workbench.figures.tokens import entropy_legend_html, entropy_scale, sample_tokens_html
 from workbench.learn.common import pick_demo_run
-from workbench.store_views import browser_link, cached, page_link
+from workbench.navigation import browser_link, page_link
+from workbench.run_text import room_left
+from workbench.store_access import cached
 
 RUNS = ("demo-default", "demo-late-epoch")
 
@@ -122,4 +123,4 @@ def render() -> None:
         )
     _densities(run_dir, int(k))
     browser_link(run, prompt_id, f"Rollout browser: {prompt_id} in {run}, step by step", step=int(k))
-    page_link("reward_densities.py", "Reward densities of every run", ":material/area_chart:", {"run": run})
+    page_link("reward_densities.py", "Reward densities of every run", {"run": run})

@@ -10,7 +10,8 @@ import engine.store as store
 from engine.analysis.entropy_dynamics import fit_gold_sqrt_kl
 from workbench.figures.learn import agreement_figure, rm_gold_figure
 from workbench.learn.common import pick_demo_run
-from workbench.store_views import browser_link, cached, page_link
+from workbench.navigation import browser_link, page_link
+from workbench.store_access import cached
 
 RUNS = ("demo-kl0", "demo-default")
 KEYS = {"objective/reward": "reward", "objective/gold": "gold", "objective/kl": "kl"}
@@ -85,6 +86,5 @@ def render() -> None:
     page_link(
         "rm_accuracy.py",
         "RM accuracy: three ways to watch the RM during PPO",
-        ":material/fact_check:",
         {"run": run},
     )

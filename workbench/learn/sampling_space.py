@@ -7,10 +7,10 @@ import streamlit as st
 from engine.config import SamplingConfig
 from engine.lab import TEMPERATURE_GRID
 from workbench.figures.tokens import legend_html
-from workbench.lab_views import batch_tokens_html
+from workbench.lab_tables import batch_tokens_html
 from workbench.learn.common import need_world
+from workbench.navigation import page_link
 from workbench.resources import sampling_lab
-from workbench.store_views import page_link
 
 N_SAMPLES = 12
 MAX_NEW_TOKENS = 24
@@ -27,7 +27,7 @@ def render() -> None:
         "answers in this space, towards those the reward model likes. So the space bounds what PPO "
         "can reach."
     )
-    page_link("teaching.py", "Warm-up: the same idea on a 12-answer toy", ":material/school:")
+    page_link("teaching.py", "Warm-up: the same idea on a 12-answer toy")
     world = need_world()
     if world is None:
         return
@@ -72,4 +72,4 @@ def render() -> None:
         "into tokens the model itself thought unlikely, and the gold score falls. The best gold is what "
         "PPO could reach here by moving all probability onto the best sample; the mean is where it starts."
     )
-    page_link("sampling_lab.py", "Sampling lab: every signal, top-p, top-k, any model", ":material/science:")
+    page_link("sampling_lab.py", "Sampling lab: every signal, top-p, top-k, any model")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.lab import SweepPoint
-from workbench.lab_views import colour, colour_range, legend_html, quality_verdict, token_rows_html
+from workbench.lab_tables import colour, colour_range, legend_html, quality_verdict, token_rows_html
 
 
 def test_colour_ends_and_legible_text():
@@ -46,7 +46,7 @@ def test_quality_verdict():
 
 
 def test_change_column_keeps_its_minus_sign():
-    from workbench.lab_views import signed, summary_frame
+    from workbench.lab_tables import signed, summary_frame
 
     assert signed(-152.5) == "\u2212152.5" and signed(0.03) == "+0.030" and signed(0.0) == "0"
     means = dict.fromkeys(("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates"), 1.0)

@@ -1,26 +1,22 @@
-"""UI helpers of the Runs page: the launch form (generated from PPOConfig), the runs table, warnings.
+"""The Runs page's launch form, generated from PPOConfig, and its warnings about settings.
 
 The form has one widget per PPOConfig leaf, chosen by the field's type (checkbox, select for a
 ``Literal``, number, text), with the field's docstring as its help, so a new config field appears in
 the form with no change here. ``BASIC`` names the few fields shown up front; the rest sit in the
-"Advanced settings" expander, by section. Tables and warnings are pure functions of data.
+"Advanced settings" expander, by section. The hints and warnings are pure functions of the config.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from engine.config import ConfigError
 from engine.ppo.config import SECTION_TYPES, PPOConfig, field_choices, field_docs
-from engine.runs import RunInfo
 
-LIVE_STATES = ("running", "starting")
 HANDOFF_SFT_EPOCH = "handoff_sft_epoch"
 """Session key the SFT epochs page sets to pre-select the starting epoch of a new run."""
 
@@ -211,114 +207,3 @@ def run_warnings(config: PPOConfig) -> list[str]:
             f"temperature {s.temperature:g}: above about 1.5 samples fall apart (see the Sampling lab)."
         )
     return out
-
-
-def runs_frame(runs: list[RunInfo], steps: dict[str, int]) -> pd.DataFrame:
-    """The runs table: id, whose, state, progress (``steps``: the step shown per run), created, message."""
-    return pd.DataFrame(
-        [
-            {
-                "run": r.run_id,
-                "whose": "demo (read-only)" if r.demo else "yours",
-                "state": r.state,
-                "step": f"{steps.get(r.run_id, r.step)}/{r.steps}"
-                if r.steps
-                else str(steps.get(r.run_id, r.step)),
-                "created": r.created_at,
-                "message": r.message,
-            }
-            for r in runs
-        ],
-        columns=["run", "whose", "state", "step", "created", "message"],
-    )
-
-
-def shown_step(status_step: int, logged: list[int]) -> int:
-    """The step to show: the job's own, or the last logged one while a resumed job still loads
-    (its status starts at 0 until it reaches its first step)."""
-    return max([status_step, *logged])
-
-
-def status_caption(status: dict | None, state: str, step: int) -> str:
-    if not status:
-        return f"state: **{state}**"
-    steps = status.get("steps")
-    text = f"state: **{state}** · step {step}" + (f" of {steps}" if steps else "")
-    if state in LIVE_STATES and status.get("pid"):
-        text += f" · pid {status['pid']}"
-    if status.get("message"):
-        text += f" · {status['message']}"
-    return text
-
-
-def curves_caption(*, kl_k3: bool, estimator: str, probes: bool) -> str:
-    """Which KL estimator and which entropy the curves show, and why."""
-    kl = (
-        "**KL**: k3 = (r − 1) − log r with r = p_ref / p, summed over each response's tokens from the logged "
-        f"log-probs: never negative (the trainer's own penalty uses {estimator}"
-        + (
-            ", whose per-token terms can be negative, so its sum can dip below 0)."
-            if estimator == "k1"
-            else ")."
-        )
-        if kl_k3
-        else f"**KL**: the trainer's {estimator} estimate summed per response (no per-token log-probs logged)."
-    )
-    entropy = (
-        "**Entropy**: on the fixed probe set (the same prompts at every probe step), so the curve follows the "
-        "policy, not which prompts a step happened to draw."
-        if probes
-        else "**Entropy**: of each step's sampled batch. Each step samples other prompts, so it is noisy; a run "
-        "with probes (`probe_every` > 0) shows the probe set's curve instead."
-    )
-    return f"{kl} {entropy} Faint points: single steps; lines: the moving average."
-
-
-def first_and_last(frame: pd.DataFrame, key: str) -> tuple[float, float] | None:
-    """Mean of ``key`` over the first and over the last tenth of the run's logged steps (at least one)."""
-    rows = (
-        frame[frame["key"] == key].sort_values("step")["value"] if not frame.empty else pd.Series(dtype=float)
-    )
-    if len(rows) < 2:
-        return None
-    k = max(1, len(rows) // 10)
-    return float(rows.iloc[:k].mean()), float(rows.iloc[-k:].mean())
-
-
-def shows_entropy_reduction(frame: pd.DataFrame, *, probes: bool) -> bool:
-    """Whether this run's own curves show the claim: gold rose while (probe-set) entropy fell."""
-    gold = first_and_last(frame, "objective/gold")
-    entropy = first_and_last(frame, "probe/entropy" if probes else "objective/entropy")
-    return gold is not None and entropy is not None and gold[1] > gold[0] and entropy[1] < entropy[0]
-
-
-def trend_sentence(frame: pd.DataFrame, *, probes: bool) -> str:
-    """What this run shows of the claim "gold rises while entropy falls", from its own curves."""
-    entropy_key = "probe/entropy" if probes else "objective/entropy"
-    parts = []
-    for key, name in (
-        ("objective/gold", "gold"),
-        (entropy_key, "probe-set entropy" if probes else "batch entropy"),
-    ):
-        ends = first_and_last(frame, key)
-        if ends is not None:
-            arrow = "rose" if ends[1] > ends[0] else "fell"
-            parts.append(f"{name} {arrow} from {ends[0]:#.3g} to {ends[1]:#.3g}")  # 1.00, not 1
-    if not parts:
-        return ""
-    return "**On this run** (first vs last tenth of its steps): " + "; ".join(parts) + "."
-
-
-def room_left_note(run_dir: Path) -> None:
-    """'At this entropy, this run can still gain about X' (the Entropy dynamics page's law), or nothing
-    when the run has too few steps to fit it."""
-    from engine.analysis.entropy_dynamics import entropy_report
-    from workbench.entropy_views import room_left
-    from workbench.store_views import cached
-
-    try:
-        text = room_left(cached(entropy_report, run_dir))
-    except ConfigError:
-        return
-    if text:
-        st.markdown(text)

@@ -1,4 +1,4 @@
-"""UI helpers of the Import page: the editable column mapping, progress, uploads."""
+"""Streamlit widgets of the Import page: the editable column mapping, progress, uploads."""
 
 from __future__ import annotations
 
@@ -48,10 +48,13 @@ def progress_factory(bar) -> Callable[[int], Callable[[int], None]]:
 
 
 def save_upload(uploaded, root: Path) -> Path:
-    """Write an uploaded file under ``root/.uploads/`` (a hidden folder the run list skips)."""
+    """Write an uploaded file under ``root/.uploads/`` (a hidden folder the run list skips), under its
+    own base name, or ``upload`` when that is none (a name of ``..``, ``.`` or nothing would name the
+    folder itself). OSError when it cannot be written (a full disk, a name too long)."""
     folder = root / ".uploads"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / Path(uploaded.name).name
+    name = Path(uploaded.name).name.strip()
+    path = folder / (name if name not in ("", ".", "..") else "upload")
     path.write_bytes(uploaded.getbuffer())
     return path
 

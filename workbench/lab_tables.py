@@ -1,4 +1,4 @@
-"""Views of the sampling lab: the tables and token HTML of a batch (figures live in
+"""The sampling lab's tables and token HTML of a batch (figures live in
 ``workbench.figures.lab``, the token renderer in ``workbench.figures.tokens``).
 
 Pure functions from batches and arrays to HTML strings and DataFrames; no torch, no Streamlit.

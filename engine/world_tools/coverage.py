@@ -1,0 +1,265 @@
+"""The sampling-space ceiling measured on the built-in world: N samples per prompt from each policy,
+scored by the gold judge, summarised as pass@k, Cover@tau and answer entropy
+(:mod:`engine.analysis.coverage`), with every sample kept as Parquet so any figure can be recomputed.
+
+A policy is a world SFT epoch (``world:sft-epoch-3``), a run's checkpoint (``RUN@step-K`` or
+``RUN@last``, the run looked up among the user's runs, then the demo runs) or any source the model
+layer loads. The samples file is ``<out>/coverage.parquet``, or else ``evals/coverage.parquet`` of
+the first named run that is not a shipped demo run (those are read-only); it is written once, at the
+end, under a temp name then renamed, and every input is checked before the first sample is drawn.
+
+``python -m engine analyse coverage`` is the front door (contract).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from engine.analysis.coverage import COVER_TAUS, coverage_stats, crossing_k
+from engine.config import ConfigError, SamplingConfig
+from engine.ppo.build import PromptItem, read_prompts_file
+from engine.ppo.checkpoints import CheckpointRef, find_checkpoint, parse_checkpoint_ref
+from engine.runs import RUN_FILE, read_json
+from engine.store.writer import atomic_write_table, write_eval
+from engine.world import World
+from engine.world.correctness import CORRECT_GOLD, canonical_answer, family_of, is_correct
+
+log = logging.getLogger(__name__)
+
+EVAL_NAME = "coverage"  # evals/coverage.parquet in a run, coverage.parquet under --out
+MAX_NEW_TOKENS = 24  # what the world's SFT data needs and its PPO runs sample (sampling.max_new_tokens)
+# --prompts NAME -> the world's split (World.prompts); anything else is a prompts file
+PROMPT_SETS = {"ppo": "ppo", "sft": "sft_train", "eval": "eval", "ppo_only": "ppo_only"}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A policy to sample: the name the user gave and what the model layer loads for it."""
+
+    label: str
+    source: str
+    checkpoint: CheckpointRef | None = None
+    chat_template: bool = True  # a run's own setting (model.chat_template); the world has no template
+
+
+def resolve_policy(text: str, runs_root: Path | str | None = None) -> Policy:
+    """``RUN@step-K`` / ``RUN@last`` -> that checkpoint's adapter; anything else is a model source as
+    given (checked when it is loaded)."""
+    ref = parse_checkpoint_ref(text)
+    if ref is None:
+        return Policy(label=text, source=text)
+    checkpoint = find_checkpoint(*ref, runs_root=runs_root)
+    record = read_json(checkpoint.run_dir / RUN_FILE) or {}
+    chat = ((record.get("config") or {}).get("model") or {}).get("chat_template", True)
+    return Policy(label=text, source=str(checkpoint.path), checkpoint=checkpoint, chat_template=bool(chat))
+
+
+def prompt_set(world: World, name: str) -> list[PromptItem]:
+    """The prompts of a world set (``ppo``, ``sft``, ``eval``, ``ppo_only``) or a prompts file, each
+    with the family the gold judge reads it as; ConfigError when it is empty or a prompt is none of
+    the world's (the judge could not score it)."""
+    if name in PROMPT_SETS:
+        prompts = world.prompts(PROMPT_SETS[name])
+    else:
+        prompts = read_prompts_file(Path(name).expanduser())
+    if not prompts:
+        raise ConfigError(f"prompt set {name!r} is empty")
+    items = []
+    for p in prompts:
+        family = family_of(p.text)
+        if family is None:
+            raise ConfigError(f"prompt {p.text!r} ({p.prompt_id}) is not a prompt of the world's families")
+        items.append(PromptItem(prompt_id=p.prompt_id, family=family, text=p.text))
+    return items
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where the samples go: a run (its ``evals/coverage.parquet``) or a folder (``coverage.parquet``)."""
+
+    run_dir: Path | None = None
+    folder: Path | None = None
+
+
+def samples_destination(policies: list[Policy], out: Path | str | None) -> Destination:
+    """``out`` when given, else the first named run that is not a shipped demo run (those are
+    read-only); ConfigError when there is neither, or ``out`` is a file."""
+    if out is not None:
+        folder = Path(out).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--out {out} is a file, not a folder")
+        return Destination(folder=folder)
+    run = next((p.checkpoint for p in policies if p.checkpoint and not p.checkpoint.demo), None)
+    if run is None:
+        raise ConfigError(
+            "give --out DIR for the samples: no policy is a checkpoint of one of your runs "
+            "(the shipped demo runs are read-only)"
+        )
+    return Destination(run_dir=run.run_dir)
+
+
+def sample_policies(
+    world: World,
+    policies: list[Policy],
+    prompts: list[PromptItem],
+    *,
+    samples: int,
+    config: SamplingConfig,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """One row per sample of every policy: policy, prompt_id, family, prompt, response, answer, gold,
+    correct, token_entropy (mean over the response's tokens, T = 1), n_tokens. Every model is loaded
+    before the first sample, so a source that does not load stops the command before any work."""
+    from engine.models import load_causal_lm, merged_lora
+    from engine.world_tools.samples import sample_checkpoint
+
+    models = {p.source: load_causal_lm(p.source) for p in policies}
+    if progress is not None:
+        progress(0)  # the models are in: sampling starts
+    frames = []
+    for policy in policies:
+        start = time.perf_counter()
+        with merged_lora(models[policy.source].model):  # a checkpoint samples as fast as its base
+            s = sample_checkpoint(
+                policy.source,
+                prompts,
+                world.gold_batch,
+                config,
+                samples_per_prompt=samples,
+                seed=seed,
+                model_cache=models,
+                chat_template=policy.chat_template,
+                progress=progress,
+            )
+        log.info("%s: %d samples in %.1f s", policy.label, len(s.responses), time.perf_counter() - start)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "policy": policy.label,
+                    "prompt_id": s.prompt_ids,
+                    "family": s.families,
+                    "prompt": s.prompts,
+                    "response": s.responses,
+                    "answer": [canonical_answer(r) for r in s.responses],
+                    "gold": s.gold.astype(float),
+                    "correct": [is_correct(f, g) for f, g in zip(s.families, s.gold, strict=True)],
+                    "token_entropy": s.mean_entropy.astype(float),
+                    "n_tokens": s.lengths.astype(int),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _as_json(stats: dict) -> dict:
+    """One policy's statistics with the keys of ``pass_at_k`` and ``cover_at_tau`` as strings (JSON's)."""
+    return {
+        **stats,
+        "pass_at_k": {str(k): v for k, v in stats["pass_at_k"].items()},
+        "cover_at_tau": {str(t): v for t, v in stats["cover_at_tau"].items()},
+    }
+
+
+def coverage_report(samples: pd.DataFrame, policies: list[Policy], **settings) -> dict:
+    """The JSON of ``analyse coverage``: ``settings`` (prompts, samples_per_prompt, temperature, seed,
+    max_new_tokens) and, per policy, its statistics with the settings and thresholds they were made
+    under, and the same statistics per family (``by_family``: the ceiling can hold in one family and
+    not in all); ``crossings``: the first k at which each later policy's pass@k curve crosses the
+    first one's (null: never), overall and per family."""
+    stats = coverage_stats(samples, COVER_TAUS)
+    families = sorted(set(samples["family"]))
+    by_family = {f: coverage_stats(samples[samples["family"] == f], COVER_TAUS) for f in families}
+    thresholds = {f: CORRECT_GOLD[f] for f in families}
+    per_policy = {}
+    for p in policies:
+        per_policy[p.label] = {
+            **_as_json(stats[p.label]),
+            "source": p.source,
+            "run_dir": str(p.checkpoint.run_dir) if p.checkpoint else None,
+            "step": p.checkpoint.step if p.checkpoint else None,
+            "temperature": settings["temperature"],
+            "seed": settings["seed"],
+            "thresholds": thresholds,
+            "by_family": {f: _as_json(by_family[f][p.label]) for f in families},
+        }
+    a = policies[0].label
+    crossings = [
+        {
+            "a": a,
+            "b": p.label,
+            "k": crossing_k(stats[a]["pass_at_k"], stats[p.label]["pass_at_k"]),
+            "by_family": {
+                f: crossing_k(by_family[f][a]["pass_at_k"], by_family[f][p.label]["pass_at_k"])
+                for f in families
+            },
+        }
+        for p in policies[1:]
+    ]
+    return {**settings, "thresholds": thresholds, "policies": per_policy, "crossings": crossings}
+
+
+def write_samples(samples: pd.DataFrame, destination: Destination) -> Path:
+    """Write the samples atomically (temp name, then rename) where ``destination`` says."""
+    table = pa.Table.from_pandas(samples, preserve_index=False)
+    if destination.run_dir is not None:
+        return write_eval(destination.run_dir, EVAL_NAME, table)
+    return atomic_write_table(table, destination.folder / f"{EVAL_NAME}.parquet")
+
+
+def measure_coverage(
+    world: World,
+    policy_names: list[str],
+    prompts: str,
+    *,
+    samples: int,
+    temperature: float = 1.0,
+    seed: int = 0,
+    out: Path | str | None = None,
+    runs_root: Path | str | None = None,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Sample, score, keep the samples and report (:func:`coverage_report` plus ``samples_path`` and
+    ``wall_s``). ``progress(done, total)`` counts samples. Inputs are checked before any sampling."""
+    if not policy_names:
+        raise ConfigError("name at least one --policy")
+    if len(set(policy_names)) != len(policy_names):
+        raise ConfigError(f"a policy is named twice: {policy_names}")
+    if samples < 1:
+        raise ConfigError(f"--samples must be >= 1, got {samples}")
+    config = SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens)
+    policies = [resolve_policy(name, runs_root) for name in policy_names]
+    items = prompt_set(world, prompts)
+    destination = samples_destination(policies, out)
+    total, done = len(policies) * len(items) * samples, 0
+
+    def advance(rows: int) -> None:
+        nonlocal done
+        done += rows
+        if progress is not None:
+            progress(done, total)
+
+    start = time.perf_counter()
+    frame = sample_policies(
+        world, policies, items, samples=samples, config=config, seed=seed, progress=advance
+    )
+    wall = time.perf_counter() - start
+    report = coverage_report(
+        frame,
+        policies,
+        prompts=prompts,
+        n_prompts=len(items),
+        samples_per_prompt=samples,
+        temperature=temperature,
+        seed=seed,
+        max_new_tokens=max_new_tokens,
+    )
+    return {"samples_path": str(write_samples(frame, destination)), "wall_s": wall, **report}
