@@ -222,6 +222,7 @@ def train_reward_model(
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
+    device = next(model.parameters()).device  # an RM refresh trains the RM where PPO runs it
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = (len(pairs) + batch_size - 1) // batch_size
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -236,7 +237,7 @@ def train_reward_model(
             batch = [pairs[i] for i in order[b * batch_size : (b + 1) * batch_size]]
             prompts = [p for p, _, _ in batch]
             ids, mask = encode_texts(
-                tokenizer, prompts + prompts, [c for _, c, _ in batch] + [r for _, _, r in batch]
+                tokenizer, prompts + prompts, [c for _, c, _ in batch] + [r for _, _, r in batch], device
             )
             scores = model(ids, mask)
             loss = bradley_terry_loss(scores[: len(batch)], scores[len(batch) :])
