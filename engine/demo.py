@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from engine.ppo.config import PPOConfig
-from engine.store.schema import CHECKPOINTS_DIR, ROLLOUTS_DIR, step_files
+from engine.runs.layout import CHECKPOINTS_DIR, ROLLOUTS_DIR
+from engine.store.schema import step_files
 
 
 @dataclass(frozen=True)

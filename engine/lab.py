@@ -24,8 +24,8 @@ from engine.analysis.entropy_dynamics import entropy_distribution, top_entropy_t
 from engine.config import ConfigError, SamplingConfig, validate_prompt
 from engine.models import LoadedModel, load_causal_lm
 from engine.reward import Judge, load_reward_model, same_vocabulary, score_responses
-from engine.runs import list_checkpoints as run_checkpoints
-from engine.sampling import Generation, generate_from_texts, sampling_logits
+from engine.runs import list_checkpoints
+from engine.sampling import Generation, chat_prompts, generate_from_texts, sampling_logits
 
 SIGNALS = ("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates")
 SIGNAL_HELP = {
@@ -171,10 +171,10 @@ def top_alternatives(logits: torch.Tensor, config: SamplingConfig, k: int = N_AL
     return Alternatives(ids=top.indices, p=p, q=q)
 
 
-def list_checkpoints(runs_dir: Path) -> list[tuple[str, Path]]:
+def checkpoint_choices(runs_dir: Path) -> list[tuple[str, Path]]:
     """Complete PPO checkpoints of every run under ``runs_dir``, as (label, dir), by run then step."""
     runs = sorted(d for d in Path(runs_dir).glob("*") if d.is_dir() and not d.name.startswith("."))
-    return [(f"{run.name} / step {step}", path) for run in runs for step, path in run_checkpoints(run)]
+    return [(f"{run.name} / step {step}", path) for run in runs for step, path in list_checkpoints(run)]
 
 
 def clean_prompts(prompts: Sequence[str]) -> list[str]:
@@ -197,15 +197,20 @@ def sample_batch(
     seed: int,
     on_step: Callable[[int, int], None] | None = None,
 ) -> LabBatch:
-    """``n_samples`` responses for each prompt in one batched generation, with a fixed seed."""
+    """``n_samples`` responses for each prompt in one batched generation, with a fixed seed.
+
+    A chat model reads each prompt as a user turn of its chat template (as PPO samples it); the batch
+    keeps the user's text.
+    """
     if n_samples < 1:
         raise ConfigError(f"number of samples must be >= 1, got {n_samples}")
     prompts = clean_prompts(prompts)
     tok = loaded.tokenizer
     rows = [i for i in range(len(prompts)) for _ in range(n_samples)]
+    texts = chat_prompts(tok, [prompts[i] for i in rows])
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
     with threads_for(loaded.model):
-        gen = generate_from_texts(loaded, [prompts[i] for i in rows], config, generator, on_step=on_step)
+        gen = generate_from_texts(loaded, texts, config, generator, on_step=on_step)
     gen.logits = gen.logits.cpu()  # the view only re-scores these; keep accelerator memory free
     response_ids = gen.response_ids.tolist()
     keep = gen.response_mask.tolist()

@@ -25,3 +25,16 @@ def demo_runs_dir() -> Path:
 def runs_dir() -> Path:
     """Run directories, one per PPO job or import (``WORKBENCH_RUNS_DIR`` overrides)."""
     return Path(os.environ.get("WORKBENCH_RUNS_DIR", REPO_ROOT / "runs"))
+
+
+def model_cache_dir() -> Path:
+    """Models converted once for local use, e.g. ``smollm2`` dequantised from its GGUF
+    (``WORKBENCH_MODEL_CACHE`` overrides; default ``$XDG_CACHE_HOME/ppo-entropy-workbench/models``).
+
+    Outside the clone: a converted model is ~0.5 GB, rebuilt from an installed package, never committed.
+    """
+    override = os.environ.get("WORKBENCH_MODEL_CACHE")
+    if override:
+        return Path(override).expanduser()
+    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache_home).expanduser() / "ppo-entropy-workbench" / "models"

@@ -8,7 +8,8 @@ import streamlit as st
 
 import engine.store as store
 from engine.config import ConfigError
-from engine.runs import launch_eval, list_checkpoints
+from engine.ppo.launch import launch_eval
+from engine.runs import list_checkpoints
 from engine.runs.layout import EVAL_LOG
 from workbench.figures.curves import per_step_lines
 from workbench.store_access import cached, is_demo, pick_runs

@@ -14,6 +14,7 @@ import engine.runs as jobs  # noqa: E402
 from engine.analysis.entropy_dynamics import entropy_report  # noqa: E402
 from engine.config import ConfigError  # noqa: E402
 from engine.paths import runs_dir  # noqa: E402
+from engine.ppo.launch import launch, stop  # noqa: E402
 from engine.store import kl_per_step, metric_keys  # noqa: E402
 from engine.store import metrics as read_metrics  # noqa: E402
 from workbench import run_text as text  # noqa: E402
@@ -43,7 +44,7 @@ with st.expander("Launch a run", expanded=HANDOFF_SFT_EPOCH in st.session_state 
             st.warning(f"Launched anyway: {warning}")
         try:
             with st.spinner("Starting the job..."):
-                job = jobs.launch(config, run_id=run_id or None, wait=True)
+                job = launch(config, run_id=run_id or None, wait=True)
             st.session_state["runs_pick"] = job.run_id  # the picker follows the new run
             st.success(f"Started {job.run_id} (pid {job.pid}).")
         except ConfigError as exc:
@@ -100,7 +101,7 @@ def live_view() -> None:
     if live and st.button(
         "Stop this run", key="runs_stop", help="SIGTERM: the job finishes its step, checkpoints and exits"
     ):
-        jobs.stop(run_id)
+        stop(run_id)
         st.toast(f"Asked {run_id} to stop after its current step.")
     if frame.empty:
         st.caption("No logged step yet.")
@@ -134,7 +135,7 @@ if not live and not info.demo and jobs.effective_state(run_dir) in ("stopped", "
     if st.button("Resume this run", key="runs_resume"):
         try:
             with st.spinner("Resuming..."):
-                jobs.launch(run_id=run_id, resume=True, wait=True)
+                launch(run_id=run_id, resume=True, wait=True)
             st.rerun()
         except ConfigError as exc:
             st.error(str(exc))

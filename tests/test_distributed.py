@@ -5,7 +5,8 @@ Shown: the world size is 2 and the backend gloo; on fixed rollouts the all-reduc
 mean of the per-rank gradients; the parameters are identical on both ranks after every step; the
 store holds exactly the global batch of each step, once each, with both ranks' rows; the 2-process
 run's loss and KL agree with the 1-process run's within the tolerances below (not bit-equal: each
-rank samples and whitens its own shard).
+rank samples and whitens its own shard). And the job as the app launches it, under torchrun: its
+ranks stop when torchrun is killed, and ``jobs stop`` stops them without a traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -23,6 +28,8 @@ import torch
 from engine.config import ConfigError
 from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
 from engine.ppo.distributed import SINGLE, Dist, init_from_env
+from engine.ppo.launch import Job, launch
+from engine.runs import effective_state, read_status
 from tests.ppo_fixtures import one_thread, save_tiny_rm  # noqa: F401 (fixture)
 from tests.tiny_models import save_tiny
 
@@ -221,7 +228,7 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
 def test_launch_uses_torchrun_for_several_processes():
     import sys
 
-    from engine.runs.launch import job_command
+    from engine.ppo.launch import job_command
 
     assert job_command(1) == [sys.executable, "-m", "engine", "ppo"]
     assert job_command(2)[:6] == [
@@ -233,3 +240,80 @@ def test_launch_uses_torchrun_for_several_processes():
         "2",
     ]
     assert job_command(2)[-3:] == ["-m", "engine", "ppo"]
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for its reaper counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def _launch_torchrun(config: PPOConfig, root: Path, *, resume: bool = False) -> Job:
+    """The run as the app launches it (torchrun, 2 gloo ranks), once it trains; a start-up death
+    (see test_two_processes_match_one) is retried once."""
+    kwargs = {"run_id": "tr", "root": root, "resume": resume, "env": {"WORKBENCH_THREADS": "1"}}
+    try:
+        job = launch(None if resume else config, wait=True, timeout=240, **kwargs)
+    except ConfigError as exc:
+        if "did not start" not in str(exc):
+            raise
+        job = launch(None if resume else config, wait=True, timeout=240, **kwargs)
+    start = read_status(job.run_dir)["step"]
+    assert _wait_for(lambda: read_status(job.run_dir)["step"] > start, 240), read_status(job.run_dir)
+    return job
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal and /proc: Linux")
+def test_ranks_stop_when_torchrun_is_killed_and_jobs_stop_stops_them_cleanly(tmp_path):
+    # Killed at the end whatever happens: a failed check must not leave 1000 steps running.
+    started: list[int] = []
+    try:
+        config = make_config(tmp_path).replace(processes=2, steps=1000, save_every=1000, probe_every=0)
+        root = tmp_path / "runs"
+
+        # kill -9 of torchrun: both ranks stop by themselves after their step.
+        job = _launch_torchrun(config, root)
+        status = read_status(job.run_dir)
+        ranks = status["pids"]
+        started += [job.pid, *ranks]
+        assert status["pid"] == job.pid and len(ranks) == 2 and job.pid not in ranks
+        os.kill(job.pid, signal.SIGKILL)
+        job.process.wait(timeout=30)
+        assert _wait_for(lambda: all(_gone(p) for p in ranks), 120), [_gone(p) for p in ranks]
+        status = read_status(job.run_dir)
+        # What it shows: stopped after the step in flight, with its checkpoint, not "running" forever.
+        assert status["state"] == "stopped" and effective_state(job.run_dir) == "stopped", status
+        assert (job.run_dir / "checkpoints" / f"step-{status['step']}").is_dir()
+
+        # jobs stop (--runs-dir after the action): the ranks stop after the same step, torchrun exits 0.
+        job = _launch_torchrun(config, root, resume=True)
+        ranks = read_status(job.run_dir)["pids"]
+        started += [job.pid, *ranks]
+        out = subprocess.run(
+            [sys.executable, "-m", "engine", "jobs", "stop", "tr", "--runs-dir", str(root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert job.process.wait(timeout=120) == 0
+        log = (job.run_dir / "job.log").read_text()
+        assert "SignalException" not in log and "Traceback" not in log, log[-3000:]
+        assert read_status(job.run_dir)["state"] == "stopped"
+        assert all(_gone(p) for p in ranks)
+    finally:
+        for pid in started:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)

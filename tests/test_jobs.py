@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -15,17 +16,17 @@ import pytest
 import torch
 
 from engine.config import ConfigError
-from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig, config_to_argv
+from engine.ppo.argv import config_to_argv
+from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
 from engine.ppo.job import run_job
+from engine.ppo.launch import launch, stop
 from engine.runs import (
     effective_state,
     is_live,
-    launch,
     list_runs,
     owner_lock,
     read_status,
     run_dir_of,
-    stop,
 )
 from engine.store import RunWriter
 from tests.ppo_fixtures import make_tiny_sources, one_thread  # noqa: F401 (fixture)
@@ -74,7 +75,7 @@ def _metric_steps(run_dir: Path) -> list[int]:
 
 
 def test_config_round_trips_through_argv(job_config):
-    from engine.ppo.config import add_config_arguments, config_from_args
+    from engine.ppo.argv import add_config_arguments, config_from_args
 
     parser = __import__("argparse").ArgumentParser()
     add_config_arguments(parser)
@@ -204,3 +205,126 @@ def test_run_record_says_the_precision_used(tmp_path, job_config):
     run_job(job_config.replace(steps=1, base_precision="bf16"), run_dir)
     recorded = json.loads((run_dir / "run.json").read_text())["config"]["ppo"]["base_precision"]
     assert recorded == ("bf16" if bf16_matmul_is_fast(torch.device("cpu")) else "fp32")
+
+
+def test_runs_dir_is_accepted_after_the_action(tmp_path):
+    RunWriter.create(tmp_path / "r", kind="ppo", config={}, seed=0)
+    (tmp_path / "r" / "status.json").write_text('{"state": "stopped", "step": 2, "pid": 1}')
+    out = _run_cli("jobs", "status", "r", "--runs-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["state"] == "stopped"
+    for argv in (["stop", "r", "--runs-dir", str(tmp_path)], ["--runs-dir", str(tmp_path), "stop", "r"]):
+        out = _run_cli("jobs", *argv)
+        assert out.returncode == 2 and "run r has no live job to stop" in out.stderr, out.stderr
+    out = _run_cli("jobs", "list", "--runs-dir", str(tmp_path))
+    assert out.returncode == 0 and out.stdout.startswith("r\tppo\tstopped\t2"), out.stdout
+
+
+def _ppo_process(*args: str, file_size_limit: int | None = None) -> subprocess.CompletedProcess:
+    """``python -m engine ppo ...`` as a real job process; ``file_size_limit`` (bytes) makes every
+    write past it fail with EFBIG, as a full disk fails with ENOSPC (root ignores file modes, so this
+    is the failing write a test can make anywhere)."""
+
+    def limit_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "ppo", "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **ENV},
+        preexec_fn=limit_files if file_size_limit else None,
+    )
+
+
+@pytest.mark.slow
+def test_a_failed_write_stops_the_job_with_one_error_line_and_resume_finishes(tmp_path, job_config):
+    config = job_config.replace(steps=2, probe_every=0)
+    runs = str(tmp_path)
+    first = _ppo_process("--runs-dir", runs, "--run-id", "full", *config_to_argv(config))
+    assert first.returncode == 0, first.stderr[-2000:]
+    run_dir = tmp_path / "full"
+
+    # A rollout file is ~11 KB: step 3's cannot be written, its metrics (2 KB) and the status can.
+    full = _ppo_process("--runs-dir", runs, "--resume", "full", "--steps", "4", file_size_limit=4096)
+    lines = [line for line in full.stderr.splitlines() if line.strip()]
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-3000:]
+    assert lines[-1].startswith(f"error: could not write {run_dir}/rollouts/step-000003.parquet: "), lines[-1]
+    assert "steps up to 2 are saved" in lines[-1]
+    status = read_status(run_dir)
+    assert status["state"] == "failed" and "could not write" in status["message"]
+    assert effective_state(run_dir) == "failed"
+    assert not [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
+    assert _metric_steps(run_dir) == [1, 2]
+
+    again = _ppo_process("--runs-dir", runs, "--resume", "full", "--steps", "4")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _metric_steps(run_dir) == [1, 2, 3, 4]
+    assert read_status(run_dir)["state"] == "finished"
+
+
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+class ReadOnlySwitch:
+    """Turns a directory read-only for everyone, root included (a read-only bind mount over it)."""
+
+    def __init__(self) -> None:
+        self.mounted: list[Path] = []
+
+    def on(self, path: Path) -> None:
+        if not _mount("--bind", str(path), str(path)):
+            pytest.skip("cannot bind-mount here (the RLIMIT_FSIZE test covers a failed write)")
+        self.mounted.append(path)
+        assert _mount("-o", "remount,ro,bind", str(path), str(path))
+
+    def off(self, path: Path) -> None:
+        subprocess.run(["umount", str(path)], check=True)
+        self.mounted.remove(path)
+
+
+@pytest.fixture
+def read_only():
+    switch = ReadOnlySwitch()
+    yield switch
+    for path in list(switch.mounted):
+        switch.off(path)
+
+
+@pytest.mark.slow
+def test_a_run_directory_turned_read_only_fails_with_one_error_line(tmp_path, job_config, read_only):
+    config = job_config.replace(steps=200, save_every=1, probe_every=0)  # resume goes on from any step
+    job = launch(config, run_id="ro", root=tmp_path, env=ENV)
+    writer = RunWriter(job.run_dir)
+    try:
+        _wait(lambda: len(writer.logged_steps()) >= 2)
+        read_only.on(job.run_dir)  # the job's log, open since the start, stays writable
+        assert job.process.wait(timeout=120) == 2
+    finally:
+        if job.process.poll() is None:
+            job.process.kill()
+    log_lines = [line for line in (job.run_dir / "job.log").read_text().splitlines() if line.strip()]
+    assert "Traceback" not in "\n".join(log_lines), log_lines[-30:]
+    assert log_lines[-1].startswith(f"error: could not write {job.run_dir}/"), log_lines[-1]
+    assert "Read-only file system" in log_lines[-1]
+    assert effective_state(job.run_dir) == "interrupted"  # its status could not be written either
+    done = _metric_steps(job.run_dir)
+    assert done == list(range(1, len(done) + 1))
+
+    # Resuming while it is read-only: the same kind of line, nothing changed.
+    out = _ppo_process("--runs-dir", str(tmp_path), "--resume", "ro")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1].startswith(f"error: could not write {job.run_dir}/")
+    assert _metric_steps(job.run_dir) == done
+
+    # Writable again: the resumed job trains on from the last checkpoint.
+    read_only.off(job.run_dir)
+    job = launch(run_id="ro", root=tmp_path, resume=True, env=ENV, wait=True)
+    _wait(lambda: len(writer.logged_steps()) > len(done))
+    assert stop("ro", tmp_path) and job.process.wait(timeout=120) == 0
+    assert read_status(job.run_dir)["state"] == "stopped"
+    after = _metric_steps(job.run_dir)
+    assert after == list(range(1, len(after) + 1)) and len(after) > len(done)
+    assert not [p for p in job.run_dir.rglob("*") if p.name.endswith(".tmp")]  # the resume removed them

@@ -15,8 +15,8 @@ from engine.config import ConfigError, SamplingConfig
 from engine.lab import (
     SIGNALS,
     SamplingLab,
+    checkpoint_choices,
     forking_tokens,
-    list_checkpoints,
     reference_config,
     threads_for,
     top_alternatives,
@@ -143,14 +143,14 @@ def test_threads_for_small_model_restores(tiny_gpt2_dir, lab, monkeypatch):
     assert torch.get_num_threads() == before
 
 
-def test_list_checkpoints(tmp_path):
+def test_checkpoint_choices(tmp_path):
     for run, step in (("b", 10), ("a", 2), ("a", 10)):
         path = tmp_path / run / "checkpoints" / f"step-{step}"
         path.mkdir(parents=True)
         (path / "trainer_state.json").write_text("{}")
     (tmp_path / "a" / "checkpoints" / "step-x").mkdir()
     (tmp_path / "a" / "checkpoints" / "step-3").mkdir()  # no trainer state: not a complete checkpoint
-    labels = [label for label, _ in list_checkpoints(tmp_path)]
+    labels = [label for label, _ in checkpoint_choices(tmp_path)]
     assert labels == ["a / step 2", "a / step 10", "b / step 10"]
 
 

@@ -14,8 +14,8 @@ from streamlit.testing.v1 import AppTest
 
 import engine.store as store
 from engine.paths import REPO_ROOT
+from engine.runs.layout import ROLLOUTS_DIR
 from engine.store import RunWriter
-from engine.store.schema import ROLLOUTS_DIR
 
 # step -> rewards of (p1, p1, p2, p2)
 REWARDS = {0: [1.0, -math.inf, 2.0, math.nan], 1: [math.inf, 3.0, 1.0, 0.5]}

@@ -12,7 +12,7 @@ from store_fixture import build_store
 from streamlit.testing.v1 import AppTest
 from test_entropy_dynamics import build_run
 
-import engine.runs
+import engine.ppo.launch
 from engine.paths import REPO_ROOT
 from engine.store import rank_prompts
 
@@ -235,7 +235,7 @@ def test_rm_accuracy_starts_the_evaluation_and_shows_progress(store_env, monkeyp
         started.append((run_id, str(root)))
         return subprocess.Popen(["true"])
 
-    monkeypatch.setattr(engine.runs, "launch_eval", fake_launch)
+    monkeypatch.setattr(engine.ppo.launch, "launch_eval", fake_launch)
     at = _page("rm_accuracy")
     at.run()
     at.multiselect(key="rm_runs").set_value(["alpha"]).run()

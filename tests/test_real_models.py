@@ -100,6 +100,21 @@ def test_chat_template_wraps_prompts(files):
     assert chat_prompts(load_tokenizer(files["gpt2"]), ["w1 w2"]) == ["w1 w2"]  # no template
 
 
+def test_the_lab_samples_a_chat_model_inside_its_chat_template(files):
+    from engine.config import SamplingConfig
+    from engine.lab import sample_batch
+    from engine.models import load_causal_lm
+
+    loaded = load_causal_lm(str(files["llama"]), device="cpu")
+    batch = sample_batch(loaded, ["w1 w2"], SamplingConfig(max_new_tokens=3), n_samples=2, seed=0)
+    gen = batch.generation
+    read = loaded.tokenizer.batch_decode(
+        gen.prompt_ids.masked_fill(~gen.prompt_mask, 0), skip_special_tokens=False
+    )
+    assert [text.replace("[PAD]", "").strip() for text in read] == ["[BOS] w1 w2 [EOS] w39"] * 2
+    assert batch.prompts == ["w1 w2"]  # the batch keeps the user's text
+
+
 def test_rm_of_another_vocabulary_scores_the_decoded_text(files):
     from engine.models import load_causal_lm
     from engine.reward import load_reward_model, same_vocabulary, score_responses, score_texts

@@ -221,7 +221,7 @@ def _finished_run(root, run_id, steps=3, planned=5, status_step=None):
 
 
 def test_second_launch_moves_the_picker_to_the_new_run(env, monkeypatch):
-    import engine.runs as jobs
+    import engine.ppo.launch as jobs
 
     _finished_run(env / "runs", "first")
 

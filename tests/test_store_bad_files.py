@@ -10,9 +10,9 @@ from store_fixture import build_store
 from engine.store import (
     failure_counts,
     fingerprint,
-    list_runs,
     metrics,
     reward_norm_density,
+    runs_frame,
     step_summary,
     store_warnings,
     top_variance_prompts,
@@ -48,7 +48,7 @@ def test_bad_files_are_skipped_with_warnings(runs):
     assert len(top_variance_prompts(runs / "alpha")) == 2
     assert failure_counts(runs / "alpha")["step"].unique().tolist() == [0, 1]
     assert metrics(runs / "alpha")["step"].unique().tolist() == [0, 1]
-    assert list_runs(runs).set_index("run_id").loc["alpha", "n_rollouts"] == 9
+    assert runs_frame(runs).set_index("run_id").loc["alpha", "n_rollouts"] == 9
 
 
 def test_missing_dir_and_fingerprint(runs):
@@ -77,7 +77,7 @@ def test_run_missing_columns_reads_as_nulls(tmp_path):
         and summary.loc[0, "gold_mean"] != summary.loc[0, "gold_mean"]
     )
     assert failure_counts(tmp_path / "ext")["n_flagged"].sum() == 0
-    assert list_runs(tmp_path).loc[0, "kind"] == "unknown"
+    assert runs_frame(tmp_path).loc[0, "kind"] == "unknown"
 
 
 def test_mixed_layouts_and_rewritten_step_are_read_fresh(tmp_path):

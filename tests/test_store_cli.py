@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from engine.__main__ import main
-from engine.store import list_runs
+from engine.store import runs_frame
 
 BENCH_KEYS = {
     "protocol", "rollouts", "write_rows_per_s", "reward_norm_density_ms", "top_variance_prompts_ms",
@@ -16,7 +16,7 @@ BENCH_KEYS = {
 
 def test_synth_ls_summary(tmp_path, capsys):
     assert main(["store", "synth", "--runs-dir", str(tmp_path), "--steps", "3", "--prompts", "4"]) == 0
-    runs = list_runs(tmp_path)
+    runs = runs_frame(tmp_path)
     assert runs.loc[0, "run_id"] == "synthetic-demo" and runs.loc[0, "n_rollouts"] == 3 * 4 * 8
     assert main(["store", "synth", "--runs-dir", str(tmp_path)]) == 2  # exists, no --overwrite
     capsys.readouterr()

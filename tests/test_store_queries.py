@@ -9,14 +9,14 @@ from engine import store
 from engine.config import ConfigError
 
 
-def test_list_runs(runs):
-    frame = store.list_runs(runs).set_index("run_id")
+def test_runs_frame(runs):
+    frame = store.runs_frame(runs).set_index("run_id")
     assert sorted(frame.index) == ["alpha", "beta", "empty"]
     assert frame.loc["alpha", "state"] == "finished" and frame.loc["alpha", "last_step"] == 1
     assert frame.loc["alpha", "n_rollouts"] == 9 and frame.loc["beta", "n_rollouts"] == 13
     assert frame.loc["beta", "kind"] == "import" and frame.loc["beta", "last_step"] == 5
     assert frame.loc["empty", "n_steps"] == 0 and frame.loc["empty", "n_rollouts"] == 0
-    assert store.list_runs(runs / "nowhere").empty
+    assert store.runs_frame(runs / "nowhere").empty
 
 
 def test_raw_density_counts(runs):

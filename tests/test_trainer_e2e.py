@@ -9,7 +9,7 @@ import torch
 from engine.config import ConfigError
 from engine.ppo.build import Sources, build_trainer, resume_step
 from engine.ppo.config import PPOConfig, PPOHyperConfig, RunConfig
-from engine.runs import list_checkpoints as checkpoints
+from engine.runs import list_checkpoints
 from engine.store import RunWriter
 from tests.ppo_fixtures import make_tiny_sources, one_thread, tiny_config  # noqa: F401 (fixture)
 
@@ -80,7 +80,7 @@ def test_e2e_rollouts_and_metrics_in_store(tmp_path, tiny_sources):
     assert counts[0] >= 1 and counts[len(counts) // 2] <= 20
     keys = con.sql(f"select distinct step from read_parquet('{tmp_path}/run/metrics/*.parquet')").fetchall()
     assert sorted(k[0] for k in keys) == [1, 2, 3]
-    assert [s for s, _ in checkpoints(tmp_path / "run")] == [2, 3]
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [2, 3]
 
 
 def test_resume_continues_from_checkpoint(tmp_path, tiny_sources):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from engine.config import ConfigError, SamplingConfig
-from engine.lab import LabBatch, SamplingLab, list_checkpoints
+from engine.lab import LabBatch, SamplingLab, checkpoint_choices
 from engine.paths import runs_dir
 from engine.ppo.config import field_docs
 from workbench.lab_tables import batch_tokens_html
@@ -45,7 +45,7 @@ def default(key: str, value) -> str:
 
 def model_picker(world, *, key: str, label: str = "Model", default_epoch: int | None = None) -> str | None:
     """A model source string, or None (with a message) when nothing usable is picked."""
-    checkpoints = list_checkpoints(runs_dir())
+    checkpoints = checkpoint_choices(runs_dir())
     kinds = [
         k for k, ok in ((WORLD, world is not None), (CHECKPOINT, bool(checkpoints)), (OTHER, True)) if ok
     ]

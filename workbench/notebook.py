@@ -45,7 +45,7 @@ def open_run(run: str | Path) -> Run:
 
 def runs(with_demo: bool = True) -> pd.DataFrame:
     """The runs table the pages' run pickers show (the user's, then the demo runs)."""
-    return store.list_runs(runs_dir(), with_demo=with_demo)
+    return store.runs_frame(runs_dir(), with_demo=with_demo)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def cached(fn: Callable, run_dirs: Sequence[Path] | Path, **kwargs: Any) -> Any:
 @st.cache_data(show_spinner=False, ttl=5)
 def _runs_table(root: str, demo_root: str) -> pd.DataFrame:
     # demo_root is part of the key: the demo runs follow WORKBENCH_DATA_DIR.
-    return store.list_runs(Path(root), with_demo=True)
+    return store.runs_frame(Path(root), with_demo=True)
 
 
 def runs_table() -> pd.DataFrame:

@@ -129,13 +129,13 @@ def run_benchmark(
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
+    from engine.runs.layout import ROLLOUTS_DIR
     from engine.store import (
         failure_counts,
         prompt_drilldown,
         reward_norm_density,
         top_variance_prompts,
     )
-    from engine.store.schema import ROLLOUTS_DIR
     from engine.store.synthetic import write_synthetic_run
 
     # The most steps (up to --steps) that split the prompt groups evenly, so every step is the same size.

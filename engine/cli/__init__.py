@@ -27,6 +27,7 @@ COMMANDS = {
     "import": "engine.cli.import_run",
     "analyse": "engine.cli.analyse",
     "demo": "engine.cli.demo",
+    "model": "engine.cli.model",
 }
 
 

@@ -6,24 +6,35 @@ import argparse
 import json
 
 from engine.config import ConfigError
-from engine.runs import RUN_FILE, effective_state, list_runs, read_status, run_dir_of, stop
+from engine.ppo.launch import stop
+from engine.runs import RUN_FILE, effective_state, list_runs, read_status, run_dir_of
+
+RUNS_DIR_HELP = "runs directory (default: WORKBENCH_RUNS_DIR or ./runs)"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("jobs", help="list, inspect and stop PPO jobs")
-    parser.add_argument(
-        "--runs-dir", default=None, help="runs directory (default: WORKBENCH_RUNS_DIR or ./runs)"
-    )
+    parser.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
+    # --runs-dir is accepted after the action too (``jobs stop X --runs-dir D``); SUPPRESS keeps an
+    # action's unset option from overwriting the value given before the action.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--runs-dir", default=argparse.SUPPRESS, help=RUNS_DIR_HELP)
     sub = parser.add_subparsers(dest="jobs_command", metavar="<action>", required=True)
-    sub.add_parser("list", help="runs, newest first, with their state").set_defaults(func=_cli_list)
-    p = sub.add_parser("status", help="a run's status.json (state corrected for killed jobs)")
+    p = sub.add_parser("list", parents=[after], help="runs, newest first, with their state")
+    p.set_defaults(func=_cli_list)
+    p = sub.add_parser(
+        "status", parents=[after], help="a run's status.json (state corrected for killed jobs)"
+    )
     p.add_argument("run_id")
     p.set_defaults(func=_cli_status)
-    p = sub.add_parser("stop", help="ask a running job to stop after its current step (SIGTERM)")
+    p = sub.add_parser(
+        "stop", parents=[after], help="ask a running job to stop after its current step (SIGTERM)"
+    )
     p.add_argument("run_id")
     p.set_defaults(func=_cli_stop)
     p = sub.add_parser(
         "eval",
+        parents=[after],
         help="log-prob accuracy of a run's checkpoints on the preference test set (evals/logprob_accuracy.parquet)",
     )
     p.add_argument("run_id")

@@ -1,7 +1,7 @@
 """``python -m engine ppo ...`` (contract): run a PPO job in this process.
 
 Every leaf of :class:`~engine.ppo.config.PPOConfig` is a flag (``kl_coef`` -> ``--kl-coef``) whose
-help is the field's docstring (:func:`engine.ppo.config.add_config_arguments`), so the CLI, the Runs
+help is the field's docstring (:func:`engine.ppo.argv.add_config_arguments`), so the CLI, the Runs
 page form and the run record share one source.
 """
 
@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 
 from engine.config import ConfigError
-from engine.ppo.config import SECTION_TYPES, add_config_arguments, config_from_args
+from engine.ppo.argv import add_config_arguments, config_from_args
+from engine.ppo.config import SECTION_TYPES
 
 log = logging.getLogger(__name__)
 

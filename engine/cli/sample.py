@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="world:sft-epoch-N, a local dir, or an HF name (default: the world's SFT checkpoint)",
+        help="world:sft-epoch-N, smollm2 (SmolLM2-135M-Instruct, its Q4_1 GGUF release dequantised), "
+        "a local dir, or an HF name (default: the world's SFT checkpoint)",
     )
     parser.add_argument("--prompt", action="append", required=True, help="a prompt (repeat for several)")
     parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
@@ -36,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from engine.lab import SamplingLab, clean_prompts
+    from engine.models.gguf_cache import describe_source
     from engine.world import try_load_world
 
     # Validate everything cheap before loading a model.
@@ -66,6 +68,7 @@ def main(args: argparse.Namespace) -> int:
             "prompt": batch.prompts[batch.prompt_index[row]],
             "response": batch.responses[row],
             "tokens": tokens,
+            "token_ids": batch.response_ids[row],
             "signals": {
                 name: [round(float(v), 5) for v in values[row, : len(tokens)]]
                 for name, values in signals.items()
@@ -78,6 +81,7 @@ def main(args: argparse.Namespace) -> int:
         samples.append(sample)
     result = {
         "model": source,
+        "model_description": describe_source(source),
         "settings": {
             "temperature": config.temperature,
             "top_k": config.top_k,
@@ -92,6 +96,8 @@ def main(args: argparse.Namespace) -> int:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")
         return 0
+    if result["model_description"] != source:
+        print(f"model: {result['model_description']}")
     if config.greedy:
         print("temperature 0: greedy decoding (always the most likely token)")
     print("mean signals: " + ", ".join(f"{k}={v:.3f}" for k, v in result["summary"].items()))

@@ -46,9 +46,9 @@ def _runs_dir(arg: Path | None) -> Path:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from engine.store import list_runs
+    from engine.store import runs_frame
 
-    frame = list_runs(_runs_dir(args.runs_dir))
+    frame = runs_frame(_runs_dir(args.runs_dir))
     print(frame.drop(columns=["run_dir"]).to_string(index=False) if len(frame) else "no runs")
     return 0
 

@@ -38,8 +38,7 @@ from engine.importers.staging import (
     Staging,
 )
 from engine.importers.steps import StepBuffer, with_sample_idx
-from engine.runs.layout import RUN_ID_MAX, check_run_id
-from engine.store.schema import RUN_FILE
+from engine.runs.layout import RUN_FILE, RUN_ID_MAX, check_run_id
 from engine.store.writer import RunWriter, atomic_write_json
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,9 @@ import torch
 from engine.config import ConfigError, SamplingConfig, to_dict
 from engine.models import LoadedModel, backbone_and_head, load_causal_lm, load_tokenizer, resolve_source
 from engine.ops import position_ids_of
+from engine.runs.layout import ROLLOUTS_DIR, RUN_FILE
 from engine.sampling import pad_right, token_signals
-from engine.store.schema import ROLLOUTS_DIR, RUN_FILE, step_files
+from engine.store.schema import step_files
 from engine.store.writer import RunWriter, atomic_write_json
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from engine.config import ConfigError
+from engine.models.gguf_cache import ensure_cached, named_source
 from engine.paths import world_dir
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,16 @@ class LoadedModel:
 def resolve_source(source: str) -> Path | str:
     """Map a model source to a local directory, or return a hub name to look up in the local cache.
 
-    ``world:sft-epoch-3`` / ``world:rm`` name the built-in world's artifacts; anything else is a
-    local path (if it exists) or a Hugging Face model name.
+    ``world:sft-epoch-3`` / ``world:rm`` name the built-in world's artifacts; a named source
+    (``smollm2``, :mod:`engine.models.gguf_cache`) is its local cache, converted on first use (``./smollm2``
+    names a directory of that name); anything else is a local path (if it exists) or a Hugging Face
+    model name.
     """
     source = (source or "").strip()
     if not source:
         raise ConfigError("model source is empty: give a world checkpoint, a local path or a model name")
+    if named_source(source) is not None:
+        return ensure_cached(source)
     if source.startswith(WORLD_PREFIX):
         name = source[len(WORLD_PREFIX) :]
         path = world_dir() / name.replace("-epoch-", "/epoch-")

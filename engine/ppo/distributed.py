@@ -28,10 +28,13 @@ What each rank does in an iteration (see :class:`engine.ppo.trainer.PPOTrainer`)
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import logging
 import os
-from collections.abc import Sequence
+import signal
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +107,14 @@ class Dist:
         t = torch.tensor([0 if flag else 1], dtype=torch.int64)
         tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
         return int(t) == 0
+
+    def all_gather(self, value: Any) -> list[Any]:
+        """``value`` of every rank in rank order (the same list on every rank)."""
+        if not self.active:
+            return [value]
+        gathered: list[Any] = [None] * self.world_size
+        tdist.all_gather_object(gathered, value)
+        return gathered
 
     def any_true(self, flag: bool) -> bool:
         """True when ``flag`` holds on some rank (e.g. one rank got SIGTERM: all stop after the step)."""
@@ -191,6 +202,33 @@ def init_from_env(device_type: str | None = None, *, timeout_s: float = 600.0) -
     )
     log.info("rank %d of %d (%s) on %s", dist.rank, dist.world_size, backend, device)
     return dist, device
+
+
+def under_launcher() -> bool:
+    """True in a rank started by torchrun / accelerate launch (its parent is the launcher's agent)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def watch_launcher() -> Callable[[], bool]:
+    """Make this rank stop when its launcher dies; returns "is the launcher gone?", asked every step.
+
+    A ``kill -9`` of torchrun would otherwise leave its ranks training with nobody to stop them. The
+    kernel sends SIGTERM (the job's stop-after-this-step signal) when the parent dies
+    (``prctl(PR_SET_PDEATHSIG)``). That signal follows the parent's *thread* that forked this rank,
+    and never comes when the parent died before the call, so the job also checks, after every step,
+    that its parent is still the launcher (an orphan is re-parented).
+    """
+    launcher = os.getppid()
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning(
+                "prctl(PR_SET_PDEATHSIG) failed (errno %d): relying on the per-step check", ctypes.get_errno()
+            )
+    return lambda: os.getppid() != launcher
 
 
 def shutdown(dist: Dist) -> None:

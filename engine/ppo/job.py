@@ -1,6 +1,6 @@
 """The body of a PPO job process: own the run directory, train, keep the heartbeat, stop cleanly on
 SIGTERM (after the current step, with a checkpoint). Started by ``python -m engine ppo`` (contract),
-which the app launches in the background (:func:`engine.runs.launch`).
+which the app launches in the background (:func:`engine.ppo.launch.launch`).
 
 Under ``torchrun`` / ``accelerate launch`` every rank runs this body (:mod:`engine.ppo.distributed`):
 rank 0 owns the run directory (lock, record, status, store, checkpoints), every rank builds the same
@@ -13,15 +13,18 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.config import ConfigError
 from engine.ppo.build import build_trainer, resume_step
 from engine.ppo.config import PPOConfig
-from engine.ppo.distributed import Dist, init_from_env, shutdown
+from engine.ppo.distributed import Dist, init_from_env, shutdown, under_launcher, watch_launcher
 from engine.runs import LOCK_FILE, RUN_FILE, StatusFile, owner_lock
+from engine.runs.layout import RunWriteError, write_error
 from engine.store import RunWriter
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,7 @@ def run_job(config: PPOConfig | None, run_dir: Path, *, resume: bool = False, pr
     if resume and not (run_dir / RUN_FILE).is_file():
         raise ConfigError(f"cannot resume {run_dir.name}: no run at {run_dir}")
     dist, device = init_from_env()
+    launcher_gone = watch_launcher() if under_launcher() else (lambda: False)
     try:
         if resume:
             recorded = PPOConfig.from_dict(json.loads((run_dir / RUN_FILE).read_text())["config"])
@@ -47,9 +51,16 @@ def run_job(config: PPOConfig | None, run_dir: Path, *, resume: bool = False, pr
             )
         assert config is not None
         config = with_world_size(config, dist)
-        if not dist.is_main:
-            return _follow(config, run_dir, dist, device, resume=resume)
-        return _lead(config, run_dir, dist, device, resume=resume, progress=progress)
+        pids = dist.all_gather(os.getpid())  # every rank's, for the status file (stop signals them)
+        stop_requested = _stop_on_signals(launcher_gone)
+        try:
+            if not dist.is_main:
+                return _follow(config, run_dir, dist, device, stop_requested, resume=resume)
+            return _lead(
+                config, run_dir, dist, device, stop_requested, pids=pids, resume=resume, progress=progress
+            )
+        finally:
+            stop_requested.restore()
     finally:
         shutdown(dist)
 
@@ -67,7 +78,17 @@ def with_world_size(config: PPOConfig, dist: Dist) -> PPOConfig:
     return config.replace(processes=dist.world_size)
 
 
-def _lead(config: PPOConfig, run_dir: Path, dist: Dist, device, *, resume: bool, progress: bool) -> int:
+def _lead(
+    config: PPOConfig,
+    run_dir: Path,
+    dist: Dist,
+    device,
+    stop_requested: _StopFlag,
+    *,
+    pids: list[int],
+    resume: bool,
+    progress: bool,
+) -> int:
     """Rank 0 (the only rank of a one-process run): the run directory's owner."""
     with contextlib.ExitStack() as owned:
         try:
@@ -82,6 +103,7 @@ def _lead(config: PPOConfig, run_dir: Path, dist: Dist, device, *, resume: bool,
         dist.all_true(True)
         trainer = None
         if resume:
+            remove_temp_files(run_dir)  # of writes that failed last time (a full disk)
             writer = RunWriter.open(run_dir)
         else:
             # Sources, prompts and models are loaded before the run exists: a failed start (a missing
@@ -96,11 +118,12 @@ def _lead(config: PPOConfig, run_dir: Path, dist: Dist, device, *, resume: bool,
             config = config.replace(base_precision=trainer.base_precision)
             writer = RunWriter.create(run_dir, kind="ppo", config=config.to_dict(), seed=config.run.seed)
             trainer.writer = writer
-        stop_requested = _stop_on_signals()
         with StatusFile(run_dir, config.run.steps) as status:
-            if dist.active and "TORCHELASTIC_RUN_ID" in os.environ:
-                # The launcher started (and stops) torchrun, which forwards SIGTERM to every rank.
-                status.update(pid=os.getppid())
+            if dist.active and under_launcher():
+                # pid: torchrun's, the process the launcher started and waits for; pids: the ranks,
+                # which a stop signals directly (each finishes the step, torchrun then exits cleanly;
+                # a SIGTERM to torchrun would end it with a SignalException and exit 1).
+                status.update(pid=os.getppid(), pids=pids)
             try:
                 if trainer is None:
                     status.update(message="loading models")
@@ -112,7 +135,7 @@ def _lead(config: PPOConfig, run_dir: Path, dist: Dist, device, *, resume: bool,
                     status.update(step=result.step, message="bad step skipped" if result.skipped else "")
 
                 last = trainer.train(
-                    start, should_stop=stop_requested.is_set, on_step=on_step, progress=progress
+                    start, should_stop=stop_requested.should_stop, on_step=on_step, progress=progress
                 )
                 stopped = last < config.run.steps
                 if stopped:
@@ -122,24 +145,32 @@ def _lead(config: PPOConfig, run_dir: Path, dist: Dist, device, *, resume: bool,
                 if stopped and last < start:  # stopped before the first step: nothing to save
                     log.info("stopped before any step")
             except BaseException as exc:
-                status.update(state="failed", message=f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, OSError):  # a write outside the store's writers (a checkpoint)
+                    exc = write_error(Path(exc.filename or run_dir), exc)
+                if isinstance(exc, RunWriteError):
+                    exc = RunWriteError(
+                        f"{exc} (steps up to {status.state['step']} are saved; resume the run once "
+                        "its directory can be written)"
+                    )
+                reason = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+                with contextlib.suppress(RunWriteError):  # the disk that failed the step may refuse it too
+                    status.update(state="failed", message=reason)
+                remove_temp_files(run_dir)
+                if isinstance(exc, RunWriteError):
+                    raise exc from None  # one line, not a chain of tracebacks
                 raise
-            finally:
-                stop_requested.restore()
     return 0
 
 
-def _follow(config: PPOConfig, run_dir: Path, dist: Dist, device, *, resume: bool) -> int:
+def _follow(
+    config: PPOConfig, run_dir: Path, dist: Dist, device, stop_requested: _StopFlag, *, resume: bool
+) -> int:
     """A rank > 0: the same trainer without a writer; loads the same checkpoint, stops with rank 0."""
     if not dist.all_true(True):  # rank 0 could not take the run directory
         raise ConfigError(f"rank 0 could not take run {run_dir.name} (see its error in the job log)")
     trainer = _build_agreed(config, dist, device)
     start = resume_step(trainer, run_dir) if resume else 1
-    stop_requested = _stop_on_signals()
-    try:
-        trainer.train(start, should_stop=stop_requested.is_set)
-    finally:
-        stop_requested.restore()
+    trainer.train(start, should_stop=stop_requested.should_stop)
     return 0
 
 
@@ -159,17 +190,25 @@ def _build_agreed(config: PPOConfig, dist: Dist, device, writer: RunWriter | Non
 class _StopFlag(threading.Event):
     """Set by SIGTERM / SIGINT; ``restore`` puts the previous handlers back."""
 
-    def __init__(self) -> None:
+    def __init__(self, launcher_gone: Callable[[], bool]) -> None:
         super().__init__()
         self.previous: dict[int, object] = {}
+        self.launcher_gone = launcher_gone
+
+    def should_stop(self) -> bool:
+        """Asked after every step: a stop signal came, or the launcher died (see watch_launcher)."""
+        if not self.is_set() and self.launcher_gone():
+            log.warning("the launcher exited: stopping after this step")
+            self.set()
+        return self.is_set()
 
     def restore(self) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
 
-def _stop_on_signals() -> _StopFlag:
-    flag = _StopFlag()
+def _stop_on_signals(launcher_gone: Callable[[], bool]) -> _StopFlag:
+    flag = _StopFlag(launcher_gone)
 
     def on_signal(signum: int, frame: object) -> None:
         log.info("signal %d: stopping after the current step", signum)
@@ -177,6 +216,18 @@ def _stop_on_signals() -> _StopFlag:
 
     flag.previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     return flag
+
+
+def remove_temp_files(run_dir: Path) -> None:
+    """Remove the hidden temp files (``.<name>.*.tmp``) and checkpoint directories (``.step-N.tmp``)
+    of writes that failed, as far as the directory lets us (a read-only one keeps them until the
+    resume). Only the run's owner calls this: no other write can be in flight."""
+    for path in Path(run_dir).rglob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 def remove_failed_start(run_dir: Path) -> None:

@@ -24,6 +24,7 @@ from engine.config import ConfigError
 from engine.models import reference_mode
 from engine.ppo.rollout import policy_forward
 from engine.runs import RUN_FILE
+from engine.runs.layout import eval_file
 from engine.sampling import check_fits_context, encode_prompts, pad_right
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def evaluate_run(
         from engine.world import load_world
 
         pairs = load_world().preference_test
-    path = run_dir / "evals" / f"{LOGPROB_ACCURACY}.parquet"
+    path = eval_file(run_dir, LOGPROB_ACCURACY)
     done = set(pd.read_parquet(path)["checkpoint"]) if path.is_file() else set()
     todo = [("sft", 0, None)] if "sft" not in done else []
     todo += [

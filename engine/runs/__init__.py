@@ -1,8 +1,8 @@
-"""The run-directory layer everything else builds on: run ids, the owner lock, status and heartbeat,
-the effective state of a run, the list of runs, and launching / stopping jobs.
+"""The run-directory layer everything else builds on: run ids and the directory's file names, the
+owner lock, status and heartbeat, the effective state of a run and the list of runs. Launching and
+stopping jobs sits above, beside the job it starts (:mod:`engine.ppo.launch`).
 ``from engine.runs import ...`` is the public API."""
 
-from engine.runs.launch import Job, launch, launch_eval, stop, wait_until_started
 from engine.runs.layout import (
     JOB_LOG,
     LOCK_FILE,
@@ -23,15 +23,12 @@ __all__ = [
     "LOCK_FILE",
     "RUN_FILE",
     "STATUS_FILE",
-    "Job",
     "RunInfo",
     "StatusFile",
     "atomic_write_json",
     "check_run_id",
     "effective_state",
     "is_live",
-    "launch",
-    "launch_eval",
     "list_checkpoints",
     "list_runs",
     "new_run_id",
@@ -40,6 +37,4 @@ __all__ = [
     "read_status",
     "run_dir_of",
     "run_info",
-    "stop",
-    "wait_until_started",
 ]

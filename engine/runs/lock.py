@@ -12,14 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine.config import ConfigError
-from engine.runs.layout import LOCK_FILE, STATUS_FILE, read_json
+from engine.runs.layout import LOCK_FILE, STATUS_FILE, read_json, write_error
 
 
 @contextlib.contextmanager
 def owner_lock(run_dir: Path) -> Iterator[None]:
     """Hold the run directory's exclusive lock; ConfigError if a live job already holds it."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # a read-only runs directory, a full disk
+        raise write_error(run_dir / LOCK_FILE, exc) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -35,10 +38,12 @@ def owner_lock(run_dir: Path) -> Iterator[None]:
 
 def is_live(run_dir: Path) -> bool:
     """True while some process holds the run's lock (a job is running in it)."""
-    lock = Path(run_dir) / LOCK_FILE
-    if not lock.exists():
+    # Read-only: a reader (another user's app or `jobs list`) may not write the owner's lock file,
+    # and flock needs no write access.
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:  # never locked, or removed by a failed start
         return False
-    fd = os.open(lock, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

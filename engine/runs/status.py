@@ -8,14 +8,17 @@ its effective state is ``interrupted``. An imported run has no job: ``imported``
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from engine.runs.layout import STATUS_FILE, atomic_write_json, read_json
+from engine.runs.layout import STATUS_FILE, RunWriteError, atomic_write_json, read_json
 from engine.runs.lock import is_live
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 2.0
 
@@ -58,8 +61,14 @@ class StatusFile:
             atomic_write_json(self.state, self.path)
 
     def _beat(self) -> None:
+        warned = False
         while not self._stop.wait(HEARTBEAT_SECONDS):
-            self.update()
+            try:
+                self.update()
+            except RunWriteError as exc:  # the job's own next write fails too, and reports it
+                if not warned:
+                    log.warning("heartbeat: %s", exc)
+                warned = True
 
     def __enter__(self) -> StatusFile:
         self.update()

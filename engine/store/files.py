@@ -17,18 +17,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.store.schema import (
-    EVALS_DIR,
-    METRIC_SCHEMA,
-    METRICS_DIR,
-    PROBES_DIR,
-    REQUIRED_ROLLOUT_COLUMNS,
-    ROLLOUT_SCHEMA,
-    ROLLOUTS_DIR,
-    RUN_FILE,
-    STATUS_FILE,
-    step_files,
-)
+from engine.runs.layout import EVALS_DIR, METRICS_DIR, PROBES_DIR, ROLLOUTS_DIR, RUN_FILE, STATUS_FILE
+from engine.store.schema import METRIC_SCHEMA, REQUIRED_ROLLOUT_COLUMNS, ROLLOUT_SCHEMA, step_files
 
 log = logging.getLogger(__name__)
 

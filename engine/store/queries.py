@@ -12,18 +12,12 @@ from typing import Any
 
 import pandas as pd
 
-from engine import runs as runs_layer
 from engine.config import ConfigError
+from engine.runs import list_runs
+from engine.runs.layout import METRICS_DIR, ROLLOUTS_DIR, eval_file
 from engine.store.files import RunDirs, as_run_dirs, check_file, scan
 from engine.store.reader import store_cursor
-from engine.store.schema import (
-    LOGPROB_ACCURACY,
-    METRICS_DIR,
-    ROLLOUT_SCHEMA,
-    ROLLOUTS_DIR,
-    TOKEN_LIST_COLUMNS,
-    step_files,
-)
+from engine.store.schema import LOGPROB_ACCURACY, ROLLOUT_SCHEMA, TOKEN_LIST_COLUMNS, step_files
 
 # Scalar columns a density or summary can be computed over (whitelist: they are spliced into SQL).
 DENSITY_VALUES = ("reward", "gold", "mean_entropy", "kl", "length")
@@ -86,16 +80,16 @@ def _step_range(steps: tuple[int, int] | None) -> tuple[int, int] | None:
     return lo, hi
 
 
-def list_runs(runs_dir: Path, *, with_demo: bool = False) -> pd.DataFrame:
-    """One row per run under ``runs_dir`` (:func:`engine.runs.list_runs`, so a killed job reads
-    ``interrupted`` here as on the Runs page), with its logged steps and rollout count; the shipped
-    demo runs follow with ``with_demo`` (column ``demo``)."""
+def runs_frame(runs_dir: Path, *, with_demo: bool = False) -> pd.DataFrame:
+    """:func:`engine.runs.list_runs` as a frame, one row per run (so a killed job reads ``interrupted``
+    here as on the Runs page), with its logged steps and rollout count; the shipped demo runs follow
+    with ``with_demo`` (column ``demo``)."""
     columns = [
         "run_id", "kind", "created_at", "state", "last_step", "n_steps", "n_rollouts",
         "heartbeat_age_s", "source", "run_dir", "demo",
     ]  # fmt: skip
     rows = []
-    for info in runs_layer.list_runs(runs_dir, with_demo=with_demo):
+    for info in list_runs(runs_dir, with_demo=with_demo):
         rollout_files = step_files(info.run_dir / ROLLOUTS_DIR)
         steps = {s for s, _ in rollout_files} | {s for s, _ in step_files(info.run_dir / METRICS_DIR)}
         rows.append(
@@ -349,7 +343,7 @@ def read_eval(run_dirs: RunDirs, name: str = LOGPROB_ACCURACY) -> pd.DataFrame:
     """
     frames = []
     for run_dir in as_run_dirs(run_dirs):
-        path = run_dir / "evals" / f"{name}.parquet"
+        path = eval_file(run_dir, name)
         if not path.is_file():
             continue
         try:

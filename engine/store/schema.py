@@ -3,7 +3,7 @@
 A run directory ``runs/<run_id>/`` holds ``run.json``, ``status.json`` (written by the job),
 ``rollouts/step-NNNNNN.parquet`` (what PPO trained on) and ``metrics/step-NNNNNN.parquet`` (one file
 per logged step), ``probes/step-NNNNNN.parquet`` (the fixed probe prompts, rollout schema, every few
-steps), ``checkpoints/`` and ``evals/<name>.parquet``.
+steps), ``checkpoints/`` and ``evals/<name>.parquet``; those names live in :mod:`engine.runs.layout`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,6 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from engine.runs.layout import CHECKPOINTS_DIR, ROLLOUTS_DIR, RUN_FILE, STATUS_FILE  # noqa: F401 (the run directory's layout)
-
-METRICS_DIR = "metrics"
-PROBES_DIR = "probes"  # the fixed probe prompts sampled every few steps (rollout schema, is_probe)
-EVALS_DIR = "evals"
 RUN_KINDS = ("ppo", "sft", "import")
 
 _STEP_FILE = re.compile(r"^step-(\d{6,})\.parquet$")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.config import ConfigError
-from engine.runs.layout import atomic_write_json
+from engine.runs.layout import (
+    METRICS_DIR,
+    PROBES_DIR,
+    ROLLOUTS_DIR,
+    RUN_FILE,
+    atomic_write_json,
+    eval_file,
+    new_temp_file,
+    write_error,
+)
 from engine.store import schema
 from engine.store.derived import list_means, prompt_collapsed, repeat_shares
 
@@ -46,9 +54,12 @@ Rows = pa.Table | Sequence[Mapping[str, Any]] | Mapping[str, Any]
 
 
 def atomic_write_table(table: pa.Table, path: Path) -> Path:
-    """Write ``table`` to ``path`` through a hidden temp file in the same directory + ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``table`` to ``path`` through a hidden temp file in the same directory + ``os.replace``;
+    a failed write removes the temp file and raises :class:`~engine.runs.layout.RunWriteError`."""
+    try:
+        fd, tmp = new_temp_file(path)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
     os.close(fd)
     try:
         # Min/max of the per-token values prune nothing (queries filter on scalar columns) and
@@ -56,8 +67,10 @@ def atomic_write_table(table: pa.Table, path: Path) -> Path:
         scalars = [f.name for f in table.schema if not pa.types.is_nested(f.type)]
         pq.write_table(table, tmp, write_statistics=scalars, **PARQUET_OPTIONS)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk, a read-only directory
+            raise write_error(path, exc) from exc
         raise
     return path
 
@@ -201,7 +214,7 @@ class RunWriter:
         run_dir = Path(run_dir)
         if kind not in schema.RUN_KINDS:
             raise ConfigError(f"run kind must be one of {schema.RUN_KINDS}, got {kind!r}")
-        if (run_dir / schema.RUN_FILE).exists():
+        if (run_dir / RUN_FILE).exists():
             if not overwrite:
                 raise ConfigError(
                     f"run directory {run_dir} already holds a run; pick another name or overwrite"
@@ -216,7 +229,7 @@ class RunWriter:
             "seed": seed,
             "source": source,
         }
-        atomic_write_json(record, run_dir / schema.RUN_FILE)
+        atomic_write_json(record, run_dir / RUN_FILE)
         log.info("created %s run %s", kind, run_dir)
         return cls(run_dir)
 
@@ -224,33 +237,33 @@ class RunWriter:
     def open(cls, run_dir: Path) -> RunWriter:
         """An existing run (to resume it)."""
         run_dir = Path(run_dir)
-        if not (run_dir / schema.RUN_FILE).is_file():
-            raise ConfigError(f"no run at {run_dir} (missing {schema.RUN_FILE})")
+        if not (run_dir / RUN_FILE).is_file():
+            raise ConfigError(f"no run at {run_dir} (missing {RUN_FILE})")
         return cls(run_dir)
 
     def write_rollouts(self, step: int, rows: Rows) -> Path:
         """Write the rollouts of ``step`` (replacing any earlier file of the same step)."""
         table = to_rollout_table(rows, run_id=self.run_id, step=step)
-        return atomic_write_table(table, self.run_dir / schema.ROLLOUTS_DIR / schema.step_file_name(step))
+        return atomic_write_table(table, self.run_dir / ROLLOUTS_DIR / schema.step_file_name(step))
 
     def write_probes(self, step: int, rows: Rows) -> Path:
         """Write the probe rows of ``step`` (the fixed probe prompts, rollout schema)."""
         table = to_rollout_table(rows, run_id=self.run_id, step=step)
-        return atomic_write_table(table, self.run_dir / schema.PROBES_DIR / schema.step_file_name(step))
+        return atomic_write_table(table, self.run_dir / PROBES_DIR / schema.step_file_name(step))
 
     def write_metrics(self, step: int, metrics: Mapping[str, float]) -> Path:
         table = metrics_table(metrics, run_id=self.run_id, step=step)
-        return atomic_write_table(table, self.run_dir / schema.METRICS_DIR / schema.step_file_name(step))
+        return atomic_write_table(table, self.run_dir / METRICS_DIR / schema.step_file_name(step))
 
     def logged_steps(self) -> list[int]:
         """Steps with a rollout or a metrics file, ascending."""
-        steps = {s for s, _ in schema.step_files(self.run_dir / schema.ROLLOUTS_DIR)}
-        steps |= {s for s, _ in schema.step_files(self.run_dir / schema.METRICS_DIR)}
+        steps = {s for s, _ in schema.step_files(self.run_dir / ROLLOUTS_DIR)}
+        steps |= {s for s, _ in schema.step_files(self.run_dir / METRICS_DIR)}
         return sorted(steps)
 
     def drop_steps_after(self, step: int) -> None:
         """Remove rollouts and metrics of steps > ``step`` (resuming from the checkpoint of ``step``)."""
-        for sub in (schema.ROLLOUTS_DIR, schema.PROBES_DIR, schema.METRICS_DIR):
+        for sub in (ROLLOUTS_DIR, PROBES_DIR, METRICS_DIR):
             for s, path in schema.step_files(self.run_dir / sub):
                 if s > step:
                     path.unlink(missing_ok=True)
@@ -264,7 +277,7 @@ def write_eval(run_dir: Path, name: str, table: pa.Table | Rows, *, append: bool
     if not isinstance(table, pa.Table):
         columns = _columns_of(table)
         table = pa.table({k: list(v) if not isinstance(v, pa.Array) else v for k, v in columns.items()})
-    path = Path(run_dir) / schema.EVALS_DIR / f"{name}.parquet"
+    path = eval_file(run_dir, name)
     if append and path.exists():
         table = pa.concat_tables([pq.read_table(path), table], promote_options="permissive")
     return atomic_write_table(table, path)

@@ -4,7 +4,8 @@ evaluation job next to a run.
 
 A run with ``processes > 1`` starts as ``python -m torch.distributed.run --standalone
 --nproc_per_node N -m engine ppo ...`` (torchrun with this interpreter): rank 0 records torchrun's
-pid in the status file, so stopping the job signals torchrun, which forwards SIGTERM to every rank.
+pid and every rank's in the status file; stopping the job signals the ranks, and a rank whose
+torchrun dies stops by itself (:func:`engine.ppo.distributed.watch_launcher`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 
 from engine.config import ConfigError
 from engine.paths import REPO_ROOT
-from engine.ppo.config import PPOConfig, config_to_argv
+from engine.ppo.argv import config_to_argv
+from engine.ppo.config import PPOConfig
 from engine.runs.layout import EVAL_LOG, JOB_LOG, LOCK_FILE, RUN_FILE, new_run_id, run_dir_of
 from engine.runs.lock import is_live
 from engine.runs.status import read_status
@@ -151,16 +153,23 @@ def _last_error(run_dir: Path) -> str:
 
 
 def stop(run_id: str, root: Path | str | None = None) -> bool:
-    """SIGTERM the job that owns ``run_id`` (it finishes its step, checkpoints and exits); False if none."""
+    """SIGTERM the job that owns ``run_id`` (it finishes its step, checkpoints and exits); False if none.
+
+    A distributed job's ranks are signalled themselves (``pids`` in its status): they stop after the
+    same step and torchrun exits cleanly, and they are reached even when torchrun was killed.
+    """
     run_dir = run_dir_of(run_id, root)
     status = read_status(run_dir)
     if not is_live(run_dir) or not status or not status.get("pid"):
         return False
-    try:
-        os.kill(int(status["pid"]), signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    return True
+    signalled = False
+    for pid in status.get("pids") or [status["pid"]]:
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        signalled = True
+    return signalled
 
 
 def launch_eval(run_id: str, root: Path | str | None = None) -> subprocess.Popen:
