@@ -28,8 +28,10 @@ def refresh_config(**leaves) -> PPOConfig:
     return tiny_config(steps=6).replace(rm_refresh_every=2, rm_refresh_pairs=64, **leaves)
 
 
-def rm_weights(trainer) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in trainer.reward.model.state_dict().items()}
+def rm_weights(holder) -> dict[str, torch.Tensor]:
+    """The RM's weights of a trainer (or of a loaded RM)."""
+    model = holder.reward.model if hasattr(holder, "reward") else holder.model
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def new_run(tmp_path, name: str, config: PPOConfig, sources: Sources):
@@ -120,6 +122,19 @@ def test_human_labeller_trains_on_the_app_labels_once(tmp_path, tiny_sources):
     assert [r.metrics["rm/version"] for r in results] == [0, 1, 1, 1]
     assert results[1].metrics["rm/refresh_pairs"] == 2
     assert sorted(trainer.rm_refresh.pairs) == sorted([(p.text, "x y z", "x"), (p.text, "x", "x y z")])
+
+
+def test_a_short_bradley_terry_run_trains(tiny_sources):
+    """Ten optimizer steps (a refresh of 320 pairs in batches of 64, two epochs) once divided by zero in
+    the learning-rate schedule's warm-up."""
+    from engine.reward import load_reward_model, train_reward_model
+
+    rm = load_reward_model(tiny_sources.reward_model, device="cpu")
+    rm.model.requires_grad_(True)
+    pairs = [("w1 w2", "w3 w4 w5", "w3")] * 5
+    before = rm_weights(rm)
+    train_reward_model(rm.model, rm.tokenizer, pairs, epochs=2, batch_size=1, lr=1e-3)
+    assert any(not torch.equal(before[k], v) for k, v in rm_weights(rm).items())
 
 
 def test_judge_labeller_needs_a_judge(tiny_sources):
