@@ -35,8 +35,11 @@ def rm_weights(holder) -> dict[str, torch.Tensor]:
 
 
 def new_run(tmp_path, name: str, config: PPOConfig, sources: Sources):
-    writer = RunWriter.create(tmp_path / name, kind="ppo", config=config.to_dict(), seed=0)
-    return build_trainer(config, writer, sources=sources, device="cpu")
+    """A trainer with its run's writer attached after the build, as a job does it (bad input fails
+    before the run directory exists)."""
+    trainer = build_trainer(config, sources=sources, device="cpu")
+    trainer.writer = RunWriter.create(tmp_path / name, kind="ppo", config=config.to_dict(), seed=0)
+    return trainer
 
 
 # ---------------------------------------------------------------------- RM refresh

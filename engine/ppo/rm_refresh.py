@@ -65,12 +65,11 @@ class RMRefresh:
         reward: LoadedModel,
         policy_tokenizer: Any,
         judge: Judge | None,
-        run_dir: Path | None,
     ) -> None:
         m = config.model
         if m.rm_labeller == "judge" and judge is None:
             raise ConfigError("rm_labeller='judge' needs a gold judge: the built-in world's (or use 'human')")
-        self.config, self.reward, self.judge, self.run_dir = config, reward, judge, run_dir
+        self.config, self.reward, self.judge = config, reward, judge
         self.policy_tokenizer = policy_tokenizer  # decodes the rollouts the RM scores
         self.version = 0
         self.pairs: list[Pair] = []  # every refresh's new pairs, in order
@@ -93,11 +92,12 @@ class RMRefresh:
         random.Random(seed).shuffle(pairs)
         return pairs
 
-    def human_pairs(self) -> list[Pair]:
-        """The app's labels with an order (ties and skips carry none) not trained on yet, oldest first."""
+    def human_pairs(self, run_dir: Path | None) -> list[Pair]:
+        """The app's labels in ``run_dir`` with an order (ties and skips carry none) not trained on yet,
+        oldest first."""
         seen = set(self.pairs)
         pairs = []
-        for row in read_labels(self.run_dir) if self.run_dir is not None else []:
+        for row in read_labels(run_dir) if run_dir is not None else []:
             if row["label"] in ("a", "b"):
                 a, b = row["response_a"], row["response_b"]
                 pair = (row["prompt"], a, b) if row["label"] == "a" else (row["prompt"], b, a)
@@ -127,13 +127,15 @@ class RMRefresh:
             ro.response_ids, ro.response_mask, texts, reward=self.reward, judge=None,
         ).reward  # type: ignore[return-value]  # fmt: skip
 
-    def refresh(self, step: int, batch: ScoredRollout, fresh: ScoredRollout, seed: int) -> dict[str, float]:
-        """Label pairs of ``batch`` (the step's rollouts), train the RM on, and measure its agreement
-        with gold on ``fresh`` before and after. Returns the ``rm/`` metrics; keeps the RM (and says
+    def refresh(
+        self, step: int, batch: ScoredRollout, fresh: ScoredRollout, seed: int, run_dir: Path | None
+    ) -> dict[str, float]:
+        """Label pairs of ``batch`` (the step's rollouts; the ``human`` labeller reads ``run_dir``'s
+        labels), train the RM on, and measure its agreement with gold on ``fresh`` before and after. Returns the ``rm/`` metrics; keeps the RM (and says
         why in the log) when there is nothing to train on."""
         cfg = self.config.model
         before = agreement(fresh.scores, fresh.gold, fresh)
-        found = self.judge_pairs(batch, seed) if cfg.rm_labeller == "judge" else self.human_pairs()
+        found = self.judge_pairs(batch, seed) if cfg.rm_labeller == "judge" else self.human_pairs(run_dir)
         if not found:
             where = "the step's rollouts" if cfg.rm_labeller == "judge" else "runs/<id>/labels/"
             log.warning(

@@ -112,10 +112,14 @@ class PPOTrainer:
         self.kl_ctl = kl_controller(config.ppo)
         self._perms: dict[int, list[int]] = {}
         self.probe_prompts = probe_set(self.prompts, config.run.probes_per_family)
-        self.run_dir = writer.run_dir if writer is not None else None
         self.rm_refresh = None
         if config.model.rm_refresh_every > 0:
-            self.rm_refresh = RMRefresh(config, reward, self.tokenizer, judge, self.run_dir)
+            self.rm_refresh = RMRefresh(config, reward, self.tokenizer, judge)
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run directory (a job attaches its writer after building the trainer)."""
+        return self.writer.run_dir if self.writer is not None else None
 
     def trainable_parameters(self) -> list[torch.Tensor]:
         """The optimizer's parameters: the LoRA adapter and the value head (PPO)."""
@@ -404,7 +408,7 @@ class PPOTrainer:
                 result.scored.prompts, run.samples_per_prompt, self.config.sampling, generator, PhaseTimer()
             )
             seed = step_seed(run.seed, step, stream=6)
-            result.metrics.update(self.rm_refresh.refresh(step, result.scored, fresh, seed))
+            result.metrics.update(self.rm_refresh.refresh(step, result.scored, fresh, seed, self.run_dir))
         result.metrics["rm/version"] = float(self.rm_refresh.version)
 
     def log_step(self, result: StepResult) -> None:
