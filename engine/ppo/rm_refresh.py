@@ -35,6 +35,7 @@ from engine.ppo.config import PPOConfig
 from engine.ppo.rollout import ScoredRollout
 from engine.reward import Judge, score_responses, train_reward_model
 from engine.runs.labels import read_labels
+from engine.world import load_world
 from engine.world.data import pairs_from_samples
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class RMRefresh:
         self.policy_tokenizer = policy_tokenizer  # decodes the rollouts the RM scores
         self.version = 0
         self.pairs: list[Pair] = []  # every refresh's new pairs, in order
+        self._original: list[Any] | None = None  # the world RM's own training pairs, once read
 
     def due(self, step: int) -> bool:
         every = self.config.model.rm_refresh_every
@@ -112,9 +114,9 @@ class RMRefresh:
         """A seeded sample of ``n`` of the RM's original pairs (the built-in world's RM only)."""
         if self.config.model.reward_model:
             return []
-        from engine.world import load_world
-
-        original = load_world().rm_training_pairs
+        if self._original is None:  # read once: 90k pairs
+            self._original = load_world().rm_training_pairs
+        original = self._original
         chosen = random.Random(seed).sample(range(len(original)), min(n, len(original)))
         return [(original[i].prompt, original[i].chosen, original[i].rejected) for i in chosen]
 
