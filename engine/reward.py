@@ -222,11 +222,17 @@ def train_reward_model(
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
+    device = next(model.parameters()).device  # an RM refresh trains the RM where PPO runs it
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     steps = (len(pairs) + batch_size - 1) // batch_size
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=lr, total_steps=steps * epochs, pct_start=0.1
-    )
+    # OneCycleLR divides by its warm-up length, 0.1 x total - 1 steps, which is 0 at 10 steps: a short
+    # run (an RM refresh: a few batches) trains at the constant rate instead.
+    if steps * epochs >= 20:
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=lr, total_steps=steps * epochs, pct_start=0.1
+        )
+    else:
+        schedule = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     model.train()
     for epoch in range(epochs):
         order = list(range(len(pairs)))
@@ -236,7 +242,7 @@ def train_reward_model(
             batch = [pairs[i] for i in order[b * batch_size : (b + 1) * batch_size]]
             prompts = [p for p, _, _ in batch]
             ids, mask = encode_texts(
-                tokenizer, prompts + prompts, [c for _, c, _ in batch] + [r for _, _, r in batch]
+                tokenizer, prompts + prompts, [c for _, c, _ in batch] + [r for _, _, r in batch], device
             )
             scores = model(ids, mask)
             loss = bradley_terry_loss(scores[: len(batch)], scores[len(batch) :])

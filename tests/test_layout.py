@@ -32,8 +32,10 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     # data, loading; the real world's tasks and checkers).
     ("store, sampling, worlds", ("engine/store/", "engine/sampling.py", "engine/world/", "engine/real_world/")),
     # Training and scoring beside PPO: the reward model, SFT, and the importers that turn other
-    # trainers' logs into the store.
-    ("reward, SFT, importers", ("engine/reward.py", "engine/sft.py", "engine/importers/")),
+    # trainers' logs into the store. The RM-gold agreement is the reward model's accuracy measure:
+    # PPO's RM refresh measures it too, so it stands here, below PPO, not with the analyses.
+    ("reward, SFT, importers", ("engine/reward.py", "engine/sft.py", "engine/importers/",
+                                "engine/analysis/agreement.py")),
     # The algorithm: PPO, its jobs and their launching.
     ("PPO", ("engine/ppo/",)),
     # What reads PPO's runs and makes them: the analyses, the shipped demo runs.

@@ -15,8 +15,10 @@ import logging
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,8 +91,10 @@ def save_checkpoint(
     *,
     kl_coef: float,
     seed: int,
+    extra: Callable[[Path], dict[str, Any]] | None = None,
 ) -> Path:
-    """Write ``checkpoints/step-<step>/`` atomically (temp directory, then rename)."""
+    """Write ``checkpoints/step-<step>/`` atomically (temp directory, then rename). ``extra`` writes
+    more into the folder and returns entries for the trainer state (a refreshed RM)."""
     root = Path(run_dir) / CHECKPOINTS_DIR
     final = root / checkpoint_name(step)
     tmp = root / f".{checkpoint_name(step)}.tmp"
@@ -100,7 +104,8 @@ def save_checkpoint(
     if value_head is not None:
         save_value_head(value_head, tmp / VALUE_HEAD_FILE)
     torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
-    state = {
+    state: dict[str, Any] = {
+        **(extra(tmp) if extra is not None else {}),
         "step": step,
         "kl_coef": kl_coef,
         "seed": seed,
@@ -121,6 +126,7 @@ def save_checkpoint(
 class TrainerState:
     step: int
     kl_coef: float
+    extra: dict[str, Any] = field(default_factory=dict)  # the whole trainer state, for ``extra``'s reader
 
 
 def load_checkpoint(
@@ -141,4 +147,4 @@ def load_checkpoint(
     rng = np.frombuffer(base64.b64decode(state["rng"]["torch_cpu"]), dtype=np.uint8).copy()
     torch.set_rng_state(torch.from_numpy(rng))
     model.eval()
-    return TrainerState(step=int(state["step"]), kl_coef=float(state["kl_coef"]))
+    return TrainerState(step=int(state["step"]), kl_coef=float(state["kl_coef"]), extra=state)

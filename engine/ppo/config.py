@@ -26,6 +26,8 @@ BasePrecision = Literal["fp32", "bf16_grad", "bf16"]
 EntropyControl = Literal["none", "clip_cov", "kl_cov"]
 Algorithm = Literal["ppo", "grpo", "rloo"]
 LossType = Literal["grpo", "dapo", "dr_grpo"]
+RMLabeller = Literal["judge", "human"]
+PromptSelection = Literal["uniform", "high_entropy", "high_variance", "low_entropy", "low_variance"]
 # The choices of each Literal setting, from the type itself (the CLI, the form and validation share them).
 KL_ESTIMATORS = typing.get_args(KLEstimator)
 REWARD_NORMS = typing.get_args(RewardNorm)
@@ -33,6 +35,8 @@ BASE_PRECISIONS = typing.get_args(BasePrecision)
 ENTROPY_CONTROLS = typing.get_args(EntropyControl)
 ALGORITHMS = typing.get_args(Algorithm)
 LOSS_TYPES = typing.get_args(LossType)
+RM_LABELLERS = typing.get_args(RMLabeller)
+PROMPT_SELECTIONS = typing.get_args(PromptSelection)
 # The critic-free group methods (engine.ppo.group_advantages): no value head, no GAE.
 GROUP_ALGORITHMS = ("grpo", "rloo")
 
@@ -92,6 +96,9 @@ MODEL_RULES = {
     "lora_r": int_at_least(1),
     "lora_alpha": int_at_least(1),
     "sft_epoch": or_none(int_at_least(0)),
+    "rm_refresh_every": int_at_least(0, " (0 = off)"),
+    "rm_refresh_pairs": int_at_least(1),
+    "rm_labeller": one_of(RM_LABELLERS),
 }
 
 
@@ -111,6 +118,12 @@ class ModelConfig:
     """LoRA alpha (scale = alpha / r)."""
     chat_template: bool = True
     """Wrap each prompt as a user turn in the policy tokenizer's chat template (with the generation prompt) when the tokenizer has one; the stored prompt stays the user's text."""
+    rm_refresh_every: int = 0
+    """Refresh the reward model every N steps (0 = off): label within-prompt pairs of the step's rollouts, train the RM on, from its current weights, on them plus its earlier data, and go on with it, so the RM stays accurate where PPO now samples (metrics rm/version, rm/agreement_before, rm/agreement_after)."""
+    rm_refresh_pairs: int = 64
+    """Labelled pairs per RM refresh (fewer when the rollouts or the labels hold fewer: the log says so)."""
+    rm_labeller: RMLabeller = "judge"
+    """Who labels the refresh pairs: judge = the world's gold judge with the world's label noise (the RM's own labeller); human = the pairs labelled in the app (runs/<id>/labels/), the ones not trained on yet."""
 
     def __post_init__(self) -> None:
         validate(self, MODEL_RULES)
@@ -237,6 +250,9 @@ RUN_RULES = {
     "probes_per_family": int_at_least(1),
     "probe_samples": int_at_least(2, " (distinct responses need several)"),
     "processes": int_at_least(1),
+    "prompt_selection": one_of(PROMPT_SELECTIONS),
+    "prompt_selection_share": Rule(lambda x: _finite(x) and 0 < x <= 1, "in (0, 1]"),
+    "prompt_selection_samples": int_at_least(2, " (a variance needs several)"),
 }
 
 
@@ -270,6 +286,12 @@ class RunConfig:
     """Samples per probe prompt (T = 1, a fixed seed, so the curves follow the policy, not the draw)."""
     processes: int = 1
     """Data-parallel processes (torch.distributed; > 1 launches with torchrun): each samples prompts_per_step / processes prompts, gradients are averaged before every optimizer step."""
+    prompt_selection: PromptSelection = "uniform"
+    """Which prompts PPO trains on: uniform = all of them; high_entropy / low_entropy / high_variance / low_variance = before step 1, measure each prompt's sampling space on the starting policy (mean token entropy and RM-score variance over prompt_selection_samples samples) and keep the prompt_selection_share with the highest or lowest (the table is kept in the run, prompt_selection.parquet)."""
+    prompt_selection_share: float = 0.5
+    """Share of the prompts kept by a prompt_selection other than uniform (at least one prompt)."""
+    prompt_selection_samples: int = 8
+    """Samples per prompt for the prompt_selection measurement (seeded from the run's seed)."""
 
     def __post_init__(self) -> None:
         validate(self, RUN_RULES)
@@ -324,6 +346,10 @@ class PPOConfig:
         _check(
             self.ppo.reward_norm != "prompt" or self.run.samples_per_prompt >= 2,
             "reward_norm='prompt' needs samples_per_prompt >= 2 (one sample per prompt normalises every score to 0)",
+        )
+        _check(
+            self.model.rm_refresh_every == 0 or self.run.processes == 1,
+            "rm_refresh_every needs processes = 1 (the refresh trains the RM on one process's rollouts)",
         )
         _check(
             self.sampling.temperature > 0,

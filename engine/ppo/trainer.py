@@ -13,10 +13,8 @@ the steps it lost, whatever happened to any global RNG.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +38,11 @@ from engine.ppo.config import PPOConfig
 from engine.ppo.distributed import SINGLE, Dist
 from engine.ppo.group_advantages import frac_reward_zero_std, group_advantages
 from engine.ppo.metrics import objective_metrics, probe_metrics, rollout_rows
+from engine.ppo.prompt_selection import choose_prompts
 from engine.ppo.rewards import kl_controller, kl_per_token, process_scores, shaped_rewards
+from engine.ppo.rm_refresh import RMRefresh
 from engine.ppo.rollout import Rollout, ScoredRollout, reference_logprobs, rollout, token_entropy
+from engine.ppo.steps import PhaseTimer, step_seed
 from engine.ppo.update import TrainingDiverged, UpdateBatch, group_update, is_finite, ppo_update
 from engine.reward import Judge, score_responses
 from engine.sampling import chat_prompts, encode_prompts
@@ -57,38 +58,12 @@ class StepResult:
     rows: dict[str, list] | None  # rollout columns for the store; None for a skipped step
     skipped: bool = False
     probe_rows: dict[str, list] | None = None  # the probe prompts' samples, at probe steps
-
-
-class PhaseTimer:
-    """Wall-clock seconds of an iteration's phases, as the metrics ``time/<phase>`` and ``time/step``
-    (from the timer's creation). No device sync: on a GPU a phase's time includes whatever work of the
-    earlier phases was still queued."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, phase: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[f"time/{phase}"] = time.perf_counter() - t0
-
-    def metrics(self) -> dict[str, float]:
-        return {**self.seconds, "time/step": time.perf_counter() - self.start}
+    scored: ScoredRollout | None = None  # the step's training batch (an RM refresh labels its pairs)
 
 
 def effective_precision(requested: str, device: torch.device) -> str:
     """The base precision a run really uses: bf16 modes only where bf16 matmuls are fast."""
     return requested if bf16_matmul_is_fast(device) else "fp32"
-
-
-def step_seed(seed: int, step: int, stream: int, rank: int = 0) -> int:
-    """A distinct, reproducible seed per (run seed, step, stream, data-parallel rank); rank 0's seeds
-    are a one-process run's."""
-    return (seed * 1_000_003 + step * 7919 + stream * 104_729 + rank * 15_485_863) % (2**63 - 1)
 
 
 class PPOTrainer:
@@ -137,6 +112,14 @@ class PPOTrainer:
         self.kl_ctl = kl_controller(config.ppo)
         self._perms: dict[int, list[int]] = {}
         self.probe_prompts = probe_set(self.prompts, config.run.probes_per_family)
+        self.rm_refresh = None
+        if config.model.rm_refresh_every > 0:
+            self.rm_refresh = RMRefresh(config, reward, self.tokenizer, judge)
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The run directory (a job attaches its writer after building the trainer)."""
+        return self.writer.run_dir if self.writer is not None else None
 
     def trainable_parameters(self) -> list[torch.Tensor]:
         """The optimizer's parameters: the LoRA adapter and the value head (PPO)."""
@@ -282,7 +265,9 @@ class PPOTrainer:
             metrics.update(probe_stats)
         metrics.update(timer.metrics())
         metrics = self.dist.reduce_metrics(metrics)
-        return StepResult(step, metrics, rows, probe_rows=probe_rows if run.log_rollouts else None)
+        return StepResult(
+            step, metrics, rows, probe_rows=probe_rows if run.log_rollouts else None, scored=batch
+        )
 
     def update(
         self,
@@ -371,8 +356,10 @@ class PPOTrainer:
             bar = tqdm(total=steps, initial=start_step - 1, desc="ppo", unit="step")
         last = start_step - 1
         try:  # a diverged step raises: the bar still ends its line before the error
+            self.choose_prompts()
             for step in range(start_step, steps + 1):
                 result = self.iteration(step)
+                self.refresh_reward_model(result)  # between steps: the next one scores with the new RM
                 self.log_step(result)
                 last = step
                 stop = self.dist.any_true(should_stop())
@@ -395,6 +382,35 @@ class PPOTrainer:
                 bar.close()
         return last
 
+    # ------------------------------------------------------------------ the remedies (issue 25)
+
+    def choose_prompts(self) -> None:
+        """The training prompts of ``prompt_selection`` (:mod:`engine.ppo.prompt_selection`), measured
+        on the starting policy before step 1 (a resumed run reads its recorded choice)."""
+        run = self.config.run
+        generator = torch.Generator(device=self.device).manual_seed(step_seed(run.seed, 0, stream=4))
+        n = run.prompt_selection_samples
+        sample = lambda ps: self.sample_and_score(ps, n, self.config.sampling, generator, PhaseTimer())  # noqa: E731
+        self.prompts = choose_prompts(
+            self.prompts, run.prompt_selection, run.prompt_selection_share, sample, self.run_dir
+        )
+        self._perms.clear()
+
+    def refresh_reward_model(self, result: StepResult) -> None:
+        """At the RM refresh steps (:mod:`engine.ppo.rm_refresh`) refresh the RM on the step's rollouts,
+        its agreement measured on fresh samples of the same prompts; ``rm/version`` at every step."""
+        if self.rm_refresh is None or result.scored is None:
+            return
+        step, run = result.step, self.config.run
+        if self.rm_refresh.due(step):
+            generator = torch.Generator(device=self.device).manual_seed(step_seed(run.seed, step, stream=5))
+            fresh = self.sample_and_score(
+                result.scored.prompts, run.samples_per_prompt, self.config.sampling, generator, PhaseTimer()
+            )
+            seed = step_seed(run.seed, step, stream=6)
+            result.metrics.update(self.rm_refresh.refresh(step, result.scored, fresh, seed, self.run_dir))
+        result.metrics["rm/version"] = float(self.rm_refresh.version)
+
     def log_step(self, result: StepResult) -> None:
         if self.writer is None:
             return
@@ -414,12 +430,15 @@ class PPOTrainer:
         return save_checkpoint(
             self.writer.run_dir, step, self.model, self.value_head, self.optimizer,
             kl_coef=self.kl_ctl.value, seed=self.config.run.seed,
+            extra=self.rm_refresh.save if self.rm_refresh is not None else None,
         )  # fmt: skip
 
     def load_checkpoint(self, path: Path) -> int:
-        """Restore adapter, value head, optimizer and KL coefficient; returns the checkpoint's step."""
+        """Restore adapter, value head, optimizer, KL coefficient (and a refreshed RM); returns the step."""
         state = load_checkpoint(path, self.model, self.value_head, self.optimizer)
         self.kl_ctl.value = state.kl_coef
+        if self.rm_refresh is not None:
+            self.rm_refresh.load(path, state.extra)
         return state.step
 
 

@@ -30,6 +30,23 @@ TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint: its pres
 LOCK_FILE = ".lock"
 JOB_LOG = "job.log"
 EVAL_LOG = "eval.log"
+# The prompt_selection measurement of a run (engine.ppo.prompt_selection): one row per candidate prompt
+# with its mean token entropy and RM-score variance on the starting policy, and whether it was kept.
+PROMPT_SELECTION_FILE = "prompt_selection.parquet"
+
+# Preference labels made in the app, the RM refresh's human labeller (engine.runs.labels writes and
+# reads them): labels/<name>.parquet, each file written once and atomically, one row per labelled pair.
+LABELS_DIR = "labels"
+LABEL_CHOICES = ("a", "b", "tie", "skip")  # "a" = response_a is better
+LABEL_COLUMNS: dict[str, str] = {
+    "prompt_id": "string",  # the rollout's prompt id
+    "prompt": "string",  # the prompt text, as the RM reads it
+    "response_a": "string",  # two samples of that prompt, as the judge reads them ([EOS] kept)
+    "response_b": "string",
+    "label": "string",  # one of LABEL_CHOICES
+    "step": "int64",  # the PPO step the samples come from
+    "labelled_at": "double",  # Unix seconds
+}
 
 
 RUN_ID_MAX = 100  # characters: well inside a file system's 255-byte name, with room for temp names

@@ -100,6 +100,13 @@ class World:
         return [PreferencePair(**row) for row in read_jsonl(self.path / "preferences_test.jsonl")]
 
     @cached_property
+    def rm_training_pairs(self) -> list[PreferencePair]:
+        """The pairs the world's RM was trained on (``world build``): the generator's pairs, then the
+        labelled pairs of SFT samples; what an RM refresh keeps training on beside its new pairs."""
+        files = ("preferences_train.jsonl", "preferences_sft_samples.jsonl")
+        return [PreferencePair(**row) for name in files for row in read_jsonl(self.path / name)]
+
+    @cached_property
     def sft_data(self) -> list[dict]:
         return read_jsonl(self.path / "sft_data.jsonl")
 
