@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from engine.config import ConfigError
+from engine.ppo.argv import add_config_arguments, config_from_args, config_to_argv
 from engine.ppo.build import Sources, build_trainer, resume_step
-from engine.ppo.config import PPOConfig, add_config_arguments, config_from_args, config_to_argv
+from engine.ppo.config import PPOConfig
 from engine.ppo.group_advantages import (
     STD_EPS,
     frac_reward_zero_std,
