@@ -3,14 +3,15 @@ protocol "tiny-grpo-cpu", back to back in one run.
 
 The work, the same on both sides (one optimizer step): the world's SFT epoch-3 policy (a plain HF GPT-2
 directory with its word-level tokenizer) with a fresh LoRA adapter, r = 16, alpha = 32, on c_attn and
-c_proj; 16 of the world's PPO prompts x 4 samples x exactly 32 new tokens (EOS does not stop sampling),
-temperature 1; GRPO advantages (r - group mean) / (group std + 1e-4); loss type dapo; ``num_iterations``
-1; beta (the KL loss coefficient) 0; the batch in 4 chunks with gradients accumulated, then one AdamW
-step (lr 1e-4, gradient norm clipped at 1); fp32 on the CPU. The reward is the world's RM
+c_proj; 16 of the world's PPO prompts x 4 samples x exactly 32 new tokens, temperature 1 (the engine
+samples with ``stop_at_eos`` off, TRL with ``min_new_tokens`` 32: every response is 32 tokens in the
+generation, the reward and the loss on both sides; only the engine may sample EOS inside one, and the
+bench stops if TRL's generations are not all 32 long); GRPO advantages (r - group mean) / (group std +
+1e-4); loss type dapo; ``num_iterations`` 1; beta (the KL loss coefficient) 0; the batch in 4 chunks
+with gradients accumulated, then one AdamW step (lr 1e-4, gradient norm clipped at 1); fp32 on the CPU. The reward is the world's RM
 (:func:`engine.reward.load_reward_model`) on the prompt's and the response's token ids: the engine
 calls it as it always does, TRL through a reward function (``scripts/trl_baseline/trl_grpo_tiny.py``)
-that calls the same code on the prompt ids followed by TRL's completion ids (TRL cuts a completion after
-its first EOS; the engine scores all 32 tokens).
+that calls the same code on the prompt ids followed by the completion ids.
 
 What each side does beyond that work is its own cost, and counted: the engine takes the reference
 log-probs (adapter off) for its KL metrics even at beta 0, and logs every rollout with its per-token
@@ -294,6 +295,11 @@ def main(args: argparse.Namespace) -> int:
             log.info("TRL side: %d steps", args.steps)
             trl_cmd = [str(Path(args.trl_venv) / "bin" / "python"), str(TRL_DIR / "trl_grpo_tiny.py")]
             trl, trl_proc = run_side("trl", [*trl_cmd, "--settings", str(settings_path)], tmp)
+            widths = set(trl["generated_tokens_per_completion"])
+            if widths != {args.new_tokens}:  # not the same work: no comparison
+                raise ConfigError(
+                    f"the TRL side sampled {sorted(widths)} tokens per completion, not {args.new_tokens}"
+                )
             load["after_trl"] = os.getloadavg()
 
     split = medians(engine["per_step"])

@@ -6,9 +6,10 @@ writes the settings both sides share to a JSON file (``--settings``): the world'
 HF GPT-2 directory with its word-level tokenizer), the world's RM, the prompt texts, and the sizes.
 
 The work of one optimizer step: ``prompts_per_step`` prompts x ``samples_per_prompt`` completions of
-exactly ``new_tokens`` tokens (EOS does not stop generation: the generation config has no EOS, as the
-engine side samples with ``stop_at_eos`` off; TRL still masks the tokens after a sampled EOS out of the
-loss and the reward), temperature 1, fp32 on the CPU, no vLLM; ``num_iterations`` 1, ``beta`` 0 (no
+exactly ``new_tokens`` tokens (``min_new_tokens`` = ``max_completion_length``: EOS is never sampled, so
+every completion is ``new_tokens`` long in the generation, the reward and the loss, as on the engine side,
+which samples with ``stop_at_eos`` off; a generation config without EOS does not do it, transformers puts
+the tokenizer's EOS back), temperature 1, fp32 on the CPU, no vLLM; ``num_iterations`` 1, ``beta`` 0 (no
 reference pass), ``loss_type`` "dapo", rewards scaled by the group std; LoRA on c_attn and c_proj; the
 batch in ``chunks`` gradient-accumulation steps (per_device_train_batch_size x gradient_accumulation_steps
 = the step's completions, and one generation per optimizer step); AdamW, constant learning rate, gradient
@@ -109,7 +110,6 @@ def main():
     batch = s["prompts_per_step"] * s["samples_per_prompt"]
     tokenizer = AutoTokenizer.from_pretrained(s["policy_dir"])
     policy = AutoModelForCausalLM.from_pretrained(s["policy_dir"], dtype=torch.float32)
-    policy.generation_config.eos_token_id = None  # exactly new_tokens per completion, as the engine side
     rm = load_reward_model(s["reward_model_dir"], device="cpu")
     dataset = datasets.Dataset.from_dict({"prompt": s["prompts"]})
 
@@ -130,7 +130,7 @@ def main():
         gradient_accumulation_steps=s["chunks"],  # one optimizer step = the whole batch, generated at once
         num_generations=s["samples_per_prompt"],
         max_completion_length=s["new_tokens"],
-        generation_kwargs={"eos_token_id": None},
+        generation_kwargs={"min_new_tokens": s["new_tokens"]},  # exactly new_tokens, as the engine side
         temperature=s["temperature"],
         top_p=1.0,
         top_k=0,
