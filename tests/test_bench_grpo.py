@@ -25,10 +25,12 @@ def test_engine_side_json_contract(capsys):
     assert bench_grpo.main(parse([*TINY, "--skip-trl", "--threads", "1", "--json"])) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["protocol"] == "custom" and result["device"] == "cpu"
-    for key in ("seconds_per_step", "peak_rss_mb"):
+    for key in ("seconds_per_step", "cpu_seconds_per_step", "peak_rss_mb"):
         assert isinstance(result[key], float) and result[key] > 0, key
     for key in (
         "trl_seconds_per_step",
+        "trl_cpu_seconds_per_step",
+        "cpu_seconds_ratio",
         "trl_peak_rss_mb",
         "seconds_per_step_ratio",
         "target_met",

@@ -23,7 +23,8 @@ Each side runs in its own process, started by this one, and its peak RSS is that
 ``ru_maxrss`` (``os.wait4``): the same measure on both sides. TRL runs in its own environment
 (``scripts/trl_baseline/setup_trl_venv.sh``: made at ``--trl-venv`` on first use, about 90 s; TRL is not a
 project dependency). The first step of each side is a warm-up, discarded; the figures are the medians of
-the others. Each side reports where its step goes: the engine's phases (generation, reference log-probs
+the others, in wall-clock seconds and in the process's CPU seconds (the steadier figure on a shared
+machine, with one thread). Each side reports where its step goes: the engine's phases (generation, reference log-probs
 and RM, update, logging) and TRL's (``model.generate``, the reward function, the rest of the rollout, and
 the update: the chunks' forward and backward passes and the optimizer step).
 """
@@ -174,7 +175,7 @@ def engine_side(s: dict[str, Any]) -> dict[str, Any]:
         writer = RunWriter.create(Path(tmp) / "run", kind="ppo", config=config.to_dict(), seed=s["seed"])
         trainer = build_trainer(config, writer, sources=sources, device="cpu")
         for step in range(1, s["steps"] + 1):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             result = trainer.iteration(step)
             trainer.log_step(result)
             total = time.perf_counter() - start
@@ -184,6 +185,7 @@ def engine_side(s: dict[str, Any]) -> dict[str, Any]:
                 {
                     "step": step,
                     "total_s": total,
+                    "cpu_s": time.process_time() - start_cpu,
                     "generation_s": m["time/rollout"],
                     "ref_and_reward_s": m["time/score"],
                     "update_s": m["time/update"],
@@ -304,8 +306,9 @@ def main(args: argparse.Namespace) -> int:
 
     split = medians(engine["per_step"])
     trl_split = medians(trl["per_step"]) if trl else None
-    seconds = split.pop("total_s")
+    seconds, cpu_seconds = split.pop("total_s"), split.pop("cpu_s")
     trl_seconds = trl_split.pop("total_s") if trl_split else None
+    trl_cpu_seconds = trl_split.pop("cpu_s") if trl_split else None
     ratio = seconds / trl_seconds if trl_seconds else None
     trl_peak = trl_proc.peak_rss_mb if trl_proc else None
     result = {
@@ -317,6 +320,10 @@ def main(args: argparse.Namespace) -> int:
         "seconds_per_step": seconds,
         "trl_seconds_per_step": trl_seconds,
         "seconds_per_step_ratio": ratio,
+        # CPU seconds of the step's process (all threads): less moved by other work on a shared machine
+        "cpu_seconds_per_step": cpu_seconds,
+        "trl_cpu_seconds_per_step": trl_cpu_seconds,
+        "cpu_seconds_ratio": cpu_seconds / trl_cpu_seconds if trl_cpu_seconds else None,
         "peak_rss_mb": engine_proc.peak_rss_mb,
         "trl_peak_rss_mb": trl_peak,
         "target": f"seconds_per_step_ratio <= {TARGET_RATIO} and peak_rss_mb <= trl_peak_rss_mb",

@@ -21,7 +21,7 @@ repository is put on ``sys.path``; the engine's reward code needs only torch and
 the prompt's token ids followed by the completion's ids, right-padded, as the engine scores sampled ids.
 
 Timing: each optimizer step from one ``on_step_end`` to the next (the first, with the dataloader's start,
-is the bench's warm-up); inside it ``model.generate`` (generation), ``_calculate_rewards`` (the RM) and
+is the bench's warm-up), in wall-clock and in this process's CPU seconds (all its threads); inside it ``model.generate`` (generation), ``_calculate_rewards`` (the RM) and
 ``_generate_and_score_completions`` (the whole rollout: generation, decoding, rewards, advantages); the
 rest of the step is the update (the forward and backward passes of the chunks and the optimizer step).
 
@@ -177,15 +177,15 @@ def main():
 
     class StepTimer(TrainerCallback):
         def __init__(self):
-            self.last = None
+            self.last = self.last_cpu = None
             self.steps = []
 
         def on_train_begin(self, args_, state, control, **kw):
-            self.last = time.perf_counter()
+            self.last, self.last_cpu = time.perf_counter(), time.process_time()
             phases.take()
 
         def on_step_end(self, args_, state, control, **kw):
-            now = time.perf_counter()
+            now, now_cpu = time.perf_counter(), time.process_time()
             seen = phases.take()
             total = now - self.last
             rollout = seen.get("rollout_s", 0.0)
@@ -193,13 +193,14 @@ def main():
                 {
                     "step": len(self.steps) + 1,
                     "total_s": total,
+                    "cpu_s": now_cpu - self.last_cpu,
                     "generation_s": seen.get("generation_s", 0.0),
                     "reward_s": seen.get("reward_s", 0.0),
                     "rollout_other_s": rollout - seen.get("generation_s", 0.0) - seen.get("reward_s", 0.0),
                     "update_s": total - rollout,
                 }
             )
-            self.last = now
+            self.last, self.last_cpu = now, now_cpu
 
     timer = StepTimer()
     trainer.add_callback(timer)
