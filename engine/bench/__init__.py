@@ -1,5 +1,5 @@
-"""Benchmarks: ``python -m engine bench {ppo,sampling,store,import,app} ...`` (``ppo``, ``sampling`` and
-``store`` are a contract).
+"""Benchmarks: ``python -m engine bench {ppo,grpo,sampling,store,import,app} ...`` (``ppo``, ``grpo``,
+``sampling`` and ``store`` are a contract).
 
 Each benchmark is a module ``engine.bench.<name>`` exposing ``add_arguments(parser)`` and
 ``main(args)``, with its heavy imports inside functions; ``engine.cli.bench`` registers every module
@@ -11,6 +11,7 @@ from __future__ import annotations
 # benchmark name -> (module under engine.bench, help)
 BENCHMARKS = {
     "ppo": ("ppo", "PPO iteration throughput"),
+    "grpo": ("grpo", "GRPO step time and peak memory against TRL's GRPOTrainer"),
     "sampling": ("sampling", "sampling and per-token signal throughput"),
     "store": ("store", "rollout store write and query speed"),
     "import": ("import_bench", "import throughput and peak memory on a generated JSONL, against pandas"),

@@ -1,0 +1,380 @@
+"""``python -m engine bench grpo --json`` (contract): the engine's GRPO against TRL's GRPOTrainer on the
+protocol "tiny-grpo-cpu", back to back in one run.
+
+The work, the same on both sides (one optimizer step): the world's SFT epoch-3 policy (a plain HF GPT-2
+directory with its word-level tokenizer) with a fresh LoRA adapter, r = 16, alpha = 32, on c_attn and
+c_proj; 16 of the world's PPO prompts x 4 samples x exactly 32 new tokens, temperature 1 (the engine
+samples with ``stop_at_eos`` off, TRL with ``min_new_tokens`` 32: every response is 32 tokens in the
+generation, the reward and the loss on both sides; only the engine may sample EOS inside one, and the
+bench stops if TRL's generations are not all 32 long); GRPO advantages (r - group mean) / (group std +
+1e-4); loss type dapo; ``num_iterations`` 1; beta (the KL loss coefficient) 0; the batch in 4 chunks
+with gradients accumulated, then one AdamW step (lr 1e-4, gradient norm clipped at 1); fp32 on the CPU. The reward is the world's RM
+(:func:`engine.reward.load_reward_model`) on the prompt's and the response's token ids: the engine
+calls it as it always does, TRL through a reward function (``scripts/trl_baseline/trl_grpo_tiny.py``)
+that calls the same code on the prompt ids followed by the completion ids.
+
+What each side does beyond that work is its own cost, and counted: the engine takes the reference
+log-probs (adapter off) for its KL metrics even at beta 0, and logs every rollout with its per-token
+signals into a run store (a temporary directory); TRL decodes the completions to text, computes the
+entropy of every token for its metrics, and runs its Trainer's loop. The engine has no probes, no
+entropy-after-update pass and no gold judge here (``probe_every`` 0, ``measure_entropy_change`` off).
+
+Each side runs in its own process, started by this one, and its peak RSS is that process's
+``ru_maxrss`` (``os.wait4``): the same measure on both sides. TRL runs in its own environment
+(``scripts/trl_baseline/setup_trl_venv.sh``: made at ``--trl-venv`` on first use, about 90 s; TRL is not a
+project dependency). The first step of each side is a warm-up, discarded; the figures are the medians of
+the others, in wall-clock seconds and in the process's CPU seconds (the steadier figure on a shared
+machine, with one thread). Each side reports where its step goes: the engine's phases (generation, reference log-probs
+and RM, update, logging) and TRL's (``model.generate``, the reward function, the rest of the rollout, and
+the update: the chunks' forward and backward passes and the optimizer step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.config import ConfigError, SamplingConfig
+from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
+
+PROTOCOL = "tiny-grpo-cpu"
+SFT_EPOCH = 3
+PROMPTS_PER_STEP = 16
+SAMPLES_PER_PROMPT = 4
+NEW_TOKENS = 32
+CHUNKS = 4  # gradient-accumulation chunks per optimizer step (engine num_minibatches, TRL's accumulation)
+STEPS = 5  # the first is a warm-up
+SEED = 0
+TARGET_RATIO = 0.4  # the issue's target: at most 0.4x TRL's seconds per step, no more peak memory
+REPO = Path(__file__).resolve().parents[2]
+TRL_DIR = REPO / "scripts" / "trl_baseline"
+DEFAULT_TRL_VENV = "/tmp/trlvenv"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=int, default=STEPS, help="steps per side, the first a warm-up (>= 2)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads on both sides (default: torch's)"
+    )
+    parser.add_argument("--skip-trl", action="store_true", help="the engine side only (no TRL environment)")
+    parser.add_argument(
+        "--trl-venv",
+        default=DEFAULT_TRL_VENV,
+        help="the TRL environment, made on first use (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--prompts-per-step",
+        type=int,
+        default=PROMPTS_PER_STEP,
+        help="protocol: %(default)s (smaller for tests)",
+    )
+    parser.add_argument(
+        "--samples-per-prompt", type=int, default=SAMPLES_PER_PROMPT, help="protocol: %(default)s"
+    )
+    parser.add_argument("--new-tokens", type=int, default=NEW_TOKENS, help="protocol: %(default)s")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def protocol_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What both sides read (written to a JSON file for the TRL script): the world's model directories,
+    its PPO prompts, the sizes and the algorithm's settings."""
+    from engine.models import LORA_TARGETS, resolve_source
+    from engine.world import load_world
+
+    world = load_world()
+    sizes = (args.prompts_per_step, args.samples_per_prompt, args.new_tokens)
+    return {
+        "protocol": PROTOCOL if sizes == (PROMPTS_PER_STEP, SAMPLES_PER_PROMPT, NEW_TOKENS) else "custom",
+        "policy_dir": str(resolve_source(world.policy_source(SFT_EPOCH))),
+        "reward_model_dir": str(resolve_source(world.rm_source)),
+        "prompts": [p.text for p in world.prompts(split="ppo")],
+        "prompts_per_step": args.prompts_per_step,
+        "samples_per_prompt": args.samples_per_prompt,
+        "new_tokens": args.new_tokens,
+        "steps": args.steps,
+        "chunks": CHUNKS,
+        "threads": args.threads,
+        "seed": SEED,
+        "temperature": 1.0,
+        "loss_type": "dapo",
+        "num_iterations": 1,
+        "kl_loss_coef": 0.0,
+        "scale_rewards": True,
+        "cliprange": 0.2,
+        "learning_rate": 1e-4,
+        "max_grad_norm": 1.0,
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "lora_targets": LORA_TARGETS["gpt2"],
+    }
+
+
+def engine_config(s: dict[str, Any]) -> PPOConfig:
+    """The engine's run config for the settings (validated: a bad size is a ConfigError here)."""
+    return PPOConfig(
+        model=ModelConfig(
+            policy=s["policy_dir"],
+            reward_model=s["reward_model_dir"],
+            lora_r=s["lora_r"],
+            lora_alpha=s["lora_alpha"],
+        ),
+        sampling=SamplingConfig(
+            temperature=s["temperature"], max_new_tokens=s["new_tokens"], stop_at_eos=False
+        ),
+        ppo=PPOHyperConfig(
+            algorithm="grpo",
+            loss_type=s["loss_type"],
+            num_iterations=s["num_iterations"],
+            kl_loss_coef=s["kl_loss_coef"],
+            scale_rewards=s["scale_rewards"],
+            cliprange=s["cliprange"],
+            learning_rate=s["learning_rate"],
+            max_grad_norm=s["max_grad_norm"],
+            num_minibatches=s["chunks"],
+        ),
+        run=RunConfig(
+            steps=s["steps"],
+            prompts_per_step=s["prompts_per_step"],
+            samples_per_prompt=s["samples_per_prompt"],
+            seed=s["seed"],
+            probe_every=0,
+            measure_entropy_change=False,
+        ),
+    )
+
+
+def engine_side(s: dict[str, Any]) -> dict[str, Any]:
+    """The engine's steps on the settings, in this process: per-step seconds by phase."""
+    import peft
+    import torch
+    import transformers
+
+    from engine.ppo.build import PromptItem, Sources, build_trainer
+    from engine.store import RunWriter
+
+    if s["threads"]:
+        torch.set_num_threads(s["threads"])
+    logging.getLogger("engine").setLevel(logging.WARNING)
+    config = engine_config(s)
+    prompts = [PromptItem(f"p{i:04d}", "world", text) for i, text in enumerate(s["prompts"])]
+    sources = Sources(s["policy_dir"], s["reward_model_dir"], prompts, judge=None)
+    per_step = []
+    with tempfile.TemporaryDirectory(prefix="bench-grpo-") as tmp:
+        writer = RunWriter.create(Path(tmp) / "run", kind="ppo", config=config.to_dict(), seed=s["seed"])
+        trainer = build_trainer(config, writer, sources=sources, device="cpu")
+        for step in range(1, s["steps"] + 1):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            result = trainer.iteration(step)
+            trainer.log_step(result)
+            total = time.perf_counter() - start
+            m = result.metrics
+            phases = m["time/rollout"] + m["time/score"] + m["time/update"] + m["time/rows"]
+            per_step.append(
+                {
+                    "step": step,
+                    "total_s": total,
+                    "cpu_s": time.process_time() - start_cpu,
+                    "generation_s": m["time/rollout"],
+                    "ref_and_reward_s": m["time/score"],
+                    "update_s": m["time/update"],
+                    # rollout rows built, then written to the store (after the step's own clock stops)
+                    "logging_s": m["time/rows"] + total - m["time/step"],
+                    "other_s": m["time/step"] - phases,
+                }
+            )
+    return {
+        "engine": "engine.ppo.trainer.PPOTrainer (algorithm grpo)",
+        "per_step": per_step,
+        "base_precision": trainer.base_precision,
+        "trainable_parameters": sum(p.numel() for p in trainer.trainable_parameters()),
+        "threads": torch.get_num_threads(),
+        "versions": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+        },
+    }
+
+
+@dataclass
+class Measured:
+    """A side's process: its exit code, peak RSS and wall time."""
+
+    returncode: int
+    peak_rss_mb: float
+    wall_s: float
+
+
+def run_measured(cmd: list[str], log_path: Path) -> Measured:
+    """Run ``cmd`` (output into ``log_path``) and measure its peak RSS from its own rusage."""
+    start = time.perf_counter()
+    with log_path.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's rusage, not all children's
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Measured(proc.returncode, usage.ru_maxrss / 1024.0, time.perf_counter() - start)
+
+
+def last_line(path: Path) -> str:
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "(no output)"
+
+
+def run_side(name: str, cmd: list[str], tmp: Path) -> tuple[dict[str, Any], Measured]:
+    """One side's process: (its result JSON, its measurements); a failure is one clear error line."""
+    out, log_path = tmp / f"{name}.json", tmp / f"{name}.log"
+    measured = run_measured([*cmd, "--out", str(out)], log_path)
+    if measured.returncode != 0 or not out.is_file():
+        raise ConfigError(f"the {name} side failed (exit {measured.returncode}): {last_line(log_path)}")
+    return json.loads(out.read_text()), measured
+
+
+def ensure_trl_venv(venv: str, tmp: Path) -> None:
+    """Make (or check) the TRL environment at ``venv``."""
+    log_path = tmp / "trl-setup.log"
+    log.info("TRL environment at %s (made on first use, about 90 s)", venv)
+    with log_path.open("w") as out:
+        done = subprocess.run(
+            ["bash", str(TRL_DIR / "setup_trl_venv.sh"), venv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise ConfigError(f"setting up the TRL environment at {venv} failed: {last_line(log_path)}")
+
+
+def medians(per_step: list[dict[str, float]], warmup: int = 1) -> dict[str, float]:
+    """The median of each timing over the steps after the warm-up."""
+    measured = per_step[warmup:]
+    keys = [k for k in measured[0] if k.endswith("_s")]
+    return {k: statistics.median(step[k] for step in measured) for k in keys}
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
+def main(args: argparse.Namespace) -> int:
+    from engine.models.precision import cpu_kind
+
+    if args.steps < 2:
+        raise ConfigError("--steps must be >= 2 (the first is a warm-up)")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    settings = protocol_settings(args)
+    config = engine_config(settings)  # bad sizes stop here, before any process starts
+    load = {"before": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="bench-grpo-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        settings_path = tmp / "settings.json"
+        settings_path.write_text(json.dumps(settings))
+        log.info("engine side: %d steps", args.steps)
+        engine, engine_proc = run_side(
+            "engine", [sys.executable, "-m", "engine.bench.grpo", "--settings", str(settings_path)], tmp
+        )
+        load["after_engine"] = os.getloadavg()
+        trl = trl_proc = None
+        if not args.skip_trl:
+            ensure_trl_venv(args.trl_venv, tmp)
+            log.info("TRL side: %d steps", args.steps)
+            trl_cmd = [str(Path(args.trl_venv) / "bin" / "python"), str(TRL_DIR / "trl_grpo_tiny.py")]
+            trl, trl_proc = run_side("trl", [*trl_cmd, "--settings", str(settings_path)], tmp)
+            widths = set(trl["generated_tokens_per_completion"])
+            if widths != {args.new_tokens}:  # not the same work: no comparison
+                raise ConfigError(
+                    f"the TRL side sampled {sorted(widths)} tokens per completion, not {args.new_tokens}"
+                )
+            load["after_trl"] = os.getloadavg()
+
+    split = medians(engine["per_step"])
+    trl_split = medians(trl["per_step"]) if trl else None
+    seconds, cpu_seconds = split.pop("total_s"), split.pop("cpu_s")
+    trl_seconds = trl_split.pop("total_s") if trl_split else None
+    trl_cpu_seconds = trl_split.pop("cpu_s") if trl_split else None
+    ratio = seconds / trl_seconds if trl_seconds else None
+    trl_peak = trl_proc.peak_rss_mb if trl_proc else None
+    result = {
+        "protocol": settings["protocol"],
+        "engine": engine["engine"],
+        "baseline": trl["engine"] if trl else None,
+        "device": "cpu",
+        "cpu": {"kind": cpu_kind(), "model": cpu_model(), "cpus": os.cpu_count()},
+        "seconds_per_step": seconds,
+        "trl_seconds_per_step": trl_seconds,
+        "seconds_per_step_ratio": ratio,
+        # CPU seconds of the step's process (all threads): less moved by other work on a shared machine
+        "cpu_seconds_per_step": cpu_seconds,
+        "trl_cpu_seconds_per_step": trl_cpu_seconds,
+        "cpu_seconds_ratio": cpu_seconds / trl_cpu_seconds if trl_cpu_seconds else None,
+        "peak_rss_mb": engine_proc.peak_rss_mb,
+        "trl_peak_rss_mb": trl_peak,
+        "target": f"seconds_per_step_ratio <= {TARGET_RATIO} and peak_rss_mb <= trl_peak_rss_mb",
+        "target_met": (ratio <= TARGET_RATIO and engine_proc.peak_rss_mb <= trl_peak) if trl else None,
+        "split_seconds": split,
+        "trl_split_seconds": trl_split,
+        "steps": args.steps,
+        "warmup_steps_discarded": 1,
+        "per_step": engine["per_step"],
+        "trl_per_step": trl["per_step"] if trl else None,
+        "trl_generated_tokens_per_completion": trl["generated_tokens_per_completion"] if trl else None,
+        "process_wall_s": {"engine": engine_proc.wall_s, "trl": trl_proc.wall_s if trl_proc else None},
+        "base_precision": engine["base_precision"],
+        "trainable_parameters": {
+            "engine": engine["trainable_parameters"],
+            "trl": trl["trainable_parameters"] if trl else None,
+        },
+        "threads": {"engine": engine["threads"], "trl": trl["threads"] if trl else None},
+        "trl_config": trl["trl_config"] if trl else None,
+        "settings": {
+            **{k: v for k, v in settings.items() if k != "prompts"},
+            "prompt_pool": len(settings["prompts"]),
+            "optimizer_steps_per_step": config.optimizer_steps_per_iteration,
+            "sequences_per_step": config.run.batch_size,
+        },
+        "load_average": load,
+        "versions": {"engine": engine["versions"], "trl": trl["versions"] if trl else None},
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif trl:
+        print(
+            f"{result['protocol']}: engine {seconds:.3f} s/step, TRL {trl_seconds:.3f} s/step (ratio {ratio:.2f}, "
+            f"target {TARGET_RATIO}); peak RSS {engine_proc.peak_rss_mb:.0f} MiB vs {trl_peak:.0f} MiB"
+        )
+    else:
+        print(
+            f"{result['protocol']}: engine {seconds:.3f} s/step, peak RSS {engine_proc.peak_rss_mb:.0f} MiB"
+        )
+    return 0
+
+
+def _engine_process() -> None:
+    """The engine side's process (started by :func:`main`): settings JSON in, result JSON out."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--settings", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    result = engine_side(json.loads(Path(args.settings).read_text()))
+    Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    _engine_process()
