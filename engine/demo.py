@@ -7,7 +7,10 @@ itself from a recorded config and seed, so a fresh clone has runs to click throu
   agreement with gold drops on what PPO now samples (over-optimisation);
 - ``demo-late-epoch``: the default config from the last, collapsed SFT epoch (the practitioner's
   "sampling space too small"): entropy starts at half the default epoch's. Measured on this world it
-  still gains gold (its samples are already good), as the figures say; it shows what PPO works with.
+  still gains gold (its samples are already good), as the figures say; it shows what PPO works with;
+- ``demo-grpo``: GRPO with the engine's defaults (no value head, the group baseline, on-policy: one
+  optimizer step per batch) from the same start for the same steps as ``demo-default``, to put the
+  two side by side.
 
 Every step's metrics are kept; rollouts are kept for every ``keep_every``-th step (all rollouts of a
 kept step, never a sample of them), probes at every probe step, and the log-prob accuracy of the
@@ -64,6 +67,12 @@ def demo_specs() -> list[DemoSpec]:
             default.replace(sft_epoch=8, steps=120, save_every=40, seed=0),
             keep_every=2,
         ),
+        DemoSpec(
+            "demo-grpo",
+            "GRPO beside default PPO: group advantages, no value head",
+            default.replace(algorithm="grpo", steps=400, save_every=50, seed=0),
+            keep_every=4,  # every fourth step's rollouts: the four runs stay within the 25 MiB the clone ships
+        ),
     ]
 
 
@@ -114,32 +123,34 @@ def _thin(run_dir: Path, spec: DemoSpec) -> None:
 
 def demo_figures(run_dir: Path) -> dict:
     """The figures a demo run is made to show, from its store: gold and probe entropy at the start and
-    the end (means over the first and last tenth of the steps), the gold peak, RM-gold agreement."""
+    the end (``engine.analysis.uncertainty.first_last_tenth``: the first and last tenth of each
+    series' own logged points, with ``noisy`` when the change is within the step-to-step noise), the
+    gold peak (of the running mean over a tenth of the steps), RM-gold agreement."""
     import engine.store as store
+    from engine.analysis.uncertainty import first_last_tenth, tenth
 
     metrics = store.metrics(run_dir).pivot_table(index="step", columns="key", values="value")
-    n = max(len(metrics) // 10, 1)
 
-    def start_end(key: str) -> list[float] | None:
-        if key not in metrics:
+    def start_end(values) -> dict | None:
+        ends = first_last_tenth(list(values))
+        if ends is None:
             return None
-        column = metrics[key].dropna()
-        return [round(float(column.iloc[:n].mean()), 4), round(float(column.iloc[-n:].mean()), 4)]
+        return {"first": round(ends.first, 4), "last": round(ends.last, 4), "noisy": ends.noisy}
+
+    def series(key: str) -> dict | None:
+        return start_end(metrics[key].dropna()) if key in metrics else None
 
     agreement = store.rm_gold_agreement(run_dir)
-    gold = metrics.get("objective/gold")
+    gold = metrics["objective/gold"].dropna() if "objective/gold" in metrics else None
     return {
         "steps": int(metrics.index.max()),
-        "gold": start_end("objective/gold"),
-        "reward": start_end("objective/reward"),
-        "probe_entropy": start_end("probe/entropy"),
-        "batch_entropy": start_end("objective/entropy"),
-        "kl": start_end("objective/kl"),
-        "gold_peak_step": int(gold.rolling(n, min_periods=1).mean().idxmax()) if gold is not None else None,
-        "rm_gold_agreement": [
-            round(float(agreement["agreement"].iloc[: max(len(agreement) // 10, 1)].mean()), 4),
-            round(float(agreement["agreement"].iloc[-max(len(agreement) // 10, 1) :].mean()), 4),
-        ]
-        if len(agreement)
+        "gold": series("objective/gold"),
+        "reward": series("objective/reward"),
+        "probe_entropy": series("probe/entropy"),
+        "batch_entropy": series("objective/entropy"),
+        "kl": series("objective/kl"),
+        "gold_peak_step": int(gold.rolling(tenth(len(gold)), min_periods=1).mean().idxmax())
+        if gold is not None and len(gold)
         else None,
+        "rm_gold_agreement": start_end(agreement["agreement"]) if len(agreement) else None,
     }

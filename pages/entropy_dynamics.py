@@ -6,18 +6,26 @@ import streamlit as st
 from engine.analysis.entropy_dynamics import entropy_report
 from engine.config import ConfigError
 from workbench.figures.entropy import cov_vs_change_figure, forking_figure, gold_kl_figure, law_figure
+from workbench.glossary import page_tooltip
 from workbench.navigation import PAGES_DIR
-from workbench.run_text import room_left
+from workbench.run_text import (
+    correlation_sentence,
+    cov_share_sentence,
+    forking_sentence,
+    gold_kl_sentence,
+    room_left,
+)
 from workbench.store_access import cached, pick_runs
 from workbench.widgets import clicked_row, row_table, show_error
 
-st.title("Entropy dynamics")
+st.title("Entropy dynamics", help=page_tooltip("entropy_dynamics.py"))
 st.markdown(
     "PPO lowers entropy where it raises the probability of tokens with a positive advantage. Per step, "
     "the **covariance of each token's log-probability and its advantage** predicts the entropy change "
-    "(Cui et al. 2025: a positive covariance lowers entropy); a few tokens carry most of it. The same "
-    "paper fits reward against entropy, `R = -a·exp(H) + b`, whose value at zero entropy is the run's "
-    "**ceiling**: once entropy is spent, so is the room to learn."
+    "(Cui et al. 2025: a positive covariance lowers entropy). The same paper fits reward against "
+    "entropy, `R = -a·exp(H) + b`, whose value at zero entropy is the run's **ceiling**: once entropy is "
+    "spent, so is the room to learn. Every fitted number below carries a 90 % bootstrap interval over "
+    "steps, and a fit on fewer than 10 steps gives none."
 )
 
 run_dirs = pick_runs("entropy_run")
@@ -42,17 +50,16 @@ if run_dirs:
             "measured": "measured before/after each update",
             "next_step": "the next step's entropy minus this one's",
         }
-        st.caption(f"Entropy change: {source.get(report['entropy_change_source'], 'n/a')}.")
+        st.caption(
+            f"Entropy change: {source.get(report['entropy_change_source'], 'n/a')}. {correlation_sentence(report)}"
+        )
 
     top = report["top_cov_tokens"] or {}
     st.subheader(f"2. Tokens with the largest covariance terms (step {top.get('step', '-')})")
     if top.get("tokens"):
         tokens = pd.DataFrame(top["tokens"])
-        share = top.get("share")
-        if share is not None:
-            st.caption(
-                f"These {len(tokens)} tokens carry {share:.0%} of the step's covariance. **Click one** to open it."
-            )
+        share = cov_share_sentence(top)
+        st.caption(f"{share or top.get('reason') or ''} **Click one** to open it.")
         event = row_table(
             tokens[["token", "prompt_id", "sample_idx", "position", "logprob", "advantage", "term", "share"]],
             "entropy_tokens",
@@ -91,27 +98,10 @@ if run_dirs:
         c2.metric("Median token entropy", f"{forking['p50']:.3g} nats")
         c3.metric("90th percentile", f"{forking['p90']:.3g} nats")
         st.plotly_chart(forking_figure(series, forking["near_zero_threshold"]), key="entropy_forking")
-        st.caption(
-            "Most tokens are near-deterministic; the few high-entropy **forking tokens** decide where a "
-            "response goes. Entropy reduction shows as the share near zero rising and the top percentiles falling."
-        )
+        st.caption(forking_sentence(forking))
 
     st.subheader("5. Gold against sqrt(KL): over-optimisation")
     fit = report.get("gold_sqrt_kl")
-    if fit is None:
-        st.info(
-            "No gold (judge) scores in this run: the fit needs them (world runs have them; imports may not)."
-        )
-    elif fit.get("alpha") is None:
-        st.info(f"The fit is not identified: {fit['reason']}.")
-    else:
+    if fit is not None and fit.get("alpha") is not None:
         st.plotly_chart(gold_kl_figure(per, fit), key="entropy_gold_kl")
-        peak = (
-            f"fitted peak at KL {fit['kl_peak']:.3g} (gold {fit['gold_peak']:.3g})"
-            if fit.get("kl_peak")
-            else fit["reason"]
-        )
-        st.caption(
-            f"Gao et al. 2022: gold rises, peaks and falls with sqrt(KL) while the RM keeps rising; {peak}; "
-            f"the run is now at KL {fit['kl_now']:.3g}, {fit.get('position') or ''}."
-        )
+    st.caption(gold_kl_sentence(fit))

@@ -4,9 +4,10 @@ import streamlit as st
 
 import engine.store as store
 from workbench.figures.curves import failure_rates_figure, failure_table
-from workbench.navigation import PAGES_DIR
+from workbench.glossary import page_tooltip
+from workbench.sections import groups
 from workbench.store_access import cached, pick_runs
-from workbench.widgets import clicked_row, row_table
+from workbench.widgets import clicked_row, open_in_browser, row_table
 
 # the response early, wide: it is what a reader looks at (the table scrolls sideways past it)
 EXAMPLE_COLUMNS = ["step", "prompt_id", "sample_idx", "response", "score", "reward", "gold", "kl", "length",
@@ -19,7 +20,7 @@ COLLAPSE_NOTE = (
     "no longer improve that prompt. Read the `gold` column of the examples below."
 )
 
-st.title("Failure modes")
+st.title("Failure modes", help=page_tooltip("failure_modes.py"))
 st.caption(
     "Each detector flags individual samples; the chart shows the share of samples flagged per step. "
     "A detector that climbs during training is where to look first."
@@ -68,9 +69,5 @@ if run_dirs:
         )
         clicked = clicked_row(event, examples, "failures_examples")
         if clicked is not None:
-            params_ = {
-                "run": clicked["run_id"],
-                "prompt": clicked["prompt_id"],
-                "step": str(int(clicked["step"])),
-            }
-            st.switch_page(str(PAGES_DIR / "rollout_browser.py"), query_params=params_)
+            open_in_browser(clicked["run_id"], clicked["prompt_id"], clicked["step"])
+    groups.render(run_dirs)

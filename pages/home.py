@@ -7,6 +7,7 @@ import streamlit as st
 
 import engine.store as store
 from workbench.figures.runs import GLANCE_KEYS, glance_figure
+from workbench.glossary import page_tooltip
 from workbench.navigation import page_link, sections
 from workbench.resources import BUILD_COMMAND, world_error, world_or_none
 from workbench.run_text import shows_entropy_reduction, trend_sentence
@@ -21,13 +22,14 @@ SFT epoch to start from, and the reward model's accuracy as PPO moves. Start wit
 every page works on the shipped demo runs before you train anything.
 """
 
-st.title("PPO Entropy Workbench")
+st.title("PPO Entropy Workbench", help=page_tooltip("home.py"))
 st.markdown(INTRO)
 
 st.subheader("Where to start")
 runs = runs_table()
 with_steps = runs[runs["n_rollouts"] > 0]
-first_run = with_steps[with_steps["demo"]].sort_values("n_steps", ascending=False).head(1)
+# the longest demo run; a tie (demo-default and demo-grpo run the same steps) goes by id, so it is stable
+first_run = with_steps[with_steps["demo"]].sort_values(["n_steps", "run_id"], ascending=[False, True]).head(1)
 if first_run.empty:
     first_run = with_steps.head(1)
 doors = st.columns(3)

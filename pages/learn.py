@@ -1,7 +1,8 @@
-"""Learn: the practitioner's note in five steps over the world's real models and the shipped demo runs."""
+"""Learn: the practitioner's note in six steps over the world's real models and the shipped demo runs."""
 
 import streamlit as st
 
+from workbench.glossary import LEARN_STEP_TERMS, page_tooltip, tooltip
 from workbench.learn import STEPS
 from workbench.navigation import apply_query_param, set_link
 
@@ -14,9 +15,9 @@ def _move(offset: int) -> None:
     st.session_state["learn_step"] = KEYS[min(max(index, 0), len(KEYS) - 1)]
 
 
-st.title("Learn: PPO is entropy reduction")
+st.title("Learn: PPO is entropy reduction", help=page_tooltip("learn.py"))
 st.markdown(
-    "A practitioner's note on PPO for language models, in five steps. Its claim: PPO does not teach "
+    "A practitioner's note on PPO for language models, in six steps. Its claim: PPO does not teach "
     "the model new answers, it **narrows the SFT model's sampling space** towards what the reward "
     "model likes. So what decides the result is (1) **how big that space is** and (2) **whether the "
     "reward model stays right** on what PPO samples. Every figure below is live, on the built-in "
@@ -34,7 +35,7 @@ key = st.radio(
 )
 set_link("lesson", key, "learn_step")
 step = BY_KEY[key]
-st.header(step.title)
+st.header(step.title, help=tooltip(*LEARN_STEP_TERMS[key]))
 st.caption(f"The idea: {step.idea}.")
 step.render()
 

@@ -11,10 +11,11 @@ from workbench.figures.ridgeline import (
     smooth_density,
     spread_figure,
 )
+from workbench.glossary import page_tooltip
 from workbench.navigation import entropy_link
 from workbench.store_access import cached, pick_runs
 
-st.title("Reward densities")
+st.title("Reward densities", help=page_tooltip("reward_densities.py"))
 st.markdown(
     "Each curve is the distribution of one value over all samples of a logged step, the first step at "
     "the bottom. The **raw** density mixes differences *between* prompts with the spread *within* one "

@@ -12,10 +12,11 @@ from engine.ppo.launch import launch_eval
 from engine.runs import list_checkpoints
 from engine.runs.layout import EVAL_LOG
 from workbench.figures.curves import per_step_lines
+from workbench.glossary import page_tooltip
 from workbench.store_access import cached, is_demo, pick_runs
 from workbench.widgets import show_error
 
-st.title("RM accuracy")
+st.title("RM accuracy", help=page_tooltip("rm_accuracy.py"))
 st.caption(
     "PPO moves probability mass towards what the RM rewards, so the RM must stay right on what PPO now "
     "samples. Three monitors, from coarse to direct."

@@ -5,6 +5,7 @@ import streamlit as st
 import engine.store as store
 from workbench.figures.prompt import prompt_over_training
 from workbench.figures.tokens import entropy_legend_html, entropy_scale, is_token_list, sample_tokens_html
+from workbench.glossary import page_tooltip
 from workbench.navigation import apply_query_param, entropy_link, int_param, query_param, set_link
 from workbench.store_access import cached, pick_runs
 from workbench.widgets import clicked_row, row_table, sample_filters
@@ -23,7 +24,7 @@ SAMPLE_COLUMNS = [
     "response",
 ]
 
-st.title("Rollout browser")
+st.title("Rollout browser", help=page_tooltip("rollout_browser.py"))
 st.caption(
     "Prompts whose samples differ most come first: that is where PPO gets a learning signal. "
     "**Click a row** to see all its samples across steps, tokens coloured by per-token entropy."
@@ -45,6 +46,7 @@ if run_dirs:
         horizontal=True,
         key="browser_ranking",
     )
+    set_link("ranking", ranking, "browser_ranking")
     st.caption(
         f"Ranking on: **{store.RANKINGS[ranking][1]}**."
         + ("" if has_gold else " No gold (judge) scores in this run, so gold variance is not offered.")
@@ -90,6 +92,7 @@ if run_dirs:
         if len(prompt_steps) > 1
         else prompt_steps[0]
     )
+    set_link("step", step, "browser_step")
     at_step = samples[samples["step"] == step]
     chosen = row_table(
         at_step[SAMPLE_COLUMNS],
@@ -97,14 +100,20 @@ if run_dirs:
         column_config={"response": st.column_config.TextColumn(width="large")},
     )
     rows = chosen.selection.rows if chosen is not None else []
-    shown = at_step.iloc[rows] if rows else at_step
     token, sample = int_param("token"), int_param("sample")
     highlight = (sample, token) if token is not None and sample is not None else None
+    if rows:  # the clicked sample goes into the URL, so a reload or a shared link shows it again
+        sample = int(at_step["sample_idx"].iloc[rows[0]])
+        set_link("sample", sample, "browser_sample")
+    elif st.session_state.pop("_browser_sample_clicked", False):  # clicked again: all samples
+        st.query_params.pop("sample", None)
+        sample = None
+    st.session_state["_browser_sample_clicked"] = bool(rows)
+    one = highlight is None and sample is not None and (at_step["sample_idx"] == sample).any()
+    shown = at_step[at_step["sample_idx"] == sample] if one else at_step
     high = entropy_scale([samples])
-    if rows:
-        st.caption(
-            f"Showing the clicked sample {int(shown['sample_idx'].iloc[0])}; click it again to show all."
-        )
+    if one:
+        st.caption(f"Showing sample {sample} (the one clicked, or the link's); click it again to show all.")
     st.html(entropy_legend_html(0.0, high) + sample_tokens_html(shown, high, highlight=highlight))
     if highlight is not None:
         st.caption(f"Ringed: token {highlight[1]} of sample {highlight[0]} (from the entropy dynamics page).")

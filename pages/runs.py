@@ -19,15 +19,18 @@ from engine.store import kl_per_step, metric_keys  # noqa: E402
 from engine.store import metrics as read_metrics  # noqa: E402
 from workbench import run_text as text  # noqa: E402
 from workbench.figures import runs as figures  # noqa: E402
+from workbench.glossary import page_tooltip  # noqa: E402
 from workbench.launch_form import HANDOFF_SFT_EPOCH, launch_form  # noqa: E402
+from workbench.navigation import follow_link, set_link  # noqa: E402
 from workbench.resources import world_or_none  # noqa: E402
+from workbench.sections import compare  # noqa: E402
 from workbench.store_access import cached  # noqa: E402
 from workbench.widgets import show_error  # noqa: E402
 
 POLL_SECONDS = 2.0
 CURVE_KEYS = ["objective/reward", "objective/gold", "objective/kl", "objective/entropy", "probe/entropy"]
 
-st.title("Runs")
+st.title("Runs", help=page_tooltip("runs.py"))
 st.markdown(
     "Launch a LoRA PPO job (a separate process: `python -m engine ppo ...`), watch its reward, gold "
     "score, KL and entropy while it trains, stop it (it finishes its step and checkpoints) and resume it. "
@@ -40,13 +43,13 @@ with st.expander("Launch a run", expanded=HANDOFF_SFT_EPOCH in st.session_state 
     submitted = launch_form(world_or_none())
     if submitted is not None:
         config, run_id, warnings = submitted
-        for warning in warnings:
-            st.warning(f"Launched anyway: {warning}")
         try:
             with st.spinner("Starting the job..."):
                 job = launch(config, run_id=run_id or None, wait=True)
             st.session_state["runs_pick"] = job.run_id  # the picker follows the new run
             st.success(f"Started {job.run_id} (pid {job.pid}).")
+            for warning in warnings:  # only once it did start: a refused launch says nothing of launching
+                st.warning(f"Launched anyway: {warning}")
         except ConfigError as exc:
             st.error(str(exc))
         except OSError as exc:  # the runs directory cannot be written (read-only, full disk)
@@ -61,9 +64,11 @@ st.subheader("Past and current runs")
 table = st.empty()
 if st.session_state.get("runs_pick") not in runs:
     st.session_state.pop("runs_pick", None)
+follow_link("run", "runs_pick", list(runs), "No PPO run {} here: showing another.")
 run_id = st.selectbox(
     "Run", list(runs), key="runs_pick", format_func=lambda r: r + (" (demo)" * runs[r].demo)
 )
+set_link("run", run_id, "runs_pick")  # a reload or a shared link reopens this run
 info = runs[run_id]
 run_dir = info.run_dir
 live = not info.demo and jobs.is_live(run_dir)
@@ -103,16 +108,14 @@ def live_view() -> None:
     ):
         stop(run_id)
         st.toast(f"Asked {run_id} to stop after its current step.")
+    if not live and not info.demo and state in ("stopped", "interrupted", "failed"):
+        resume_button()
     if frame.empty:
         st.caption("No logged step yet.")
         return
     families = figures.probe_families(keys)
-    estimator = (
-        (jobs.read_json(run_dir / jobs.RUN_FILE) or {})
-        .get("config", {})
-        .get("ppo", {})
-        .get("kl_estimator", "k1")
-    )
+    record = jobs.read_json(run_dir / jobs.RUN_FILE) or {}
+    estimator = record.get("config", {}).get("ppo", {}).get("kl_estimator", "k1")
     panels = figures.run_panels(frame, kl, kl_estimator=estimator, probes="probe/entropy" in keys)
     st.plotly_chart(figures.curves_figure(panels), key="runs_curves")
     st.caption(text.curves_caption(kl_k3=not kl.empty, estimator=estimator, probes=bool(families)))
@@ -129,15 +132,18 @@ def live_view() -> None:
         st.rerun()
 
 
-st.fragment(run_every=POLL_SECONDS if live else None)(live_view)()
-
-if not live and not info.demo and jobs.effective_state(run_dir) in ("stopped", "interrupted", "failed"):
-    if st.button("Resume this run", key="runs_resume"):
+def resume_button() -> None:
+    """Resume, beside the run's status (it continues from the last checkpoint)."""
+    if st.button("Resume this run", key="runs_resume", help="Continues from the run's last checkpoint"):
         try:
             with st.spinner("Resuming..."):
                 launch(run_id=run_id, resume=True, wait=True)
-            st.rerun()
+            st.rerun(scope="app")
         except ConfigError as exc:
             st.error(str(exc))
         except OSError as exc:
             show_error(exc, "Could not resume the job")
+
+
+st.fragment(run_every=POLL_SECONDS if live else None)(live_view)()
+compare.render(run_id, {r: i.run_dir for r, i in runs.items()})  # beside another run; its ceiling

@@ -2,15 +2,17 @@
 
 import streamlit as st
 
-from engine.lab import SIGNAL_HELP, SIGNALS, SWEEP_GRIDS, forking_tokens, reference_config
+from engine.lab import SIGNAL_HELP, SIGNALS, SWEEP_GRIDS, forking_tokens
 from workbench import lab_inputs as inputs
 from workbench import lab_tables as views
 from workbench.figures import lab as figures
+from workbench.glossary import page_tooltip
 from workbench.resources import sampling_lab, world_or_none
+from workbench.run_text import forking_sentence
 
 SHOWN = 8  # samples per prompt shown before an expander, so the summaries stay in view
 
-st.title("Sampling lab")
+st.title("Sampling lab", help=page_tooltip("sampling_lab.py"))
 st.caption(
     "Pick a model and prompts, move the sliders: samples, signals and rewards update on their own. "
     "The random seed is fixed per setting, so moving a slider back brings back the same samples."
@@ -45,12 +47,10 @@ if source is None or config is None or not prompts:
     st.stop()
 
 common = {"n_samples": n_samples, "seed": seed, "reward_source": reward_source or None}
-batch = inputs.sample_with_progress(lab, source, prompts, config, what="these settings", **common)
-reference = inputs.sample_with_progress(
-    lab, source, prompts, reference_config(config), what="T=1 reference", **common
-)
-if batch is None or reference is None:
+pair = inputs.sample_with_reference(lab, source, prompts, config, **common)
+if pair is None:
     st.stop()
+batch, reference = pair
 
 signals = batch.signals()
 tabs = st.tabs(
@@ -86,6 +86,7 @@ if tabs[1].open:
         for col, q in zip(cols[1:], ("p50", "p80", "p90"), strict=True):
             col.metric(f"{q} entropy (nats)", f"{dist[q]:.3f}")
         st.plotly_chart(figures.forking_figure(forking["entropy"], dist), key="lab_forking")
+        st.caption(forking_sentence(dist))
         st.markdown("**The highest-entropy positions**: where the samples fork")
         st.dataframe(views.forking_frame(forking["top"]), hide_index=True, width="stretch")
 

@@ -13,11 +13,12 @@ from workbench.figures.sft_epochs import (
     spread_by_epoch,
     spread_trend,
 )
+from workbench.glossary import page_tooltip
 from workbench.launch_form import HANDOFF_SFT_EPOCH
 from workbench.navigation import PAGES_DIR
 from workbench.resources import BUILD_COMMAND, world_error, world_or_none
 
-st.title("Which SFT epoch should PPO start from?")
+st.title("Which SFT epoch should PPO start from?", help=page_tooltip("sft_epochs.py"))
 st.markdown(
     "Every SFT epoch lowers the entropy of the model on its training prompts, towards a floor "
     "(mode collapse). PPO only reweights what the starting model can already sample, so it needs a "

@@ -1,12 +1,13 @@
-"""Teaching: what entropy reduction in PPO looks like, on one prompt with a dozen responses."""
+"""Warm-up (the teaching bandit): what entropy reduction in PPO looks like, on one prompt with a dozen responses."""
 
 import streamlit as st
 
 from engine.teaching import entropy, make_bandit, run, softmax
 from workbench.figures import teaching as figures
+from workbench.glossary import page_tooltip
 from workbench.navigation import page_link
 
-st.title("PPO as entropy reduction, in one picture")
+st.title("PPO as entropy reduction, in one picture", help=page_tooltip("teaching.py"))
 st.markdown(
     """
 Take **one prompt**. The SFT model can answer it in a dozen ways (the bars below), some good, some bad
@@ -67,6 +68,7 @@ Then see it on real models:
 """
 )
 for page, text in (
+    ("learn.py", "Learn path: the same argument in six steps on the real models"),
     ("sampling_lab.py", "Sampling lab: the sampling space token by token"),
     ("sft_epochs.py", "SFT epochs: how much entropy each checkpoint leaves"),
     ("runs.py", "Runs: launch a PPO job and watch entropy fall"),

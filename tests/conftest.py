@@ -39,3 +39,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from store_fixture import build_store
 
     return build_store(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="session")
+def learn_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir with the stand-in world, its per-epoch SFT samples and the demo runs (the Learn path's)."""
+    from fake_world import build_fake_world
+    from learn_fixture import build_demo_runs, write_epoch_samples
+
+    data = tmp_path_factory.mktemp("learn-data")
+    write_epoch_samples(build_fake_world(data))
+    build_demo_runs(data / "demo_runs")
+    return data

@@ -179,3 +179,13 @@ def test_a_started_app_answers_on_localhost_and_not_on_the_network(tmp_path):
         port = int(url.rsplit(":", 1)[1])
         with pytest.raises(OSError), socket.create_connection((own, port), timeout=5):
             pass
+
+
+def test_the_tabs_icon_needs_no_request():
+    """A ``:material/...:`` page icon as the tab's icon is an image from fonts.gstatic.com: the app sets
+    its own (an emoji, drawn in the browser) before the navigation, which then leaves the tab's icon."""
+    assert not navigation.FAVICON.startswith(":")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    source = (REPO_ROOT / "workbench" / "app.py").read_text()
+    assert source.index("page_icon=FAVICON") < source.index("st.navigation(")

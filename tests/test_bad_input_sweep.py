@@ -240,12 +240,13 @@ def test_runs_page_shows_a_full_disk_as_a_message(runs, monkeypatch):
     """A launch that cannot write its run directory (full disk, read-only) is a message naming it."""
     import errno
 
-    import engine.runs
+    import engine.ppo.launch
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(runs / "new-run"))
 
-    monkeypatch.setattr(engine.runs, "launch", full)
+    monkeypatch.setattr(engine.ppo.launch, "launch", full)
+    monkeypatch.setattr("engine.ppo.build.check_inputs", lambda config: None)  # the form's check passes
     at = AppTest.from_file(str(REPO_ROOT / "pages" / "runs.py"), default_timeout=120).run()
     at.button(key=LAUNCH).click().run()
     assert_no_traceback(at)

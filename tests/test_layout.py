@@ -28,9 +28,9 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     # precision, the decoders generation runs).
     ("runs and models", ("engine/runs/", "engine/models/")),
     # What PPO reads and writes below the algorithm: the rollout store, generation with its
-    # sampling signals, the built-in world itself (vocabulary, families, gold judge, data, loading).
-    ("store, sampling, world", ("engine/store/", "engine/sampling.py", "engine/world/",
-                                "engine/real_world/")),
+    # sampling signals, the worlds themselves (the built-in world's vocabulary, families, gold judge,
+    # data, loading; the real world's tasks and checkers).
+    ("store, sampling, worlds", ("engine/store/", "engine/sampling.py", "engine/world/", "engine/real_world/")),
     # Training and scoring beside PPO: the reward model, SFT, and the importers that turn other
     # trainers' logs into the store. The RM-gold agreement is the reward model's accuracy measure:
     # PPO's RM refresh measures it too, so it stands here, below PPO, not with the analyses.

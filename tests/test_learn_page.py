@@ -4,7 +4,7 @@ control reruns without an exception; without demo runs each step says what to ru
 from __future__ import annotations
 
 import pytest
-from learn_fixture import PROBE_STEPS, build_demo_runs, write_epoch_samples
+from learn_fixture import PROBE_STEPS, write_epoch_samples
 from streamlit.testing.v1 import AppTest
 
 from engine.paths import REPO_ROOT
@@ -16,13 +16,8 @@ PAGE = str(PAGES_DIR / "learn.py")
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from fake_world import build_fake_world
-
-    data = tmp_path_factory.mktemp("learn-data")
-    write_epoch_samples(build_fake_world(data))
-    build_demo_runs(data / "demo_runs")
-    return data
+def data_dir(learn_data_dir):
+    return learn_data_dir
 
 
 def _page(monkeypatch, data_dir, tmp_path) -> AppTest:

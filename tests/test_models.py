@@ -18,6 +18,7 @@ from engine.models import (
     reference_mode,
 )
 from engine.paths import REPO_ROOT
+from engine.reward import load_reward_model
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
@@ -134,6 +135,26 @@ def test_hf_name_not_in_cache(monkeypatch, tmp_path):
         load_causal_lm("some-org/no-such-model-xyz", device="cpu")
 
 
+def test_name_not_on_this_machine_fails_without_asking_the_hub(monkeypatch):
+    """A hub name that is not cached fails at once with one message: no request leaves the machine
+    (without a network each one costs retries), whatever HF_HUB_OFFLINE says."""
+    import socket
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    asked: list[object] = []
+
+    def no_network(*args, **kwargs):
+        asked.append(args)
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    for load in (load_causal_lm, load_reward_model):
+        with pytest.raises(ConfigError, match="'some-org/no-such-model-xyz' is not on this machine"):
+            load("some-org/no-such-model-xyz", device="cpu")
+    assert asked == []
+
+
 def test_missing_world_checkpoint_names_the_build_command(monkeypatch, tmp_path):
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
     with pytest.raises(ConfigError, match="world build"):
@@ -196,6 +217,17 @@ def test_cli_bad_model_and_empty_prompt(tiny_gpt2_dir, tmp_path):
     assert result.returncode == 2 and "missing" in result.stderr
     result = _cli("--model", str(tiny_gpt2_dir), "--prompt", "  ")
     assert result.returncode == 2 and "prompt is empty" in result.stderr
+
+
+def test_cli_model_not_on_this_machine_is_one_error_line():
+    """Without a network the hub once answered with 30 s of retry warnings before the error."""
+    result = _cli("--model", "some-org/no-such-model-xyz", "--prompt", "w1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: model 'some-org/no-such-model-xyz' is not on this machine: not a local directory, and not "
+        "in the Hugging Face cache (nothing is downloaded: give a local path, or put the model in the "
+        "cache first)"
+    ]
 
 
 def test_cli_samples_json_and_greedy(tiny_gpt2_dir):

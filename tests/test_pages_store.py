@@ -252,7 +252,7 @@ def test_rm_accuracy_refuses_to_evaluate_a_demo_run(demo_env):
 
 
 def test_entropy_dynamics_page(monkeypatch, tmp_path):
-    build_run(tmp_path / "runs" / "dyn")
+    build_run(tmp_path / "runs" / "dyn", n_steps=40)  # enough steps for the fits (at least 10)
     monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
     at = _ran("entropy_dynamics")
@@ -269,3 +269,66 @@ def test_entropy_dynamics_without_advantage_says_why(store_env):
     at.selectbox(key="entropy_run").set_value("alpha").run()
     assert not at.exception, at.exception
     assert "Covariance missing" in _text(at) and "advantage" in _text(at)
+
+
+def test_rollout_browser_writes_its_view_into_the_url_and_a_reload_reopens_it(store_env):
+    at = _browser()
+    at.selectbox(key="browser_run").set_value("alpha").run()
+    at.radio(key="browser_ranking").set_value("gold_var").run()
+    at.session_state["browser_table"] = {"selection": {"rows": [1], "columns": []}}
+    at.run()
+    at.select_slider(key="browser_step").set_value(0).run()
+    assert not at.exception, at.exception
+    url = {k: at.query_params[k] for k in ("run", "ranking", "prompt", "step")}
+    assert url["run"] == "alpha" and url["ranking"] == "gold_var" and url["step"] == "0"
+    reloaded = _browser(**url)  # a new session on the same URL
+    assert reloaded.session_state["browser_run"] == "alpha"
+    assert reloaded.radio(key="browser_ranking").value == "gold_var"
+    assert reloaded.session_state["browser_prompt"] == ("alpha", url["prompt"])
+    assert reloaded.select_slider(key="browser_step").value == 0
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_an_unknown_run_in_the_url_says_so(store_env, page):
+    at = _page(page)
+    at.query_params["run"] = "no-such-run"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("No run `no-such-run`" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_a_failed_run_says_why_on_every_analysis_page(store_env, name):
+    """A run that failed (a diverged update, a full disk) says why wherever it is picked, not only on
+    the Runs page: its figures stop at its last good step."""
+    import json
+    import time
+
+    reason = "TrainingDiverged: diverged at step 2: loss is NaN"
+    (store_env / "alpha" / "status.json").write_text(
+        json.dumps({"state": "failed", "step": 1, "pid": 0, "heartbeat": time.time(), "message": reason})
+    )
+    at = _page(name)
+    at.query_params["run"] = "alpha"
+    at.run()
+    assert not at.exception, at.exception
+    assert any(f"alpha failed: {reason}" in w.value for w in at.warning)
+
+
+def test_the_clicked_sample_is_in_the_url_and_a_reload_shows_it_alone(store_env):
+    at = _browser(run="alpha", ranking="reward_var")
+    at.session_state["browser_table"] = {"selection": {"rows": [0], "columns": []}}
+    at.run()
+    at.session_state["browser_samples"] = {"selection": {"rows": [1], "columns": []}}
+    at.run()
+    assert not at.exception, at.exception
+    sample = at.query_params["sample"]
+    assert any(f"Showing sample {sample}" in c.value for c in at.caption)
+    url = {k: at.query_params[k] for k in ("run", "ranking", "prompt", "step", "sample")}
+    reloaded = _browser(**url)  # a new session on the same URL shows that sample alone
+    assert not reloaded.exception, reloaded.exception
+    assert any(f"Showing sample {sample}" in c.value for c in reloaded.caption)
+    at.session_state["browser_samples"] = {"selection": {"rows": [], "columns": []}}
+    at.run()  # clicked again: every sample, and the URL forgets it
+    assert "sample" not in at.query_params
+    assert not any("Showing sample" in c.value for c in at.caption)

@@ -230,6 +230,7 @@ def test_second_launch_moves_the_picker_to_the_new_run(env, monkeypatch):
         return jobs.Job(run_id=run_id, run_dir=env / "runs" / run_id, pid=1)
 
     monkeypatch.setattr(jobs, "launch", fake_launch)
+    monkeypatch.setattr("engine.ppo.build.check_inputs", lambda config: None)  # "p" and "r" are no models
     at = _page()
     assert at.selectbox(key="runs_pick").value == "first"
     at.text_input(key="runs_policy").set_value("p")
@@ -303,3 +304,95 @@ def test_shows_entropy_reduction_only_when_gold_rose_and_entropy_fell():
     assert not shows_entropy_reduction(frame, probes=False)  # no batch entropy logged
     rising = frame.assign(value=gold + falling[::-1])
     assert not shows_entropy_reduction(rising, probes=True)
+
+
+SUBMIT = "FormSubmitter:runs_form-Launch PPO run"
+
+
+@pytest.fixture()
+def launches(env, monkeypatch) -> list:
+    """The page's calls to launch (none may happen on a refused form); the inputs pass the engine's check."""
+    import engine.ppo.launch
+
+    calls: list = []
+    monkeypatch.setattr(engine.ppo.launch, "launch", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr("engine.ppo.build.check_inputs", lambda config: None)
+    return calls
+
+
+def test_run_id_follows_the_engines_rule(launches):
+    at = _page()
+    at.text_input(key="runs_run_id").set_value("my run ✓ ☃")
+    at.button(key=SUBMIT).click().run()
+    assert not at.exception, at.exception
+    assert "run id must be 1-100 characters" in _text(at), _text(at)
+    assert launches == []
+
+
+def test_an_emptied_number_is_an_error_not_a_default(launches):
+    at = _page()
+    at.number_input(key="runs_steps").set_value(None)
+    at.number_input(key="runs_kl_coef").set_value(None)
+    at.button(key=SUBMIT).click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert any("Empty: Steps, KL coefficient" in e for e in errors), errors
+    assert launches == []
+
+
+def test_max_new_tokens_past_the_context_is_refused_on_the_form(env, monkeypatch):
+    import engine.ppo.launch
+
+    calls: list = []
+    monkeypatch.setattr(engine.ppo.launch, "launch", lambda *args, **kwargs: calls.append(args))
+    sources, prompts_file = make_tiny_sources(env / "models")
+    at = _page()
+    at.text_input(key="runs_policy").set_value(sources.policy)
+    at.text_input(key="runs_reward_model").set_value(sources.reward_model)
+    at.text_input(key="runs_prompts_file").set_value(str(prompts_file))
+    at.number_input(key="runs_max_new_tokens").set_value(100_000)
+    at.button(key=SUBMIT).click().run()
+    assert not at.exception, at.exception
+    assert "exceed the model's context" in _text(at), _text(at)
+    assert calls == []
+
+
+def test_a_refused_launch_never_says_launched(env, monkeypatch):
+    import engine.ppo.launch
+    from engine.config import ConfigError
+
+    def refuse(*args, **kwargs):
+        raise ConfigError("run dup already exists; resume it or pick another id")
+
+    monkeypatch.setattr(engine.ppo.launch, "launch", refuse)
+    monkeypatch.setattr("engine.ppo.build.check_inputs", lambda config: None)
+    at = _page()
+    at.number_input(key="runs_steps").set_value(2)  # a setting that warns ("too short for a trend")
+    at.text_input(key="runs_run_id").set_value("dup")
+    at.button(key=SUBMIT).click().run()
+    assert "already exists" in _text(at)
+    assert not [w.value for w in at.warning if "Launched" in w.value]
+
+
+def test_the_picked_run_is_in_the_url_and_an_unknown_one_says_so(env):
+    _finished_run(env / "runs", "first")
+    _finished_run(env / "runs", "second")
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["run"] = "second"
+    at.run()
+    assert at.selectbox(key="runs_pick").value == "second"
+    at.selectbox(key="runs_pick").set_value("first").run()
+    assert at.query_params["run"] == "first"  # a reload reopens it
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["run"] = "gone"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("No PPO run `gone`" in w.value for w in at.warning)
+
+
+def test_resume_sits_with_the_runs_status_above_its_curves(env):
+    _finished_run(env / "runs", "paused")
+    at = _page()
+    order = [getattr(node, "key", None) for node in at.main]
+    status = next(i for i, node in enumerate(at.main) if "stopped" in str(getattr(node, "value", "")))
+    assert status < order.index("runs_resume") < order.index("runs_curves")

@@ -11,10 +11,12 @@ if REPO_ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from workbench.navigation import sections  # noqa: E402
+from workbench.navigation import FAVICON, sections  # noqa: E402
 from workbench.resources import warm_up_lab  # noqa: E402
 
-st.set_page_config(layout="wide", page_title="PPO Entropy Workbench")
+# The tab's icon is set before the navigation, which then leaves it: a page's Material icon there
+# would be an image fetched from fonts.gstatic.com.
+st.set_page_config(layout="wide", page_title="PPO Entropy Workbench", page_icon=FAVICON)
 navigation = {
     section: [
         st.Page(spec.path, title=spec.title, icon=spec.icon, default=spec.file == "home.py") for spec in specs

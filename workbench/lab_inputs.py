@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from engine.config import ConfigError, SamplingConfig
-from engine.lab import LabBatch, SamplingLab, checkpoint_choices
+from engine.lab import LabBatch, SamplingLab, checkpoint_choices, reference_config
 from engine.paths import runs_dir
 from engine.ppo.config import field_docs
 from workbench.lab_tables import batch_tokens_html
@@ -181,3 +181,17 @@ def sample_with_progress(
     except OSError as exc:  # a model path the OS refuses to look at (a name too long, no permission)
         show_error(exc, "Could not load the model")
         return None
+
+
+def sample_with_reference(
+    lab: SamplingLab, source: str, prompts: Sequence[str], config: SamplingConfig, **common
+) -> tuple[LabBatch, LabBatch] | None:
+    """(the batch at ``config``, its T=1 reference), or None after the error; a model that fails to
+    load is told once, not again for the reference."""
+    batch = sample_with_progress(lab, source, prompts, config, what="these settings", **common)
+    if batch is None:
+        return None
+    reference = sample_with_progress(
+        lab, source, prompts, reference_config(config), what="T=1 reference", **common
+    )
+    return None if reference is None else (batch, reference)

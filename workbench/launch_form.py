@@ -16,6 +16,8 @@ import streamlit as st
 
 from engine.config import ConfigError
 from engine.ppo.config import SECTION_TYPES, PPOConfig, field_choices, field_docs
+from engine.runs import check_run_id
+from engine.runs.layout import RUN_ID_MAX
 
 HANDOFF_SFT_EPOCH = "handoff_sft_epoch"
 """Session key the SFT epochs page sets to pre-select the starting epoch of a new run."""
@@ -101,13 +103,17 @@ def field_widget(container, cls: type, f: dataclasses.Field, default: Any, world
         return tuple(part.strip() for part in text.split(",") if part.strip())
     if kind == "str":
         return container.text_input(label, default, key=key, help=help_text).strip()
-    if kind.startswith("int"):
-        value = container.number_input(label, value=default, step=1, key=key, help=help_text)
-        return None if value is None else int(value)
-    if kind.startswith("float"):
+    if kind.startswith(("int", "float")):
+        # value=None makes the field clearable (with a number it silently refills the last value), so an
+        # emptied field reaches the form as None: off for an optional field, an error for any other.
+        if key not in st.session_state:
+            st.session_state[key] = default
+        if kind.startswith("int"):
+            value = container.number_input(label, value=None, step=1, key=key, help=help_text)
+            return None if value is None else int(value)
         step = _float_step(default if default is not None else 0.0)
         fmt = "%.1e" if default is not None and 0 < abs(default) < 1e-3 else "%g"
-        value = container.number_input(label, value=default, step=step, format=fmt, key=key, help=help_text)
+        value = container.number_input(label, value=None, step=step, format=fmt, key=key, help=help_text)
         return None if value is None else float(value)
     raise AssertionError(f"no form widget for {name}: {kind}")  # a new kind of field: add it above
 
@@ -143,13 +149,18 @@ def launch_form(world: Any, key: str = "runs_form") -> tuple[PPOConfig, str, lis
         leaf for name, leaf in leaves.items() if name not in basic and (world or name not in WORLD_ONLY)
     ]
 
+    optional = {name: str(f.type).endswith("| None") for name, (_, _, f, _) in leaves.items()}
+
     def widget(column, cls, f, default):
         return field_widget(column, cls, f, default, world)
 
     with st.form(key):
         values = _grid(shown, widget)
         run_id = st.text_input(
-            "Run id (optional)", key="runs_run_id", help="Default: ppo-<date>-<time>-<random>"
+            "Run id (optional)",
+            key="runs_run_id",
+            help=f"Letters, digits, '-', '_' and '.' (not first), at most {RUN_ID_MAX}. "
+            "Default: ppo-<date>-<time>-<random>",
         )
         with st.expander("Advanced settings (every other PPOConfig field)"):
             for section in SECTION_TYPES:
@@ -161,12 +172,29 @@ def launch_form(world: Any, key: str = "runs_form") -> tuple[PPOConfig, str, lis
         submitted = st.form_submit_button("Launch PPO run", type="primary")
     if not submitted:
         return None
+    emptied = [label_of(name) for name, value in values.items() if value is None and not optional[name]]
+    if emptied:
+        st.error(f"Empty: {', '.join(emptied)}. Give a number (the field's help says what it does).")
+        return None
     try:
         config = PPOConfig().replace(**values)
+        if run_id.strip():
+            check_run_id(run_id.strip())
+        with st.spinner("Checking the models and prompts..."):
+            check_inputs(config)
     except ConfigError as exc:
         st.error(f"{exc}. {fix_hint(str(exc))}".strip())
         return None
     return config, run_id.strip(), run_warnings(config)
+
+
+def check_inputs(config: PPOConfig) -> None:
+    """The engine's own check of a config's sources, prompts and context (``engine.ppo.build``), so the
+    form refuses at once what the job would refuse after starting. Imported on submit: the module
+    loads torch, which the Runs page does not need until a run is launched."""
+    from engine.ppo.build import check_inputs as engine_check
+
+    engine_check(config)
 
 
 def fix_hint(message: str) -> str:

@@ -2,8 +2,9 @@
 
 ``PAGES`` lists the pages in sections, each with its title and its icon (the one home of a page's
 icon: the sidebar, :func:`page_link` and every link to a page take it from here); every listed page
-must exist. The links: :func:`page_link` to a page, and deep links, the query parameters
-(``?run=...&prompt=...``) that open a page on a run, a prompt or a step (read with
+must exist. The icons are Material Symbols, whose font Streamlit serves itself; the tab's icon is
+:data:`FAVICON` on every page. The links: :func:`page_link` to a page, and deep links, the query
+parameters (``?run=...&prompt=...``) that open a page on a run, a prompt or a step (read with
 :func:`query_param` / :func:`int_param` / :func:`apply_query_param`, written with :func:`set_link`).
 """
 
@@ -18,7 +19,13 @@ from urllib.parse import urlencode
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
+from workbench.glossary import tooltip_for
+
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
+FAVICON = "🧪"
+"""The tab's icon (``st.set_page_config(page_icon=...)`` before the navigation): an emoji is drawn by the
+browser, whereas a page's ``:material/...:`` icon as the tab's icon is an image from fonts.gstatic.com,
+and the workbench asks nothing of any host but its own."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,13 @@ PAGES = (
     ),
     PageSpec(
         "Analyse",
+        "ceiling.py",
+        "Ceiling",
+        ":material/vertical_align_top:",
+        "pass@k of a run against its SFT start: where the sampling space caps PPO",
+    ),
+    PageSpec(
+        "Analyse",
         "rm_accuracy.py",
         "RM accuracy",
         ":material/fact_check:",
@@ -91,9 +105,22 @@ PAGES = (
     PageSpec(
         "Analyse", "import_run.py", "Import", ":material/upload_file:", "bring rollouts of a TRL/verl/... run"
     ),
-    PageSpec("Learn", "learn.py", "Learn path", ":material/route:", "the note's argument in five live steps"),
     PageSpec(
-        "Learn", "teaching.py", "Teaching", ":material/school:", "the practitioner's note, step by step"
+        "Learn",
+        "teaching.py",
+        "Warm-up: one toy prompt",
+        ":material/school:",
+        "PPO on one prompt with a dozen answers, computed exactly: the idea before the real models",
+    ),
+    PageSpec(
+        "Learn",
+        "learn.py",
+        "Learn path",
+        ":material/route:",
+        "the argument in six steps on the real models and demo runs",
+    ),
+    PageSpec(
+        "Learn", "glossary.py", "Glossary", ":material/menu_book:", "every term the pages use, defined once"
     ),
 )
 
@@ -123,11 +150,14 @@ def page_link(page: str, label: str, query_params: dict[str, str] | None = None)
     """``st.page_link`` to ``pages/<page>`` with the page's navigation icon; a page run on its own
     (no ``st.navigation``, as in a one-page AppTest) cannot resolve other pages, so it gets the same
     link as a plain URL."""
+    help_text = tooltip_for(label)  # the terms a link's label names, defined on hover
     try:
-        st.page_link(str(PAGES_DIR / page), label=label, icon=icon_of(page), query_params=query_params)
+        st.page_link(
+            str(PAGES_DIR / page), label=label, icon=icon_of(page), query_params=query_params, help=help_text
+        )
     except StreamlitPageNotFoundError:
         query = f"?{urlencode(query_params)}" if query_params else ""
-        st.markdown(f"[{label}](/{Path(page).stem}{query})")
+        st.markdown(f"[{label}](/{Path(page).stem}{query})", help=help_text)
 
 
 def entropy_link(run_id: str) -> None:
@@ -180,3 +210,21 @@ def set_link(name: str, value: Any, key: str) -> None:
     st.session_state[f"_linked_{key}"] = text
     if st.query_params.get(name) != text:
         st.query_params[name] = text
+
+
+def unknown_link(value: str | None, options: Sequence, key: str, message: str) -> None:
+    """Say so (``message`` with the value in place of ``{}``) when a deep link names something that is
+    not among ``options``, instead of silently opening another; once per distinct link."""
+    marker = f"_unknown_{key}"
+    if value is None or value in options or st.session_state.get(marker) == value:
+        return
+    st.session_state[marker] = value
+    shown = value if len(value) <= 60 else value[:57] + "..."
+    st.warning(message.format(f"`{shown}`"))
+
+
+def follow_link(name: str, key: str, options: Sequence, unknown: str) -> None:
+    """:func:`apply_query_param` for a picker, saying so (:func:`unknown_link`) when the link names
+    no option."""
+    unknown_link(query_param(name), options, key, unknown)
+    apply_query_param(name, key, options)

@@ -16,7 +16,7 @@ import streamlit as st
 
 import engine.store as store
 from engine.paths import demo_runs_dir, runs_dir
-from workbench.navigation import apply_query_param, query_param
+from workbench.navigation import follow_link, query_param, set_link, unknown_link
 
 DEMO_BADGE = "🔒 demo"
 
@@ -84,23 +84,32 @@ def pick_runs(key: str, *, multi: bool = False) -> list[Path] | None:
     ids = runs["run_id"].tolist()
     if own.empty and with_steps:  # demo runs only: open the longest one
         with_steps = (
-            runs.loc[runs["n_rollouts"] > 0].sort_values("n_steps", ascending=False)["run_id"].tolist()
+            runs.loc[runs["n_rollouts"] > 0]
+            .sort_values(["n_steps", "run_id"], ascending=[False, True])["run_id"]
+            .tolist()
         )
     default = with_steps[0] if with_steps else ids[0]
+    unknown = f"No run {{}} in `{root}` or the demo runs: showing another."
     if multi:
+        unknown_link(query_param("run"), ids, key, unknown)
         linked = query_param("run")
         if linked in ids and st.session_state.get(f"_linked_{key}") != linked:
             st.session_state[f"_linked_{key}"] = linked
             st.session_state[key] = [linked]
         chosen = st.multiselect("Runs", ids, default=[default], format_func=labels.get, key=key)
     else:
-        apply_query_param("run", key, ids)
+        follow_link("run", key, ids, unknown)
         one = st.selectbox("Run", ids, index=ids.index(default), format_func=labels.get, key=key)
         chosen = [one] if one else []
+        if one:
+            set_link("run", one, key)  # a reload or a shared link reopens this run
     if not chosen:
         st.info("Pick at least one run.")
         return None
     dirs = [Path(runs.loc[runs.run_id == r, "run_dir"].iloc[0]) for r in chosen]
+    for _, row in runs.loc[runs.run_id.isin(chosen) & (runs.state == "failed")].iterrows():
+        # why it failed (a diverged update, a full disk): the figures stop at its last good step
+        st.warning(f"{row['run_id']} failed: {row['message'] or 'no reason recorded'}")
     warnings = cached(store.store_warnings, dirs)
     if warnings:
         with st.expander(f"{len(warnings)} file(s) skipped: unreadable or not store files", icon="⚠️"):

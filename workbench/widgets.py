@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.config import os_error_message
+from workbench.navigation import PAGES_DIR
 
 
 def show_error(exc: Exception, what: str) -> None:
@@ -67,3 +68,9 @@ def sample_filters(families: list[str], steps: list[int], summary: pd.DataFrame)
         "has_eos": {"any": None, "yes": True, "no": False}[eos],
         "search": search or None,
     }
+
+
+def open_in_browser(run_id: str, prompt_id: str, step: int) -> None:
+    """Go to the Rollout browser on one prompt of one run at one step (what a clicked example row opens)."""
+    params = {"run": run_id, "prompt": prompt_id, "step": str(int(step))}
+    st.switch_page(str(PAGES_DIR / "rollout_browser.py"), query_params=params)

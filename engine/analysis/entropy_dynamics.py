@@ -11,14 +11,17 @@ command and the pages call it):
    distribution, a rare one with a high advantage (negative term) flattens it. The paper predicts a
    *negative* correlation over a run between ``cov`` and the entropy change of the step.
 2. **Entropy-reward law** (same paper): ``R = -a * exp(H) + b`` fitted on the first part of a run;
-   at H = 0 the law predicts the ceiling ``b - a``.
+   at H = 0 the law predicts the ceiling ``b - a`` (``engine.analysis.fits``).
 3. **Forking tokens** (Wang et al. 2025, arXiv 2506.01939): the per-token entropy distribution of a
    step; in their data over half of the tokens have entropy below 0.01 nats (:data:`NEAR_ZERO_NATS`,
    the threshold used here) and the 80th percentile is 0.672 nats.
 4. **Gold against sqrt(KL)** (Gao et al. 2022, arXiv 2210.10760): with ``d = sqrt(KL)``, the RL form
    ``R_gold(d) = d * (alpha - beta * log d)`` (gold relative to the first step, so R(0) = 0) and its
-   peak ``d* = exp(alpha / beta - 1)``: how far the run is from over-optimising its reward model.
+   peak ``d* = exp(alpha / beta - 1)``: how far the run is from over-optimising its reward model
+   (``engine.analysis.fits``).
 
+The fits and the covariance correlation carry a bootstrap interval over steps and give no number on
+fewer than ``MIN_FIT_STEPS`` steps (``engine.analysis.uncertainty``).
 Missing inputs never raise: a result is None together with a ``reason`` naming what is missing.
 """
 
@@ -31,7 +34,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from engine.analysis.fits import (  # re-exported: the analyses of a run have one entry module
+    correlation,
+    correlation_fit,
+    fit_entropy_reward_law,
+    fit_gold_sqrt_kl,
+    fit_steps,
+)
 from engine.config import ConfigError
+
+__all__ = [
+    "correlation",
+    "correlation_fit",
+    "covariance_terms",
+    "entropy_changes",
+    "entropy_distribution",
+    "entropy_report",
+    "fit_entropy_reward_law",
+    "fit_gold_sqrt_kl",
+    "fit_steps",
+    "top_covariance_tokens",
+    "top_entropy_tokens",
+]
 
 NEAR_ZERO_NATS = 0.01
 """Per-token entropy below this many nats counts as "near zero" (Wang et al. 2025's threshold)."""
@@ -39,11 +63,12 @@ FORKING_PERCENTILES = (50, 80, 90, 99)
 DEFAULT_FIT_FRACTION = 0.3
 
 COV_SHARE_DEFINITION = (
-    "share = sum of the listed tokens' covariance terms / sum of all terms of the step (= n * cov). "
-    "Cui et al.: the entropy change of a step is about -lr * cov, a sum of per-token contributions, so "
-    "this is the share of the covariance-predicted entropy drop the listed tokens account for; "
-    "entropy_drop_attributed = share * (measured drop). Undefined (null) when cov <= 0 (entropy is "
-    "predicted to rise); above 1 when other tokens' terms are negative."
+    "share = sum of the listed tokens' positive covariance terms / sum of all positive terms of the step "
+    "(a share: between 0 and 1). Cui et al.: the entropy change of a step is about -lr * cov, a sum of "
+    "per-token contributions; a positive term predicts a drop. ratio_to_net = sum of the listed tokens' "
+    "terms / sum of all terms (= n * cov): above 1 when other tokens' terms are negative and offset part "
+    "of it; entropy_drop_attributed = ratio_to_net * (measured drop). Both undefined (null) when "
+    "cov <= 0 (entropy is predicted to rise)."
 )
 
 
@@ -89,10 +114,11 @@ def top_covariance_tokens(tokens: pd.DataFrame, k: int = 20, entropy_change: flo
     ``tokens``: one row per token with ``row``, ``prompt_id``, ``sample_idx``, ``position``, ``token``,
     ``logprob``, ``advantage`` (``engine.store.step_tokens``); tokens lacking either value are left out.
     ``entropy_change``: the step's measured entropy change, for ``entropy_drop_attributed``.
-    Returns ``{"cov", "n_tokens", "tokens": [...], "share", "entropy_drop_attributed", "definition",
-    "reason"}``; see :data:`COV_SHARE_DEFINITION` for ``share``.
+    Returns ``{"cov", "n_tokens", "tokens": [...], "share", "ratio_to_net", "entropy_drop_attributed",
+    "definition", "reason"}``; see :data:`COV_SHARE_DEFINITION` for ``share`` and ``ratio_to_net``.
     """
-    out = {"cov": None, "n_tokens": 0, "tokens": [], "share": None, "entropy_drop_attributed": None}
+    out = {"cov": None, "n_tokens": 0, "tokens": [], "share": None, "ratio_to_net": None}
+    out["entropy_drop_attributed"] = None
     out["definition"] = COV_SHARE_DEFINITION
     usable = tokens.dropna(subset=["logprob", "advantage"]) if len(tokens) else tokens
     if not len(usable):
@@ -100,6 +126,7 @@ def top_covariance_tokens(tokens: pd.DataFrame, k: int = 20, entropy_change: flo
         return {**out, "reason": reason}
     terms = covariance_terms(usable["logprob"].to_numpy(), usable["advantage"].to_numpy())
     total = float(terms.sum())
+    positive = float(np.clip(terms, 0.0, None).sum())
     order = np.argsort(-terms, kind="stable")[:k]
     picked = usable.iloc[order]
     out["cov"] = total / len(terms)
@@ -111,13 +138,14 @@ def top_covariance_tokens(tokens: pd.DataFrame, k: int = 20, entropy_change: flo
                 "logprob": _num(row["logprob"]),
                 "advantage": _num(row["advantage"]),
                 "term": _num(term),
-                "share": _num(term / total) if total > 0 else None,
+                "share": _num(max(term, 0.0) / positive) if total > 0 else None,
             }
         )
     if total > 0:
-        out["share"] = float(terms[order].sum() / total)
+        out["share"] = float(np.clip(terms[order], 0.0, None).sum() / positive)
+        out["ratio_to_net"] = float(terms[order].sum() / total)
         if entropy_change is not None and math.isfinite(entropy_change):
-            out["entropy_drop_attributed"] = out["share"] * -entropy_change
+            out["entropy_drop_attributed"] = out["ratio_to_net"] * -entropy_change
         out["reason"] = None
     else:
         out["reason"] = f"cov = {total / len(terms):.4g} <= 0: the step's tokens predict no entropy drop"
@@ -160,74 +188,11 @@ def entropy_changes(
     return change, "next_step"
 
 
-def correlation(x: Sequence[float | None], y: Sequence[float | None]) -> float | None:
-    """Pearson correlation over the pairs where both are finite; None with fewer than 3 or no spread."""
-    a = np.array([np.nan if v is None else v for v in x], dtype=np.float64)
-    b = np.array([np.nan if v is None else v for v in y], dtype=np.float64)
-    keep = np.isfinite(a) & np.isfinite(b)
-    a, b = a[keep], b[keep]
-    if len(a) < 3:
-        return None
-    da, db = a - a.mean(), b - b.mean()
-    denom = math.sqrt(float((da * da).sum()) * float((db * db).sum()))
-    return float((da * db).sum() / denom) if denom > 0 else None
-
-
 # ----------------------------------------------------------------------------------------------
 # 2. The entropy-reward law
 
 
-def fit_steps(n_steps: int, fit_fraction: float) -> int:
-    """How many leading steps a fit over ``fit_fraction`` of ``n_steps`` uses: ceil(fraction * n), >= 2."""
-    if not (isinstance(fit_fraction, int | float) and 0 < fit_fraction <= 1):
-        raise ConfigError(f"fit fraction must be in (0, 1], got {fit_fraction!r}")
-    return min(n_steps, max(2, math.ceil(fit_fraction * n_steps - 1e-9)))
-
-
-def fit_entropy_reward_law(
-    entropy: Sequence[float], reward: Sequence[float], fit_fraction: float = DEFAULT_FIT_FRACTION
-) -> dict:
-    """Least-squares fit of ``R = -a * exp(H) + b`` on the first ``fit_fraction`` of the steps.
-
-    ``entropy`` and ``reward`` are per-step means in step order; steps where either is missing are
-    dropped first. The law is linear in ``x = exp(H)``: ``R = c0 + c1 x`` with ``c1 = cov(x, R) / var(x)``,
-    ``c0 = mean R - c1 mean x``; ``a = -c1``, ``b = c0``. Returns ``a``, ``b``, ``ceiling`` (``b - a``,
-    R at H = 0), ``fit_steps``, ``rmse_later`` (RMSE of the law on the steps after the fit, None if
-    none), ``final_measured`` / ``final_predicted`` (R at the last step, measured and from its H), and
-    ``reason`` (None when fitted).
-    """
-    h = np.array([np.nan if v is None else v for v in entropy], dtype=np.float64)
-    r = np.array([np.nan if v is None else v for v in reward], dtype=np.float64)
-    keep = np.isfinite(h) & np.isfinite(r)
-    h, r = h[keep], r[keep]
-    out = dict.fromkeys(("a", "b", "ceiling", "rmse_later", "final_measured", "final_predicted"))
-    out["fit_steps"] = 0
-    if len(h) < 2:
-        return {**out, "reason": f"{len(h)} step(s) with both mean entropy and reward: need >= 2"}
-    n_fit = fit_steps(len(h), fit_fraction)
-    x, y = np.exp(h[:n_fit]), r[:n_fit]
-    var = float(((x - x.mean()) ** 2).sum())
-    out["fit_steps"] = n_fit
-    if var <= 1e-12 * max(1.0, float((x * x).sum())):
-        return {
-            **out,
-            "reason": "mean entropy does not change over the fitted steps: the law is not identified",
-        }
-    c1 = float(((x - x.mean()) * (y - y.mean())).sum()) / var
-    c0 = float(y.mean()) - c1 * float(x.mean())
-    a, b = -c1, c0
-    predicted = -a * np.exp(h) + b
-    later = slice(n_fit, None)
-    out.update(
-        a=a,
-        b=b,
-        ceiling=b - a,
-        rmse_later=float(np.sqrt(np.mean((predicted[later] - r[later]) ** 2))) if len(h) > n_fit else None,
-        final_measured=float(r[-1]),
-        final_predicted=float(predicted[-1]),
-        reason=None,
-    )
-    return out
+# ``fit_steps`` and ``fit_entropy_reward_law`` live in ``engine.analysis.fits``, with their intervals.
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,63 +230,7 @@ def top_entropy_tokens(tokens: pd.DataFrame, k: int = 20) -> list[dict]:
 # 4. Gold against sqrt(KL)
 
 
-def fit_gold_sqrt_kl(kl: Sequence[float | None], gold: Sequence[float | None]) -> dict | None:
-    """Fit ``R(d) = d * (alpha - beta * log d)``, ``d = sqrt(KL)``, ``R`` = gold minus the first step's gold.
-
-    Per-step mean KL to the reference (nats per sequence) and mean gold, in step order. The form is
-    linear in the features ``d`` and ``-d log d`` (no intercept: R(0) = 0, Gao et al.'s convention), so
-    the fit solves the 2x2 normal equations. When ``beta > 0`` the fitted gold peaks at
-    ``d* = exp(alpha / beta - 1)`` with ``R(d*) = beta * d*``; the run's last ``d`` is reported against it.
-    None when no step has gold (no judge).
-    """
-    g = np.array([np.nan if v is None else v for v in gold], dtype=np.float64)
-    k = np.array([np.nan if v is None else v for v in kl], dtype=np.float64)
-    if not np.isfinite(g).any():
-        return None
-    keep = np.isfinite(g) & np.isfinite(k)
-    out = dict.fromkeys(
-        (
-            "alpha",
-            "beta",
-            "gold_offset",
-            "d_peak",
-            "kl_peak",
-            "gold_peak",
-            "d_now",
-            "kl_now",
-            "d_now_over_peak",
-        )
-    )
-    out.update(position=None, n_steps=int(keep.sum()))
-    if keep.sum() < 3:
-        return {**out, "reason": f"{int(keep.sum())} step(s) with both gold and KL: need >= 3"}
-    g, k = g[keep], k[keep]
-    d = np.sqrt(np.clip(k, 0.0, None))  # a k1 KL estimate can dip below 0 early on
-    offset = float(g[0])
-    y = g - offset
-    f1 = d
-    f2 = -np.where(d > 0, d * np.log(np.where(d > 0, d, 1.0)), 0.0)
-    s11, s12, s22 = float(f1 @ f1), float(f1 @ f2), float(f2 @ f2)
-    det = s11 * s22 - s12 * s12
-    out.update(gold_offset=offset, d_now=float(d[-1]), kl_now=float(k[-1]))
-    if det <= 1e-12 * max(1.0, s11 * s22):
-        return {**out, "reason": "sqrt(KL) barely varies over the run: alpha and beta are not identified"}
-    t1, t2 = float(f1 @ y), float(f2 @ y)
-    alpha = (s22 * t1 - s12 * t2) / det
-    beta = (s11 * t2 - s12 * t1) / det
-    out.update(alpha=alpha, beta=beta, reason=None)
-    if beta <= 0:
-        out["reason"] = "beta <= 0: fitted gold keeps rising with sqrt(KL), no over-optimisation peak"
-        return out
-    exponent = alpha / beta - 1
-    if exponent > 50:
-        out["reason"] = "fitted peak beyond exp(50): no over-optimisation in sight"
-        return out
-    d_peak = math.exp(exponent)
-    out.update(d_peak=d_peak, kl_peak=d_peak**2, gold_peak=offset + beta * d_peak)
-    out["d_now_over_peak"] = out["d_now"] / d_peak
-    out["position"] = "before the peak" if out["d_now"] < d_peak else "past the peak"
-    return out
+# ``fit_gold_sqrt_kl`` lives in ``engine.analysis.fits``, with the interval of its peak.
 
 
 # ----------------------------------------------------------------------------------------------
@@ -360,6 +269,7 @@ def entropy_report(
     if stats.empty:
         return {
             **report, "per_step": [], "entropy_change_source": None, "cov_entropy_corr": None,
+            "cov_entropy_corr_interval": None, "cov_entropy_corr_reason": "no rollouts logged",
             "cov_reason": "no rollouts logged", "law": fit_entropy_reward_law([], [], fit_fraction),
             "law_gold": None, "forking": None, "top_cov_tokens": None, "gold_sqrt_kl": None,
         }  # fmt: skip
@@ -388,7 +298,10 @@ def entropy_report(
     ]
     report["entropy_change_source"] = source
     report["cov_reason"] = None if np.isfinite(cov).any() else _cov_reason(per)
-    report["cov_entropy_corr"] = correlation(cov, change)
+    corr = correlation_fit(cov, change)
+    report["cov_entropy_corr"] = corr["r"]
+    report["cov_entropy_corr_interval"] = corr["interval"]
+    report["cov_entropy_corr_reason"] = corr["reason"]
     report["law"] = fit_entropy_reward_law(mean_entropy, per["mean_reward"].to_numpy(float), fit_fraction)
     has_gold = bool((per["n_gold"] > 0).any())
     gold = per["mean_gold"].to_numpy(dtype=np.float64)

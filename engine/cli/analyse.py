@@ -4,9 +4,11 @@
 Prints one JSON object (``engine.analysis.entropy_dynamics.entropy_report``): ``per_step`` (step,
 cov, entropy_change, mean_entropy, mean_reward, ...), ``entropy_change_source``, ``cov_entropy_corr``,
 ``law`` / ``law_gold``, ``forking``, ``top_cov_tokens`` and ``gold_sqrt_kl`` (null without a judge).
+Each fit (``law``'s ceiling and gain, ``gold_sqrt_kl``'s peak, ``cov_entropy_corr``) carries a 90 %
+bootstrap interval over steps and is null, with its ``reason``, on fewer than 10 steps.
 
 ``python -m engine analyse coverage --policy SOURCE [--policy SOURCE ...] --prompts SET --samples N
-[--temperature T] [--seed S] [--out DIR] --json`` (contract): the sampling-space ceiling on the world
+[--max-prompts M] [--temperature T] [--seed S] [--out DIR] --json`` (contract): the sampling-space ceiling on the world
 (``engine.world_tools.coverage.measure_coverage``). One JSON object: ``samples_path`` (the Parquet
 file, one row per sample), the settings, ``thresholds`` (gold per family that counts as correct),
 ``policies`` (label -> ``pass_at_k`` {k: value}, ``cover_at_tau`` {tau: share}, ``answer_entropy``,
@@ -70,6 +72,13 @@ def _register_coverage(sub: argparse._SubParsersAction) -> None:
         "ppo_only, or a prompts file (text, JSONL or Parquet)",
     )
     coverage.add_argument("--samples", type=int, required=True, metavar="N", help="samples per prompt")
+    coverage.add_argument(
+        "--max-prompts",
+        type=int,
+        default=None,
+        metavar="M",
+        help="at most M prompts of the set, spread evenly over it (default: all)",
+    )
     coverage.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
     coverage.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     coverage.add_argument(
@@ -86,6 +95,7 @@ def _register_coverage(sub: argparse._SubParsersAction) -> None:
 
 
 def main_entropy(args: argparse.Namespace) -> int:
+    """Run ``entropy_report``; every fit carries its interval and gives no number on too few steps."""
     from engine.analysis.entropy_dynamics import entropy_report
     from engine.config import ConfigError
 
@@ -129,6 +139,7 @@ def main_coverage(args: argparse.Namespace) -> int:
             seed=args.seed,
             out=args.out,
             runs_root=args.runs_dir,
+            max_prompts=args.max_prompts,
             progress=progress,
         )
     finally:
@@ -170,20 +181,26 @@ def _fmt(x: float | None, spec: str = ".4g") -> str:
 
 
 def _print_summary(report: dict) -> None:
+    from engine.analysis.uncertainty import interval_text
+
     print(f"{report['run_dir']}: {report['n_steps']} steps")
     corr = report["cov_entropy_corr"]
-    reason = f" ({report['cov_reason']})" if report["cov_reason"] else ""
-    print(f"corr(cov, entropy change [{report['entropy_change_source']}]) = {_fmt(corr, '.3f')}{reason}")
+    reason = report["cov_reason"] or report.get("cov_entropy_corr_reason")
+    print(
+        f"corr(cov, entropy change [{report['entropy_change_source']}]) = {_fmt(corr, '.3f')}"
+        + (f" ({reason})" if reason else f", {interval_text(report.get('cov_entropy_corr_interval'))}")
+    )
     for name in ("law", "law_gold"):
         law = report.get(name)
         if law is None:
             continue
         if law["reason"]:
-            print(f"{name}: {law['reason']}")
+            print(f"{name}: no ceiling: {law['reason']}")
             continue
         print(
             f"{name}: R = -{law['a']:.4g} exp(H) + {law['b']:.4g} on {law['fit_steps']} steps; "
-            f"ceiling {law['ceiling']:.4g}; final {_fmt(law['final_measured'])} measured vs "
+            f"ceiling {law['ceiling']:.4g} ({interval_text(law['ceiling_interval'])}); room left "
+            f"{law['gain']:.4g} ({interval_text(law['gain_interval'])}); final {_fmt(law['final_measured'])} measured vs "
             f"{_fmt(law['final_predicted'])} predicted; later RMSE {_fmt(law['rmse_later'])}"
         )
     forking = report["forking"]
@@ -197,7 +214,8 @@ def _print_summary(report: dict) -> None:
         print("gold vs sqrt(KL): no judge (gold is null)")
     elif gold["d_peak"] is not None:
         print(
-            f"gold vs sqrt(KL): peak at d* {gold['d_peak']:.3f} (KL {gold['kl_peak']:.3f}), gold "
+            f"gold vs sqrt(KL): peak at d* {gold['d_peak']:.3f} ({interval_text(gold['d_peak_interval'])}; "
+            f"KL {gold['kl_peak']:.3f}), gold "
             f"{gold['gold_peak']:.3f}; now d {gold['d_now']:.3f}, {gold['position']}"
         )
     else:

@@ -83,7 +83,39 @@ def resolve_source(source: str) -> Path | str:
         if not path.is_dir():
             raise ConfigError(f"model path {source!r} does not exist or is not a directory")
         return path
+    if not _in_hub_cache(source):
+        raise ConfigError(
+            f"model {source!r} is not on this machine: not a local directory, and not in the Hugging Face "
+            "cache (nothing is downloaded: give a local path, or put the model in the cache first)"
+        )
     return source
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether the Hugging Face cache holds a config for the hub name ``name`` (a malformed name is not)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name, "config.json")
+    except ValueError:  # not a valid repo id ("a b", "x//y")
+        return False
+    return isinstance(found, str)
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """The Hugging Face hub in offline mode while models load: ``local_files_only`` alone still lets
+    transformers ask the hub for optional files (``adapter_config.json``), which without a network
+    costs about 30 s of retries before the error. Restored afterwards, so other callers keep their
+    own setting."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 def check_model_dir(path: Path) -> None:
@@ -99,9 +131,10 @@ def load_tokenizer(path_or_name: Path | str, *, trust_remote_code: bool = False)
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(
-            str(path_or_name), local_files_only=True, trust_remote_code=trust_remote_code
-        )
+        with hub_offline():
+            tok = AutoTokenizer.from_pretrained(
+                str(path_or_name), local_files_only=True, trust_remote_code=trust_remote_code
+            )
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load a tokenizer from {str(path_or_name)!r}: {exc}") from exc
     if tok.pad_token_id is None:
@@ -128,28 +161,22 @@ def load_causal_lm(
     """
     from transformers import AutoModelForCausalLM
 
-    resolved = resolve_source(source)
-    device = torch.device(device) if device is not None else default_device()
+    resolved, adapter_dir, base, tokenizer_from = _model_files(source)
     local = isinstance(resolved, Path)
-    if local:
-        check_model_dir(resolved)
-    adapter_dir = resolved if local and (resolved / "adapter_config.json").is_file() else None
-    base = _adapter_base(adapter_dir) if adapter_dir else resolved
+    device = torch.device(device) if device is not None else default_device()
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(base),
-            local_files_only=True,
-            use_safetensors=True,
-            trust_remote_code=trust_remote_code,
-            dtype=dtype or torch.float32,
-        )
+        with hub_offline():
+            model = AutoModelForCausalLM.from_pretrained(
+                str(base),
+                local_files_only=True,
+                use_safetensors=True,
+                trust_remote_code=trust_remote_code,
+                dtype=dtype or torch.float32,
+            )
     except (OSError, ValueError) as exc:
         hint = "" if local else " (no internet here: it must be a local directory or already in the HF cache)"
         raise ConfigError(f"cannot load model {source!r}{hint}: {exc}") from exc
-    tokenizer = load_tokenizer(
-        adapter_dir if adapter_dir and _has_tokenizer(adapter_dir) else base,
-        trust_remote_code=trust_remote_code,
-    )
+    tokenizer = load_tokenizer(tokenizer_from, trust_remote_code=trust_remote_code)
     if adapter_dir is not None:
         from peft import PeftModel
 
@@ -159,6 +186,34 @@ def load_causal_lm(
     if suppress_fillers:
         suppress_filler_tokens(model, tokenizer)
     return LoadedModel(model=model, tokenizer=tokenizer, source=source, path=resolved if local else None)
+
+
+def load_config_and_tokenizer(source: str, *, trust_remote_code: bool = False) -> tuple[object, object]:
+    """(model config, tokenizer) of ``source`` as :func:`load_causal_lm` would load them, without the
+    weights: what a check of the inputs needs (the context length, the prompts' token counts) at once."""
+    from transformers import AutoConfig
+
+    _, _, base, tokenizer_from = _model_files(source)
+    try:
+        with hub_offline():
+            config = AutoConfig.from_pretrained(
+                str(base), local_files_only=True, trust_remote_code=trust_remote_code
+            )
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load model {source!r}: {exc}") from exc
+    return config, load_tokenizer(tokenizer_from, trust_remote_code=trust_remote_code)
+
+
+def _model_files(source: str) -> tuple[Path | str, Path | None, Path | str, Path | str]:
+    """(resolved source, adapter directory or None, base model, where the tokenizer is) of ``source``:
+    a PEFT adapter directory loads its base model, and its own tokenizer when it saved one."""
+    resolved = resolve_source(source)
+    local = isinstance(resolved, Path)
+    if local:
+        check_model_dir(resolved)
+    adapter_dir = resolved if local and (resolved / "adapter_config.json").is_file() else None
+    base = _adapter_base(adapter_dir) if adapter_dir else resolved
+    return resolved, adapter_dir, base, adapter_dir if adapter_dir and _has_tokenizer(adapter_dir) else base
 
 
 def filler_token_ids(model: nn.Module, tokenizer) -> list[int]:

@@ -7,6 +7,10 @@
 5. :mod:`~engine.ppo.losses`      clipped policy and value losses
 6. :mod:`~engine.ppo.update`      epochs over shuffled minibatches, one combined loss, gradient clip
 
+The critic-free group methods (``--algorithm grpo | rloo``) share phases 1-3 and 5-6 and replace 4:
+:mod:`~engine.ppo.group_advantages` (each response against the other samples of its prompt, no value
+head); their update is :func:`~engine.ppo.update.group_update` (TRL's loss types, a k3 KL loss term).
+
 :mod:`~engine.ppo.trainer` sequences them once per iteration; :mod:`~engine.ppo.metrics` turns an
 iteration into metrics and store rows; :mod:`~engine.ppo.checkpoints` saves and lists checkpoints;
 :mod:`~engine.ppo.build` builds a trainer from a config; :mod:`~engine.ppo.job` is the body of a job

@@ -175,21 +175,40 @@ def build_trainer(
     """
     from engine.models import attach_lora, load_causal_lm, set_threads_from_env
     from engine.reward import load_reward_model
-    from engine.sampling import chat_prompts, check_fits_context
 
     set_threads_from_env()
     sources = sources or resolve_sources(config)
     if not sources.prompts:
         raise ConfigError("no training prompts (check the prompt families or the prompts file)")
     policy = load_causal_lm(sources.policy, device=device)
-    tokenizer = policy.tokenizer
-    texts = chat_prompts(tokenizer, [p.text for p in sources.prompts], config.model.chat_template)
-    longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
-    check_fits_context(policy.model.config, longest, config.sampling.max_new_tokens)
+    check_prompts_fit(config, sources, policy.model.config, policy.tokenizer)
     torch.manual_seed(config.run.seed)
     policy.model = attach_lora(policy.model, r=config.model.lora_r, alpha=config.model.lora_alpha).eval()
     reward = load_reward_model(sources.reward_model, device=policy.device)
     return PPOTrainer(config, policy, reward, sources.prompts, judge=sources.judge, writer=writer, dist=dist)
+
+
+def check_prompts_fit(config: PPOConfig, sources: Sources, model_config: Any, tokenizer: Any) -> None:
+    """ConfigError unless the longest prompt (as the policy reads it) + ``max_new_tokens`` fits the
+    policy's context: the one rule, used by :func:`build_trainer` and by :func:`check_inputs`."""
+    from engine.sampling import chat_prompts, check_fits_context
+
+    texts = chat_prompts(tokenizer, [p.text for p in sources.prompts], config.model.chat_template)
+    longest = max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    check_fits_context(model_config, longest, config.sampling.max_new_tokens)
+
+
+def check_inputs(config: PPOConfig) -> None:
+    """The checks :func:`build_trainer` makes that need no weights (the sources, the prompts, the
+    policy's context), in about a second: a form refuses what the job would refuse before it starts."""
+    from engine.models import load_config_and_tokenizer, resolve_source
+
+    sources = resolve_sources(config)
+    if not sources.prompts:
+        raise ConfigError("no training prompts (check the prompt families or the prompts file)")
+    resolve_source(sources.reward_model)
+    model_config, tokenizer = load_config_and_tokenizer(sources.policy)
+    check_prompts_fit(config, sources, model_config, tokenizer)
 
 
 def resume_step(trainer: PPOTrainer, run_dir: Path | None = None) -> int:

@@ -85,7 +85,7 @@ def runs_frame(runs_dir: Path, *, with_demo: bool = False) -> pd.DataFrame:
     here as on the Runs page), with its logged steps and rollout count; the shipped demo runs follow
     with ``with_demo`` (column ``demo``)."""
     columns = [
-        "run_id", "kind", "created_at", "state", "last_step", "n_steps", "n_rollouts",
+        "run_id", "kind", "created_at", "state", "message", "last_step", "n_steps", "n_rollouts",
         "heartbeat_age_s", "source", "run_dir", "demo",
     ]  # fmt: skip
     rows = []
@@ -98,6 +98,7 @@ def runs_frame(runs_dir: Path, *, with_demo: bool = False) -> pd.DataFrame:
                 "kind": info.kind,
                 "created_at": info.created_at or None,
                 "state": info.state,
+                "message": info.message,
                 "last_step": max(steps) if steps else None,
                 "n_steps": len(steps),
                 "n_rollouts": sum(check_file(p, ROLLOUT_SCHEMA, ()).num_rows for _, p in rollout_files),

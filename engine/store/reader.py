@@ -3,9 +3,11 @@
 A single in-memory DuckDB database serves the process. A query checks a cursor (a separate
 connection with its own temp views) out of a small pool, so concurrent Streamlit sessions never
 share one, and gets back one whose views already cover the same files when it can: binding 100 step
-files costs ~10 ms, 5-10% of a page query. The ``rollouts`` and ``metrics`` views always carry every
-schema column (absent ones as typed NULLs), so queries work on imports without e.g. ``gold`` and on
-runs with no steps yet.
+files costs ~10 ms, 5-10% of a page query. DuckDB 2.0 streams results, and a cursor holding a result
+read only in part (``fetchone``) refuses the relational API that binds the views
+(``ResourceInUseException``): a cursor goes back to the pool with its result dropped. The
+``rollouts`` and ``metrics`` views always carry every schema column (absent ones as typed NULLs),
+so queries work on imports without e.g. ``gold`` and on runs with no steps yet.
 """
 
 from __future__ import annotations
@@ -150,6 +152,9 @@ def _checkout(key: tuple) -> _Cursor:
 
 
 def _checkin(cursor: _Cursor) -> None:
+    # The caller may have left rows unread (fetchone): DuckDB keeps that result open on the cursor, and
+    # the next query to take it, for another listing, could not bind its views. Drop the rest.
+    cursor.con.abort()
     with _idle_lock:
         _idle.append(cursor)
         evicted = _idle.pop(0) if len(_idle) > _POOL_SIZE else None
@@ -178,7 +183,8 @@ class StoreQuery:
         self._retrying(lambda: None)
 
     def execute(self, sql: str, params: list | None = None) -> duckdb.DuckDBPyConnection:
-        """``DuckDBPyConnection.execute``: the result is computed here, before any fetch."""
+        """``DuckDBPyConnection.execute``; read the result inside the ``store_cursor`` block (DuckDB
+        streams it, and the cursor's unread rows are dropped when it goes back to the pool)."""
         return self._retrying(lambda: self._cursor.con.execute(sql, params))
 
     def _retrying(self, run: Callable[[], T]) -> T:

@@ -80,6 +80,14 @@ def prompt_set(world: World, name: str) -> list[PromptItem]:
     return items
 
 
+def spread(items: list[PromptItem], most: int | None) -> list[PromptItem]:
+    """At most ``most`` of ``items``, evenly spaced over the list (a set is ordered by family, so every
+    family keeps its share); all of them when ``most`` is None or not smaller."""
+    if most is None or most >= len(items):
+        return items
+    return [items[i * len(items) // most] for i in range(most)]
+
+
 @dataclass(frozen=True)
 class Destination:
     """Where the samples go: a run (its ``evals/coverage.parquet``) or a folder (``coverage.parquet``)."""
@@ -225,19 +233,24 @@ def measure_coverage(
     out: Path | str | None = None,
     runs_root: Path | str | None = None,
     max_new_tokens: int = MAX_NEW_TOKENS,
+    max_prompts: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Sample, score, keep the samples and report (:func:`coverage_report` plus ``samples_path`` and
-    ``wall_s``). ``progress(done, total)`` counts samples. Inputs are checked before any sampling."""
+    ``wall_s``). ``max_prompts``: at most this many prompts of the set, spread evenly over it (a quick
+    look, as the app's button takes). ``progress(done, total)`` counts samples. Inputs are checked
+    before any sampling."""
     if not policy_names:
         raise ConfigError("name at least one --policy")
     if len(set(policy_names)) != len(policy_names):
         raise ConfigError(f"a policy is named twice: {policy_names}")
     if samples < 1:
         raise ConfigError(f"--samples must be >= 1, got {samples}")
+    if max_prompts is not None and max_prompts < 1:
+        raise ConfigError(f"--max-prompts must be >= 1, got {max_prompts}")
     config = SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens)
     policies = [resolve_policy(name, runs_root) for name in policy_names]
-    items = prompt_set(world, prompts)
+    items = spread(prompt_set(world, prompts), max_prompts)
     destination = samples_destination(policies, out)
     total, done = len(policies) * len(items) * samples, 0
 

@@ -210,7 +210,9 @@ def check_w5(world, *, config: PPOConfig | None = None, eval_every: int = 25) ->
 # flip, and that a larger clip-low raises it (clip-high lowers it). Here: GRPO (the group baseline,
 # loss_type dapo) from the default SFT epoch, the reward a fair coin per sample (seeded), 150 steps
 # per setting; num_iterations 2, so the second optimizer step of each batch is off-policy and the clip
-# acts (with one on-policy step the ratio is 1 and no clip ever binds).
+# can act (with one on-policy step the ratio is 1 and no clip ever binds). Measured 2026-12-06 on a
+# 2-core AVX2-only EPYC (docs/group_methods.md): it binds on <= 0.05 % of tokens at 2 iterations, so
+# a setting's trend there is mostly its own drift; more iterations cost a full-batch pass each.
 CLIP_SETTINGS: dict[str, tuple[float, float]] = {
     "clip (0.2, 0.2)": (0.2, 0.2),
     "clip (0.28, 0.2)": (0.28, 0.2),

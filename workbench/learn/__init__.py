@@ -1,4 +1,4 @@
-"""The Learn path: the practitioner's note in five short steps, each a live figure over the built-in
+"""The Learn path: the practitioner's note in six short steps, each a live figure over the built-in
 world's models and the shipped demo runs, a "try it" control and a link to the full page."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workbench.learn import data_range, epochs, reduction, rm_drift, sampling_space
+from workbench.learn import data_range, epochs, group_methods, reduction, rm_drift, sampling_space
 
 
 @dataclass(frozen=True)
@@ -27,4 +27,6 @@ STEPS = (
     LearnStep("rm", "4 · The RM on a moving space", "far from SFT, the RM is wrong and PPO exploits it",
               rm_drift.render),
     LearnStep("range", "5 · Data range", "PPO has room where SFT left entropy", data_range.render),
+    LearnStep("methods", "6 · PPO and GRPO", "a group baseline instead of a value head, and what it does to the narrowing",
+              group_methods.render),
 )  # fmt: skip

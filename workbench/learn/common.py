@@ -19,7 +19,7 @@ DEMO_COMMAND = "python -m engine demo build"
 DEMO_TITLES = {
     "demo-default": "demo-default: the default PPO config from SFT epoch 3",
     "demo-kl0": "demo-kl0: no KL penalty",
-    "demo-late-epoch": "demo-late-epoch: from the last, collapsed SFT epoch",
+    "demo-late-epoch": "demo-late-epoch: from the last SFT epoch",
 }
 
 

@@ -11,19 +11,22 @@ from workbench.figures.learn import family_change_figure, probe_family_figure, s
 from workbench.figures.sft_epochs import ratio_text
 from workbench.learn.common import demo_run, world_and_samples
 from workbench.navigation import page_link
+from workbench.run_text import data_range_sentence, family_sentence, sft_gap_sentence
 from workbench.store_access import cached
 
 RUN = "demo-default"
+NOTE_ENTROPY = (0.12, 0.19)  # the note's SFT entropy on its training prompts and on the PPO prompts
 
 
 def render() -> None:
     st.markdown(
         "SFT and PPO both reduce entropy; on prompts SFT already fitted, SFT did the work and PPO has "
-        "little room. The practitioner's note measured the SFT model's mean sampling entropy at **0.12** "
-        "on its training prompts and **0.19** on the PPO prompts: barely different, so PPO gained "
-        "little. PPO's real advantage is that it learns from *any* good sample, so it pays off on "
-        "prompts **outside SFT's range**, where the SFT model is unsure. The built-in world has two such "
-        "families (`praise`, `trait_list`: SFT templates with a slot missing or of the wrong kind)."
+        f"little room. The practitioner's note measured the SFT model's mean sampling entropy at "
+        f"**{NOTE_ENTROPY[0]}** on its training prompts and **{NOTE_ENTROPY[1]}** on the PPO prompts: barely "
+        "different, so PPO gained little. The note's claim: PPO learns from *any* good sample, so it should "
+        "pay off on prompts **outside SFT's range**, where the SFT model is unsure. The built-in world has "
+        "two such families (`praise`, `trait_list`: SFT templates with a slot missing or of the wrong "
+        "kind); below, whether a run shows it."
     )
     found = world_and_samples()
     if found is None:
@@ -39,8 +42,11 @@ def render() -> None:
         f"**{row['entropy_sft_train']:.3f}** nats on SFT-train prompts vs **{row['entropy_ppo_only']:.3f}** "
         f"on PPO-only prompts, {ratio_text(float(row['entropy_ratio_ppo_only_vs_sft']))}: a gap of "
         f"{row['entropy_ppo_only'] - row['entropy_sft_train']:.2f} nats. In the note both numbers were "
-        f"small and {0.19 - 0.12:.2f} nats apart: the SFT model was nearly as sure on the PPO prompts as "
-        "on its own, so PPO had little left to reduce. Here the PPO-only prompts leave it room."
+        f"small and {NOTE_ENTROPY[1] - NOTE_ENTROPY[0]:.2f} nats apart: the SFT model was nearly as sure on "
+        "the PPO prompts as on its own, so PPO had little left to reduce. "
+        + sft_gap_sentence(
+            float(row["entropy_sft_train"]), float(row["entropy_ppo_only"]), NOTE_ENTROPY[1] - NOTE_ENTROPY[0]
+        )
     )
     run_dir = demo_run(RUN)
     if run_dir is None:
@@ -59,20 +65,12 @@ def render() -> None:
     )
     st.plotly_chart(family_change_figure(change, family, ppo_only), key="learn_range_change")
     mine = change.set_index("prompt_family").loc[family]
-    outside = change["prompt_family"].isin(ppo_only)
-    st.caption(
-        f"Mean gold change over `{RUN}`: {change.loc[outside, 'gold_change'].mean():+.2f} on PPO-only "
-        f"families, {change.loc[~outside, 'gold_change'].mean():+.2f} on families in SFT data; mean "
-        f"entropy change {change.loc[outside, 'entropy_change'].mean():+.2f} vs "
-        f"{change.loc[~outside, 'entropy_change'].mean():+.2f} nats."
-    )
+    st.markdown(data_range_sentence(change, ppo_only, RUN))
     at_epoch = samples[(samples["epoch"] == epoch) & (samples["family"] == family)]["mean_entropy"]
+    where = "PPO-only" if family in ppo_only else "in SFT data"
     st.markdown(
-        f"**{family}** ({'PPO-only' if family in ppo_only else 'in SFT data'}): the SFT model's entropy "
-        f"there is {at_epoch.mean():.3f} nats at epoch {epoch}. Over `{RUN}` (probe steps "
-        f"{int(mine['first_step'])}–{int(mine['last_step'])}) its gold went {mine['gold_first']:.2f} → "
-        f"{mine['gold_last']:.2f} ({mine['gold_change']:+.2f}) and its entropy "
-        f"{mine['entropy_first']:.2f} → {mine['entropy_last']:.2f} ({mine['entropy_change']:+.2f})."
+        f"The SFT model's entropy on **{family}** is {at_epoch.mean():.3f} nats at epoch {epoch}. "
+        + family_sentence(mine, family, where, RUN)
     )
     family_steps = cached(store.probe_family_steps, run_dir)
     st.plotly_chart(probe_family_figure(family_steps, family), key="learn_range_curve")

@@ -10,15 +10,19 @@ from workbench.figures.learn import PICKED, epoch_density_figure
 from workbench.figures.sft_epochs import entropy_figure, epoch_scores, spread_by_epoch
 from workbench.learn.common import world_and_samples
 from workbench.navigation import page_link
+from workbench.run_text import epochs_sentence
 
 
 @st.cache_data(show_spinner=False)
-def _views(samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
-    """Per-epoch table, normalised RM rewards, and their IQR per epoch on SFT-train prompts."""
+def _views(samples: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+    """Per-epoch table, normalised RM rewards, their IQR per epoch on SFT-train prompts, and the mean
+    number of distinct answers per prompt by epoch."""
     # float64: epoch_scores writes normalised values back into the column (float32 refuses them)
     scores = epoch_scores(samples.astype({"reward": "float64"}), "reward", True)[0]
     spread = spread_by_epoch(scores, "reward")
-    return epoch_table(samples), scores, spread[spread["split"] == "sft_train"].set_index("epoch")["iqr"]
+    distinct = samples.groupby(["epoch", "prompt_id"])["response"].nunique().groupby("epoch").mean()
+    iqr = spread[spread["split"] == "sft_train"].set_index("epoch")["iqr"]
+    return epoch_table(samples), scores, iqr, distinct
 
 
 def render() -> None:
@@ -34,7 +38,7 @@ def render() -> None:
     if found is None:
         return
     world, samples = found
-    table, scores, spread = _views(samples)
+    table, scores, spread, distinct = _views(samples)
     floor = entropy_floor(table)
     epochs = [int(e) for e in table["epoch"]]
     epoch = st.select_slider("Try it: SFT epoch", epochs, value=world.default_epoch, key="learn_epoch")
@@ -52,7 +56,6 @@ def render() -> None:
     left.plotly_chart(entropy, key="learn_epoch_entropy")
     right.plotly_chart(epoch_density_figure(scores, "reward", epoch, "RM reward"), key="learn_epoch_density")
     room = float(row["best_gold"] - row["gold"])
-    widest = int(spread.idxmax())
     where = (
         "before the floor: the model still explores"
         if epoch < floor
@@ -62,10 +65,8 @@ def render() -> None:
         f"**Epoch {epoch}** is {where}. Its samples score {row['gold']:.2f} gold on average, the best of "
         f"8 per prompt {row['best_gold']:.2f}: **{room:.2f}** of room that PPO can reach by reweighting. "
         "The right plot shows each epoch's RM rewards *within* prompts (each prompt's samples centred on "
-        "the epoch's mean): a narrow curve is a small sampling space. On SFT-train prompts the spread "
-        f"(interquartile range) is widest at epoch {widest} ({spread.max():.2f}) and {spread.iloc[-1]:.2f} "
-        f"by epoch {epochs[-1]}: the first epochs fail on almost every sample (nothing good to find), the "
-        "last ones repeat one answer per prompt (little left to choose). The world's default start, "
-        f"epoch {world.default_epoch}, sits between; step 3 shows a PPO run from the last epoch for contrast."
+        f"the epoch's mean): a narrow curve is a small sampling space. {epochs_sentence(table, spread, distinct)} "
+        f"The world's default start is epoch {world.default_epoch}; step 3 shows a PPO run from the last "
+        "epoch for contrast."
     )
     page_link("sft_epochs.py", "SFT epochs: every checkpoint, gold and RM, raw and normalised")

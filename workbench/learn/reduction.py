@@ -19,7 +19,7 @@ from workbench.figures.ridgeline import (
 from workbench.figures.tokens import entropy_legend_html, entropy_scale, sample_tokens_html
 from workbench.learn.common import pick_demo_run
 from workbench.navigation import browser_link, page_link
-from workbench.run_text import room_left
+from workbench.run_text import probe_path_sentence, room_left
 from workbench.store_access import cached
 
 RUNS = ("demo-default", "demo-late-epoch")
@@ -67,10 +67,10 @@ def render() -> None:
     st.markdown(
         "PPO repeats three stages: **sample** answers from the current model, **score** them with the "
         "RM, **optimise** the model towards the answers that scored above that prompt's average (and "
-        "away from those below), with a KL penalty that keeps it near the SFT model. Watch what that does "
-        "to one prompt: the answers it samples become fewer and better. The entropy falls: **PPO is "
+        "away from those below), with a KL penalty that keeps it near the SFT model. The note's claim: on "
+        "a prompt, the answers it samples become fewer and better and their entropy falls, so **PPO is "
         "entropy reduction inside the SFT model's sampling space**. Below: the run's fixed probe prompts, "
-        "8 samples at temperature 1 every 5 steps."
+        "8 samples at temperature 1 every 5 steps, and what each one shows."
     )
     picked = pick_demo_run(RUNS, "Run", "learn_ppo_run")
     if picked is None:
@@ -104,6 +104,7 @@ def render() -> None:
             f"mean entropy {part['mean_entropy'].mean():.2f} nats, mean gold {part['gold'].mean():.2f}"
         )
         st.html(sample_tokens_html(part, high))
+    st.markdown(probe_path_sentence(samples, shown))
     family = texts[prompt_id].split(":")[0]
     st.plotly_chart(
         probe_family_figure(cached(store.probe_family_steps, run_dir), family, int(k)), key="learn_ppo_curve"
@@ -112,14 +113,10 @@ def render() -> None:
     if room:
         st.markdown(room)
     if run == "demo-late-epoch":
-        first, last = (samples.loc[samples["step"] == s] for s in (steps[0], steps[-1]))
         st.caption(
-            "From the last SFT epoch the sampling space is already small: here this prompt's samples "
-            f"start at {first['mean_entropy'].mean():.2f} nats and {first['response'].nunique()} distinct "
-            f"answers, and end at {last['mean_entropy'].mean():.2f} nats with mean gold "
-            f"{first['gold'].mean():.2f} -> {last['gold'].mean():.2f}. On this toy world a late epoch "
-            "still gains gold (its samples are already good); what it cannot do is find answers it "
-            "never samples. Switch to demo-default to compare."
+            "This run starts from the last SFT epoch (step 2 shows each epoch's entropy). Whatever it "
+            "gains, it gains by moving probability between answers it already samples: it cannot find "
+            "answers it never samples. Switch to demo-default to compare."
         )
     _densities(run_dir, int(k))
     browser_link(run, prompt_id, f"Rollout browser: {prompt_id} in {run}, step by step", step=int(k))

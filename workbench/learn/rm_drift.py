@@ -11,6 +11,7 @@ from engine.analysis.entropy_dynamics import fit_gold_sqrt_kl
 from workbench.figures.learn import agreement_figure, rm_gold_figure
 from workbench.learn.common import pick_demo_run
 from workbench.navigation import browser_link, page_link
+from workbench.run_text import agreement_sentence, gold_kl_sentence
 from workbench.store_access import cached
 
 RUNS = ("demo-kl0", "demo-default")
@@ -55,19 +56,14 @@ def render() -> None:
         f"From step {lo} to {hi} the RM reward went {smooth['reward'].iloc[0]:.2f} → "
         f"{smooth['reward'].iloc[-1]:.2f}; gold {smooth['gold'].iloc[0]:.2f} → peak "
         f"{smooth['gold'].max():.2f} at step {peak} → {smooth['gold'].iloc[-1]:.2f} ({window}-step running means). "
-        + (
-            f"The fit puts gold's peak at sqrt(KL) = {fit['d_peak']:.2f}; the run ends {fit['position']}."
-            if fit and fit.get("d_peak")
-            else f"The fit finds no peak in this range ({fit['reason'] if fit else 'too few steps'})."
-        )
+        + gold_kl_sentence(fit)
     )
     agreement = cached(store.rm_gold_agreement, run_dir, steps=(lo, hi))
     if not agreement.empty:
         st.plotly_chart(agreement_figure(agreement), key="learn_rm_agreement")
         st.caption(
             "Of two samples of the same prompt, how often the RM prefers the one gold prefers: the RM's "
-            "accuracy *on what PPO samples now*. It falls as the sampling space moves away from the SFT "
-            "model's, which is why the practitioner keeps sampling from PPO policies to retrain the RM."
+            "accuracy *on what PPO samples now*. " + agreement_sentence(agreement["agreement"].tolist())
         )
     late = (lo + 2 * (hi - lo) // 3, hi)
     exploits = cached(store.exploit_rollouts, run_dir, steps=late, limit=5)
@@ -75,7 +71,9 @@ def render() -> None:
         f"**Samples that exploit the RM** (steps {late[0]}–{late[1]}: reward well above the step's mean, gold below it)"
     )
     if exploits.empty:
-        st.caption("None in this range: the RM and gold agree here.")
+        st.caption(
+            "None in this range: no sample scored well above its step's mean reward and below its mean gold."
+        )
         return
     columns = ["step", "prompt", "response", "reward", "gold", "exploit"]
     st.dataframe(exploits[columns], hide_index=True, key="learn_rm_exploits",

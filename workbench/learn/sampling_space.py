@@ -27,7 +27,7 @@ def render() -> None:
         "answers in this space, towards those the reward model likes. So the space bounds what PPO "
         "can reach."
     )
-    page_link("teaching.py", "Warm-up: the same idea on a 12-answer toy")
+    page_link("teaching.py", "Warm-up: one toy prompt, the same idea on a 12-answer toy")
     world = need_world()
     if world is None:
         return
