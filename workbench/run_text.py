@@ -382,3 +382,13 @@ def epochs_sentence(table: pd.DataFrame, spread: pd.Series, distinct: pd.Series)
     if distinct.loc[last] <= 1.5:
         return text + ": the last epoch repeats one answer per prompt, so little is left to choose from."
     return text + ": the space shrinks, but even the last epoch has not collapsed to one answer per prompt."
+
+
+def refresh_text(version: float, before: float, after: float) -> str:
+    """A refresh marker's hover: the new RM version and whether the RM-judge agreement on fresh samples
+    rose, fell or stayed with it (NaN: not measured, e.g. a run without a gold judge)."""
+    head = f"RM refresh → version {int(version)}"
+    if math.isnan(before) or math.isnan(after):
+        return head + ": agreement with the judge not measured"
+    verb = "rose" if after > before else "fell" if after < before else "stayed"
+    return head + f": agreement with the judge {verb}, {before:.2f} → {after:.2f}"
