@@ -12,9 +12,10 @@ from store_fixture import rollout_row
 from streamlit.testing.v1 import AppTest
 
 from engine.paths import REPO_ROOT
+from engine.ppo.prompt_selection import select, write_table
 from engine.store import RunWriter
 from engine.store.rm_accuracy import refreshes_from_metrics
-from workbench.run_text import refresh_text
+from workbench.run_text import refresh_text, selection_text
 
 NAN = float("nan")
 
@@ -92,3 +93,67 @@ def test_rm_accuracy_page_marks_each_refresh_on_its_curves(refreshed_env):
             "RM refresh → version 1: agreement with the judge rose, 0.60 → 0.80",
             "RM refresh → version 2: agreement with the judge fell, 0.80 → 0.60",
         ]
+
+
+def _candidates() -> list[dict]:
+    """Four prompts: entropy rises with the id, RM-score variance falls."""
+    return [
+        {"prompt_id": f"p{i}", "family": "math", "prompt": f"q{i}", "mean_entropy": 0.5 + i,
+         "reward_variance": 4.0 - i, "gold_mean": NAN}
+        for i in range(4)
+    ]  # fmt: skip
+
+
+def test_selection_text_compares_the_kept_prompts_with_the_dropped_both_ways():
+    high = pd.DataFrame(select(_candidates(), "high_entropy", 0.5))
+    assert selection_text(high, "high_entropy") == (
+        "Prompt selection `high_entropy` kept **2 of 4** candidate prompts, measured on the starting policy: "
+        "mean token entropy 3 against 1 for the dropped (higher); "
+        "RM-score variance 1.5 against 3.5 for the dropped (lower)."
+    )
+    low = selection_text(pd.DataFrame(select(_candidates(), "low_entropy", 0.25)), "low_entropy")
+    assert "kept **1 of 4**" in low and "entropy 0.5 against 2.5 for the dropped (lower)" in low
+    assert "(higher)." in low  # its RM-score variance
+    everything = selection_text(pd.DataFrame(select(_candidates(), "uniform", 1.0)), "uniform")
+    assert everything.endswith("all of them, so PPO trains on the whole prompt set.")
+
+
+@pytest.fixture()
+def runs_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "no-data"))
+    monkeypatch.setenv("WORKBENCH_THREADS", "1")
+    return tmp_path / "runs"
+
+
+def _runs_page(runs, run_id: str, selection: str | None) -> AppTest:
+    config = {"run": {"steps": 2} | ({"prompt_selection": selection} if selection else {})}
+    writer = RunWriter.create(runs / run_id, kind="ppo", config=config, seed=0)
+    writer.write_metrics(1, {"objective/reward": 0.5, "objective/entropy": 2.0})
+    (runs / run_id / "status.json").write_text('{"state": "stopped", "step": 1, "steps": 2, "pid": 1}')
+    if selection:
+        write_table(runs / run_id, select(_candidates(), selection, 0.5))
+    at = AppTest.from_file(str(REPO_ROOT / "pages" / "runs.py"), default_timeout=120)
+    at.query_params["run"] = run_id
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_runs_page_shows_the_prompt_selection_of_a_run_that_made_one(runs_env):
+    at = _runs_page(runs_env, "chosen", "high_variance")
+    assert any(s.value.startswith("Prompt selection") for s in at.subheader)
+    assert any("Prompt selection `high_variance` kept **2 of 4**" in m.value for m in at.markdown)
+    figure = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    points = {t["name"]: t for t in figure["data"]}
+    assert points["kept (2)"]["hovertext"] == ["p0 (math), rank 1", "p1 (math), rank 2"]
+    assert points["dropped (2)"]["x"] == [2.5, 3.5]
+    table = at.dataframe[-1].value
+    assert table["prompt_id"].tolist() == ["p0", "p1", "p2", "p3"] and table["kept"].tolist() == [
+        True, True, False, False
+    ]  # fmt: skip
+
+
+def test_runs_page_without_a_prompt_selection_has_no_such_section(runs_env):
+    at = _runs_page(runs_env, "plain", None)
+    assert not any(s.value.startswith("Prompt selection") for s in at.subheader)
