@@ -53,6 +53,9 @@ def test_labelling_saves_each_label_shows_the_count_and_the_next_pair_and_a_relo
     at = _browser(run="alpha", prompt="p1", step="1")
     assert not at.exception, at.exception
     assert _count(at).startswith("**0 pairs labelled**")
+    pair_html = [str(h.proto.body) for h in at.get("html")][-2:]  # the pair shown, A and B
+    assert all("sample_idx" in h and "reward" not in h and "gold" not in h for h in pair_html)  # blind
+    assert "reward" in str(at.get("html")[0].proto.body)  # the browser's own samples keep their scores
     for n, label in enumerate(("a", "b", "tie"), start=1):
         at.button(key=f"label_{label}").click().run()
         assert not at.exception, at.exception

@@ -1,5 +1,6 @@
 """The labelling section (the Rollout browser): two samples of the open prompt at the open step side by
-side, tokens coloured by per-token entropy, and "A better / B better / tie / skip" (buttons, and the
+side, tokens coloured by per-token entropy (without their reward or gold: a label must not echo the RM
+or the judge), and "A better / B better / tie / skip" (buttons, and the
 keys A, B, T, S). Each label is saved at once as its own Parquet file under the run's ``labels/``
 (:func:`engine.runs.labels.append_labels`: written whole or not at all, so a reload loses nothing); the
 RM refresh's ``human`` labeller reads them, and the next unlabelled pair of the prompt comes up.
@@ -84,7 +85,7 @@ def labelling_section(run_dir: Path, samples: pd.DataFrame, high: float) -> None
     st.html(entropy_legend_html(0.0, high))
     for column, sample, name in zip(st.columns(2), pair, "AB", strict=True):
         column.markdown(f"**{name}** (sample {int(sample['sample_idx'])})")
-        column.html(sample_tokens_html(sample.to_frame().T, high))
+        column.html(sample_tokens_html(sample.to_frame().T, high, scores=False))
     row = label_row(*pair, "skip")
     for column, (label, text, key) in zip(st.columns(len(CHOICES)), CHOICES, strict=True):
         column.button(
