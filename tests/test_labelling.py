@@ -87,3 +87,26 @@ def test_labels_of_a_demo_run_go_to_a_hidden_folder_of_the_users_runs(monkeypatc
     assert "kept apart" in _count(at) and _count(at).startswith("**1 pair labelled**")
     assert not (demo / "alpha" / "labels").exists()
     assert [r["label"] for r in read_labels(tmp_path / "mine" / ".labels" / "alpha")] == ["skip"]
+
+
+def test_labels_are_a_preference_test_set_for_logprob_accuracy(tmp_path):
+    from engine.models import load_causal_lm
+    from engine.ppo.logprob_eval import logprob_accuracy, response_logprobs
+    from engine.runs.labels import append_labels, preference_pairs
+    from tests.ppo_fixtures import make_tiny_sources
+
+    rows = [
+        {"prompt_id": "p", "prompt": "w1 w2", "response_a": "w3 w4", "response_b": "w5", "label": "a", "step": 0},
+        {"prompt_id": "p", "prompt": "w1 w2", "response_a": "w5", "response_b": "w6", "label": "b", "step": 0},
+        {"prompt_id": "p", "prompt": "w1 w2", "response_a": "w3 w4", "response_b": "w6", "label": "tie", "step": 0},
+        {"prompt_id": "p", "prompt": "w1 w2", "response_a": "w5", "response_b": "w3 w4", "label": "b", "step": 1},
+    ]  # fmt: skip
+    append_labels(tmp_path / "run", rows)
+    pairs = preference_pairs(read_labels(tmp_path / "run"))
+    assert pairs == [("w1 w2", "w3 w4", "w5"), ("w1 w2", "w6", "w5")]  # the tie gives no order; no repeat
+    sources, _ = make_tiny_sources(tmp_path / "models")
+    loaded = load_causal_lm(sources.policy, device="cpu")
+    model, tok = loaded.model, loaded.tokenizer
+    chosen = response_logprobs(model, tok, [p.prompt for p in pairs], [p.chosen for p in pairs])
+    rejected = response_logprobs(model, tok, [p.prompt for p in pairs], [p.rejected for p in pairs])
+    assert logprob_accuracy(model, tok, pairs) == pytest.approx(float((chosen > rejected).float().mean()))
