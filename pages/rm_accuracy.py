@@ -1,6 +1,7 @@
 """RM accuracy during PPO, three ways: reward spread, agreement with the gold judge, log-prob accuracy."""
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -79,6 +80,7 @@ def section(title: str, intro: str, query: Callable[..., pd.DataFrame], run_dirs
 
 run_dirs = pick_runs("rm_runs", multi=True)
 if run_dirs:
+    lines = partial(per_step_lines, refreshes=cached(store.rm_refreshes, run_dirs))  # marks each RM refresh
     spread = section(
         "1. Reward distribution: variance and tail",
         "From the PPO-max paper: a reward variance that explodes or a long tail (samples beyond mean ± 3 sd) "
@@ -88,7 +90,7 @@ if run_dirs:
     )
     left, right = st.columns(2)
     left.plotly_chart(
-        per_step_lines(
+        lines(
             spread,
             {"reward_std": "reward sd", "reward_kurtosis": "excess kurtosis"},
             title="Spread and tail weight",
@@ -96,7 +98,7 @@ if run_dirs:
         key="rm_spread",
     )
     right.plotly_chart(
-        per_step_lines(
+        lines(
             spread,
             {"tail_share": "share beyond ±3 sd"},
             title="Long tail",
@@ -118,7 +120,7 @@ if run_dirs:
             "have them; for an imported run, map a judge-score column on the **Import** page."
         )
     else:
-        fig = per_step_lines(
+        fig = lines(
             agreement,
             {"agreement": "RM-gold pairwise agreement"},
             title="Pairwise agreement",
@@ -142,9 +144,7 @@ if run_dirs:
         )
     else:
         st.plotly_chart(
-            per_step_lines(
-                accuracy, {"accuracy": "log-prob accuracy"}, title="Log-prob accuracy", y_title="accuracy"
-            ),
+            lines(accuracy, {"accuracy": "log-prob accuracy"}, title="Log-prob accuracy", y_title="accuracy"),
             key="rm_logprob",
         )
     eval_panel(run_dirs)

@@ -7,6 +7,7 @@ from workbench.figures.prompt import prompt_over_training
 from workbench.figures.tokens import entropy_legend_html, entropy_scale, is_token_list, sample_tokens_html
 from workbench.glossary import page_tooltip
 from workbench.navigation import apply_query_param, entropy_link, int_param, query_param, set_link
+from workbench.sections.labelling import labelling_section
 from workbench.store_access import cached, pick_runs
 from workbench.widgets import clicked_row, row_table, sample_filters
 
@@ -124,3 +125,4 @@ if run_dirs:
         )
     if len(prompt_steps) > 1:
         st.caption("Move the step slider to watch the same prompt's samples drift as PPO trains.")
+    labelling_section(run_dirs[0], at_step, high)

@@ -23,7 +23,7 @@ from workbench.glossary import page_tooltip  # noqa: E402
 from workbench.launch_form import HANDOFF_SFT_EPOCH, launch_form  # noqa: E402
 from workbench.navigation import follow_link, set_link  # noqa: E402
 from workbench.resources import world_or_none  # noqa: E402
-from workbench.sections import compare  # noqa: E402
+from workbench.sections import compare, prompt_selection  # noqa: E402
 from workbench.store_access import cached  # noqa: E402
 from workbench.widgets import show_error  # noqa: E402
 
@@ -146,4 +146,5 @@ def resume_button() -> None:
 
 
 st.fragment(run_every=POLL_SECONDS if live else None)(live_view)()
+prompt_selection.render(run_dir)  # the prompts the run chose by sampling-space size, if it chose
 compare.render(run_id, {r: i.run_dir for r, i in runs.items()})  # beside another run; its ceiling

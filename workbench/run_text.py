@@ -382,3 +382,31 @@ def epochs_sentence(table: pd.DataFrame, spread: pd.Series, distinct: pd.Series)
     if distinct.loc[last] <= 1.5:
         return text + ": the last epoch repeats one answer per prompt, so little is left to choose from."
     return text + ": the space shrinks, but even the last epoch has not collapsed to one answer per prompt."
+
+
+def refresh_text(version: float, before: float, after: float) -> str:
+    """A refresh marker's hover: the new RM version and whether the RM-judge agreement on fresh samples
+    rose, fell or stayed with it (NaN: not measured, e.g. a run without a gold judge)."""
+    head = f"RM refresh → version {int(version)}"
+    if math.isnan(before) or math.isnan(after):
+        return head + ": agreement with the judge not measured"
+    verb = "rose" if after > before else "fell" if after < before else "stayed"
+    return head + f": agreement with the judge {verb}, {before:.2f} → {after:.2f}"
+
+
+def selection_text(table: pd.DataFrame, selection: str | None) -> str:
+    """What a run's prompt selection kept (``prompt_selection.parquet`` rows), in the terms it measured:
+    the kept prompts' mean entropy and RM-score variance against the dropped ones'."""
+    kept = table[table["kept"].astype(bool)]
+    dropped = table[~table["kept"].astype(bool)]
+    head = (
+        f"Prompt selection `{selection or 'unknown'}` kept **{len(kept)} of {len(table)}** candidate prompts"
+    )
+    if dropped.empty:
+        return head + ": all of them, so PPO trains on the whole prompt set."
+    parts = []
+    for column, name in (("mean_entropy", "mean token entropy"), ("reward_variance", "RM-score variance")):
+        k, d = kept[column].mean(), dropped[column].mean()
+        side = "higher" if k > d else "lower" if k < d else "the same"
+        parts.append(f"{name} {k:.3g} against {d:.3g} for the dropped ({side})")
+    return head + ", measured on the starting policy: " + "; ".join(parts) + "."

@@ -1,6 +1,7 @@
 """Preference labels made in the app: ``runs/<id>/labels/*.parquet`` (the columns are
 :data:`~engine.runs.layout.LABEL_COLUMNS`). The app's labelling view appends a file per save; the RM
-refresh's ``human`` labeller reads them all.
+refresh's ``human`` labeller reads them all, and :func:`preference_pairs` makes them a preference test set
+for :func:`engine.ppo.logprob_eval.evaluate_run` (its ``pairs``).
 
 A file is written once, under a hidden temp name in the same directory, then renamed: a reader never
 sees half a file, and a page that reloads mid-save loses nothing already saved.
@@ -13,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.config import ConfigError
 from engine.runs.layout import LABEL_CHOICES, LABEL_COLUMNS, LABELS_DIR
@@ -69,3 +70,22 @@ def read_labels(run_dir: Path | str) -> list[dict[str, Any]]:
     for path in sorted(folder.glob("[!.]*.parquet")) if folder.is_dir() else []:
         rows += pq.read_table(path, schema=_schema()).to_pylist()
     return rows
+
+
+class PreferencePair(NamedTuple):
+    """A labelled pair with an order, as the log-prob evaluation reads it."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+
+
+def preference_pairs(rows: Sequence[dict[str, Any]]) -> list[PreferencePair]:
+    """The labels of ``rows`` that give an order ("a" or "b"; a tie or a skip gives none) as
+    (prompt, chosen, rejected), each pair once (its first label), oldest first."""
+    pairs: dict[PreferencePair, None] = {}
+    for row in rows:
+        if row["label"] in ("a", "b"):
+            a, b = row["response_a"], row["response_b"]
+            pairs.setdefault(PreferencePair(row["prompt"], *((a, b) if row["label"] == "a" else (b, a))))
+    return list(pairs)

@@ -28,7 +28,7 @@ from engine.store.queries import (
     store_warnings,
     top_variance_prompts,
 )
-from engine.store.rm_accuracy import logprob_accuracy, reward_spread, rm_gold_agreement
+from engine.store.rm_accuracy import logprob_accuracy, reward_spread, rm_gold_agreement, rm_refreshes
 from engine.store.schema import (
     LOGPROB_ACCURACY,
     LOGPROB_ACCURACY_SCHEMA,
@@ -68,6 +68,7 @@ __all__ = [
     "reward_norm_density",
     "reward_spread",
     "rm_gold_agreement",
+    "rm_refreshes",
     "step_file_name",
     "step_metrics",
     "step_summary",

@@ -5,6 +5,8 @@
 2. ``rm_gold_agreement``: pairwise agreement of the RM with the gold judge on the step's own samples;
 3. ``logprob_accuracy``: the policy's log-prob accuracy on the labelled preference test set,
    computed by a background job into ``evals/logprob_accuracy.parquet`` (read here, never computed).
+
+``rm_refreshes`` says where a run refreshed its RM (``rm_refresh_every``), so the curves can mark it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from engine.store.files import RunDirs
-from engine.store.queries import FINITE_ROLLOUTS, _step_range, read_eval
+from engine.store.queries import FINITE_ROLLOUTS, _step_range, metrics, read_eval
 from engine.store.reader import store_cursor
 from engine.store.schema import LOGPROB_ACCURACY
 
@@ -67,3 +69,27 @@ def logprob_accuracy(run_dirs: RunDirs) -> pd.DataFrame:
     if frame.empty or not {"step", "accuracy"} <= set(frame.columns):
         return pd.DataFrame(columns=["run_id", "step", "checkpoint", "accuracy", "n_pairs"])
     return frame.sort_values(["run_id", "step"], ignore_index=True)
+
+
+REFRESH_KEYS = {"rm/version": "version", "rm/agreement_before": "agreement_before",
+                "rm/agreement_after": "agreement_after"}  # fmt: skip
+REFRESH_COLUMNS = ["run_id", "step", "version", "agreement_before", "agreement_after"]
+
+
+def refreshes_from_metrics(long: pd.DataFrame) -> pd.DataFrame:
+    """The steps where ``rm/version`` rose (over the run's previous logged step, or from 0 at its first)
+    in long-format metrics, with the RM-judge agreement before and after that refresh (NaN if not
+    logged)."""
+    long = long[long["key"].isin(REFRESH_KEYS)]
+    if long.empty:
+        return pd.DataFrame(columns=REFRESH_COLUMNS)
+    wide = long.pivot_table(index=["run_id", "step"], columns="key", values="value", aggfunc="last")
+    wide = wide.rename(columns=REFRESH_KEYS).reindex(columns=REFRESH_COLUMNS[2:]).reset_index()
+    wide = wide.dropna(subset=["version"]).sort_values(["run_id", "step"], ignore_index=True)
+    before = wide.groupby("run_id")["version"].shift(fill_value=0.0)
+    return wide[wide["version"] > before].reset_index(drop=True)[REFRESH_COLUMNS]
+
+
+def rm_refreshes(run_dirs: RunDirs) -> pd.DataFrame:
+    """Per RM refresh of the runs: run_id, step, the new RM version, and the agreement before/after."""
+    return refreshes_from_metrics(metrics(run_dirs, list(REFRESH_KEYS)))

@@ -6,16 +6,25 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from workbench.run_text import refresh_text
+
 # Distinct hues for lines (Streamlit's default colourway is shades of one blue: unreadable for 5+ lines).
 LINE_COLOURS = (
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22",
 )  # fmt: skip
+REFRESH_COLOUR = "#555"
 
 
 def per_step_lines(
-    frame: pd.DataFrame, columns: dict[str, str], *, title: str, y_title: str = ""
+    frame: pd.DataFrame,
+    columns: dict[str, str],
+    *,
+    title: str,
+    y_title: str = "",
+    refreshes: pd.DataFrame | None = None,
 ) -> go.Figure:
-    """Line per (run, column) over steps; ``columns`` maps column -> legend label."""
+    """Line per (run, column) over steps; ``columns`` maps column -> legend label. ``refreshes``
+    (:func:`engine.store.rm_refreshes` rows) marks each RM refresh with a dotted vertical line."""
     fig = go.Figure()
     runs = frame["run_id"].unique() if "run_id" in frame else [None]
     for r, run in enumerate(runs):
@@ -34,7 +43,34 @@ def per_step_lines(
         margin={"l": 10, "r": 10, "t": 50, "b": 40},
         legend={"orientation": "h", "y": -0.25},
     )
+    if refreshes is not None and not refreshes.empty:
+        mark_refreshes(fig, refreshes)
     return fig
+
+
+def mark_refreshes(fig: go.Figure, refreshes: pd.DataFrame) -> None:
+    """A dotted vertical line at each refresh step, and a marker on top of it whose hover gives the
+    new RM version and the agreement before/after (on a hidden [0, 1] axis, so any y scale works)."""
+    for step in refreshes["step"]:
+        fig.add_vline(x=step, line_dash="dot", line_color=REFRESH_COLOUR)
+    several = refreshes["run_id"].nunique() > 1
+    hover = [
+        refresh_text(r.version, r.agreement_before, r.agreement_after) + (f" ({r.run_id})" if several else "")
+        for r in refreshes.itertuples(index=False)
+    ]
+    fig.add_trace(
+        go.Scatter(
+            x=refreshes["step"].tolist(),
+            y=[1.0] * len(refreshes),
+            yaxis="y2",
+            mode="markers",
+            marker={"symbol": "triangle-down", "size": 11, "color": REFRESH_COLOUR},
+            name="RM refresh",
+            hovertext=hover,
+            hoverinfo="text",
+        )
+    )
+    fig.update_layout(yaxis2={"overlaying": "y", "range": [0, 1.05], "visible": False})
 
 
 def failure_rates_figure(counts: pd.DataFrame, several_runs: bool) -> go.Figure:

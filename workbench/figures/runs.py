@@ -159,3 +159,32 @@ def probe_figure(metrics: pd.DataFrame, families: list[str]) -> go.Figure:
     last = int(metrics["step"].max()) if not metrics.empty else 1
     fig.update_xaxes(title_text="step", dtick=step_tick(last))
     return fig
+
+
+def prompt_selection_figure(table: pd.DataFrame) -> go.Figure:
+    """Each candidate prompt of a prompt selection: mean token entropy against RM-score variance on
+    the starting policy, kept prompts filled, dropped ones hollow; hover: id, family, rank."""
+    fig = go.Figure()
+    for kept, name, symbol in ((True, "kept", "circle"), (False, "dropped", "circle-open")):
+        part = table[table["kept"].astype(bool) == kept]
+        fig.add_trace(
+            go.Scatter(
+                x=part["mean_entropy"].tolist(),
+                y=part["reward_variance"].tolist(),
+                mode="markers",
+                name=f"{name} ({len(part)})",
+                marker={"symbol": symbol, "size": 9, "color": "#1f77b4" if kept else "#7f7f7f"},
+                hovertext=[
+                    f"{r.prompt_id} ({r.family}), rank {r.rank}" for r in part.itertuples(index=False)
+                ],
+                hoverinfo="text+x+y",
+            )
+        )
+    fig.update_layout(
+        title="Sampling space of each candidate prompt, on the starting policy",
+        xaxis_title="mean token entropy (nats)",
+        yaxis_title="RM-score variance",
+        height=360,
+        margin={"l": 10, "r": 10, "t": 50, "b": 40},
+    )
+    return fig

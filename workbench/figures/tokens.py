@@ -126,9 +126,11 @@ def sample_tokens_html(
     high: float,
     label_columns: Sequence[str] = ("sample_idx",),
     highlight: tuple[int, int] | None = None,
+    scores: bool = True,
 ) -> str:
     """Logged samples, one line each, tokens coloured by per-token entropy (0 .. ``high`` nats) with
-    the logged signals in the tooltip; ``highlight`` = (sample_idx, position) rings one token."""
+    the logged signals in the tooltip; ``highlight`` = (sample_idx, position) rings one token;
+    ``scores=False`` leaves out the reward and gold (a labeller judges blind to them)."""
     names = [c for c in ("entropy", "sampled_prob", "max_prob", "n_candidates") if c in samples]
     lines = []
     for row in samples.itertuples(index=False):
@@ -145,9 +147,8 @@ def sample_tokens_html(
             spans.append(_span(str(token), _tooltip(str(token), values), background, text, ringed))
         label = " · ".join(f"{c} {getattr(row, c)}" for c in label_columns)
         score = f"reward {row.reward:.3g}" + (f", gold {row.gold:.3g}" if pd.notna(row.gold) else "")
-        lines.append(
-            _row(f'{html.escape(label)}<br><span style="font-size:0.85em">{html.escape(score)}</span>', spans)
-        )
+        small = f'<br><span style="font-size:0.85em">{html.escape(score)}</span>' if scores else ""
+        lines.append(_row(html.escape(label) + small, spans))
     return "".join(lines)
 
 
