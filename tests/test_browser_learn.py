@@ -35,9 +35,10 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("data")
     (data / "world").symlink_to(world_dir())
     (data / "demo_runs").mkdir()
-    missing = tuple(r for r in RUN_IDS if not (demo_runs_dir() / r / "run.json").is_file())
+    run_ids = (*RUN_IDS, "demo-grpo")  # step 6 sets demo-grpo beside demo-default
+    missing = tuple(r for r in run_ids if not (demo_runs_dir() / r / "run.json").is_file())
     build_demo_runs(data / "demo_runs", missing)
-    for run_id in set(RUN_IDS) - set(missing):
+    for run_id in set(run_ids) - set(missing):
         (data / "demo_runs" / run_id).symlink_to(demo_runs_dir() / run_id)
     env = {"WORKBENCH_RUNS_DIR": str(tmp_path_factory.mktemp("empty-runs")), "WORKBENCH_DATA_DIR": str(data)}
     with serve_app(env, tmp_path_factory.mktemp("streamlit")) as url:
@@ -72,6 +73,6 @@ def test_walk_every_learn_step(browser, app_url):  # noqa: F811
             if n < len(STEPS):
                 page.get_by_role("button", name="Next →").click()
                 _wait_until_idle(page)
-        assert "lesson=range" in page.url
+        assert f"lesson={STEPS[-1].key}" in page.url
     finally:
         page.close()
