@@ -296,13 +296,14 @@ def test_decode_over_lora_on_a_bf16_base_equals_a_full_forward():
 
 
 def test_generation_picks_the_lean_decoder_only_where_it_applies(tiny_gpt2_dir, tiny_llama_dir):
-    """GPT-2 in eval mode decodes through the lean decoder; a model in training mode (dropout) and an
-    architecture without a lean decoder through their own forward."""
-    from engine.models.decoders import ForwardDecoder, Gpt2Decoder, decoder_for
+    """GPT-2 and Llama in eval mode decode through their lean decoders; a model in training mode
+    (dropout) through its own forward (variants without a lean decoder: tests/test_llama_decoder.py)."""
+    from engine.models.decoders import ForwardDecoder, Gpt2Decoder, LlamaDecoder, decoder_for
 
     mask = torch.ones((2, 3), dtype=torch.bool)
     gpt2 = load_causal_lm(str(tiny_gpt2_dir), device="cpu").model.eval()
     llama = load_causal_lm(str(tiny_llama_dir), device="cpu").model.eval()
     assert isinstance(decoder_for(gpt2, mask, 4, keep_hidden=False), Gpt2Decoder)
-    assert isinstance(decoder_for(llama, mask, 4, keep_hidden=False), ForwardDecoder)
+    assert isinstance(decoder_for(llama, mask, 4, keep_hidden=False), LlamaDecoder)
+    assert isinstance(decoder_for(llama.train(), mask, 4, keep_hidden=False), ForwardDecoder)
     assert isinstance(decoder_for(gpt2.train(), mask, 4, keep_hidden=False), ForwardDecoder)

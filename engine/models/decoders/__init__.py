@@ -15,8 +15,9 @@ from torch import nn
 
 from engine.models.decoders.forward import ForwardDecoder
 from engine.models.decoders.gpt2 import Gpt2Decoder
+from engine.models.decoders.llama import LlamaDecoder
 
-__all__ = ["LEAN_DECODERS", "Decoder", "ForwardDecoder", "Gpt2Decoder", "decoder_for"]
+__all__ = ["LEAN_DECODERS", "Decoder", "ForwardDecoder", "Gpt2Decoder", "LlamaDecoder", "decoder_for"]
 
 
 class Decoder(Protocol):
@@ -35,7 +36,7 @@ class Decoder(Protocol):
 
 
 # Lean decoders, tried in order; each ``over`` returns None for a model it does not implement.
-LEAN_DECODERS = (Gpt2Decoder,)
+LEAN_DECODERS = (Gpt2Decoder, LlamaDecoder)
 
 
 def decoder_for(

@@ -1,0 +1,219 @@
+"""The lean Llama decoder (SmolLM2): RMSNorm, rotary positions, grouped-query attention and SwiGLU
+straight through the layers, keys and values in a cache preallocated for prompt + response."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.models.decoders.gpt2 import _lean as _lean_gpt2
+from engine.models.loading import backbone_and_head
+
+
+class LlamaDecoder:
+    """The prompt pass and one-token decode steps of a Llama body, computing what
+    ``LlamaForCausalLM``'s forward computes with the ops of its modules, in the same order, minus
+    transformers' per-call work (mask building, cache objects, output dataclasses, the rotary
+    module's cos/sin per call, ``repeat_kv``'s copy of the keys and values per layer and step).
+
+    Plain layers (``nn.Linear``, ``LlamaRMSNorm``, ``nn.Embedding``) run as their functional ops; a
+    wrapped one (LoRA, the bf16 path's patched forward, hooks) is called as the module it is; the
+    LM head is always the module. Attention is the one place the arithmetic differs from
+    transformers' SDPA kernel: two batched matmuls with the mask as an additive bias, the query heads
+    of one key/value head stacked as rows (no copies of the keys), so logits agree within float32
+    rounding (~1e-6), not bit for bit (tests/test_llama_decoder.py).
+    """
+
+    def __init__(self, body: nn.Module, head: nn.Module, key_mask: torch.Tensor):
+        cfg = body.config
+        self.head = head
+        self.key_mask = key_mask  # (B, S) True = a real key: the prompt's mask, then every response slot
+        self.next_index = 0  # cache column of the next token
+        self.n_head, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+        self.group = self.n_head // self.n_kv  # query heads per key/value head
+        self.head_dim = body.layers[0].self_attn.head_dim
+        self.scale = body.layers[0].self_attn.scaling
+        dtype = body.embed_tokens.weight.dtype
+        batch, slots = key_mask.shape
+        self.caches = [  # per layer: (keys, values), each (B, nKV, S, D), keys rotated
+            tuple(torch.empty((batch, self.n_kv, slots, self.head_dim), dtype=dtype, device=key_mask.device)
+                  for _ in range(2))
+            for _ in body.layers[: cfg.num_hidden_layers]
+        ]  # fmt: skip
+        # LlamaRotaryEmbedding's cos / sin for every position a row can reach (positions count real
+        # tokens only, so < S): the same element-wise ops per position, looked up instead of recomputed.
+        inv_freq = body.rotary_emb.inv_freq.to(device=key_mask.device, dtype=torch.float)  # (D / 2,)
+        freqs = torch.arange(slots, device=key_mask.device)[:, None].float() * inv_freq  # (S, D / 2)
+        emb = torch.cat((freqs, freqs), dim=-1)  # (S, D)
+        self.cos, self.sin = emb.cos().to(dtype), emb.sin().to(dtype)  # attention_scaling 1 (over())
+        self.key_bias = self._bias(key_mask[:, None, :])  # (B * nKV, G, S), for the one-token steps
+        self.embed, self.norm = _lean(body.embed_tokens), _lean(body.norm)
+        # per layer: input_layernorm, q, k, v, o, post_attention_layernorm, gate, up, down
+        self.layers = [
+            tuple(
+                _lean(m)
+                for m in (
+                    layer.input_layernorm,
+                    layer.self_attn.q_proj,
+                    layer.self_attn.k_proj,
+                    layer.self_attn.v_proj,
+                    layer.self_attn.o_proj,
+                    layer.post_attention_layernorm,
+                    layer.mlp.gate_proj,
+                    layer.mlp.up_proj,
+                    layer.mlp.down_proj,
+                )
+            )
+            for layer in body.layers[: cfg.num_hidden_layers]
+        ]
+
+    @classmethod
+    def over(cls, model: nn.Module, prompt_mask: torch.Tensor, new_tokens: int) -> LlamaDecoder | None:
+        """The lean decoder for prompts with ``prompt_mask`` (B, P), or None for anything it does not
+        implement exactly (the model's own forward then decodes)."""
+        body, head = backbone_and_head(model)
+        if not _implemented(body):
+            return None
+        response = torch.ones((prompt_mask.shape[0], new_tokens), dtype=torch.bool, device=prompt_mask.device)
+        return cls(body, head, torch.cat([prompt_mask.bool(), response], dim=1))
+
+    def _bias(self, keep: torch.Tensor) -> torch.Tensor:
+        """(B, L, S) True = may attend -> the additive bias (B * nKV, G * L, S): 0 or the dtype's
+        minimum, one row per (query head of the group, query position)."""
+        dtype = self.caches[0][0].dtype
+        batch, length, slots = keep.shape
+        bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(
+            ~keep, torch.finfo(dtype).min
+        )
+        bias = bias[:, None, None].expand(batch, self.n_kv, self.group, length, slots)
+        return bias.reshape(batch * self.n_kv, self.group * length, slots)
+
+    def prefill(self, prompt_ids: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded prompts (B, P) at positions (B, P) -> the last position's logits (B, V) in float32
+        and hidden state (B, E), after the final norm."""
+        width = prompt_ids.shape[1]
+        causal = torch.ones((width, width), dtype=torch.bool, device=prompt_ids.device).tril()
+        keep = causal[None] & self.key_mask[:, None, :width]  # (B, P, P); a padding query sees no key,
+        # softmax makes its weights uniform, and as a key it is masked for every real query
+        h = self._forward(self.embed(prompt_ids), positions, self._bias(keep))  # (B, P, E)
+        return self._out(self.norm(h[:, -1]))
+
+    def step(self, token: torch.Tensor, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens (B,) at positions (B, 1) -> their logits (B, V) in float32 and hidden state (B, E)."""
+        t = self.next_index
+        h = self._forward(self.embed(token[:, None]), position, self.key_bias[..., : t + 1])
+        return self._out(self.norm(h[:, 0]))
+
+    def _out(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, V) in float32, hidden (B, E)): the head is always the module (its hooks apply)."""
+        return self.head(hidden).float(), hidden
+
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """apply_rotary_pos_emb on (B, n, L, D) with cos / sin (B, 1, L, D): x cos + rotate_half(x) sin."""
+        half = x.shape[-1] // 2
+        return (x * cos) + (torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin)
+
+    def _forward(self, h: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, L, E) at ``positions`` (B, L), the next L cache columns, through every
+        layer (B, L, E), before the final norm; their keys and values written; ``bias``
+        (B * nKV, G * L, t + L) masks the keys 0 .. t + L - 1."""
+        batch, length, _ = h.shape
+        t, n_kv, group, dim = self.next_index, self.n_kv, self.group, self.head_dim
+        end = t + length
+        cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # (B, 1, L, D)
+        for (keys, values), (norm_1, q_proj, k_proj, v_proj, o_proj, norm_2, gate, up, down) in zip(
+            self.caches, self.layers, strict=True
+        ):
+            x = norm_1(h)
+            q = self._rotate(
+                q_proj(x).view(batch, length, -1, dim).transpose(1, 2), cos, sin
+            )  # (B, nH, L, D)
+            keys[:, :, t:end] = self._rotate(
+                k_proj(x).view(batch, length, n_kv, dim).transpose(1, 2), cos, sin
+            )
+            values[:, :, t:end] = v_proj(x).view(batch, length, n_kv, dim).transpose(1, 2)
+            # Query heads h = k * G + g share key/value head k (repeat_kv): stacked as rows of one
+            # (B * nKV) batch, the G * L queries meet the cache as it is, with no copy per head.
+            q = q.reshape(batch * n_kv, group * length, dim)
+            k_t = (
+                keys[:, :, :end].reshape(batch * n_kv, end, dim).transpose(1, 2)
+            )  # (B * nKV, D, end), a view
+            v_all = values[:, :, :end].reshape(batch * n_kv, end, dim)  # (B * nKV, end, D), a view
+            scores = torch.baddbmm(bias, q, k_t, alpha=self.scale)  # (B * nKV, G * L, end)
+            a = torch.bmm(scores.softmax(-1), v_all).view(batch, -1, length, dim)  # (B, nH, L, D)
+            h = h + o_proj(a.transpose(1, 2).reshape(batch, length, -1))  # heads side by side
+            x = norm_2(h)
+            h = h + down(F.silu(gate(x)) * up(x))  # LlamaMLP with SiLU
+        self.next_index = end
+        return h
+
+
+def _implemented(body: nn.Module) -> bool:
+    """Whether ``body`` is exactly the Llama this decoder computes: eval mode, default RoPE, no
+    biases, SiLU, and every module it steps over (layers, attention, MLP, rotary) unwrapped; a
+    variant (scaled RoPE, attention bias, sliding windows, a hooked or replaced layer) is not."""
+    from transformers.models.llama.modeling_llama import (
+        LlamaAttention,
+        LlamaDecoderLayer,
+        LlamaMLP,
+        LlamaModel,
+        LlamaRMSNorm,
+        LlamaRotaryEmbedding,
+    )
+
+    cfg = body.config
+    if type(body) is not LlamaModel or cfg.model_type != "llama" or body.training:
+        return False
+    rope = getattr(cfg, "rope_parameters", None) or {}
+    if rope.get("rope_type") != "default" or getattr(body.rotary_emb, "attention_scaling", None) != 1.0:
+        return False
+    if (
+        cfg.attention_bias
+        or cfg.mlp_bias
+        or cfg.hidden_act != "silu"
+        or getattr(cfg, "pretraining_tp", 1) != 1
+    ):
+        return False
+    if getattr(cfg, "sliding_window", None) or cfg._attn_implementation not in ("eager", "sdpa"):
+        return False
+    stepped_over = [body, body.rotary_emb]
+    kinds = [(body.rotary_emb, LlamaRotaryEmbedding), (body.norm, LlamaRMSNorm)]
+    for layer in body.layers[: cfg.num_hidden_layers]:
+        stepped_over += [layer, layer.self_attn, layer.mlp]
+        kinds += [(layer, LlamaDecoderLayer), (layer.self_attn, LlamaAttention), (layer.mlp, LlamaMLP)]
+        kinds += [(layer.input_layernorm, LlamaRMSNorm), (layer.post_attention_layernorm, LlamaRMSNorm)]
+    if any(type(module) is not kind for module, kind in kinds) or any(map(_wrapped, stepped_over)):
+        return False
+    attn = body.layers[0].self_attn
+    return attn.num_key_value_groups * cfg.num_key_value_heads == cfg.num_attention_heads
+
+
+def _wrapped(module: nn.Module) -> bool:
+    """A forward set on the instance (the bf16 path) or hooks: the module must be called as it is."""
+    return "forward" in vars(module) or bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A plain ``nn.Linear`` or ``LlamaRMSNorm`` as its own ops (bit for bit), a plain embedding as
+    the GPT-2 decoder runs it; anything else (LoRA, the bf16 path, hooks) as the module."""
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    if _wrapped(module):
+        return module
+    kind = type(module)
+    if kind is nn.Linear:
+        weight, bias = module.weight, module.bias
+        return lambda x: F.linear(x, weight, bias)
+    if kind is LlamaRMSNorm:
+        weight, eps = module.weight, module.variance_epsilon
+
+        def rms_norm(x: torch.Tensor) -> torch.Tensor:  # LlamaRMSNorm.forward, op for op
+            h = x.to(torch.float32)
+            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+            return weight * h.to(x.dtype)
+
+        return rms_norm
+    return _lean_gpt2(module)

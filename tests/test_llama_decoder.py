@@ -1,0 +1,151 @@
+"""The lean Llama decoder: the full forward's logits and hidden states, the forward decoder's tokens,
+and a refusal for every variant it does not implement."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.config import SamplingConfig
+from engine.models import attach_lora, frozen_matmuls_in_bf16
+from engine.models.decoders import LEAN_DECODERS, ForwardDecoder, LlamaDecoder, decoder_for, llama
+from engine.sampling import generate
+from tests.ppo_fixtures import one_thread  # noqa: F401 (autouse: one torch thread)
+from tests.tiny_models import make_tokenizer
+
+VOCAB = len(make_tokenizer())
+# Left-padded prompts of 6, 1 and 3 tokens (pad id 0).
+IDS = torch.tensor([[5, 6, 7, 8, 9, 10], [0, 0, 0, 0, 0, 11], [0, 0, 0, 12, 13, 14]])
+
+
+def tiny_llama(*, tied: bool = True, seed: int = 0, **overrides):
+    """A tiny Llama with grouped-query attention (6 query heads over 2 key/value heads), SmolLM2's
+    shape in small: tied embeddings, SiLU, RoPE with a non-default theta."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    fields = dict(
+        vocab_size=VOCAB,
+        hidden_size=48,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        rope_theta=100000.0,
+        tie_word_embeddings=tied,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    return LlamaForCausalLM(LlamaConfig(**(fields | overrides))).eval()
+
+
+def lora_on_bf16(tied: bool = True):
+    """PPO's rollout model in small: a LoRA adapter moved off zero over the bf16 base."""
+    model = attach_lora(tiny_llama(tied=tied), r=4, alpha=8).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    assert frozen_matmuls_in_bf16(model, "bf16") > 0
+    return model
+
+
+def _generate(model, config: SamplingConfig, seed: int = 3):
+    return generate(model, IDS, IDS != 0, config, eos_token_id=None, pad_token_id=0,
+                    generator=torch.Generator().manual_seed(seed), keep_hidden=True)  # fmt: skip
+
+
+MODELS = {
+    "tied": lambda: tiny_llama(tied=True),
+    "untied": lambda: tiny_llama(tied=False),
+    "lora": lambda: attach_lora(tiny_llama(), r=4, alpha=8).eval(),
+    "lora-bf16": lora_on_bf16,
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_lean_llama_logits_and_hidden_equal_a_full_forward(name, monkeypatch):
+    """Over left-padded prompts and 40 steps (past the prompt's width many times), the lean decoder's
+    logits and last hidden states are the full forward's within float32 rounding: only the attention
+    arithmetic differs (two bmm against transformers' SDPA kernel), ~1e-6 here. Over the bf16 base such
+    a difference can flip the rounding of a matmul input to bf16 (one unit: 2^-8 of it), which moves a
+    logit by up to ~1e-3 (measured 2^-10), hence 2e-3 there."""
+    steps = []
+    real_step = LlamaDecoder.step
+    monkeypatch.setattr(LlamaDecoder, "step", lambda self, *a: steps.append(1) or real_step(self, *a))
+    model = MODELS[name]()
+    gen = _generate(model, SamplingConfig(temperature=1.3, max_new_tokens=40, stop_at_eos=False))
+    assert len(steps) == 39
+    attention = gen.attention_mask.long()
+    with torch.no_grad():
+        full = model(input_ids=gen.sequences, attention_mask=attention,
+                     position_ids=(attention.cumsum(-1) - 1).clamp(min=0), output_hidden_states=True)  # fmt: skip
+    P, T = IDS.shape[1], gen.response_ids.shape[1]
+    atol, rtol = (2e-3, 1e-3) if name == "lora-bf16" else (1e-5, 1e-5)
+    torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : P + T - 1].float(), atol=atol, rtol=rtol)
+    torch.testing.assert_close(gen.hidden, full.hidden_states[-1][:, P - 1 : P + T - 1], atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("name", ["tied", "untied", "lora-bf16"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_lean_llama_draws_the_forward_decoders_tokens(name, temperature, monkeypatch):
+    """Greedy and sampled, with the same generator, the lean decoder draws the tokens the model's own
+    forward draws, over 48 steps."""
+    model = MODELS[name]()
+    config = SamplingConfig(temperature=temperature, max_new_tokens=48, stop_at_eos=False)
+    lean = _generate(model, config)
+    monkeypatch.setattr("engine.models.decoders.LEAN_DECODERS", ())
+    assert isinstance(decoder_for(model, IDS != 0, 4, keep_hidden=False), ForwardDecoder)
+    forward = _generate(model, config)
+    assert torch.equal(lean.response_ids, forward.response_ids)
+    atol = 2e-3 if name == "lora-bf16" else 1e-5  # bf16 rounding flips: see the test above
+    torch.testing.assert_close(lean.logits, forward.logits, atol=atol, rtol=1e-3)
+
+
+def _hooked(model):
+    model.model.layers[1].register_forward_hook(lambda *_: None)
+    return model
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        lambda: tiny_llama(rope_scaling={"rope_type": "linear", "factor": 2.0}),
+        lambda: tiny_llama(rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                         "high_freq_factor": 4.0, "original_max_position_embeddings": 32}),
+        lambda: tiny_llama(attention_bias=True),
+        lambda: tiny_llama(mlp_bias=True),
+        lambda: tiny_llama(hidden_act="gelu"),
+        lambda: tiny_llama().train(),
+        lambda: _hooked(tiny_llama()),
+    ],
+    ids=["linear-rope", "llama3-rope", "attention-bias", "mlp-bias", "gelu", "training", "hooked-layer"],
+)  # fmt: skip
+def test_lean_llama_refuses_what_it_does_not_implement(variant):
+    """A variant it does not compute exactly decodes through the model's own forward."""
+    mask = IDS != 0
+    assert isinstance(decoder_for(tiny_llama(), mask, 4, keep_hidden=False), LlamaDecoder)
+    assert LlamaDecoder in LEAN_DECODERS
+    model = variant()
+    assert LlamaDecoder.over(model, mask, 4) is None
+    assert isinstance(decoder_for(model, mask, 4, keep_hidden=False), ForwardDecoder)
+
+
+def test_lean_llama_runs_plain_layers_functionally_and_wrapped_layers_as_modules():
+    """A plain Linear or RMSNorm runs as its own ops, bit for bit; the bf16 path's patched Linear and
+    a LoRA layer stay the module."""
+    layer = tiny_llama().model.layers[0]
+    x = torch.randn(3, 2, 48, generator=torch.Generator().manual_seed(0))
+    for module in (layer.self_attn.q_proj, layer.mlp.gate_proj, layer.input_layernorm):
+        lean = llama._lean(module)
+        assert lean is not module and torch.equal(lean(x), module(x)), type(module).__name__
+
+    bf16 = tiny_llama().requires_grad_(False)
+    assert frozen_matmuls_in_bf16(bf16, "bf16") > 0
+    q_proj = bf16.model.layers[0].self_attn.q_proj
+    assert llama._lean(q_proj) is q_proj
+    wrapped = attach_lora(tiny_llama(), r=4, alpha=8).get_base_model().model.layers[0].self_attn.q_proj
+    assert llama._lean(wrapped) is wrapped
