@@ -63,7 +63,8 @@ def test_teaching_page_runs_on_its_own_with_plain_links():
     at = AppTest.from_file(str(PAGES_DIR / "teaching.py"), default_timeout=30).run()
     assert not at.exception
     links = [m.value for m in at.markdown if "](/" in m.value]
-    assert "[Sampling lab: the sampling space token by token](/sampling_lab)" in links and len(links) == 5
+    assert "[Sampling lab: the sampling space token by token](/sampling_lab)" in links and len(links) == 6
+    assert any(link.endswith("](/learn)") for link in links)  # the Warm-up leads on to the Learn path
 
 
 def test_figures_legend_matches_the_bars_and_rm_line_is_on_top():
