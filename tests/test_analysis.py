@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from engine.analysis.agreement import pairwise_agreement
+from engine.agreement import pairwise_agreement
 from engine.analysis.normalise import normalise_per_prompt
 from engine.store import RunWriter, prompt_drilldown, rm_gold_agreement
 

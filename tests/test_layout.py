@@ -20,10 +20,11 @@ MAX_LINES = 450
 # Each entry is a file, or a folder (trailing "/") for everything under it; the most specific entry
 # places a file. A new module must be placed here, on the floor of what it is.
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
-    # The ground: paths, the config dataclasses and their error, tensor ops, teaching texts. They
-    # import nothing of the project.
+    # The ground: paths, the config dataclasses and their error, tensor ops, the one RM-gold
+    # agreement (used by PPO's RM refresh, the world checks and the analyses alike), teaching texts.
+    # They import nothing of the project.
     ("ground", ("engine/__init__.py", "engine/paths.py", "engine/config.py", "engine/ops.py",
-                "engine/teaching.py")),
+                "engine/agreement.py", "engine/teaching.py")),
     # Run directories on disk (layout, locks, status, listing) and the model layer (loading, LoRA,
     # precision, the decoders generation runs).
     ("runs and models", ("engine/runs/", "engine/models/")),
@@ -32,10 +33,8 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     # data, loading; the real world's tasks and checkers).
     ("store, sampling, worlds", ("engine/store/", "engine/sampling.py", "engine/world/", "engine/real_world/")),
     # Training and scoring beside PPO: the reward model, SFT, and the importers that turn other
-    # trainers' logs into the store. The RM-gold agreement is the reward model's accuracy measure:
-    # PPO's RM refresh measures it too, so it stands here, below PPO, not with the analyses.
-    ("reward, SFT, importers", ("engine/reward.py", "engine/sft.py", "engine/importers/",
-                                "engine/analysis/agreement.py")),
+    # trainers' logs into the store.
+    ("reward, SFT, importers", ("engine/reward.py", "engine/sft.py", "engine/importers/")),
     # The algorithm: PPO, its jobs and their launching.
     ("PPO", ("engine/ppo/",)),
     # What reads PPO's runs and makes them: the analyses, the shipped demo runs.

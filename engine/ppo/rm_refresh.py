@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from engine.analysis.agreement import pairwise_agreement
+from engine.agreement import pairwise_agreement
 from engine.config import ConfigError
 from engine.models import LoadedModel
 from engine.ppo.config import PPOConfig

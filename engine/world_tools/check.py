@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from engine.analysis.agreement import pairwise_agreement
+from engine.agreement import pairwise_agreement
 from engine.config import SamplingConfig
 from engine.world import World
 from engine.world_tools.ppo_checks import check_w4, check_w5, measure_clip_entropy

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine.analysis.agreement import pairwise_agreement
+from engine.agreement import pairwise_agreement
 from engine.ppo.config import PPOConfig
 
 log = logging.getLogger(__name__)
