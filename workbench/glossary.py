@@ -198,7 +198,9 @@ LEARN_STEP_TERMS = {
     "space": ("temperature", "gold"),
     "epochs": ("gold", "best_of_n"),
     "reduction": ("nats", "temperature", "gold", "reward_norm", "kl", "probe_set"),
+    "ceiling": ("gold", "best_of_n", "sft"),
     "rm": ("gold", "over_optimisation", "kl"),
+    "refresh": ("gold", "rm", "over_optimisation", "kl", "demo_run"),
     "range": ("nats", "sampling_entropy", "temperature", "gold", "advantage", "probe_set"),
     "methods": ("gold", "advantage", "reward_norm", "probe_set", "kl", "demo_run"),
 }
