@@ -53,7 +53,7 @@ def compare_sentence(metrics: pd.DataFrame, runs: list[str], key: str, name: str
     last, gap, clear, se = found
     a, b = runs
     interval = (
-        "" if se is None else f"; difference {gap:+#.2g} ± {NOISE_Z * se:#.2g}, {NOISE_Z:g} standard errors"
+        "" if se is None else f"; the gap {abs(gap):#.2g} ± {NOISE_Z * se:#.2g}, {NOISE_Z:g} standard errors"
     )
     values = f"{name} ends at {last[a]:#.3g} on `{a}` and {last[b]:#.3g} on `{b}` (last tenth of each run{interval})"
     if not clear:
