@@ -9,7 +9,7 @@ import streamlit as st
 
 import engine.store as store
 from workbench.figures.curves import mark_refreshes
-from workbench.figures.groups import compare_figure
+from workbench.figures.groups import METRIC_NAMES, compare_figure
 from workbench.group_text import compare_sentence, refresh_sentence, same_start_sentence
 from workbench.learn.common import demo_run
 from workbench.navigation import page_link
@@ -17,7 +17,7 @@ from workbench.store_access import cached
 
 RUNS = ["demo-kl0", "demo-kl0-refresh"]
 AGREEMENT = "rm/gold_agreement"  # the agreement series as one more metric key, for the side-by-side figure
-NAMES = {"objective/gold": "gold", AGREEMENT: "RM-gold agreement on the step's samples"}
+NAMES = {key: METRIC_NAMES[key] for key in ("objective/gold", AGREEMENT)}
 
 
 def same_steps(metrics: pd.DataFrame, agreement: pd.DataFrame) -> pd.DataFrame:
