@@ -134,7 +134,7 @@ def test_jobs_eval_reports_logprob_accuracy_on_the_runs_labels(tmp_path, capsys)
     from engine.cli import main
     from engine.models import load_causal_lm
     from engine.ppo.build import build_trainer
-    from engine.ppo.logprob_eval import evaluate_labels, logprob_accuracy
+    from engine.ppo.logprob_eval import evaluate_labels, logprob_accuracy, watch_run
     from engine.runs.labels import append_labels, preference_pairs
     from engine.store import RunWriter
     from engine.store import logprob_accuracy as accuracy_frame
@@ -169,6 +169,10 @@ def test_jobs_eval_reports_logprob_accuracy_on_the_runs_labels(tmp_path, capsys)
     base = load_causal_lm(sources.policy, device="cpu")  # the sft row is the starting policy's
     expected = logprob_accuracy(base.model, base.tokenizer, preference_pairs(read_labels(run)))
     assert float(frame["accuracy"].iloc[0]) == pytest.approx(expected)
+    # The RM accuracy page's button runs `jobs eval --watch`: it too ends on the labels
+    (run / "evals" / "label_accuracy.parquet").unlink()
+    watch_run(run, poll_seconds=0, pairs=preference_pairs(read_labels(run)))
+    assert list(accuracy_frame(run, LABEL_ACCURACY)["checkpoint"]) == ["sft", "step-1", "step-2"]
 
 
 @pytest.mark.usefixtures("store_env")
