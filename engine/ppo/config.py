@@ -39,6 +39,22 @@ RM_LABELLERS = typing.get_args(RMLabeller)
 PROMPT_SELECTIONS = typing.get_args(PromptSelection)
 # The critic-free group methods (engine.ppo.group_advantages): no value head, no GAE.
 GROUP_ALGORITHMS = ("grpo", "rloo")
+# The settings only one kind of algorithm reads (the others ignore them): the Runs form shows a field
+# only where it applies (setting_applies).
+PPO_ONLY = (
+    "kl_coef", "kl_target", "kl_horizon", "gamma", "lam", "cliprange_value", "vf_coef", "ppo_epochs",
+    "whiten_advantages", "reward_norm",
+)  # fmt: skip
+GROUP_ONLY = ("scale_rewards", "kl_loss_coef", "loss_type", "num_iterations", "kl_metric_every")
+
+
+def setting_applies(name: str, algorithm: str) -> bool:
+    """Whether the setting ``name`` (a PPOConfig leaf) is read by a run of ``algorithm``."""
+    if name in PPO_ONLY:
+        return algorithm not in GROUP_ALGORITHMS
+    if name in GROUP_ONLY:
+        return algorithm in GROUP_ALGORITHMS
+    return True
 
 
 def _check(condition: bool, message: str) -> None:
@@ -170,7 +186,7 @@ class PPOHyperConfig:
     a critic-free group method (GRPO, RLOO: group advantages, a KL loss term, TRL's loss types)."""
 
     algorithm: Algorithm = "ppo"
-    """ppo = a value head and GAE; grpo = advantage (r - group mean) / (group std + eps), the group being the samples of one prompt; rloo = r - mean of the group's other samples. grpo and rloo build no value head and ignore the PPO-only settings (kl_coef, kl_target, gamma, lam, cliprange_value, vf_coef, ppo_epochs, whiten_advantages, reward_norm); they use scale_rewards, kl_loss_coef, loss_type and num_iterations."""
+    """ppo = a value head and GAE; grpo = advantage (r - group mean) / (group std + eps), the group being the samples of one prompt; rloo = r - mean of the group's other samples. grpo and rloo build no value head and ignore the PPO-only settings (kl_coef, kl_target, kl_horizon, gamma, lam, cliprange_value, vf_coef, ppo_epochs, whiten_advantages, reward_norm); they use scale_rewards, kl_loss_coef, loss_type, num_iterations and kl_metric_every."""
     scale_rewards: bool = True
     """GRPO: divide the centred rewards by the group's std (off = Dr. GRPO, Liu et al. 2025: the std favours groups that are nearly all right or all wrong). A group with constant rewards gets advantage 0 either way."""
     kl_loss_coef: float = 0.0
@@ -247,6 +263,7 @@ RUN_RULES = {
     "seed": int_at_least(0),
     "save_every": int_at_least(1),
     "probe_every": int_at_least(0, " (0 = no probes)"),
+    "kl_metric_every": int_at_least(0, " (0 = never)"),
     "probes_per_family": int_at_least(1),
     "probe_samples": int_at_least(2, " (distinct responses need several)"),
     "processes": int_at_least(1),
@@ -280,6 +297,8 @@ class RunConfig:
     """After each update, measure the entropy of the same tokens again (metrics entropy/before_update and entropy/after_update: the Entropy dynamics page's measured change); one extra forward pass, about 15 % of a step on the built-in world."""
     probe_every: int = 5
     """Sample a fixed set of probe prompts every N steps (and at the last step), logged as probe rows: per family, entropy, distinct responses and the mass of the most likely response against step; 0 = off."""
+    kl_metric_every: int = 1
+    """GRPO / RLOO with kl_loss_coef 0: the reference pass (adapter off) then feeds only the KL metrics and the logged ref_logprob and kl, so take it at step 1, every N-th step and the last step; other steps log no KL (0 = never, as TRL at beta 0). PPO and kl_loss_coef > 0 need the reference at every step and ignore this."""
     probes_per_family: int = 2
     """Probe prompts per prompt family (the first ones of the family by id, the same at every probe)."""
     probe_samples: int = 8
@@ -360,6 +379,14 @@ class PPOConfig:
     def uses_value_head(self) -> bool:
         """PPO trains a value head; the group methods have no critic."""
         return self.ppo.algorithm not in GROUP_ALGORITHMS
+
+    def takes_reference(self, step: int) -> bool:
+        """Whether 1-based ``step`` takes the reference log-probs: always where the KL is in the reward
+        (PPO) or in the loss (kl_loss_coef > 0), else only at the KL metric's steps (kl_metric_every)."""
+        if self.uses_value_head or self.ppo.kl_loss_coef > 0:
+            return True
+        every = self.run.kl_metric_every
+        return every > 0 and (step == 1 or step % every == 0 or step == self.run.steps)
 
     @property
     def optimizer_steps_per_iteration(self) -> int:
