@@ -15,6 +15,7 @@ from engine.cli import main
 from engine.config import ConfigError
 from engine.real_tools import build as real_build
 from engine.real_tools.build import QUICK, RealBuildConfig, Samples, build_real, label_pairs
+from engine.real_tools.rm_training import train_adapter_reward_model
 from engine.real_world import Task
 from engine.reward import (
     ADAPTER_CONFIG,
@@ -23,7 +24,6 @@ from engine.reward import (
     load_reward_model,
     score_texts,
     score_token_rows,
-    train_adapter_reward_model,
 )
 from engine.sampling import chat_prompts, pad_right
 from tests.ppo_fixtures import one_thread  # noqa: F401 (fixture)
@@ -168,9 +168,21 @@ def test_label_noise_flips_at_the_configured_rate():
     assert math.isclose(1 / (1 + math.exp(1 / RealBuildConfig(label_noise=0.1).noise_scale)), 0.1)
 
 
+def test_the_default_task_sets_can_be_drawn():
+    from engine.real_world import make_task_sets
+
+    config = RealBuildConfig()
+    sets = make_task_sets(
+        config.seed, train_per_family=config.train_tasks, held_out_per_family=config.held_out_tasks
+    )
+    assert len(sets.held_out) == config.held_out_tasks * 9
+
+
 def test_bad_config_is_refused():
     with pytest.raises(ConfigError, match="label_noise"):
         RealBuildConfig(label_noise=0.5)
+    with pytest.raises(ConfigError, match="rm_epochs must be >= 1"):
+        RealBuildConfig(rm_epochs=0)
     with pytest.raises(ConfigError, match="rm_train_prompts"):
         RealBuildConfig(train_tasks=2, rm_train_prompts=3)
 

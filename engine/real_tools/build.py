@@ -52,19 +52,19 @@ class RealBuildConfig:
     """Seeds the task sets, the sampling, the label noise and the RM's training."""
     base: str = "smollm2"
     """The model whose answers are sampled and whose body the RM adapts (a model source)."""
-    train_tasks: int = 64
-    """Training tasks per family in the task sets (PPO's prompts)."""
-    held_out_tasks: int = 24
+    train_tasks: int = 40
+    """Training tasks per family in the task sets (PPO's prompts); mul-easy has 64 distinct prompts in all."""
+    held_out_tasks: int = 16
     """Held-out tasks per family in the task sets."""
-    rm_train_prompts: int = 12
+    rm_train_prompts: int = 8
     """Training tasks per family whose answers are sampled for the RM's pairs."""
-    rm_eval_prompts: int = 6
+    rm_eval_prompts: int = 4
     """Held-out tasks per family whose answers measure the RM against the checker."""
     samples_per_prompt: int = 8
     """Answers sampled per prompt (T = 1): n answers give up to n^2/4 pairs of different scores."""
-    max_new_tokens: int = 32
+    max_new_tokens: int = 24
     """Answer length limit in tokens."""
-    sample_batch: int = 48
+    sample_batch: int = 64
     """Sequences per generation batch."""
     label_noise: float = 0.1
     """Chance that a right-vs-wrong pair (checker scores 1 and 0) is labelled the wrong way round;
@@ -74,22 +74,17 @@ class RealBuildConfig:
     """LoRA on the base's top this many layers (the RM's trainable body)."""
     rm_lora_r: int = 16
     """LoRA rank of the RM's adapter."""
-    rm_epochs: int = 3
+    rm_epochs: int = 4
     """RM training epochs."""
     rm_lr: float = 1e-3
     """RM learning rate (one-cycle)."""
-    rm_batch: int = 32
+    rm_batch: int = 16
     """Samples per RM training step (whole prompts: their pairs are all used)."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if (
-                isinstance(value, int)
-                and f.name not in ("seed",)
-                and value < 1
-                and f.name != "held_out_tasks"
-            ):
+            if f.type == "int" and f.name != "seed" and value < 1:
                 raise ConfigError(f"{f.name} must be >= 1, got {value}")
         if not 0 <= self.label_noise < 0.5:
             raise ConfigError(f"label_noise must be in [0, 0.5), got {self.label_noise}")
@@ -181,11 +176,11 @@ def build_real(out_dir: Path, config: RealBuildConfig = RealBuildConfig()) -> di
     from engine.agreement import pairwise_agreement
     from engine.models import backbone_and_head, load_causal_lm
     from engine.models.gguf_cache import describe_source
+    from engine.real_tools.rm_training import train_adapter_reward_model
     from engine.reward import (
         AdapterRewardModel,
         AdapterRMSettings,
         score_token_rows,
-        train_adapter_reward_model,
     )
 
     started = time.time()
