@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,23 +41,13 @@ from engine.ppo.prompt_selection import choose_prompts
 from engine.ppo.rewards import kl_controller, kl_per_token, process_scores, shaped_rewards
 from engine.ppo.rm_refresh import RMRefresh
 from engine.ppo.rollout import Rollout, ScoredRollout, reference_logprobs, rollout, token_entropy
-from engine.ppo.steps import PhaseTimer, step_seed
+from engine.ppo.steps import PhaseTimer, StepResult, probe_set, step_seed
 from engine.ppo.update import TrainingDiverged, UpdateBatch, group_update, is_finite, ppo_update
 from engine.reward import Judge, score_responses
 from engine.sampling import chat_prompts, encode_prompts
 from engine.store import ENTROPY_AFTER_UPDATE, ENTROPY_BEFORE_UPDATE, RunWriter
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class StepResult:
-    step: int
-    metrics: dict[str, float]
-    rows: dict[str, list] | None  # rollout columns for the store; None for a skipped step
-    skipped: bool = False
-    probe_rows: dict[str, list] | None = None  # the probe prompts' samples, at probe steps
-    scored: ScoredRollout | None = None  # the step's training batch (an RM refresh labels its pairs)
 
 
 def effective_precision(requested: str, device: torch.device) -> str:
@@ -455,11 +444,3 @@ class PPOTrainer:
         if self.rm_refresh is not None:
             self.rm_refresh.load(path, state.extra)
         return state.step
-
-
-def probe_set(prompts: Sequence[Any], per_family: int) -> list[Any]:
-    """The fixed probe prompts: the first ``per_family`` prompts of each family by prompt id."""
-    by_family: dict[str, list[Any]] = {}
-    for p in sorted(prompts, key=lambda p: p.prompt_id):
-        by_family.setdefault(p.family, []).append(p)
-    return [p for family in sorted(by_family) for p in by_family[family][:per_family]]
