@@ -23,6 +23,10 @@ import torch
 from engine.analysis.entropy_dynamics import entropy_distribution, top_entropy_tokens
 from engine.config import ConfigError, SamplingConfig, validate_prompt
 from engine.models import LoadedModel, load_causal_lm
+from engine.models.gguf_cache import cache_problem, gguf_path, named_source
+from engine.paths import data_dir, model_cache_dir
+from engine.real_world import Task, make_task_sets
+from engine.real_world import score as check_response
 from engine.reward import Judge, load_reward_model, same_vocabulary, score_responses
 from engine.runs import list_checkpoints
 from engine.sampling import Generation, chat_prompts, generate_from_texts, sampling_logits
@@ -47,6 +51,39 @@ SWEEP_GRIDS = {"temperature": TEMPERATURE_GRID, "top_p": TOP_P_GRID, "min_p": MI
 SMALL_MODEL_PARAMS = 30_000_000
 
 ProgressFn = Callable[[float, str], None]
+REAL_TASK_SEED, REAL_TRAIN_PER_FAMILY, REAL_HELD_OUT_PER_FAMILY = 0, 40, 16
+"""The real world's task sets the lab offers (and checks) for a real model (``real build``'s sizes)."""
+
+
+def needs_conversion(source: str) -> bool:
+    """Whether loading ``source`` first converts it (a named GGUF source with no usable cache entry:
+    ~40 s of dequantising on 2 cores), so the page can say so before it starts."""
+    spec = named_source(source)
+    if spec is None:
+        return False
+    entry = model_cache_dir() / spec.name
+    return not entry.is_dir() or cache_problem(entry, spec, gguf_path(spec)) is not None
+
+
+def real_tasks() -> dict[str, Task]:
+    """The real world's tasks by prompt text (training and held-out sets of :data:`REAL_TASK_SEED`)."""
+    sets = make_task_sets(
+        REAL_TASK_SEED, train_per_family=REAL_TRAIN_PER_FAMILY, held_out_per_family=REAL_HELD_OUT_PER_FAMILY
+    )
+    return {task.prompt: task for task in sets.held_out + sets.train}
+
+
+def real_checker(prompts: list[str], responses: list[str]) -> list[float]:
+    """The real world's gold judge over (prompt, response) rows: each prompt's task checker."""
+    tasks = real_tasks()
+    return [check_response(tasks[p], r) for p, r in zip(prompts, responses, strict=True)]
+
+
+def real_rm_source() -> str | None:
+    """The real world's reward model (``data/real/rm``, built by ``python -m engine real build``), or
+    None when it is not built yet."""
+    path = data_dir() / "real" / "rm"
+    return str(path) if path.is_dir() and any(path.iterdir()) else None
 
 
 @contextlib.contextmanager
@@ -312,14 +349,26 @@ class SamplingLab:
                 return self._batches[key]
             loaded = self.model(source)
             batch = sample_batch(loaded, prompts, config, n_samples=n_samples, seed=seed, on_step=on_step)
-            in_world = self.world is not None and same_vocabulary(loaded.tokenizer, self.world.tokenizer)
-            reward_source = reward_source or (self.world.rm_source if in_world else None)
+            reward_source, judge = self.scorers(source, loaded, prompts, reward_source)
             rm = self.reward_model(reward_source) if reward_source else None
             with threads_for(loaded.model):
-                score_batch(batch, loaded.tokenizer, rm, self.world.gold_batch if in_world else None)
+                score_batch(batch, loaded.tokenizer, rm, judge)
             self._batches[key] = batch
             self._evict()
             return batch
+
+    def scorers(
+        self, source: str, loaded: LoadedModel, prompts: list[str], reward_source: str | None
+    ) -> tuple[str | None, Judge | None]:
+        """(RM source, gold judge) for a batch: the world's RM and judge for a model of the world's
+        vocabulary; for a real model (a named source such as ``smollm2``) the real world's RM when it is
+        built and its checkers when every prompt is one of its tasks; ``reward_source`` names another RM."""
+        if self.world is not None and same_vocabulary(loaded.tokenizer, self.world.tokenizer):
+            return reward_source or self.world.rm_source, self.world.gold_batch
+        if named_source(source) is None:
+            return reward_source, None
+        tasks = real_tasks()
+        return reward_source or real_rm_source(), real_checker if all(p in tasks for p in prompts) else None
 
     def sweep(
         self,
