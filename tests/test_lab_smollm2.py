@@ -82,3 +82,47 @@ def test_lab_page_on_smollm2_says_which_release(stand_in):
     assert "Q4_1 GGUF release" in captions and "chat template" in captions
     assert at.multiselect(key="lab_real_prompts").value[0] in real_tasks()
     assert not needs_conversion("smollm2")
+
+
+@pytest.mark.parametrize(("load", "expected"), [(0.0, 2), (0.7, 1), (3.6, 1)])
+def test_a_large_model_takes_only_idle_cores(monkeypatch, load, expected):
+    """On 2 cores a large model runs on 2 threads only while the machine is otherwise idle."""
+    import torch
+
+    from engine import lab
+
+    monkeypatch.delenv("WORKBENCH_THREADS", raising=False)
+    monkeypatch.setattr(lab, "SMALL_MODEL_PARAMS", 0)  # the tiny model counts as large here
+    monkeypatch.setattr(lab.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(lab.os, "getloadavg", lambda: (load, load, load))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with lab.threads_for(make_llama(len(make_tokenizer()))) as threads:
+            assert threads == expected == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_re_scoring_runs_on_the_threads_the_batch_was_sampled_on(stand_in, monkeypatch):
+    """The page re-scores a batch outside the sampling call: it must not fall back to every core."""
+    import torch
+
+    from engine.sampling import Generation
+
+    batch = SamplingLab().sample("smollm2", ["w1 w2"], lab_config(), n_samples=2, seed=0)
+    seen = []
+    real_signals = Generation.signals
+    monkeypatch.setattr(
+        Generation,
+        "signals",
+        lambda self, c=None: seen.append(torch.get_num_threads()) or real_signals(self, c),
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        batch.threads = 1
+        batch.signals()
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
