@@ -102,11 +102,8 @@ def top_p_keep(z: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, kept_sorted)
 
 
-# top_p_keep's first partial sort: a chat model's top-p 0.9 mass sits in its top few dozen tokens.
-TOP_P_FIRST_K = 64
-# token_signals works through the (B * T, V) logits this many bytes of rows at a time, so that each
-# row's passes (max, exp, sums) find it in the CPU's cache rather than in memory.
-SIGNAL_CHUNK_BYTES = 1 << 20
+TOP_P_FIRST_K = 64  # top_p_keep's first partial sort: a chat model's top-p mass sits in its top few dozen
+SIGNAL_CHUNK_BYTES = 1 << 20  # token_signals' rows per pass: each row's passes then find it in the cache
 
 
 @dataclass
