@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from engine.lab import SamplingLab, needs_conversion, real_tasks, sample_batch
 from engine.paths import REPO_ROOT
 from tests.tiny_models import make_llama, make_tokenizer
-from workbench.lab_tables import real_scoring_note
+from workbench.lab_tables import real_scoring_note, reward_note
 
 PAGE = str(REPO_ROOT / "pages" / "sampling_lab.py")
 TEMPLATE = "{% for m in messages %}[BOS] {{ m['content'] }} [EOS]{% endfor %}{% if add_generation_prompt %} w1{% endif %}"
@@ -67,6 +67,9 @@ def test_real_scoring_note_follows_the_batch(stand_in):
     assert "only the real world's task prompts" in real_scoring_note(batch)
     batch.rewards = np.zeros(4)
     assert "no real RM yet" not in real_scoring_note(batch)
+    assert reward_note(batch, real=True, scored=True) == real_scoring_note(batch)
+    assert "No reward model" in reward_note(batch, real=False, scored=False)
+    assert reward_note(batch, real=False, scored=True) is None
 
 
 def test_lab_page_on_smollm2_says_which_release(stand_in):

@@ -21,7 +21,7 @@ from engine.lab import (
     real_tasks,
     reference_config,
 )
-from engine.models.gguf_cache import GGUF_SOURCES, describe_source
+from engine.models.gguf_cache import GGUF_SOURCES, describe_source, named_source
 from engine.paths import runs_dir
 from engine.ppo.config import field_docs
 from workbench.lab_tables import batch_tokens_html
@@ -91,6 +91,19 @@ def model_picker(world, *, key: str, label: str = "Model", default_epoch: int | 
         st.info("Type a Hugging Face model name (from the local cache) or a local directory.")
         return None
     return name
+
+
+def is_real(source: str | None) -> bool:
+    """Whether ``source`` is a real model of the registry (``smollm2``): the real world's tasks go with it."""
+    return source is not None and named_source(source) is not None
+
+
+def real_model_caption(source: str) -> None:
+    """Which release a real model is, and that the chat template is applied (nothing for other models)."""
+    if is_real(source):
+        st.caption(
+            f"Model: **{describe_source(source)}**. Each prompt is read as a user turn of its chat template."
+        )
 
 
 def prompt_picker(world, *, key: str, real: bool = False) -> list[str]:

@@ -216,3 +216,13 @@ def real_scoring_note(batch: LabBatch) -> str:
     mean = float(np.mean(batch.gold))
     half = 1.96 * float(np.std(batch.gold, ddof=1)) / np.sqrt(n) if n > 1 else float("nan")
     return f"{rm} Checker: mean score {mean:.2f} ± {half:.2f} (95% interval) over {n} samples."
+
+
+def reward_note(batch: LabBatch, *, real: bool, scored: bool) -> str | None:
+    """The Rewards tab's note: what scored a real model's batch; for another model without RM scores,
+    where its scores come from; None when there is nothing to add."""
+    if real:
+        return real_scoring_note(batch)
+    if not scored:
+        return "No reward model for this model: world models use the world's RM; name an RM in the sidebar."
+    return None
