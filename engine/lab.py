@@ -23,6 +23,10 @@ import torch
 from engine.analysis.entropy_dynamics import entropy_distribution, top_entropy_tokens
 from engine.config import ConfigError, SamplingConfig, validate_prompt
 from engine.models import LoadedModel, load_causal_lm
+from engine.models.gguf_cache import cache_problem, gguf_path, named_source
+from engine.paths import data_dir, model_cache_dir
+from engine.real_world import Task, make_task_sets
+from engine.real_world import score as check_response
 from engine.reward import Judge, load_reward_model, same_vocabulary, score_responses
 from engine.runs import list_checkpoints
 from engine.sampling import Generation, chat_prompts, generate_from_texts, sampling_logits
@@ -47,23 +51,74 @@ SWEEP_GRIDS = {"temperature": TEMPERATURE_GRID, "top_p": TOP_P_GRID, "min_p": MI
 SMALL_MODEL_PARAMS = 30_000_000
 
 ProgressFn = Callable[[float, str], None]
+REAL_TASK_SEED, REAL_TRAIN_PER_FAMILY, REAL_HELD_OUT_PER_FAMILY = 0, 40, 16
+"""The real world's task sets the lab offers (and checks) for a real model (``real build``'s sizes)."""
+
+
+def needs_conversion(source: str) -> bool:
+    """Whether loading ``source`` first converts it (a named GGUF source with no usable cache entry:
+    ~40 s of dequantising on 2 cores), so the page can say so before it starts."""
+    spec = named_source(source)
+    if spec is None:
+        return False
+    entry = model_cache_dir() / spec.name
+    return not entry.is_dir() or cache_problem(entry, spec, gguf_path(spec)) is not None
+
+
+def real_tasks() -> dict[str, Task]:
+    """The real world's tasks by prompt text (training and held-out sets of :data:`REAL_TASK_SEED`)."""
+    sets = make_task_sets(
+        REAL_TASK_SEED, train_per_family=REAL_TRAIN_PER_FAMILY, held_out_per_family=REAL_HELD_OUT_PER_FAMILY
+    )
+    return {task.prompt: task for task in sets.held_out + sets.train}
+
+
+def real_checker(prompts: list[str], responses: list[str]) -> list[float]:
+    """The real world's gold judge over (prompt, response) rows: each prompt's task checker."""
+    tasks = real_tasks()
+    return [check_response(tasks[p], r) for p, r in zip(prompts, responses, strict=True)]
+
+
+def real_rm_source() -> str | None:
+    """The real world's reward model (``data/real/rm``, built by ``python -m engine real build``), or
+    None when it is not built yet."""
+    path = data_dir() / "real" / "rm"
+    return str(path) if path.is_dir() and any(path.iterdir()) else None
 
 
 @contextlib.contextmanager
 def threads_for(model: torch.nn.Module) -> Iterator[int]:
-    """Run a small model's CPU work on one thread, restoring the setting after; yields the count.
+    """Run a model's CPU work on the threads it can use, restoring the setting after; yields the count.
 
-    ``WORKBENCH_THREADS`` (set by the user) wins.
+    A small model: one thread. A large one (SmolLM2): torch's threads only as far as the machine has
+    idle cores for them (:func:`idle_cores`), else fewer, down to one. Why: a thread that another process
+    keeps off its core stalls every parallel op of the others at its barrier; measured on the 2-core
+    EPYC at load ~3.6, sampling 16 x 32 tokens of SmolLM2 took 123 s on 2 threads (119 CPU seconds,
+    mostly waiting at barriers) and ~10 s on 1. ``WORKBENCH_THREADS`` (set by the user) wins.
     """
-    before = torch.get_num_threads()
     on_cpu = next(model.parameters()).device.type == "cpu"
     small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
-    wanted = 1 if on_cpu and small and not os.environ.get("WORKBENCH_THREADS") else before
-    torch.set_num_threads(wanted)
-    try:
+    wanted = torch.get_num_threads()
+    if on_cpu and not os.environ.get("WORKBENCH_THREADS"):
+        wanted = 1 if small else max(1, min(wanted, idle_cores()))
+    with using_threads(wanted):
         yield wanted
+
+
+@contextlib.contextmanager
+def using_threads(count: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``count`` inside, restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
     finally:
         torch.set_num_threads(before)
+
+
+def idle_cores() -> int:
+    """Cores not busy with other work: the core count less the 1-minute load average, rounded down."""
+    return int((os.cpu_count() or 1) - os.getloadavg()[0])
 
 
 def reference_config(config: SamplingConfig) -> SamplingConfig:
@@ -94,6 +149,7 @@ class LabBatch:
     token_strings: dict[int, str]  # id -> display string, for the alternatives
     rewards: np.ndarray | None = None  # (B,) RM scores
     gold: np.ndarray | None = None  # (B,) gold judge scores (built-in world)
+    threads: int = 1  # torch threads the batch was sampled on (threads_for): its re-scoring runs on them too
     _signals: dict = field(default_factory=dict, repr=False)  # config -> signals, computed once
     _alternatives: dict = field(default_factory=dict, repr=False)  # (config, k) -> top alternatives
 
@@ -112,7 +168,8 @@ class LabBatch:
         """
         config = config or self.config
         if config not in self._signals:
-            signals = self.generation.signals(config).as_dict()
+            with using_threads(self.threads):
+                signals = self.generation.signals(config).as_dict()
             self._signals[config] = {name: signals[name].float().cpu().numpy() for name in SIGNALS}
         return self._signals[config]
 
@@ -120,7 +177,8 @@ class LabBatch:
         """The top ``k`` tokens per position (memoised: the token rows of each prompt ask for them)."""
         key = (config or self.config, k)
         if key not in self._alternatives:
-            self._alternatives[key] = top_alternatives(self.generation.logits, key[0], k)
+            with using_threads(self.threads):
+                self._alternatives[key] = top_alternatives(self.generation.logits, key[0], k)
         return self._alternatives[key]
 
     def signal_values(self, config: SamplingConfig | None = None) -> dict[str, np.ndarray]:
@@ -209,13 +267,14 @@ def sample_batch(
     rows = [i for i in range(len(prompts)) for _ in range(n_samples)]
     texts = chat_prompts(tok, [prompts[i] for i in rows])
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
-    with threads_for(loaded.model):
+    with threads_for(loaded.model) as threads:
         gen = generate_from_texts(loaded, texts, config, generator, on_step=on_step)
     gen.logits = gen.logits.cpu()  # the view only re-scores these; keep accelerator memory free
     response_ids = gen.response_ids.tolist()
     keep = gen.response_mask.tolist()
     real = [[t for t, k in zip(row, m, strict=True) if k] for row, m in zip(response_ids, keep, strict=True)]
-    alternative_ids = torch.topk(gen.logits, min(N_ALTERNATIVES, gen.logits.shape[-1]), dim=-1).indices
+    with using_threads(threads):
+        alternative_ids = torch.topk(gen.logits, min(N_ALTERNATIVES, gen.logits.shape[-1]), dim=-1).indices
     vocab_ids = sorted({t for row in real for t in row} | set(alternative_ids.unique().tolist()))
     # Decoded one by one, so byte-level BPE shows " the" rather than "Ġthe".
     token_strings = {i: tok.decode([i]) for i in vocab_ids}
@@ -228,6 +287,7 @@ def sample_batch(
         tokens=[[token_strings[t] for t in row] for row in real],
         responses=tok.batch_decode(real, skip_special_tokens=True),
         token_strings=token_strings,
+        threads=threads,
     )
 
 
@@ -312,14 +372,26 @@ class SamplingLab:
                 return self._batches[key]
             loaded = self.model(source)
             batch = sample_batch(loaded, prompts, config, n_samples=n_samples, seed=seed, on_step=on_step)
-            in_world = self.world is not None and same_vocabulary(loaded.tokenizer, self.world.tokenizer)
-            reward_source = reward_source or (self.world.rm_source if in_world else None)
+            reward_source, judge = self.scorers(source, loaded, prompts, reward_source)
             rm = self.reward_model(reward_source) if reward_source else None
             with threads_for(loaded.model):
-                score_batch(batch, loaded.tokenizer, rm, self.world.gold_batch if in_world else None)
+                score_batch(batch, loaded.tokenizer, rm, judge)
             self._batches[key] = batch
             self._evict()
             return batch
+
+    def scorers(
+        self, source: str, loaded: LoadedModel, prompts: list[str], reward_source: str | None
+    ) -> tuple[str | None, Judge | None]:
+        """(RM source, gold judge) for a batch: the world's RM and judge for a model of the world's
+        vocabulary; for a real model (a named source such as ``smollm2``) the real world's RM when it is
+        built and its checkers when every prompt is one of its tasks; ``reward_source`` names another RM."""
+        if self.world is not None and same_vocabulary(loaded.tokenizer, self.world.tokenizer):
+            return reward_source or self.world.rm_source, self.world.gold_batch
+        if named_source(source) is None:
+            return reward_source, None
+        tasks = real_tasks()
+        return reward_source or real_rm_source(), real_checker if all(p in tasks for p in prompts) else None
 
     def sweep(
         self,

@@ -24,7 +24,6 @@ from torch import nn
 from engine.config import ConfigError, SamplingConfig
 from engine.models.decoders import decoder_for
 from engine.ops import (
-    entropy_from_log_probs,
     masked_mean,
     position_ids_of,
     scale_logits,
@@ -54,12 +53,7 @@ def sampling_logits(logits: torch.Tensor, config: SamplingConfig) -> torch.Tenso
         kth = torch.topk(z, config.top_k, dim=-1).values[..., -1:]
         z = z.masked_fill(z < kth, NEG_INF)
     if config.top_p < 1:
-        sorted_z, order = torch.sort(z, dim=-1, descending=True)
-        probs = torch.softmax(sorted_z, dim=-1)
-        mass_before = torch.cumsum(probs, dim=-1) - probs
-        drop_sorted = mass_before >= config.top_p  # the first token always has mass_before 0
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        z = z.masked_fill(drop, NEG_INF)
+        z = z.masked_fill(~top_p_keep(z, config.top_p), NEG_INF)
     if config.min_p > 0:
         probs = torch.softmax(z, dim=-1)  # as MinPLogitsWarper: probs < min_p * max p are dropped
         z = z.masked_fill(probs < config.min_p * probs.amax(-1, keepdim=True), NEG_INF)
@@ -86,36 +80,108 @@ class TokenSignals:
         return {name: float(masked_mean(value.float(), mask)) for name, value in self.as_dict().items()}
 
 
+def top_p_keep(z: torch.Tensor, top_p: float) -> torch.Tensor:
+    """(..., V) logits -> (..., V) True for the tokens top-p keeps: the smallest prefix of the tokens
+    sorted by probability whose mass reaches ``top_p`` (the first token always, its mass before is 0).
+
+    Naive equivalent: sort each row descending, ``mass_before = cumsum(p) - p``, keep ``mass_before <
+    top_p``. Only the prefix is needed, so the rows are sorted partially: the top ``k`` by ``topk``
+    (k = 64, then x8), enough once the top k's mass reaches top_p in every row (every token past them
+    then has mass_before >= top_p); the same cumulative sums, without sorting 49152 logits per row.
+    """
+    probs = torch.softmax(z, dim=-1)
+    vocab = probs.shape[-1]
+    k = min(TOP_P_FIRST_K, vocab)
+    while True:
+        top_probs, order = torch.topk(probs, k, dim=-1)  # (..., k), descending
+        mass = torch.cumsum(top_probs, dim=-1)
+        if k == vocab or bool((mass[..., -1] >= top_p).all()):  # sync point, once per call
+            break
+        k = min(k * 8, vocab)
+    kept_sorted = (mass - top_probs) < top_p
+    return torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, kept_sorted)
+
+
+TOP_P_FIRST_K = 64  # top_p_keep's first partial sort: a chat model's top-p mass sits in its top few dozen
+SIGNAL_CHUNK_BYTES = 1 << 20  # token_signals' rows per pass: each row's passes then find it in the cache
+
+
+@dataclass
+class _Stats:
+    """One distribution's statistics per row (N,) (see :func:`_distribution_stats`)."""
+
+    entropy: torch.Tensor
+    max_prob: torch.Tensor
+    picked_prob: torch.Tensor
+    picked_logprob: torch.Tensor
+    support: torch.Tensor
+
+
+def _distribution_stats(z: torch.Tensor, tokens: torch.Tensor) -> _Stats:
+    """Statistics of softmax(z) for logits (N, V), -inf outside the support, and tokens (N,), in one
+    pass over each row: entropy, max p, p and log p of the token, and the support's size.
+
+    With zc = z - max z and s = sum exp(zc): log p = zc - log s, so H = log s - sum(exp(zc) zc) / s and
+    max p = exp(0) / s, without writing p or log p out (naive: ``entropy_from_log_probs``,
+    ``log_softmax``; tests/test_sampling.py checks every signal against plain Python).
+    """
+    support = (z != NEG_INF).sum(-1)
+    zc = z - z.amax(-1, keepdim=True)  # (N, V), <= 0
+    e = zc.exp()  # (N, V), 0 outside the support
+    total = e.sum(-1)  # (N,)
+    log_total = total.log()
+    picked_logprob = zc.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - log_total  # (N,), -inf off the support
+    weighted = (e * zc.masked_fill_(e == 0, 0.0)).sum(-1)  # (N,): sum exp(zc) zc; 0 * -inf would be nan
+    return _Stats(
+        entropy=log_total - weighted / total,
+        max_prob=1.0 / total,
+        picked_prob=picked_logprob.exp(),
+        picked_logprob=picked_logprob,
+        support=support,
+    )
+
+
 def token_signals(
     logits: torch.Tensor, tokens: torch.Tensor, response_mask: torch.Tensor, config: SamplingConfig
 ) -> TokenSignals:
-    """All signals from raw model logits (B, T, V), the drawn tokens (B, T) and the mask (B, T)."""
-    z = logits.float()
-    logp = torch.log_softmax(z, dim=-1)  # (B, T, V)
-    p = logp.exp()
-    entropy = entropy_from_log_probs(logp)
-    max_prob = p.amax(-1)
-    sampled_prob = p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    """All signals from raw model logits (B, T, V), the drawn tokens (B, T) and the mask (B, T).
 
-    zq = sampling_logits(z, config)
-    logq = torch.log_softmax(zq, dim=-1)
-    q = logq.exp()
-    sampling_entropy = entropy_from_log_probs(logq)
-    sampled_prob_q = q.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    n_candidates = torch.isfinite(zq).sum(-1)
-
-    logprob = sampled_logprob(z, tokens, config.temperature)
+    Row chunks of :data:`SIGNAL_CHUNK_BYTES`; the model's distribution p, the sampling distribution q
+    and the temperature-scaled one behind ``logprob`` are each computed once, and not at all when one
+    equals another (at T = 1 with no top-k / top-p / min-p all three are p).
+    """
+    batch, steps, vocab = logits.shape
+    flat_logits = logits.reshape(-1, vocab)  # (B * T, V)
+    flat_tokens = tokens.reshape(-1)  # (B * T,)
+    truncates = config.greedy or 0 < config.top_k < vocab or config.top_p < 1 or config.min_p > 0
+    scaled = config.temperature not in (0, 1)
+    rows = max(1, SIGNAL_CHUNK_BYTES // (4 * vocab))
+    chunks = {name: [] for name in ("entropy", "sampling_entropy", "max_prob", "sampled_prob", "sampled_prob_q",
+                                   "n_candidates", "logprob")}  # fmt: skip
+    for start in range(0, flat_logits.shape[0], rows):
+        z = flat_logits[start : start + rows].float()  # (N, V)
+        y = flat_tokens[start : start + rows]
+        p = _distribution_stats(z, y)
+        if truncates:
+            q = _distribution_stats(sampling_logits(z, config), y)
+            logprob = (
+                _distribution_stats(z / config.temperature, y).picked_logprob if scaled else p.picked_logprob
+            )
+        else:  # q is softmax(z / T): the distribution of logprob
+            q = _distribution_stats(z / config.temperature, y) if scaled else p
+            logprob = q.picked_logprob
+        for name, value in (("entropy", p.entropy), ("sampling_entropy", q.entropy), ("max_prob", p.max_prob),
+                            ("sampled_prob", p.picked_prob), ("sampled_prob_q", q.picked_prob),
+                            ("n_candidates", q.support), ("logprob", logprob)):  # fmt: skip
+            chunks[name].append(value)
     keep = response_mask.bool()
-    zero = torch.zeros((), dtype=z.dtype, device=z.device)
-    return TokenSignals(
-        entropy=torch.where(keep, entropy, zero),
-        sampling_entropy=torch.where(keep, sampling_entropy, zero),
-        max_prob=torch.where(keep, max_prob, zero),
-        sampled_prob=torch.where(keep, sampled_prob, zero),
-        sampled_prob_q=torch.where(keep, sampled_prob_q, zero),
-        n_candidates=torch.where(keep, n_candidates, torch.zeros_like(n_candidates)),
-        logprob=torch.where(keep, logprob, zero),
-    )
+    zero = torch.zeros((), dtype=torch.float32, device=logits.device)
+
+    def signal(name: str) -> torch.Tensor:
+        values = torch.cat(chunks[name]).view(batch, steps)  # (B, T)
+        return torch.where(keep, values, torch.zeros_like(values) if name == "n_candidates" else zero)
+
+    return TokenSignals(**{name: signal(name) for name in chunks})
 
 
 def sampled_logprob(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from engine.lab import SIGNAL_HELP, SIGNALS, SWEEP_GRIDS, forking_tokens
+from engine.models.gguf_cache import describe_source
 from workbench import lab_inputs as inputs
 from workbench import lab_tables as views
 from workbench.figures import lab as figures
@@ -24,7 +25,7 @@ lab = sampling_lab()
 with st.sidebar:
     st.header("Model and prompts")
     source = inputs.model_picker(world, key="lab_model")
-    prompts = inputs.prompt_picker(world, key="lab")
+    prompts = inputs.prompt_picker(world, key="lab", real=inputs.is_real(source))
     n_samples = st.slider("Samples per prompt", 4, 64, step=4, key=inputs.default("lab_n", 16))
     max_new_tokens = st.slider("Max new tokens", 4, 64, step=4, key=inputs.default("lab_max_new_tokens", 32))
     seed = int(st.number_input("Random seed", 0, 2**31 - 1, key=inputs.default("lab_seed", 0)))
@@ -51,6 +52,7 @@ pair = inputs.sample_with_reference(lab, source, prompts, config, **common)
 if pair is None:
     st.stop()
 batch, reference = pair
+inputs.real_model_caption(source)
 
 signals = batch.signals()
 tabs = st.tabs(
@@ -93,11 +95,9 @@ if tabs[1].open:
 if tabs[2].open:
     with tabs[2]:
         frame = views.rewards_of(batch, reference)
-        if frame.empty:
-            st.info(
-                "No reward model for this model: world models use the world's RM; name an RM in the sidebar."
-            )
-        else:
+        if note := views.reward_note(batch, real=inputs.is_real(source), scored=not frame.empty):
+            st.info(note)
+        if not frame.empty:
             st.dataframe(views.reward_summary(frame), hide_index=True)
             st.plotly_chart(figures.reward_figure(frame, "raw"), key="lab_reward_raw")
             if len(batch.prompts) > 1:
@@ -145,5 +145,5 @@ if tabs[4].open:
             st.html(views.legend_html(colour_by, *scale))
             for column, (name, b, sig) in zip(st.columns(2), pairs, strict=True):
                 with column:
-                    st.markdown(f"**{name}**")
+                    st.markdown(f"**{describe_source(name)}**")
                     st.html(views.batch_tokens_html(b, sig, colour_by, scale, range(len(b.tokens))))

@@ -149,3 +149,28 @@ def test_lean_llama_runs_plain_layers_functionally_and_wrapped_layers_as_modules
     assert llama._lean(q_proj) is q_proj
     wrapped = attach_lora(tiny_llama(), r=4, alpha=8).get_base_model().model.layers[0].self_attn.q_proj
     assert llama._lean(wrapped) is wrapped
+
+
+def test_lean_llama_runs_a_repeated_prompt_once_with_the_same_outputs(monkeypatch):
+    """n samples of each prompt (rows repeating a prompt) share one prompt pass: the layers see each
+    distinct prompt once, and every row's logits and hidden states are still the full forward's."""
+    model = tiny_llama()
+    ids = IDS[[0, 1, 0, 2, 1, 0]]  # (6, P): three distinct prompts, repeated
+    rows_seen = []
+    real_forward = LlamaDecoder._forward
+    monkeypatch.setattr(
+        LlamaDecoder,
+        "_forward",
+        lambda self, h, *a: rows_seen.append(h.shape[0]) or real_forward(self, h, *a),
+    )
+    config = SamplingConfig(temperature=1.0, max_new_tokens=5, stop_at_eos=False)
+    gen = generate(model, ids, ids != 0, config, eos_token_id=None, pad_token_id=0,
+                   generator=torch.Generator().manual_seed(3), keep_hidden=True)  # fmt: skip
+    assert rows_seen == [3, 6, 6, 6, 6]  # the prompt pass over 3 rows, then steps over all 6
+    attention = gen.attention_mask.long()
+    with torch.no_grad():
+        full = model(input_ids=gen.sequences, attention_mask=attention,
+                     position_ids=(attention.cumsum(-1) - 1).clamp(min=0), output_hidden_states=True)  # fmt: skip
+    P, T = ids.shape[1], gen.response_ids.shape[1]
+    torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : P + T - 1].float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gen.hidden, full.hidden_states[-1][:, P - 1 : P + T - 1], atol=1e-5, rtol=1e-5)

@@ -13,13 +13,22 @@ from collections.abc import Sequence
 import streamlit as st
 
 from engine.config import ConfigError, SamplingConfig
-from engine.lab import LabBatch, SamplingLab, checkpoint_choices, reference_config
+from engine.lab import (
+    LabBatch,
+    SamplingLab,
+    checkpoint_choices,
+    needs_conversion,
+    real_tasks,
+    reference_config,
+)
+from engine.models.gguf_cache import GGUF_SOURCES, describe_source, named_source
 from engine.paths import runs_dir
 from engine.ppo.config import field_docs
 from workbench.lab_tables import batch_tokens_html
 from workbench.widgets import show_error
 
 WORLD, CHECKPOINT, OTHER = "Built-in world SFT epoch", "PPO checkpoint", "Hugging Face name or local path"
+REAL = "Real chat model"
 _KEPT = "_kept_settings"
 PROGRESS_AFTER_S = 0.5  # a sampling that takes longer than this shows a progress bar
 
@@ -47,9 +56,20 @@ def model_picker(world, *, key: str, label: str = "Model", default_epoch: int | 
     """A model source string, or None (with a message) when nothing usable is picked."""
     checkpoints = checkpoint_choices(runs_dir())
     kinds = [
-        k for k, ok in ((WORLD, world is not None), (CHECKPOINT, bool(checkpoints)), (OTHER, True)) if ok
+        k
+        for k, ok in (
+            (WORLD, world is not None),
+            (CHECKPOINT, bool(checkpoints)),
+            (OTHER, True),
+            (REAL, True),
+        )
+        if ok
     ]
     kind = st.radio(label, kinds, key=f"{key}_kind")
+    if kind == REAL:
+        name = st.selectbox("Model", list(GGUF_SOURCES), key=f"{key}_real", format_func=describe_source)
+        st.caption(f"`{name}`: {describe_source(name)}, not the original float weights.")
+        return name
     if kind == WORLD:
         epochs = world.sft_epochs
         start = default_epoch if default_epoch in epochs else world.default_epoch
@@ -73,10 +93,33 @@ def model_picker(world, *, key: str, label: str = "Model", default_epoch: int | 
     return name
 
 
-def prompt_picker(world, *, key: str) -> list[str]:
-    """Prompts from the world's families and/or typed freely (one per line)."""
+def is_real(source: str | None) -> bool:
+    """Whether ``source`` is a real model of the registry (``smollm2``): the real world's tasks go with it."""
+    return source is not None and named_source(source) is not None
+
+
+def real_model_caption(source: str) -> None:
+    """Which release a real model is, and that the chat template is applied (nothing for other models)."""
+    if is_real(source):
+        st.caption(
+            f"Model: **{describe_source(source)}**. Each prompt is read as a user turn of its chat template."
+        )
+
+
+def prompt_picker(world, *, key: str, real: bool = False) -> list[str]:
+    """Prompts from the world's families (the real world's tasks for a ``real`` model) and/or typed
+    freely (one per line)."""
     picked: list[str] = []
-    if world is not None:
+    if real:
+        tasks = real_tasks()
+        families = sorted({t.family for t in tasks.values()})
+        family = st.selectbox("Task family (real world, with a checker)", families, key=f"{key}_real_family")
+        options = [prompt for prompt, t in tasks.items() if t.family == family]
+        current = st.session_state.get(f"{key}_real_prompts")
+        if current is None or any(p not in options for p in current):
+            st.session_state[f"{key}_real_prompts"] = options[:1]
+        picked = st.multiselect("Prompts", options, key=f"{key}_real_prompts")
+    elif world is not None:
         families = [f.name for f in world.families]
         tags = {f.name: "in SFT" if f.in_sft else "PPO only" for f in world.families}
         family = st.selectbox(
@@ -88,7 +131,7 @@ def prompt_picker(world, *, key: str) -> list[str]:
             st.session_state[f"{key}_prompts"] = [p for p in current or [] if p in options] or options[:1]
         picked = st.multiselect("Prompts", options, key=f"{key}_prompts")
     typed = st.text_area(
-        "Or type prompts, one per line" if world is not None else "Prompts, one per line",
+        "Or type prompts, one per line" if world is not None or real else "Prompts, one per line",
         key=f"{key}_typed",
         height=80,
     )
@@ -153,7 +196,14 @@ def sample_with_progress(
     """A batch from the lab, with a spinner while a model loads and a progress bar while sampling."""
     try:
         if not lab.is_loaded(source):
-            with st.spinner(f"Loading {source} (once per process)..."):
+            if needs_conversion(source):
+                message = (
+                    f"Converting {describe_source(source)} once into the local model cache "
+                    "(converting once, ~40 s on 2 CPU cores; later loads take seconds)..."
+                )
+            else:
+                message = f"Loading {describe_source(source)} (once per process)..."
+            with st.spinner(message, show_time=True):
                 lab.model(source)
         bar = st.empty()
         start = time.perf_counter()

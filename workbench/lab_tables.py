@@ -198,3 +198,31 @@ def compare_frame(
             for name in SIGNALS
         ]
     )
+
+
+def real_scoring_note(batch: LabBatch) -> str:
+    """What scored a real model's batch, from the batch: the real world's RM (or that there is none
+    yet) and its checkers (their mean score with a 95% interval, or why they did not score)."""
+    if batch.rewards is None:
+        rm = (
+            "There is no real RM yet (`python -m engine real build` trains one into `data/real/rm`), "
+            "so no RM scores."
+        )
+    else:
+        rm = f"RM: the real world's reward model scored all {len(batch.rewards)} samples."
+    if batch.gold is None:
+        return f"{rm} The checker scores only the real world's task prompts: pick them under *Task family*."
+    n = len(batch.gold)
+    mean = float(np.mean(batch.gold))
+    half = 1.96 * float(np.std(batch.gold, ddof=1)) / np.sqrt(n) if n > 1 else float("nan")
+    return f"{rm} Checker: mean score {mean:.2f} ± {half:.2f} (95% interval) over {n} samples."
+
+
+def reward_note(batch: LabBatch, *, real: bool, scored: bool) -> str | None:
+    """The Rewards tab's note: what scored a real model's batch; for another model without RM scores,
+    where its scores come from; None when there is nothing to add."""
+    if real:
+        return real_scoring_note(batch)
+    if not scored:
+        return "No reward model for this model: world models use the world's RM; name an RM in the sidebar."
+    return None

@@ -15,6 +15,8 @@ classifier of the same architecture); the tiny protocol's batch of 64 prompts x 
 the default device (CUDA when present, the frozen base in bf16 there). It reports seconds per
 iteration, tokens/s and peak memory (``torch.cuda.max_memory_allocated`` on CUDA, RSS on CPU).
 ``--scale`` < 1 shrinks layers, width, vocabulary and batch (the tests run it on CPU at 0.05).
+
+"smollm2-cpu": SmolLM2 against TRL's PPOTrainer, :mod:`engine.bench.ppo_smollm2`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine.bench.ppo_smollm2 import SMOLLM2, SMOLLM2_ITERATIONS, main_smollm2
 from engine.ppo.config import BASE_PRECISIONS
 
 PROTOCOL = "tiny-ppo-cpu"
@@ -38,7 +41,8 @@ PROMPT_LEN = 16
 RESPONSE_LEN = 32
 PROMPTS_PER_ITERATION = 64
 SEED = 0
-PROTOCOLS = ("tiny-ppo-cpu", "small-gpu")
+PROTOCOLS = ("tiny-ppo-cpu", "small-gpu", "smollm2-cpu")
+
 SMALL_GPU_RESPONSE_LEN = 128
 
 log = logging.getLogger(__name__)
@@ -55,7 +59,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="small-gpu only: shrink layers, width, vocabulary and batch by this factor in (0, 1] (CPU tests)",
     )
     parser.add_argument(
-        "--iterations", type=int, default=6, help="PPO iterations, the first is a warm-up (>= 2)"
+        "--iterations",
+        type=int,
+        default=None,
+        help=f"PPO iterations, the first is a warm-up (>= 2; default 6, smollm2-cpu {SMOLLM2_ITERATIONS})",
+    )
+    parser.add_argument(
+        "--trl-venv", default="/tmp/trlvenv", help="smollm2-cpu: the TRL environment, made on first use"
+    )
+    parser.add_argument("--skip-trl", action="store_true", help="smollm2-cpu: the engine side only")
+    parser.add_argument(
+        "--prompts-per-iteration",
+        type=int,
+        default=SMOLLM2["prompts_per_iteration"],
+        help="smollm2-cpu: %(default)s (smaller for smoke tests)",
+    )
+    parser.add_argument(
+        "--new-tokens", type=int, default=SMOLLM2["new_tokens"], help="smollm2-cpu: %(default)s"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -343,6 +363,9 @@ def matmul_gflops_per_s(config, repeats: int = 30) -> float:
 def main(args: argparse.Namespace) -> int:
     import torch
 
+    if args.protocol == "smollm2-cpu":
+        return main_smollm2(args)
+    args.iterations = args.iterations or 6
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.iterations < 2:

@@ -1,0 +1,40 @@
+"""bench sampling's JSON states the machine it measured on; bench ppo --protocol smollm2-cpu runs the
+engine's side on SmolLM2 (slow: the real weights) and reports what its JSON promises."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from engine.paths import REPO_ROOT
+
+
+def _bench(*args: str, timeout: int = 300) -> dict:
+    done = subprocess.run([sys.executable, "-m", "engine", "bench", *args, "--json"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_bench_sampling_states_cpu_threads_load_and_cpu_seconds(tiny_gpt2_dir):
+    out = _bench("sampling", "--model", str(tiny_gpt2_dir), "--samples", "2", "--new-tokens", "3",
+                 "--repeats", "1", "--threads", "1")  # fmt: skip
+    assert out["threads"] == 1
+    assert out["cpu"]["kind"] and out["cpu"]["cpus"] >= 1
+    assert set(out["load_average"]) == {"before", "after"}
+    assert out["cpu_seconds_ratio"] > 0 and out["plain_generate_cpu_s"] > 0
+
+
+@pytest.mark.slow
+def test_bench_ppo_smollm2_engine_side():
+    """The engine's side alone (no TRL environment in the suite), at smoke sizes."""
+    out = _bench("ppo", "--protocol", "smollm2-cpu", "--skip-trl", "--prompts-per-iteration", "2",
+                 "--new-tokens", "2", "--iterations", "2", "--threads", "1")  # fmt: skip
+    assert out["protocol"] == "custom"  # not the protocol's sizes: never reported as smollm2-cpu
+    assert out["seconds_per_iteration"] > 0 and out["peak_rss_mb"] > 0
+    assert out["trl_seconds_per_iteration"] is None and out["target_met"] is None
+    assert "Q4_1" in out["model"] and "not the real world's trained RM" in out["reward_model"]
+    assert out["settings"]["lora_targets"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
