@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -369,15 +370,17 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine_process() -> None:
-    """The engine side's process (started by :func:`main`): settings JSON in, result JSON out."""
+def side_process(side: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """The body of a bench's engine-side process (started through :func:`run_side`): settings JSON
+    in, ``side(settings)``'s result JSON out; ``bench grpo`` and ``bench ppo --protocol smollm2-cpu``
+    each run their side this way, so it is measured in a process of its own, as TRL's is."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--settings", required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    result = engine_side(json.loads(Path(args.settings).read_text()))
+    result = side(json.loads(Path(args.settings).read_text()))
     Path(args.out).write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
-    _engine_process()
+    side_process(engine_side)

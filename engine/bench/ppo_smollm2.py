@@ -215,15 +215,7 @@ def main_smollm2(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine_process() -> None:
-    """smollm2-cpu's engine side (started by :func:`main_smollm2`): settings JSON in, result JSON out."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--settings", required=True)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    result = smollm2_engine_side(json.loads(Path(args.settings).read_text()))
-    Path(args.out).write_text(json.dumps(result, indent=2))
-
-
 if __name__ == "__main__":
-    _engine_process()
+    from engine.bench.grpo import side_process
+
+    side_process(smollm2_engine_side)
