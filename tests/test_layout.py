@@ -39,8 +39,8 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     ("PPO", ("engine/ppo/",)),
     # What reads PPO's runs and makes them: the analyses, the shipped demo runs.
     ("analysis, demo", ("engine/analysis/", "engine/demo.py")),
-    # Tools that run the engine: the sampling lab, the world's build and checks.
-    ("lab, world tools", ("engine/lab.py", "engine/world_tools/")),
+    # Tools that run the engine: the sampling lab, the worlds' builds and checks.
+    ("lab, world tools", ("engine/lab.py", "engine/world_tools/", "engine/real_tools/")),
     # Benchmarks of all of the above.
     ("benchmarks", ("engine/bench/",)),
     # The libraries of the two front doors: the command line and the app.

@@ -28,6 +28,7 @@ COMMANDS = {
     "analyse": "engine.cli.analyse",
     "demo": "engine.cli.demo",
     "model": "engine.cli.model",
+    "real": "engine.cli.real",
 }
 
 
