@@ -201,6 +201,7 @@ LEARN_STEP_TERMS = {
     "rm": ("gold", "over_optimisation", "kl"),
     "range": ("nats", "sampling_entropy", "temperature", "gold", "advantage", "probe_set"),
     "methods": ("gold", "advantage", "reward_norm", "probe_set", "kl", "demo_run"),
+    "real": ("gold", "nats", "kl", "demo_run"),
 }
 
 

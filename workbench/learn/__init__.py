@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workbench.learn import data_range, epochs, group_methods, reduction, rm_drift, sampling_space
+from workbench.learn import data_range, epochs, group_methods, real_model, reduction, rm_drift, sampling_space
 
 
 @dataclass(frozen=True)
@@ -29,4 +29,6 @@ STEPS = (
     LearnStep("range", "5 · Data range", "PPO has room where SFT left entropy", data_range.render),
     LearnStep("methods", "6 · PPO and GRPO", "a group baseline instead of a value head, and what it does to the narrowing",
               group_methods.render),
+    LearnStep("real", "7 · The same on a real model", "PPO on SmolLM2: do its curves say the same?",
+              real_model.render),
 )  # fmt: skip
