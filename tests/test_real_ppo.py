@@ -16,7 +16,7 @@ from engine.cli import main
 from engine.config import ConfigError
 from engine.ppo.build import Sources, build_trainer, record_named_base, resolve_sources
 from engine.ppo.presets import PRESETS, preset_config
-from engine.real_tools.check import END, START, measure, r4_agreement
+from engine.real_tools.check import END, START, measure, r4_agreement, real_check
 from engine.real_world import FAMILIES, make_task_sets
 from engine.real_world.world import FALLBACK_COUNTS, canonical_answer, is_correct, load_real_world
 from engine.store import RunWriter
@@ -210,6 +210,7 @@ def test_real_check_end_to_end_on_a_tiny_run(tiny_real_run, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["run"]["run_id"] == run_id and report["run"]["step"] == 2
     assert (report["settings"]["n_prompts"], report["settings"]["samples_per_prompt"]) == (9, 2)
+    assert report["settings"]["families"] == sorted(FAMILIES)  # the run named no families: all of them
     for key in ("R1", "R2", "R3"):
         assert {"ok", "value", "detail", "start", "end", "interval"} <= set(report[key])
     assert report["R3"]["pass_at_k"]["k"] == 2
@@ -238,3 +239,15 @@ def test_analyse_coverage_on_the_real_held_out_tasks(tiny_real_run, tmp_path, ca
     assert report["thresholds"] == {f: 1.0 for f in FAMILIES}
     samples = pd.read_parquet(report["samples_path"])
     assert samples["correct"].tolist() == [g >= 1.0 for g in samples["gold"]]
+
+
+def test_real_check_measures_the_families_the_run_trained_on(tiny_real_run):
+    run_id, runs = tiny_real_run
+    record_path = runs / run_id / "run.json"
+    record = json.loads(record_path.read_text())
+    record["config"]["run"]["families"] = ["mul-easy", "number-only"]
+    record_path.write_text(json.dumps(record))
+    report = real_check(run_id, runs_root=runs, prompts=4, samples=2)
+    assert (
+        report["settings"]["families"] == ["mul-easy", "number-only"] and report["settings"]["n_prompts"] == 4
+    )

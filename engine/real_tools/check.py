@@ -2,7 +2,7 @@
 (SmolLM2, default the shipped ``demo-smollm2``) shows, measured from its start to its end.
 
 The start is the run's base policy (``smollm2``), the end its last checkpoint; both sample the same
-held-out tasks (``real-held-out``, spread evenly over the families) ``samples`` times each at T = 1,
+held-out tasks (``real-held-out``, spread evenly over the families the run trained on) ``samples`` times each at T = 1,
 with the run's own response length and chat template, through the coverage code
 (:mod:`engine.world_tools.coverage`), so every figure can be recomputed from the kept samples.
 
@@ -74,7 +74,8 @@ def real_check(
     start = Policy(label=START, source=base, chat_template=end.chat_template)
     end = Policy(label=END, source=end.source, checkpoint=end.checkpoint, chat_template=end.chat_template)
     gold = real_gold_set(load_real_world(), HELD_OUT)
-    items = spread(gold.items, prompts)
+    families = set((config.get("run") or {}).get("families") or ())  # a run on some families: those
+    items = spread([p for p in gold.items if not families or p.family in families], prompts)
     max_new = int((config.get("sampling") or {}).get("max_new_tokens") or 24)
     total, done = 2 * len(items) * samples, 0
 
@@ -102,6 +103,7 @@ def real_check(
         "settings": {
             "prompts": HELD_OUT,
             "n_prompts": len(items),
+            "families": sorted({p.family for p in items}),
             "samples_per_prompt": samples,
             "temperature": 1.0,
             "max_new_tokens": max_new,
