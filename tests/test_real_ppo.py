@@ -98,7 +98,7 @@ def test_correct_is_full_credit_and_answers_are_what_the_checker_reads():
 
 def test_the_preset_is_a_valid_config_for_two_cores():
     config = preset_config("smollm2-cpu")
-    assert (config.model.policy, config.run.batch_size, config.sampling.max_new_tokens) == ("smollm2", 64, 24)
+    assert (config.model.policy, config.run.batch_size, config.sampling.max_new_tokens) == ("smollm2", 32, 16)
     assert set(PRESETS["smollm2-cpu"]) <= {*config.to_dict()["model"], *config.to_dict()["ppo"],
                                            *config.to_dict()["run"], *config.to_dict()["sampling"]}  # fmt: skip
     with pytest.raises(ConfigError, match="unknown preset"):
@@ -251,3 +251,42 @@ def test_real_check_measures_the_families_the_run_trained_on(tiny_real_run):
     assert (
         report["settings"]["families"] == ["mul-easy", "number-only"] and report["settings"]["n_prompts"] == 4
     )
+
+
+# --- the real SmolLM2 --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_smollm2_checkpoint_loads_by_its_run_reference_on_the_named_base(tmp_path):
+    """An adapter trained on smollm2 names ``smollm2`` as its base and loads as RUN@step-K, its
+    adapter changing the logits (the base is found by name, not by this machine's cache path)."""
+    import torch
+
+    from engine.models import attach_lora, load_causal_lm
+    from engine.models.loading import hub_offline
+    from engine.runs.layout import TRAINER_STATE
+    from engine.world_tools.coverage import resolve_policy
+
+    base = load_causal_lm("smollm2", device="cpu")
+    record_named_base(base.model, "smollm2")
+    torch.manual_seed(0)
+    model = attach_lora(base.model, r=2, alpha=4)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    run = tmp_path / "runs" / "mine"
+    with hub_offline():
+        model.save_pretrained(str(run / "checkpoints" / "step-3"))
+    (run / "checkpoints" / "step-3" / TRAINER_STATE).write_text('{"step": 3}')  # a complete checkpoint
+    (run / "run.json").write_text(json.dumps({"run_id": "mine", "config": {"model": {"policy": "smollm2"}}}))
+    policy = resolve_policy("mine@step-3", runs_root=tmp_path / "runs")
+    adapter = json.loads((Path(policy.source) / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "smollm2"
+    loaded = load_causal_lm(policy.source, device="cpu")
+    ids = base.tokenizer("What is 7 + 5?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        tuned = loaded.model(ids).logits  # (1, P, V)
+        with loaded.model.disable_adapter():
+            plain = loaded.model(ids).logits
+    assert not torch.allclose(tuned, plain)
