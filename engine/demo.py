@@ -57,6 +57,8 @@ class DemoSpec:
     logprob_eval: bool = True
     """Measure the log-prob accuracy of the checkpoints on the built-in world's preference test set
     (the real world has none)."""
+    real_check: bool = False
+    """A run on the real world: ``demo build`` keeps the samples of ``real check`` in it (evals/)."""
 
 
 def demo_specs() -> list[DemoSpec]:
@@ -98,6 +100,7 @@ def demo_specs() -> list[DemoSpec]:
             ),
             keep_every=1,
             logprob_eval=False,
+            real_check=True,
         ),
     ]
 

@@ -11,11 +11,12 @@ from streamlit.testing.v1 import AppTest
 
 from engine.paths import REPO_ROOT
 from engine.ppo.build import Sources, build_trainer, prompt_item
+from engine.real_tools.check import real_check
 from engine.real_world.world import load_real_world
 from engine.store import RunWriter
 from tests.ppo_fixtures import one_thread, save_tiny_rm, tiny_config  # noqa: F401 (fixture)
 from workbench.navigation import PAGES_DIR
-from workbench.real_text import claim_sentence
+from workbench.real_text import claim_sentence, held_out_sentence
 
 APP = str(REPO_ROOT / "workbench" / "app.py")
 RUN = "demo-smollm2"
@@ -30,9 +31,10 @@ def real_demo(tiny_llama_dir, tmp_path_factory) -> Path:
     tasks = world.split("train")[::32][:4]  # four families
     rm = save_tiny_rm(data / "rm")
     sources = Sources(str(tiny_llama_dir), str(rm), [prompt_item(t) for t in tasks], judge=world.gold_batch)
-    config = tiny_config(steps=4, save_every=4, probe_every=2, prompts_per_step=4).replace(policy="smollm2")
+    config = tiny_config(steps=4, save_every=4, probe_every=2, prompts_per_step=4).replace(policy=str(tiny_llama_dir))
     writer = RunWriter.create(data / "demo_runs" / RUN, kind="ppo", config=config.to_dict(), seed=0)
     build_trainer(config, writer, sources=sources, device="cpu").train()
+    real_check(RUN, runs_root=data / "demo_runs", prompts=4, samples=2, save=True)  # what demo build keeps
     return data
 
 
@@ -67,6 +69,7 @@ def test_the_learn_step_reads_the_real_demo_run(real_env):
     text = _text(at)
     assert "SmolLM2-135M-Instruct" in text and "Checker accuracy on the training batches went from" in text
     assert "this run" in text and "first vs last tenth of 4 steps" in text
+    assert "On held-out tasks" in text and "4 held-out tasks x 2 samples" in text
     at.multiselect(key="learn_real_keys").set_value(["objective/reward"]).run()
     assert not at.exception
 
@@ -103,6 +106,16 @@ RISING = [
     0.7,
     0.7,
 ]
+
+
+def test_held_out_sentences_say_what_the_check_found():
+    entry = {
+        "ok": True,
+        "detail": "checker accuracy (goal +0.20): 0.050 -> 0.300 (+0.250, 90% interval 0.1 to 0.4)",
+    }
+    assert held_out_sentence(entry, "a gain").startswith("Checker accuracy (goal +0.20): 0.050")
+    assert held_out_sentence(entry, "a gain").endswith("this run shows a gain.")
+    assert held_out_sentence({**entry, "ok": False}, "a gain").endswith("this run does not show a gain.")
 
 
 def test_claim_sentences_follow_the_data_both_ways():

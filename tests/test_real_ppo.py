@@ -16,7 +16,7 @@ from engine.cli import main
 from engine.config import ConfigError
 from engine.ppo.build import Sources, build_trainer, record_named_base, resolve_sources
 from engine.ppo.presets import PRESETS, preset_config
-from engine.real_tools.check import END, START, measure, r4_agreement, real_check
+from engine.real_tools.check import END, START, measure, r4_agreement, real_check, saved_check
 from engine.real_world import FAMILIES, make_task_sets
 from engine.real_world.world import FALLBACK_COUNTS, canonical_answer, is_correct, load_real_world
 from engine.store import RunWriter
@@ -206,7 +206,8 @@ def tiny_real_run(tiny_llama_dir, tmp_path, monkeypatch) -> tuple[str, Path]:
 
 def test_real_check_end_to_end_on_a_tiny_run(tiny_real_run, capsys):
     run_id, runs = tiny_real_run
-    assert main(["real", "check", "--run", run_id, "--prompts", "9", "--samples", "2", "--json"]) in (0, 1)
+    argv = ["real", "check", "--run", run_id, "--prompts", "9", "--samples", "2", "--save", "--json"]
+    assert main(argv) in (0, 1)
     report = json.loads(capsys.readouterr().out)
     assert report["run"]["run_id"] == run_id and report["run"]["step"] == 2
     assert (report["settings"]["n_prompts"], report["settings"]["samples_per_prompt"]) == (9, 2)
@@ -218,6 +219,9 @@ def test_real_check_end_to_end_on_a_tiny_run(tiny_real_run, capsys):
     r4 = report["R4"]
     assert r4 == r4_agreement(runs / run_id)
     assert r4["steps"] == [1, 2] and min(r4["n_pairs"]) > 0 and 0 <= r4["start"] <= 1
+    saved = saved_check(runs / run_id)  # R1-R4 again, from the kept samples alone
+    assert saved == {key: report[key] for key in ("R1", "R2", "R3", "R4")}
+    assert len(pd.read_parquet(runs / run_id / "evals" / "real_check.parquet")) == 2 * 9 * 2
 
 
 def test_real_check_refuses_an_unknown_run_in_one_line(tmp_path, monkeypatch, capsys):

@@ -31,3 +31,10 @@ def claim_sentence(
     if (ends.change > 0) == up:
         return f"{text}: this run shows {claim}."
     return f"{text}: the other way, so this run does not show {claim}."
+
+
+def held_out_sentence(entry: dict, claim: str) -> str:
+    """A ``real check`` entry (R1-R3: start -> end with its 90 % interval) and whether it shows
+    ``claim`` (its ``ok``) or "this run does not show it"."""
+    verdict = f"this run shows {claim}" if entry.get("ok") else f"this run does not show {claim}"
+    return f"{entry['detail'][0].upper()}{entry['detail'][1:]}: {verdict}."

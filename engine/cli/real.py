@@ -44,6 +44,11 @@ def register_check(sub: argparse._SubParsersAction) -> None:
     check.add_argument(
         "--runs-dir", default=None, help="where RUN is looked up first (default WORKBENCH_RUNS_DIR)"
     )
+    check.add_argument(
+        "--save",
+        action="store_true",
+        help="keep the samples in the run's evals/real_check.parquet (what the Learn step reads)",
+    )
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(func=main_check)
 
@@ -59,6 +64,7 @@ def main_check(args: argparse.Namespace) -> int:
             prompts=args.prompts,
             samples=args.samples,
             seed=args.seed,
+            save=args.save,
             progress=progress,
         )
     if args.json:

@@ -16,6 +16,9 @@ with the run's own response length and chat template, through the coverage code
   tie rule): its first logged step (the start's samples) vs its last (the latest samples); measured,
   ``ok`` None.
 
+With ``save`` the samples are kept in the run (``evals/real_check.parquet``, one row per sample), and
+:func:`saved_check` recomputes R1-R4 from them alone (the Learn step's held-out figures).
+
 Uncertainty: R1-R3 pair the two policies on the same tasks and bootstrap over tasks
 (:func:`engine.analysis.uncertainty.bootstrap_interval`, 90 %); R4 gives the binomial standard error
 of each share (pairs of one prompt share samples, so it is, if anything, too small).
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from engine.analysis.coverage import pass_at_k
 from engine.analysis.uncertainty import bootstrap_interval, interval_text
@@ -38,6 +42,7 @@ from engine.config import ConfigError, SamplingConfig
 from engine.ppo.checkpoints import find_checkpoint
 from engine.real_world.world import load_real_world
 from engine.runs import RUN_FILE, read_json
+from engine.store.writer import write_eval
 from engine.world_tools.check import cpu_model_name
 from engine.world_tools.coverage import Policy, real_gold_set, resolve_policy, sample_policies, spread
 
@@ -48,6 +53,7 @@ HELD_OUT = "real-held-out"
 R1_GOAL = 0.20
 N_PROMPTS = 36  # four held-out tasks of each of the nine families
 N_SAMPLES = 8
+EVAL_NAME = "real_check"  # evals/real_check.parquet: the samples of a saved check
 START, END = "start", "end"
 
 
@@ -58,10 +64,11 @@ def real_check(
     prompts: int = N_PROMPTS,
     samples: int = N_SAMPLES,
     seed: int = 0,
+    save: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """R1-R4 of ``run`` (the module docstring), with ``run`` (its id, directory, steps), ``settings``
-    and ``cpu``. Inputs are checked before any model is loaded."""
+    and ``cpu``; ``save`` keeps the samples in the run. Inputs are checked before any model is loaded."""
     if prompts < 1 or samples < 1:
         raise ConfigError(f"--prompts and --samples must be >= 1, got {prompts} and {samples}")
     checkpoint = find_checkpoint(run, None, runs_root=runs_root)
@@ -94,6 +101,8 @@ def real_check(
         seed=seed,
         progress=advance,
     )
+    if save:
+        write_eval(checkpoint.run_dir, EVAL_NAME, pa.Table.from_pandas(frame, preserve_index=False))
     return {
         "run": {
             "run_id": checkpoint.run_dir.name,
@@ -115,6 +124,17 @@ def real_check(
         **measure(frame, samples),
         "R4": r4_agreement(checkpoint.run_dir),
     }
+
+
+def saved_check(run_dir: Path) -> dict | None:
+    """R1-R4 recomputed from the samples a saved check kept in ``run_dir`` (None without them)."""
+    import engine.store as store
+
+    frame = store.read_eval(run_dir, EVAL_NAME)
+    if frame.empty:
+        return None
+    k = int(frame.groupby(["policy", "prompt_id"]).size().min())
+    return {**measure(frame, k), "R4": r4_agreement(run_dir)}
 
 
 def per_prompt(frame: pd.DataFrame, policy: str, k: int) -> pd.DataFrame:

@@ -8,10 +8,11 @@ import streamlit as st
 
 import engine.store as store
 from engine.paths import demo_runs_dir
+from engine.real_tools.check import saved_check
 from workbench.figures.groups import METRIC_NAMES, compare_figure
 from workbench.figures.learn import agreement_figure
 from workbench.navigation import page_link
-from workbench.real_text import claim_sentence
+from workbench.real_text import claim_sentence, held_out_sentence
 from workbench.store_access import cached
 
 RUN = "demo-smollm2"
@@ -55,9 +56,23 @@ def render() -> None:
     st.markdown("\n".join(f"- {line}" for line in lines))
     if len(agreement):
         st.plotly_chart(agreement_figure(agreement), key="learn_real_agreement")
+    st.caption("± is twice the standard error of the change from the step-to-step noise.")
+    held = cached(saved_check, run_dir)
+    if held is None:
+        st.info(
+            f"`{RUN}` holds no held-out samples: `python -m engine real check --run {RUN} --save` takes them."
+        )
+    else:
+        st.markdown(
+            "**On held-out tasks** (the start, SmolLM2 itself, against the run's last checkpoint, the same "
+            "tasks sampled at T = 1; `python -m engine real check`):\n"
+            + "\n".join(
+                f"- {held_out_sentence(held[key], claim)}"
+                for key, claim in (("R1", "a gain of +0.20 or more"), ("R2", "entropy reduction"),
+                                   ("R3", "pass@1 rising"))
+            )
+        )  # fmt: skip
     st.caption(
-        "± is twice the standard error of the change from the step-to-step noise. Held-out accuracy, "
-        "pass@k and entropy on fresh tasks (start vs end) are what `python -m engine real check` measures. "
         "What the learned RM costs needs the same run with the checker as its reward, which the workbench "
         "does not ship: this step does not show it."
     )
