@@ -53,6 +53,7 @@ HELD_OUT = "real-held-out"
 R1_GOAL = 0.20
 N_PROMPTS = 36  # four held-out tasks of each of the nine families
 N_SAMPLES = 8
+DEMO_PROMPTS, DEMO_SAMPLES = 24, 4  # what demo build affords after training (a few minutes on 2 cores)
 EVAL_NAME = "real_check"  # evals/real_check.parquet: the samples of a saved check
 START, END = "start", "end"
 
