@@ -37,7 +37,7 @@ from engine.ppo.presets import preset_config
 from engine.runs.layout import CHECKPOINTS_DIR, ROLLOUTS_DIR
 from engine.store.schema import step_files
 
-SMOLLM2_STEPS = 12  # what the demo build affords on 2 loaded CPU cores: about a minute a step at load 4
+SMOLLM2_STEPS = 20  # the preset's steps: 35-45 s a step at one thread, load 2-4 (2 threads: 113 s at load 4)
 # Short answers the checker reads and SmolLM2 gets right now and then (room for PPO), so 20 steps of
 # 32 samples are not spread over nine families.
 SMOLLM2_FAMILIES = ("add-easy", "sub-easy", "mul-easy", "number-only")
