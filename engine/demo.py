@@ -5,6 +5,9 @@ itself from a recorded config and seed, so a fresh clone has runs to click throu
   prompts' entropy falls (PPO as entropy reduction);
 - ``demo-kl0``: no KL penalty: the RM reward keeps rising while gold peaks and falls, and the RM's
   agreement with gold drops on what PPO now samples (over-optimisation);
+- ``demo-kl0-refresh``: ``demo-kl0`` with the RM retrained every 25 steps on within-prompt pairs of
+  PPO's latest rollouts labelled by the judge (``engine.ppo.rm_refresh``): the note's remedy, over the
+  same steps and seed as ``demo-kl0`` (rollouts of steps 1, 5, 9, ...: steps ``demo-kl0`` keeps too);
 - ``demo-late-epoch``: the default config from the last, collapsed SFT epoch (the practitioner's
   "sampling space too small"): entropy starts at half the default epoch's. Measured on this world it
   still gains gold (its samples are already good), as the figures say; it shows what PPO works with;
@@ -19,7 +22,10 @@ itself from a recorded config and seed, so a fresh clone has runs to click throu
 Every step's metrics are kept; rollouts are kept for every ``keep_every``-th step (all rollouts of a
 kept step, never a sample of them), probes at every probe step, and the log-prob accuracy of the
 run's checkpoints (``evals/``). Checkpoints themselves are dropped but for the last adapter, which
-the sampling lab can load. ``python -m engine demo build`` regenerates them; :func:`demo_figures`
+the sampling lab can load (and, after an RM refresh, the refreshed RM). ``demo-default`` also ships
+the coverage samples of its last checkpoint beside its SFT start (``evals/coverage.parquet``, made by
+``analyse coverage`` as docs/world.md says; ``demo build`` does not remake them). ``python -m engine
+demo build`` regenerates the runs; :func:`demo_figures`
 is what the command prints and what the shipped ones are compared against.
 """
 
@@ -77,6 +83,12 @@ def demo_specs() -> list[DemoSpec]:
             keep_every=2,
         ),
         DemoSpec(
+            "demo-kl0-refresh",
+            "no KL penalty, the RM refreshed from PPO samples every 25 steps",
+            default.replace(kl_coef=0.0, steps=300, save_every=25, seed=0, rm_refresh_every=25),
+            keep_every=4,  # every fourth step's rollouts (1, 5, ...: kept by demo-kl0 too): within 10 MiB
+        ),
+        DemoSpec(
             "demo-late-epoch",
             "from the last, collapsed SFT epoch: a small sampling space",
             default.replace(sft_epoch=8, steps=120, save_every=40, seed=0),
@@ -86,7 +98,7 @@ def demo_specs() -> list[DemoSpec]:
             "demo-grpo",
             "GRPO beside default PPO: group advantages, no value head",
             default.replace(algorithm="grpo", steps=400, save_every=50, seed=0),
-            keep_every=4,  # every fourth step's rollouts: the four runs stay within the 25 MiB the clone ships
+            keep_every=4,  # every fourth step's rollouts: each demo run within 10 MiB (tests/test_demo_shipped.py)
         ),
         DemoSpec(
             "demo-smollm2",

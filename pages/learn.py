@@ -1,4 +1,4 @@
-"""Learn: the practitioner's note in six steps over the world's real models and the shipped demo runs."""
+"""Learn: the practitioner's note in steps over the world's real models and the shipped demo runs."""
 
 import streamlit as st
 
@@ -17,7 +17,7 @@ def _move(offset: int) -> None:
 
 st.title("Learn: PPO is entropy reduction", help=page_tooltip("learn.py"))
 st.markdown(
-    "A practitioner's note on PPO for language models, in six steps. Its claim: PPO does not teach "
+    f"A practitioner's note on PPO for language models, in {len(STEPS)} steps. Its claim: PPO does not teach "
     "the model new answers, it **narrows the SFT model's sampling space** towards what the reward "
     "model likes. So what decides the result is (1) **how big that space is** and (2) **whether the "
     "reward model stays right** on what PPO samples. Every figure below is live, on the built-in "

@@ -132,7 +132,8 @@ if run_dirs:
     accuracy = section(
         "3. Log-prob accuracy on the labelled preference test set",
         "Share of test pairs where the policy gives the chosen answer a higher log-probability than the "
-        "rejected one, per checkpoint (a background job writes `evals/logprob_accuracy.parquet`).",
+        "rejected one, per checkpoint (a background job writes `evals/logprob_accuracy.parquet`; when the run "
+        "has labels made in the Rollout browser, the same on them, `evals/label_accuracy.parquet`).",
         store.logprob_accuracy,
         run_dirs,
     )
@@ -147,4 +148,14 @@ if run_dirs:
             lines(accuracy, {"accuracy": "log-prob accuracy"}, title="Log-prob accuracy", y_title="accuracy"),
             key="rm_logprob",
         )
+    labelled = cached(store.logprob_accuracy, run_dirs, name=store.LABEL_ACCURACY)
+    if not labelled.empty:  # the runs' own labels made in the Rollout browser: a second test set
+        n_pairs = ", ".join(
+            f"`{r}`: {int(n)}" for r, n in labelled.groupby("run_id")["n_pairs"].max().items()
+        )
+        st.plotly_chart(
+            lines(labelled, {"accuracy": "log-prob accuracy on the run's labels"},
+                  title=f"Log-prob accuracy on the labels made in the app (pairs: {n_pairs})", y_title="accuracy"),
+            key="rm_label_accuracy",
+        )  # fmt: skip
     eval_panel(run_dirs)

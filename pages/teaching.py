@@ -68,7 +68,7 @@ Then see it on real models:
 """
 )
 for page, text in (
-    ("learn.py", "Learn path: the same argument in six steps on the world's models and demo runs"),
+    ("learn.py", "Learn path: the same argument step by step on the world's models and demo runs"),
     ("sampling_lab.py", "Sampling lab: the sampling space token by token"),
     ("sft_epochs.py", "SFT epochs: how much entropy each checkpoint leaves"),
     ("runs.py", "Runs: launch a PPO job and watch entropy fall"),

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: install, then pytest. Extra args go to pytest.
+# Two passes: every test but the browser ones on two workers (pytest-xdist; TEST_WORKERS changes the
+# count, 0 runs in-process), since most tests are single-threaded Python (pages under AppTest, DuckDB,
+# CLI start-up) and a 2-core machine runs two at once; then the browser tests one after another, as
+# each starts a Streamlit server and a Chromium whose waits two at once on 2 cores would stretch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-set +e
-.venv/bin/python -m pytest "$@"
-rc=$?
-set -e
+
 # pytest exits 5 when it collected no tests: that is not a failure of the code under test.
-[ "$rc" = 5 ] && { echo "no tests collected"; exit 0; }
+run_pytest() {
+  local rc=0
+  .venv/bin/python -m pytest "$@" || rc=$?
+  [ "$rc" = 5 ] && { echo "no tests collected"; rc=0; }
+  return "$rc"
+}
+rc=0
+run_pytest -n "${TEST_WORKERS:-2}" -m "not browser" --durations=10 "$@" || rc=$?
+run_pytest -m browser --durations=5 "$@" || rc=$?
 exit "$rc"

@@ -6,7 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
-from tiny_models import save_tiny
+
+# Under pytest-xdist (scripts/test.sh runs two workers on a 2-core machine) each worker, and every job
+# it starts, computes on one thread: two workers with two threads each would oversubscribe the cores,
+# and OpenMP's spinning threads slow down badly when they do.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("WORKBENCH_THREADS", "1")
+
+from tiny_models import save_tiny  # noqa: E402 (after the thread settings: it imports torch)
 
 # Pages run inside this process (AppTest): no background thread importing torch and loading models
 # there (workbench.resources.warm_up_lab). The servers of the browser tests turn it back on.

@@ -64,6 +64,8 @@ def test_protocol_sizes_are_the_default():
     )
     config = bench_grpo.engine_config(settings)
     assert config.ppo.algorithm == "grpo" and not config.sampling.stop_at_eos
+    # beta 0: no reference pass on either side (TRL has none; the engine's KL metric is off)
+    assert config.run.kl_metric_every == 0 and not any(config.takes_reference(s) for s in (1, 2, 5))
     assert config.run.batch_size == 64 and config.ppo.num_minibatches == bench_grpo.CHUNKS
 
 

@@ -35,7 +35,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("data")
     (data / "world").symlink_to(world_dir())
     (data / "demo_runs").mkdir()
-    run_ids = (*RUN_IDS, "demo-grpo")  # step 6 sets demo-grpo beside demo-default
+    run_ids = (*RUN_IDS, "demo-grpo", "demo-kl0-refresh")  # the steps that set them beside the others
     missing = tuple(r for r in run_ids if not (demo_runs_dir() / r / "run.json").is_file())
     build_demo_runs(data / "demo_runs", missing)
     for run_id in set(run_ids) - set(missing):

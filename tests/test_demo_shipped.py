@@ -17,9 +17,15 @@ from engine.store.schema import step_files
 SPECS = {spec.run_id: spec for spec in demo_specs()}
 
 
+def _size(folder) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
 def test_the_demo_runs_are_small():
-    size = sum(p.stat().st_size for p in demo_runs_dir().rglob("*") if p.is_file())
-    assert 0 < size <= 25 * 2**20
+    """Each demo run at most 10 MiB, all of them together at most 45 MiB (what a clone carries)."""
+    sizes = {run_id: _size(demo_runs_dir() / run_id) for run_id in SPECS}
+    assert all(0 < size <= 10 * 2**20 for size in sizes.values()), sizes
+    assert _size(demo_runs_dir()) <= 45 * 2**20
     assert sorted(p.name for p in demo_runs_dir().iterdir()) == sorted(SPECS)
 
 

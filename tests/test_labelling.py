@@ -110,3 +110,87 @@ def test_labels_are_a_preference_test_set_for_logprob_accuracy(tmp_path):
     chosen = response_logprobs(model, tok, [p.prompt for p in pairs], [p.chosen for p in pairs])
     rejected = response_logprobs(model, tok, [p.prompt for p in pairs], [p.rejected for p in pairs])
     assert logprob_accuracy(model, tok, pairs) == pytest.approx(float((chosen > rejected).float().mean()))
+
+
+def test_the_human_labeller_takes_the_ordered_labels_not_yet_trained_on(tmp_path):
+    from engine.runs.labels import append_labels, preference_pairs
+
+    rows = [
+        {"prompt_id": "p", "prompt": "q", "response_a": "x", "response_b": "y", "label": "a", "step": 1},
+        {"prompt_id": "p", "prompt": "q", "response_a": "x", "response_b": "z", "label": "skip", "step": 1},
+        {"prompt_id": "p", "prompt": "q", "response_a": "y", "response_b": "z", "label": "b", "step": 1},
+        {"prompt_id": "p", "prompt": "q", "response_a": "y", "response_b": "x", "label": "b", "step": 2},
+    ]  # fmt: skip
+    append_labels(tmp_path, rows)
+    every = preference_pairs(read_labels(tmp_path))
+    assert every == [("q", "x", "y"), ("q", "z", "y")]  # the repeat of the first pair counts once
+    assert RMRefresh.human_pairs(SimpleNamespace(pairs=[]), tmp_path) == every
+    trained = SimpleNamespace(pairs=[("q", "x", "y")])  # the first refresh took it
+    assert RMRefresh.human_pairs(trained, tmp_path) == [("q", "z", "y")]
+    assert RMRefresh.human_pairs(trained, None) == []
+
+
+def test_jobs_eval_reports_logprob_accuracy_on_the_runs_labels(tmp_path, capsys):
+    from engine.cli import main
+    from engine.models import load_causal_lm
+    from engine.ppo.build import build_trainer
+    from engine.ppo.logprob_eval import evaluate_labels, logprob_accuracy, watch_run
+    from engine.runs.labels import append_labels, preference_pairs
+    from engine.store import RunWriter
+    from engine.store import logprob_accuracy as accuracy_frame
+    from engine.store.schema import LABEL_ACCURACY
+    from tests.ppo_fixtures import make_tiny_sources, tiny_config
+
+    sources, prompts_file = make_tiny_sources(tmp_path / "models")
+    config = tiny_config(steps=2, save_every=1).replace(
+        policy=sources.policy, reward_model=sources.reward_model, prompts_file=str(prompts_file)
+    )
+    run = tmp_path / "runs" / "mine"
+    writer = RunWriter.create(run, kind="ppo", config=config.to_dict(), seed=0)
+    build_trainer(config, writer, sources=sources, device="cpu").train(progress=False)
+    assert evaluate_labels(run, device="cpu") == []  # no labels: nothing, no file
+    assert not (run / "evals" / "label_accuracy.parquet").exists()
+    # a run of its own prompts has no preference test set: without labels, the error says so
+    assert main(["jobs", "--runs-dir", str(run.parent), "eval", "mine"]) == 2
+    assert "preference test set" in capsys.readouterr().err
+
+    rows = [
+        {"prompt_id": "p", "prompt": "w1 w2", "response_a": "w3 w4", "response_b": "w5", "label": "a", "step": 1},
+        {"prompt_id": "p", "prompt": "w1 w2", "response_a": "w5", "response_b": "w6", "label": "b", "step": 1},
+        {"prompt_id": "p", "prompt": "w1 w2", "response_a": "w3", "response_b": "w6", "label": "tie", "step": 1},
+    ]  # fmt: skip
+    append_labels(run, rows)
+    assert main(["jobs", "--runs-dir", str(run.parent), "eval", "mine"]) == 0
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [line[0] for line in lines] == ["sft", "step-1", "step-2"]
+    assert all(line[2] == "2" and line[3] == "labels" for line in lines)  # the two ordered labels
+    frame = accuracy_frame(run, LABEL_ACCURACY)
+    assert list(frame["checkpoint"]) == ["sft", "step-1", "step-2"]
+    base = load_causal_lm(sources.policy, device="cpu")  # the sft row is the starting policy's
+    expected = logprob_accuracy(base.model, base.tokenizer, preference_pairs(read_labels(run)))
+    assert float(frame["accuracy"].iloc[0]) == pytest.approx(expected)
+    # The RM accuracy page's button runs `jobs eval --watch`: it too ends on the labels
+    (run / "evals" / "label_accuracy.parquet").unlink()
+    watch_run(run, poll_seconds=0, pairs=preference_pairs(read_labels(run)))
+    assert list(accuracy_frame(run, LABEL_ACCURACY)["checkpoint"]) == ["sft", "step-1", "step-2"]
+
+
+@pytest.mark.usefixtures("store_env")
+def test_the_rm_accuracy_page_shows_the_accuracy_on_the_runs_labels():
+    from engine.paths import REPO_ROOT
+    from engine.store import write_eval
+    from engine.store.schema import LABEL_ACCURACY
+
+    def charts() -> list[str]:
+        at = AppTest.from_file(str(REPO_ROOT / "pages" / "rm_accuracy.py"), default_timeout=60).run()
+        at.multiselect(key="rm_runs").set_value(["alpha"]).run()
+        assert not at.exception, at.exception
+        return [c.proto.id for c in at.get("plotly_chart")]
+
+    before = charts()
+    assert not any("rm_label_accuracy" in c for c in before)
+    rows = {"run_id": ["alpha"] * 2, "step": [0, 1], "checkpoint": ["sft", "step-1"],
+            "accuracy": [0.5, 0.75], "n_pairs": [4, 4]}  # fmt: skip
+    write_eval(runs_dir() / "alpha", LABEL_ACCURACY, rows)
+    after = charts()
+    assert len(after) == len(before) + 1 and any("rm_label_accuracy" in c for c in after)

@@ -184,15 +184,54 @@ def test_form_is_generated_from_every_config_field(env):
     from engine.ppo.config import SECTION_TYPES, field_docs
 
     at = _page()
+    keys = set()
+    for algorithm in ("ppo", "grpo"):  # each field is in the form of an algorithm that reads it
+        at.selectbox(key="runs_algorithm").set_value(algorithm).run()
+        keys |= {w.key for kind in ("number_input", "selectbox", "checkbox", "text_input", "multiselect")
+                 for w in at.get(kind)}  # fmt: skip
     for section, cls in SECTION_TYPES.items():
         for f in dataclasses.fields(cls):
             if f.name in ("sft_epoch", "families"):  # world-only fields: no world in this env
                 continue
-            keys = {w.key for kind in ("number_input", "selectbox", "checkbox", "text_input", "multiselect")
-                    for w in at.get(kind)}  # fmt: skip
             assert f"runs_{f.name}" in keys, f"no form widget for {section}.{f.name}"
     assert at.selectbox(key="runs_kl_estimator").options == ["k1", "k3"]
     assert field_docs(SECTION_TYPES["ppo"])["kl_estimator"] in at.selectbox(key="runs_kl_estimator").help
+
+
+def _form_keys(at: AppTest) -> set[str]:
+    return {w.key for kind in ("number_input", "selectbox", "checkbox", "text_input") for w in at.get(kind)}
+
+
+def test_the_form_shows_only_the_chosen_algorithms_fields_and_launches_it(env, monkeypatch):
+    import engine.ppo.launch as jobs
+    from engine.ppo.config import GROUP_ONLY, PPO_ONLY
+
+    launched = []
+
+    def fake_launch(config=None, *, run_id=None, **kwargs):
+        launched.append(config)
+        _finished_run(env / "runs", run_id)
+        return jobs.Job(run_id=run_id, run_dir=env / "runs" / run_id, pid=1)
+
+    monkeypatch.setattr(jobs, "launch", fake_launch)
+    monkeypatch.setattr("engine.ppo.build.check_inputs", lambda config: None)  # "p" and "r" are no models
+    at = _page()
+    algorithm = at.selectbox(key="runs_algorithm")
+    assert algorithm.value == "ppo" and algorithm.options == ["ppo", "grpo", "rloo"]
+    keys = _form_keys(at)
+    assert {f"runs_{n}" for n in PPO_ONLY} <= keys and not {f"runs_{n}" for n in GROUP_ONLY} & keys
+    at.selectbox(key="runs_algorithm").set_value("grpo").run()
+    keys = _form_keys(at)
+    assert {f"runs_{n}" for n in GROUP_ONLY} <= keys and not {f"runs_{n}" for n in PPO_ONLY} & keys
+    at.number_input(key="runs_kl_loss_coef").set_value(0.02)
+    at.text_input(key="runs_policy").set_value("p")
+    at.text_input(key="runs_reward_model").set_value("r")
+    at.text_input(key="runs_run_id").set_value("group-run")
+    at.button(key="FormSubmitter:runs_form-Launch PPO run").click().run()
+    assert not at.exception, at.exception
+    (config,) = launched
+    assert (config.ppo.algorithm, config.ppo.kl_loss_coef) == ("grpo", 0.02)
+    assert config.ppo.kl_coef == PPOConfig().ppo.kl_coef  # not shown: the default, which GRPO ignores
 
 
 def test_one_sample_per_prompt_explains_reward_norm_and_odd_settings_warn(env):

@@ -349,3 +349,20 @@ def test_a_diverged_job_fails_with_one_error_line(tmp_path, capsys):
     assert main(["jobs", "--runs-dir", str(runs), "list"]) == 0
     listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("boom")]
     assert len(listed) == 1 and "failed" in listed[0] and "diverged at step 1" in listed[0]
+
+
+def test_a_checkpoint_torch_cannot_write_is_a_run_write_error(tmp_path, tiny_sources, monkeypatch):
+    """torch.save reports a file it cannot open (a directory turned read-only mid-run) as a
+    RuntimeError; the job must get the one-line RunWriteError it turns into 'resume once writable'."""
+    from engine.runs.layout import RunWriteError
+
+    config = tiny_config(steps=1)
+    writer = RunWriter.create(tmp_path / "run", kind="ppo", config=config.to_dict(), seed=0)
+    trainer = build_trainer(config, writer, sources=tiny_sources, device="cpu")
+
+    def refuse(obj, path, *args, **kwargs):
+        raise RuntimeError(f"File {path} cannot be opened.")
+
+    monkeypatch.setattr(torch, "save", refuse)
+    with pytest.raises(RunWriteError, match=r"could not write the checkpoint in .*cannot be opened"):
+        trainer.save_checkpoint(1)

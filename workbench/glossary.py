@@ -127,8 +127,9 @@ TERMS = (
          r"(?i)\bprobes?\b"),
     # What the analyses find
     Term("ceiling", "Ceiling",
-         "Where the entropy-reward law R = -a exp(H) + b, fitted on a run's first steps, puts the reward at "
-         "zero entropy: b - a, the most reward PPO can reach by reducing entropy alone.",
+         "The most PPO can reach by narrowing the sampling space. Two measures: pass@k of the SFT start at "
+         "large k (what it can sample at all; the Ceiling page), and where the entropy-reward law "
+         "R = -a exp(H) + b, fitted on a run's first steps, puts the reward at zero entropy: b - a.",
          r"(?i)\bceiling\b"),
     Term("covariance_driver", "Covariance driver",
          "Per step, the mean over response tokens of (log-prob - its mean) x (advantage - its mean) "
@@ -198,7 +199,9 @@ LEARN_STEP_TERMS = {
     "space": ("temperature", "gold"),
     "epochs": ("gold", "best_of_n"),
     "reduction": ("nats", "temperature", "gold", "reward_norm", "kl", "probe_set"),
+    "ceiling": ("ceiling", "gold", "best_of_n", "sft"),
     "rm": ("gold", "over_optimisation", "kl"),
+    "refresh": ("gold", "rm", "over_optimisation", "kl", "demo_run"),
     "range": ("nats", "sampling_entropy", "temperature", "gold", "advantage", "probe_set"),
     "methods": ("gold", "advantage", "reward_norm", "probe_set", "kl", "demo_run"),
     "real": ("gold", "nats", "kl", "demo_run"),

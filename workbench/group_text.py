@@ -7,10 +7,12 @@ where pass@k curves cross. Each is tested with data pointing both ways (tests/te
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 
-from engine.analysis.uncertainty import NOISE_Z, first_last_tenth
+from engine.analysis.coverage import PassGap
+from engine.analysis.uncertainty import NOISE_Z, first_last_tenth, step_noise
 
 
 def _runs_series(metrics: pd.DataFrame, run: str, key: str) -> list[float]:
@@ -23,10 +25,11 @@ def _runs_series(metrics: pd.DataFrame, run: str, key: str) -> list[float]:
 
 def _last_gap(
     metrics: pd.DataFrame, runs: list[str], key: str
-) -> tuple[dict[str, float], float, bool] | None:
-    """The last-tenth mean of ``key`` per run, run a's minus run b's, and whether that gap is more than
+) -> tuple[dict[str, float], float, bool, float | None] | None:
+    """The last-tenth mean of ``key`` per run, run a's minus run b's, whether that gap is more than
     the step-to-step noise of the two (``NOISE_Z`` standard errors of the difference of the two
-    last-tenth means); None when a run has fewer than two points of ``key``."""
+    last-tenth means), and that standard error (None below 3 points a run); None when a run has fewer
+    than two points of ``key``."""
     a, b = runs
     ends = {run: first_last_tenth(_runs_series(metrics, run, key)) for run in runs}
     if ends[a] is None or ends[b] is None:
@@ -38,7 +41,7 @@ def _last_gap(
         if ends[a].se is None or ends[b].se is None
         else math.hypot(ends[a].se, ends[b].se) / math.sqrt(2)
     )
-    return {run: e.last for run, e in ends.items()}, gap, se is not None and abs(gap) > NOISE_Z * se
+    return {run: e.last for run, e in ends.items()}, gap, se is not None and abs(gap) > NOISE_Z * se, se
 
 
 def compare_sentence(metrics: pd.DataFrame, runs: list[str], key: str, name: str) -> str | None:
@@ -47,9 +50,12 @@ def compare_sentence(metrics: pd.DataFrame, runs: list[str], key: str, name: str
     found = _last_gap(metrics, runs, key)
     if found is None:
         return None
-    last, gap, clear = found
+    last, gap, clear, se = found
     a, b = runs
-    values = f"{name} ends at {last[a]:#.3g} on `{a}` and {last[b]:#.3g} on `{b}` (last tenth of each run)"
+    interval = (
+        "" if se is None else f"; the gap {abs(gap):#.2g} ± {NOISE_Z * se:#.2g}, {NOISE_Z:g} standard errors"
+    )
+    values = f"{name} ends at {last[a]:#.3g} on `{a}` and {last[b]:#.3g} on `{b}` (last tenth of each run{interval})"
     if not clear:
         return f"{values}: within the step-to-step noise of each other."
     higher, lower = (a, b) if gap > 0 else (b, a)
@@ -63,7 +69,7 @@ def methods_sentence(metrics: pd.DataFrame, runs: list[str], entropy_key: str) -
     gold, entropy = _last_gap(metrics, runs, "objective/gold"), _last_gap(metrics, runs, entropy_key)
     if gold is None or entropy is None:
         return None
-    (_, gold_gap, gold_clear), (_, entropy_gap, entropy_clear) = gold, entropy
+    (_, gold_gap, gold_clear, _), (_, entropy_gap, entropy_clear, _) = gold, entropy
     if not gold_clear:
         return "Both end with about the same gold (within the step-to-step noise): on this world the baseline matters little."
     better, other = (runs[0], runs[1]) if gold_gap > 0 else (runs[1], runs[0])
@@ -117,23 +123,107 @@ def groups_sentence(overall: dict | None, has_gold: bool) -> str:
 
 
 def ceiling_sentence(
-    curves: dict[str, dict[int, float]], start: str, policy: str, crossing: int | None
+    curves: dict[str, dict[int, float]],
+    start: str,
+    policy: str,
+    crossing: int | None,
+    gaps: dict[int, PassGap] | None = None,
 ) -> str:
     """Where a trained policy stands against its start on pass@k: who is higher at k = 1 and at the
-    largest k measured, and whether the curves cross (the sampling-space ceiling) or not."""
+    largest k measured, and whether the curves cross (the sampling-space ceiling) or not; with ``gaps``
+    (:func:`engine.analysis.coverage.pass_at_k_gaps` of ``policy`` minus ``start``) each difference
+    carries its interval over prompts and a crossing whose far side is within it says so."""
     ks = sorted(set(curves[start]) & set(curves[policy]))
     low, high = ks[0], ks[-1]
-    ends = (
-        f"pass@{low}: {curves[policy][low]:.2f} for `{policy}` vs {curves[start][low]:.2f} for `{start}`; "
-        f"pass@{high}: {curves[policy][high]:.2f} vs {curves[start][high]:.2f}"
-    )
+
+    def at(k: int) -> str:
+        text = f"{curves[policy][k]:.2f} for `{policy}` vs {curves[start][k]:.2f} for `{start}`"
+        gap = (gaps or {}).get(k)
+        if gap is not None and gap.se is not None:
+            noisy = abs(gap.gap) <= NOISE_Z * gap.se
+            text += (f" (difference {gap.gap:+.2f} ± {NOISE_Z * gap.se:.2f}, {NOISE_Z:g} standard errors over "
+                     f"{gap.n_prompts} prompts{': within the noise' if noisy else ''})")  # fmt: skip
+        return text
+
+    ends = f"pass@{low}: {at(low)}; pass@{high}: {at(high)}"
+    far = (gaps or {}).get(high)
+    unsure = far is not None and (far.se is None or abs(far.gap) <= NOISE_Z * far.se)
     if crossing is not None:
         first = policy if curves[policy][low] > curves[start][low] else start
         other = start if first == policy else policy
-        return (
+        text = (
             f"{ends}. The curves cross at k = {crossing}: `{first}` wins at small k, `{other}` from "
             f"k = {crossing} on" + (" — the start's sampling space covers more than the trained policy "
             "reaches, the ceiling PPO works under." if other == start else ".")
         )  # fmt: skip
+        if unsure:
+            text += f" But at k = {high} the difference is within the noise: this run does not show it beyond doubt."
+        return text
     above = policy if curves[policy][high] >= curves[start][high] else start
-    return f"{ends}. The curves do not cross up to k = {high}: `{above}` is at or above at every k measured."
+    return (f"{ends}. The curves do not cross up to k = {high}: `{above}` is at or above at every k measured, "
+            "so on this run they do not cross.")  # fmt: skip
+
+
+def same_start_sentence(
+    metrics: pd.DataFrame, runs: list[str], key: str, name: str, until: int
+) -> str | None:
+    """Two runs of one config and seed that part at step ``until`` (the first RM refresh): the largest
+    difference of ``key`` over the steps before it, which is 0 when they are one run until then; None
+    without a shared step before ``until``."""
+    a, b = (metrics[(metrics["run_id"] == r) & (metrics["key"] == key) & (metrics["step"] < until)]
+            .set_index("step")["value"] for r in runs)  # fmt: skip
+    shared = a.index.intersection(b.index)
+    if shared.empty:
+        return None
+    largest = float((a.loc[shared] - b.loc[shared]).abs().max())
+    before = f"Up to the first RM refresh (step {until}) the two runs share their config and seed"
+    if largest == 0:
+        return f"{before}: they are one run, the same {name} at each of the {len(shared)} steps."
+    return f"{before}, yet their {name} differs by up to {largest:.2g} over those {len(shared)} steps: not one run bit for bit."
+
+
+def refresh_sentence(metrics: pd.DataFrame, base: str, refreshed: str, agreement_key: str) -> str | None:
+    """What an RM refresh did, from the last tenths of two runs over the same steps (``refreshed``
+    minus ``base``): whether the refreshed RM ends more accurate on what PPO samples (``agreement_key``)
+    and whether the run ends with more gold, each beyond the step-to-step noise or not; None when a run
+    lacks either series."""
+    runs = [refreshed, base]
+    gold, agreement = _last_gap(metrics, runs, "objective/gold"), _last_gap(metrics, runs, agreement_key)
+    if gold is None or agreement is None:
+        return None
+    (_, gold_gap, gold_clear, _), (_, agreement_gap, agreement_clear, _) = gold, agreement
+    if not agreement_clear:
+        return ("The two RMs end within the noise of each other on what PPO samples: this run does not show "
+                "the refresh keeping the RM accurate.")  # fmt: skip
+    if agreement_gap < 0:
+        return (f"`{refreshed}`'s RM ends *less* accurate on what PPO samples than `{base}`'s, never refreshed: "
+                "this run shows the opposite of the remedy.")  # fmt: skip
+    accurate = f"Refreshing the RM from PPO's own samples kept it more accurate where PPO samples (`{refreshed}` vs `{base}`)"
+    if not gold_clear:
+        return f"{accurate}, but the final gold is within the noise of each other: this run does not show a gold gain from it."
+    if gold_gap < 0:
+        return f"{accurate}, yet `{refreshed}` ends with *less* gold: this run does not show the remedy paying off in gold."
+    return f"{accurate} and it ends with more gold: on this run the remedy works."
+
+
+def selection_sentence(steps: Sequence[int], high: Sequence[float], low: Sequence[float]) -> str:
+    """Two PPO runs on prompts chosen by high vs low RM-score variance, held-out gold at ``steps``: which
+    gained more from the first to the last step, against the step-to-step noise of the two series
+    (:func:`engine.analysis.uncertainty.step_noise`; the shared start counts once when both start from
+    the same value)."""
+    gains = high[-1] - high[0], low[-1] - low[0]
+    noise = step_noise(high), step_noise(low)
+    span = f"from step {steps[0]} to {steps[-1]}"
+    if None in noise:
+        return (f"Held-out gold {span}: {gains[0]:+.3f} on the high-variance prompts, {gains[1]:+.3f} on the "
+                "low-variance ones (too few points to tell them from noise).")  # fmt: skip
+    shared = high[0] == low[0]  # one measurement of the start: only the two ends are noisy
+    se = math.sqrt((noise[0] ** 2 + noise[1] ** 2) * (1 if shared else 2))
+    diff = gains[0] - gains[1]
+    values = (f"held-out gold {span} changed by {gains[0]:+.3f} on the high-variance prompts and by "
+              f"{gains[1]:+.3f} on the low-variance ones (difference {diff:+.3f} ± {NOISE_Z * se:.3f}, "
+              f"{NOISE_Z:g} standard errors of the step-to-step noise; one seed per arm)")  # fmt: skip
+    if abs(diff) <= NOISE_Z * se:
+        return f"**This measurement does not tell them apart**: {values}."
+    more = "high" if diff > 0 else "low"
+    return f"**The {more}-variance prompts gained more**: {values}."

@@ -2,8 +2,11 @@
 
 The form has one widget per PPOConfig leaf, chosen by the field's type (checkbox, select for a
 ``Literal``, number, text), with the field's docstring as its help, so a new config field appears in
-the form with no change here. ``BASIC`` names the few fields shown up front; the rest sit in the
-"Advanced settings" expander, by section. The hints and warnings are pure functions of the config.
+the form with no change here. The algorithm comes first, above the form (a widget inside a form does
+not rerun the page): the form then shows only the fields that algorithm reads
+(:func:`engine.ppo.config.setting_applies`; the others keep their defaults). ``BASIC`` names the few
+fields shown up front; the rest sit in the "Advanced settings" expander, by section. The hints and
+warnings are pure functions of the config.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 import streamlit as st
 
 from engine.config import ConfigError
-from engine.ppo.config import SECTION_TYPES, PPOConfig, field_choices, field_docs
+from engine.ppo.config import SECTION_TYPES, PPOConfig, field_choices, field_docs, setting_applies
 from engine.runs import check_run_id
 from engine.runs.layout import RUN_ID_MAX
 
@@ -24,9 +27,11 @@ HANDOFF_SFT_EPOCH = "handoff_sft_epoch"
 
 BASIC = (
     "families", "sft_epoch", "policy", "reward_model", "prompts_file", "steps", "prompts_per_step",
-    "samples_per_prompt", "reward_norm", "kl_coef", "learning_rate", "temperature", "max_new_tokens",
+    "samples_per_prompt", "reward_norm", "kl_coef", "scale_rewards", "kl_loss_coef", "learning_rate",
+    "temperature", "max_new_tokens",
 )  # fmt: skip
-"""The fields shown up front, in this order; every other field is in the advanced expander."""
+"""The fields shown up front in the form, in this order, those the algorithm reads; every other field
+is in the advanced expander (the algorithm itself is above the form)."""
 WORLD_ONLY = ("sft_epoch", "families")  # meaningful only on the built-in world
 BASIC_WITHOUT_WORLD = ("policy", "reward_model", "prompts_file")  # advanced when the world is built
 LABELS = {
@@ -37,6 +42,7 @@ LABELS = {
     "reward_norm": "Reward normalisation", "sft_epoch": "Starting SFT epoch", "families": "Prompt families",
     "policy": "Policy (path or HF name)", "reward_model": "Reward model (path)",
     "prompts_file": "Prompts file (one per line)", "max_new_tokens": "Max new tokens",
+    "kl_loss_coef": "KL loss coefficient",
 }  # fmt: skip
 COLUMNS = 4
 
@@ -141,28 +147,34 @@ def launch_form(world: Any, key: str = "runs_form") -> tuple[PPOConfig, str, lis
 
     Widget keys are ``runs_<setting>``. A ConfigError from validation is shown and None returned.
     """
-    skipped = BASIC_WITHOUT_WORLD if world is not None else WORLD_ONLY
-    basic = [name for name in BASIC if name not in skipped]
     leaves = {f.name: (s, cls, f, d) for s, cls, f, d in _leaves()}
-    shown = [leaves[name] for name in basic]
-    hidden = [
-        leaf for name, leaf in leaves.items() if name not in basic and (world or name not in WORLD_ONLY)
-    ]
-
-    optional = {name: str(f.type).endswith("| None") for name, (_, _, f, _) in leaves.items()}
 
     def widget(column, cls, f, default):
         return field_widget(column, cls, f, default, world)
 
+    # Outside the form, so that choosing it reruns the page and the form shows that algorithm's fields.
+    algorithm = widget(st, *leaves["algorithm"][1:])
+    skipped = BASIC_WITHOUT_WORLD if world is not None else WORLD_ONLY
+    applies = {name for name in leaves if name != "algorithm" and setting_applies(name, algorithm)}
+    basic = [name for name in BASIC if name not in skipped and name in applies]
+    shown = [leaves[name] for name in basic]
+    hidden = [
+        leaf
+        for name, leaf in leaves.items()
+        if name in applies and name not in basic and (world or name not in WORLD_ONLY)
+    ]
+
+    optional = {name: str(f.type).endswith("| None") for name, (_, _, f, _) in leaves.items()}
+
     with st.form(key):
-        values = _grid(shown, widget)
+        values = {"algorithm": algorithm, **_grid(shown, widget)}
         run_id = st.text_input(
             "Run id (optional)",
             key="runs_run_id",
             help=f"Letters, digits, '-', '_' and '.' (not first), at most {RUN_ID_MAX}. "
             "Default: ppo-<date>-<time>-<random>",
         )
-        with st.expander("Advanced settings (every other PPOConfig field)"):
+        with st.expander("Advanced settings (every other setting of this algorithm)"):
             for section in SECTION_TYPES:
                 items = [leaf for leaf in hidden if leaf[0] == section]
                 if items:

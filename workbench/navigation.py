@@ -117,7 +117,7 @@ PAGES = (
         "learn.py",
         "Learn path",
         ":material/route:",
-        "the argument in six steps on the real models and demo runs",
+        "the argument step by step on the real models and demo runs",
     ),
     PageSpec(
         "Learn", "glossary.py", "Glossary", ":material/menu_book:", "every term the pages use, defined once"

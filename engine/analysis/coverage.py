@@ -24,6 +24,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -113,6 +114,42 @@ def coverage_stats(samples: pd.DataFrame, taus: Iterable[float] = COVER_TAUS) ->
             **({"mean_gold": float(rows["gold"].mean())} if "gold" in rows else {}),
         }
     return stats
+
+
+class PassGap(NamedTuple):
+    """pass@k of policy a minus that of policy b, averaged over the prompts both sampled, with its
+    standard error over those prompts (paired: s.d. of the per-prompt differences / sqrt(prompts);
+    None below two prompts)."""
+
+    gap: float
+    se: float | None
+    n_prompts: int
+
+
+def pass_at_k_gaps(samples: pd.DataFrame, a: str, b: str) -> dict[int, PassGap]:
+    """For k = 1, 2, 4, ... up to the fewest samples either policy has on a shared prompt: the paired
+    difference of pass@k between policies ``a`` and ``b`` over their shared prompts (the figure's
+    uncertainty: prompts are the unit that varies; the per-prompt estimator is unbiased, so the mean of
+    the differences is the difference of the means over those prompts)."""
+    per_policy = {
+        p: samples[samples["policy"] == p].groupby("prompt_id")["correct"].agg(["size", "sum"])
+        for p in (a, b)
+    }
+    shared = per_policy[a].index.intersection(per_policy[b].index)
+    if shared.empty:
+        return {}
+    counts = {p: frame.loc[shared] for p, frame in per_policy.items()}  # (prompts, [size, sum]) each
+    ks = ks_up_to(int(min(counts[a]["size"].min(), counts[b]["size"].min())))
+    gaps = {}
+    for k in ks:
+        per_prompt = [
+            np.array([pass_at_k(int(n), int(c), k) for n, c in counts[p].itertuples(index=False)])
+            for p in (a, b)
+        ]
+        diff = per_prompt[0] - per_prompt[1]  # (prompts,)
+        se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else None
+        gaps[k] = PassGap(float(diff.mean()), se, len(diff))
+    return gaps
 
 
 def pass_at_k_from_file(path: Path | str) -> dict[str, dict[int, float]]:

@@ -13,9 +13,10 @@ with gradients accumulated, then one AdamW step (lr 1e-4, gradient norm clipped 
 calls it as it always does, TRL through a reward function (``scripts/trl_baseline/trl_grpo_tiny.py``)
 that calls the same code on the prompt ids followed by the completion ids.
 
-What each side does beyond that work is its own cost, and counted: the engine takes the reference
-log-probs (adapter off) for its KL metrics even at beta 0, and logs every rollout with its per-token
-signals into a run store (a temporary directory); TRL decodes the completions to text, computes the
+What each side does beyond that work is its own cost, and counted: the engine logs every rollout with
+its per-token signals into a run store (a temporary directory); neither side takes the reference
+log-probs (at beta 0 TRL has no reference pass, and the engine's ``kl_metric_every`` is 0: its KL
+metrics, which are all the reference pass would feed, are not logged); TRL decodes the completions to text, computes the
 entropy of every token for its metrics, and runs its Trainer's loop. The engine has no probes, no
 entropy-after-update pass and no gold judge here (``probe_every`` 0, ``measure_entropy_change`` off).
 
@@ -111,6 +112,7 @@ def protocol_settings(args: argparse.Namespace) -> dict[str, Any]:
         "loss_type": "dapo",
         "num_iterations": 1,
         "kl_loss_coef": 0.0,
+        "kl_metric_every": 0,  # the engine's: no reference pass, as TRL at beta 0
         "scale_rewards": True,
         "cliprange": 0.2,
         "learning_rate": 1e-4,
@@ -151,6 +153,7 @@ def engine_config(s: dict[str, Any]) -> PPOConfig:
             seed=s["seed"],
             probe_every=0,
             measure_entropy_change=False,
+            kl_metric_every=s["kl_metric_every"],
         ),
     )
 

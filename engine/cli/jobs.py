@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         parents=[after],
-        help="log-prob accuracy of a run's checkpoints on the preference test set (evals/logprob_accuracy.parquet)",
+        help="log-prob accuracy of a run's checkpoints on the preference test set (evals/logprob_accuracy.parquet) "
+        "and on the run's labels made in the app when it has any (evals/label_accuracy.parquet; lines end in 'labels')",
     )
     p.add_argument("run_id")
     p.add_argument(
@@ -61,7 +62,7 @@ def _cli_status(args: argparse.Namespace) -> int:
 
 
 def _cli_eval(args: argparse.Namespace) -> int:
-    from engine.ppo.logprob_eval import evaluate_run, watch_run
+    from engine.ppo.logprob_eval import evaluate_labels, evaluate_run, has_test_set, watch_run
 
     run_dir = run_dir_of(args.run_id, args.runs_dir)
     if not (run_dir / RUN_FILE).is_file():
@@ -69,8 +70,12 @@ def _cli_eval(args: argparse.Namespace) -> int:
     if args.watch:
         watch_run(run_dir)
     else:
-        for row in evaluate_run(run_dir):
-            print(f"{row['checkpoint']}\t{row['accuracy']:.4f}\t{row['n_pairs']}")
+        labelled = evaluate_labels(run_dir)  # the run's labels made in the app, when it has any
+        if has_test_set(run_dir) or not labelled:  # without either, evaluate_run says what is missing
+            for row in evaluate_run(run_dir):
+                print(f"{row['checkpoint']}\t{row['accuracy']:.4f}\t{row['n_pairs']}")
+        for row in labelled:
+            print(f"{row['checkpoint']}\t{row['accuracy']:.4f}\t{row['n_pairs']}\tlabels")
     return 0
 
 

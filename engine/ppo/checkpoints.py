@@ -22,14 +22,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
-from engine.config import ConfigError
+from engine.config import ConfigError, shown_path
 from engine.models import ValueHead, load_value_head, save_value_head
 from engine.models.loading import hub_offline
 from engine.paths import demo_runs_dir
 from engine.runs import list_checkpoints, run_dir_of, run_info
-from engine.runs.layout import CHECKPOINTS_DIR, TRAINER_STATE
+from engine.runs.layout import CHECKPOINTS_DIR, TRAINER_STATE, RunWriteError
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +102,16 @@ def save_checkpoint(
     tmp = root / f".{checkpoint_name(step)}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    with hub_offline():  # PEFT looks the base's config up on the hub for a named base (smollm2)
-        model.save_pretrained(str(tmp))
-    if value_head is not None:
-        save_value_head(value_head, tmp / VALUE_HEAD_FILE)
-    torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+    try:
+        with hub_offline():  # PEFT looks the base's config up on the hub for a named base (smollm2)
+            model.save_pretrained(str(tmp))
+        if value_head is not None:
+            save_value_head(value_head, tmp / VALUE_HEAD_FILE)
+        torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+    except (RuntimeError, SafetensorError) as exc:
+        # torch and safetensors report a file they cannot write (a directory turned read-only, a
+        # full disk) as their own errors, not OSError: the job must get its one-line write error.
+        raise RunWriteError(f"could not write the checkpoint in {shown_path(tmp)}: {exc}") from None
     state: dict[str, Any] = {
         **(extra(tmp) if extra is not None else {}),
         "step": step,

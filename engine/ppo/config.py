@@ -12,13 +12,24 @@ import ast
 import dataclasses
 import functools
 import inspect
-import math
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from engine.config import ConfigError, SamplingConfig
+from engine.config import SamplingConfig
+from engine.ppo.config_rules import (
+    NON_NEGATIVE,
+    NUMBER,
+    POSITIVE,
+    UNIT_INTERVAL,
+    Rule,
+    check,
+    finite,
+    int_at_least,
+    one_of,
+    or_none,
+    validate,
+)
 
 KLEstimator = Literal["k1", "k3"]
 RewardNorm = Literal["none", "batch", "prompt"]
@@ -39,57 +50,25 @@ RM_LABELLERS = typing.get_args(RMLabeller)
 PROMPT_SELECTIONS = typing.get_args(PromptSelection)
 # The critic-free group methods (engine.ppo.group_advantages): no value head, no GAE.
 GROUP_ALGORITHMS = ("grpo", "rloo")
+# The settings only one kind of algorithm reads (the others ignore them): the Runs form shows a field
+# only where it applies (setting_applies).
+PPO_ONLY = (
+    "kl_coef", "kl_target", "kl_horizon", "gamma", "lam", "cliprange_value", "vf_coef", "ppo_epochs",
+    "whiten_advantages", "reward_norm",
+)  # fmt: skip
+GROUP_ONLY = ("scale_rewards", "kl_loss_coef", "loss_type", "num_iterations", "kl_metric_every")
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
+def setting_applies(name: str, algorithm: str) -> bool:
+    """Whether the setting ``name`` (a PPOConfig leaf) is read by a run of ``algorithm``."""
+    if name in PPO_ONLY:
+        return algorithm not in GROUP_ALGORITHMS
+    if name in GROUP_ONLY:
+        return algorithm in GROUP_ALGORITHMS
+    return True
 
 
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-# ---------------------------------------------------------------------- validation
-# Each section's fields are checked by a table, field -> rule, in ``__post_init__``; a rule says what a
-# field needs ("an integer >= 1") and the message is always "<field> must be <needs>, got <value>".
-# Checks that relate several fields follow the table in the section's ``__post_init__``.
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What a field's value must satisfy (``ok``) and how the message says it (``needs``)."""
-
-    ok: Callable[[Any], bool]
-    needs: str
-
-
-def int_at_least(low: int, why: str = "") -> Rule:
-    """An integer (not a bool) >= ``low``; ``why`` is appended to the message, e.g. " (0 = off)"."""
-    return Rule(
-        lambda x: isinstance(x, int) and not isinstance(x, bool) and x >= low, f"an integer >= {low}{why}"
-    )
-
-
-def one_of(choices: tuple) -> Rule:
-    return Rule(lambda x: x in choices, f"one of {choices}")
-
-
-def or_none(rule: Rule) -> Rule:
-    return Rule(lambda x: x is None or rule.ok(x), f"{rule.needs} or None")
-
-
-NUMBER = Rule(_finite, "a number")
-POSITIVE = Rule(lambda x: _finite(x) and x > 0, "> 0")
-NON_NEGATIVE = Rule(lambda x: _finite(x) and x >= 0, ">= 0")
-UNIT_INTERVAL = Rule(lambda x: _finite(x) and 0 <= x <= 1, "in [0, 1]")
-
-
-def validate(config: Any, rules: dict[str, Rule]) -> None:
-    """Raise a :class:`ConfigError` naming the first field of ``config`` that breaks its rule."""
-    for name, rule in rules.items():
-        value = getattr(config, name)
-        _check(rule.ok(value), f"{name} must be {rule.needs}, got {value!r}")
+# ---------------------------------------------------------------------- validation (engine.ppo.config_rules)
 
 
 MODEL_RULES = {
@@ -170,7 +149,7 @@ class PPOHyperConfig:
     a critic-free group method (GRPO, RLOO: group advantages, a KL loss term, TRL's loss types)."""
 
     algorithm: Algorithm = "ppo"
-    """ppo = a value head and GAE; grpo = advantage (r - group mean) / (group std + eps), the group being the samples of one prompt; rloo = r - mean of the group's other samples. grpo and rloo build no value head and ignore the PPO-only settings (kl_coef, kl_target, gamma, lam, cliprange_value, vf_coef, ppo_epochs, whiten_advantages, reward_norm); they use scale_rewards, kl_loss_coef, loss_type and num_iterations."""
+    """ppo = a value head and GAE; grpo = advantage (r - group mean) / (group std + eps), the group being the samples of one prompt; rloo = r - mean of the group's other samples. grpo and rloo build no value head and ignore the PPO-only settings (kl_coef, kl_target, kl_horizon, gamma, lam, cliprange_value, vf_coef, ppo_epochs, whiten_advantages, reward_norm); they use scale_rewards, kl_loss_coef, loss_type, num_iterations and kl_metric_every."""
     scale_rewards: bool = True
     """GRPO: divide the centred rewards by the group's std (off = Dr. GRPO, Liu et al. 2025: the std favours groups that are nearly all right or all wrong). A group with constant rewards gets advantage 0 either way."""
     kl_loss_coef: float = 0.0
@@ -232,9 +211,9 @@ class PPOHyperConfig:
 
     def __post_init__(self) -> None:
         validate(self, PPO_RULES)
-        _check(
-            _finite(self.clip_cov_low)
-            and _finite(self.clip_cov_high)
+        check(
+            finite(self.clip_cov_low)
+            and finite(self.clip_cov_high)
             and self.clip_cov_low < self.clip_cov_high,
             f"the Clip-Cov band needs clip_cov_low < clip_cov_high, got {self.clip_cov_low!r}, {self.clip_cov_high!r}",
         )
@@ -247,11 +226,12 @@ RUN_RULES = {
     "seed": int_at_least(0),
     "save_every": int_at_least(1),
     "probe_every": int_at_least(0, " (0 = no probes)"),
+    "kl_metric_every": int_at_least(0, " (0 = never)"),
     "probes_per_family": int_at_least(1),
     "probe_samples": int_at_least(2, " (distinct responses need several)"),
     "processes": int_at_least(1),
     "prompt_selection": one_of(PROMPT_SELECTIONS),
-    "prompt_selection_share": Rule(lambda x: _finite(x) and 0 < x <= 1, "in (0, 1]"),
+    "prompt_selection_share": Rule(lambda x: finite(x) and 0 < x <= 1, "in (0, 1]"),
     "prompt_selection_samples": int_at_least(2, " (a variance needs several)"),
 }
 
@@ -280,6 +260,8 @@ class RunConfig:
     """After each update, measure the entropy of the same tokens again (metrics entropy/before_update and entropy/after_update: the Entropy dynamics page's measured change); one extra forward pass, about 15 % of a step on the built-in world."""
     probe_every: int = 5
     """Sample a fixed set of probe prompts every N steps (and at the last step), logged as probe rows: per family, entropy, distinct responses and the mass of the most likely response against step; 0 = off."""
+    kl_metric_every: int = 1
+    """GRPO / RLOO with kl_loss_coef 0: the reference pass (adapter off) then feeds only the KL metrics and the logged ref_logprob and kl, so take it at step 1, every N-th step and the last step; other steps log no KL (0 = never, as TRL at beta 0). PPO and kl_loss_coef > 0 need the reference at every step and ignore this."""
     probes_per_family: int = 2
     """Probe prompts per prompt family (the first ones of the family by id, the same at every probe)."""
     probe_samples: int = 8
@@ -295,7 +277,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         validate(self, RUN_RULES)
-        _check(
+        check(
             self.prompts_per_step % self.processes == 0,
             f"prompts_per_step = {self.prompts_per_step} cannot be split evenly over processes = {self.processes}",
         )
@@ -328,30 +310,30 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         batch, mbs = self.run.batch_size, self.ppo.num_minibatches
-        _check(
+        check(
             batch % mbs == 0,
             f"batch arithmetic: prompts_per_step x samples_per_prompt = {self.run.prompts_per_step} x "
             f"{self.run.samples_per_prompt} = {batch} sequences is not divisible by num_minibatches = {mbs}",
         )
-        _check(
+        check(
             self.run.batch_size_per_process % mbs == 0,
             f"batch arithmetic: {batch} sequences over processes = {self.run.processes} is "
             f"{self.run.batch_size_per_process} per process, not divisible by num_minibatches = {mbs}",
         )
-        _check(
+        check(
             self.ppo.algorithm not in GROUP_ALGORITHMS or self.run.samples_per_prompt >= 2,
             f"algorithm={self.ppo.algorithm!r} needs samples_per_prompt >= 2 (its baseline is the other "
             f"samples of the same prompt; one sample per prompt gives every advantage 0)",
         )
-        _check(
+        check(
             self.ppo.reward_norm != "prompt" or self.run.samples_per_prompt >= 2,
             "reward_norm='prompt' needs samples_per_prompt >= 2 (one sample per prompt normalises every score to 0)",
         )
-        _check(
+        check(
             self.model.rm_refresh_every == 0 or self.run.processes == 1,
             "rm_refresh_every needs processes = 1 (the refresh trains the RM on one process's rollouts)",
         )
-        _check(
+        check(
             self.sampling.temperature > 0,
             "PPO needs temperature > 0 (greedy rollouts have no ratio to optimise)",
         )
@@ -360,6 +342,14 @@ class PPOConfig:
     def uses_value_head(self) -> bool:
         """PPO trains a value head; the group methods have no critic."""
         return self.ppo.algorithm not in GROUP_ALGORITHMS
+
+    def takes_reference(self, step: int) -> bool:
+        """Whether 1-based ``step`` takes the reference log-probs: always where the KL is in the reward
+        (PPO) or in the loss (kl_loss_coef > 0), else only at the KL metric's steps (kl_metric_every)."""
+        if self.uses_value_head or self.ppo.kl_loss_coef > 0:
+            return True
+        every = self.run.kl_metric_every
+        return every > 0 and (step == 1 or step % every == 0 or step == self.run.steps)
 
     @property
     def optimizer_steps_per_iteration(self) -> int:
@@ -381,7 +371,7 @@ class PPOConfig:
                 values.setdefault("base_precision", "bf16_grad" if values.pop("bf16_backward") else "fp32")
             known = {g.name for g in dataclasses.fields(section_cls)}
             unknown = sorted(set(values) - known)
-            _check(not unknown, f"unknown {f.name} settings {unknown}")
+            check(not unknown, f"unknown {f.name} settings {unknown}")
             sections[f.name] = section_cls(**values)
         return cls(**sections)
 
@@ -390,7 +380,7 @@ class PPOConfig:
         data = self.to_dict()
         owner = leaf_owners()
         for name, value in leaves.items():
-            _check(name in owner, f"unknown PPO setting {name!r}")
+            check(name in owner, f"unknown PPO setting {name!r}")
             data[owner[name]][name] = value
         return PPOConfig.from_dict(data)
 

@@ -82,15 +82,11 @@ def evaluate_run(
     """Evaluate the starting policy and every checkpoint of a run not yet in its eval file; returns new rows."""
     import pandas as pd
 
-    from engine.models import attach_lora, load_causal_lm
-    from engine.ppo.build import resolve_sources
-    from engine.ppo.config import PPOConfig
     from engine.runs import list_checkpoints
-    from engine.store import LOGPROB_ACCURACY, LOGPROB_ACCURACY_SCHEMA, write_eval
+    from engine.store import LOGPROB_ACCURACY
 
     run_dir = Path(run_dir)
-    record = json.loads((run_dir / RUN_FILE).read_text())
-    config = PPOConfig.from_dict(record["config"])
+    config = _run_config(run_dir)
     if pairs is None:
         if not config.model.uses_world:
             raise ConfigError(
@@ -107,7 +103,58 @@ def evaluate_run(
     ]
     if not todo:
         return []
+    rows = _checkpoint_accuracies(run_dir, config, todo, pairs, device)
+    _write(run_dir, LOGPROB_ACCURACY, rows, append=True)
+    return rows
+
+
+def evaluate_labels(
+    run_dir: Path, labels_dir: Path | None = None, *, device: str | None = None
+) -> list[dict]:
+    """Log-prob accuracy of the starting policy and every checkpoint on the run's own labels (made in
+    the app, :func:`engine.runs.labels.preference_pairs`; read from ``labels_dir``, default the run's),
+    written to ``evals/label_accuracy.parquet`` anew each time (the labels grow); [] without ordered labels."""
+    from engine.runs import list_checkpoints
+    from engine.runs.labels import preference_pairs, read_labels
+    from engine.store import LABEL_ACCURACY
+
+    run_dir = Path(run_dir)
+    pairs = preference_pairs(read_labels(labels_dir or run_dir))
+    if not pairs:
+        return []
+    todo = [("sft", 0, None), *((f"step-{step}", step, ckpt) for step, ckpt in list_checkpoints(run_dir))]
+    rows = _checkpoint_accuracies(
+        run_dir, _run_config(run_dir), todo, pairs, device, "accuracy on the run's labels"
+    )
+    _write(run_dir, LABEL_ACCURACY, rows, append=False)
+    return rows
+
+
+def has_test_set(run_dir: Path) -> bool:
+    """Whether the run has a preference test set of its own (the built-in world's)."""
+    return _run_config(Path(run_dir)).model.uses_world
+
+
+def _run_config(run_dir: Path):
+    from engine.ppo.config import PPOConfig
+
+    return PPOConfig.from_dict(json.loads((run_dir / RUN_FILE).read_text())["config"])
+
+
+def _checkpoint_accuracies(
+    run_dir: Path,
+    config: Any,
+    todo: list[tuple[str, int, Path | None]],
+    pairs: Sequence[Any],
+    device: str | None,
+    what: str = "log-prob accuracy",
+) -> list[dict]:
+    """One row per (checkpoint name, step, adapter folder or None for the starting policy) of ``todo``;
+    ``what`` names the measure in the log (the RM accuracy page counts the "log-prob accuracy" lines)."""
     from peft import load_peft_weights, set_peft_model_state_dict
+
+    from engine.models import attach_lora, load_causal_lm
+    from engine.ppo.build import resolve_sources
 
     policy = load_causal_lm(resolve_sources(config).policy, device=device)
     model = attach_lora(policy.model, r=config.model.lora_r, alpha=config.model.lora_alpha).eval()
@@ -128,13 +175,16 @@ def evaluate_run(
                 "n_pairs": len(pairs),
             }
         )
-        log.info("%s %s: log-prob accuracy %.3f on %d pairs", run_dir.name, name, accuracy, len(pairs))
+        log.info("%s %s: %s %.3f on %d pairs", run_dir.name, name, what, accuracy, len(pairs))
+    return rows
+
+
+def _write(run_dir: Path, name: str, rows: list[dict], *, append: bool) -> None:
     import pyarrow as pa
 
-    write_eval(
-        run_dir, LOGPROB_ACCURACY, pa.Table.from_pylist(rows, schema=LOGPROB_ACCURACY_SCHEMA), append=True
-    )
-    return rows
+    from engine.store import LOGPROB_ACCURACY_SCHEMA, write_eval
+
+    write_eval(run_dir, name, pa.Table.from_pylist(rows, schema=LOGPROB_ACCURACY_SCHEMA), append=append)
 
 
 def watch_run(run_dir: Path, *, poll_seconds: float = 10.0, pairs: Sequence[Any] | None = None) -> None:
@@ -145,5 +195,6 @@ def watch_run(run_dir: Path, *, poll_seconds: float = 10.0, pairs: Sequence[Any]
         live = is_live(run_dir)
         evaluate_run(run_dir, pairs)
         if not live:
+            evaluate_labels(run_dir)  # once, on the final checkpoints: the labels are a second test set
             return
         time.sleep(poll_seconds)

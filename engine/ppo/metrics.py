@@ -18,7 +18,7 @@ def objective_metrics(
     ro: Rollout,
     raw_scores: torch.Tensor,
     scores: torch.Tensor,
-    kl: torch.Tensor,
+    kl: torch.Tensor | None,
     kl_coef: float,
     gold: torch.Tensor | None,
     advantages: torch.Tensor,
@@ -26,18 +26,15 @@ def objective_metrics(
 ) -> dict[str, float]:
     """Rollout-side metrics of one iteration. ``raw_scores`` / ``scores`` (B,) are the RM scores
     before / after processing; ``kl``, ``advantages``, ``returns`` are (B, T), 0 outside the mask
-    (``returns`` None and no ``val/`` metrics without a critic: GRPO, RLOO)."""
+    (``returns`` None and no ``val/`` metrics without a critic: GRPO, RLOO; ``kl`` None and no KL
+    metrics at a step without the reference pass, where kl_coef is 0)."""
     mask = ro.response_mask
-    kl_per_seq = kl.sum(-1)  # (B,)
     lengths = ro.lengths.float()
     metrics = {
         "objective/reward": float(raw_scores.mean()),
         "objective/reward_std": float(raw_scores.std(unbiased=False)),
         "objective/score": float(scores.mean()),
-        "objective/kl": float(kl_per_seq.mean()),
-        "objective/kl_per_token": float(masked_mean(kl, mask)),
         "objective/kl_coef": kl_coef,
-        "objective/rlhf_reward": float((scores - kl_coef * kl_per_seq).mean()),
         "objective/entropy": float(masked_mean(ro.signals.entropy, mask)),
         "objective/sampling_entropy": float(masked_mean(ro.signals.sampling_entropy, mask)),
         "objective/max_prob": float(masked_mean(ro.signals.max_prob, mask)),
@@ -48,6 +45,13 @@ def objective_metrics(
         "response/eos_rate": float(ro.has_eos.float().mean()),
         "policy/advantage_abs": float(masked_mean(advantages.abs(), mask)),
     }
+    if kl is not None:
+        kl_per_seq = kl.sum(-1)  # (B,)
+        metrics["objective/kl"] = float(kl_per_seq.mean())
+        metrics["objective/kl_per_token"] = float(masked_mean(kl, mask))
+        metrics["objective/rlhf_reward"] = float((scores - kl_coef * kl_per_seq).mean())
+    else:  # no KL term anywhere (takes_reference): the RLHF reward is the score
+        metrics["objective/rlhf_reward"] = float(scores.mean())
     if returns is not None and ro.values is not None:
         metrics["val/explained_var"] = explained_variance(ro.values, returns, mask)
         metrics["val/return_mean"] = float(masked_mean(returns, mask))
@@ -99,7 +103,7 @@ def rollout_rows(
     rows["response"] = batch.responses
     rows["reward"] = batch.scores.cpu().tolist()
     rows["gold"] = batch.gold.tolist() if batch.gold is not None else [None] * n_rows
-    rows["kl"] = batch.kl.sum(-1).cpu().tolist()
+    rows["kl"] = batch.kl.sum(-1).cpu().tolist() if batch.kl is not None else [None] * n_rows
     rows["length"] = lengths.tolist()
     rows["has_eos"] = ro.has_eos.cpu().tolist()
     rows["temperature"] = [sampling.temperature] * n_rows

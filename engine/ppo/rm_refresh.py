@@ -34,7 +34,7 @@ from engine.models import LoadedModel
 from engine.ppo.config import PPOConfig
 from engine.ppo.rollout import ScoredRollout
 from engine.reward import Judge, score_responses, train_reward_model
-from engine.runs.labels import read_labels
+from engine.runs.labels import preference_pairs, read_labels
 from engine.world import load_world
 from engine.world.data import pairs_from_samples
 
@@ -95,18 +95,11 @@ class RMRefresh:
         return pairs
 
     def human_pairs(self, run_dir: Path | None) -> list[Pair]:
-        """The app's labels in ``run_dir`` with an order (ties and skips carry none) not trained on yet,
-        oldest first."""
+        """The app's labels in ``run_dir`` with an order (:func:`engine.runs.labels.preference_pairs`:
+        ties and skips carry none) not trained on yet, oldest first."""
         seen = set(self.pairs)
-        pairs = []
-        for row in read_labels(run_dir) if run_dir is not None else []:
-            if row["label"] in ("a", "b"):
-                a, b = row["response_a"], row["response_b"]
-                pair = (row["prompt"], a, b) if row["label"] == "a" else (row["prompt"], b, a)
-                if pair not in seen:
-                    seen.add(pair)
-                    pairs.append(pair)
-        return pairs
+        found = preference_pairs(read_labels(run_dir)) if run_dir is not None else []
+        return [tuple(pair) for pair in found if pair not in seen]  # type: ignore[misc]  # plain, as saved
 
     # ------------------------------------------------------------------ the refresh
 

@@ -56,11 +56,11 @@ class ScoredRollout:
     samples_per_prompt: int
     sampling: SamplingConfig
     rollout: Rollout
-    ref_logprobs: torch.Tensor  # (B, T), 0 outside the mask
+    ref_logprobs: torch.Tensor | None  # (B, T), 0 outside the mask; None: no reference pass this step
     scores: torch.Tensor  # (B,) the RM's raw scores
     gold: torch.Tensor | None  # (B,) the gold judge's, when there is one
     responses: list[str]  # the responses as the judge read them
-    kl: torch.Tensor  # (B, T) per-token KL to the reference, 0 outside the mask
+    kl: torch.Tensor | None  # (B, T) per-token KL to the reference, 0 outside the mask; None as ref_logprobs
 
 
 @torch.no_grad()

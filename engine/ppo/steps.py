@@ -1,11 +1,16 @@
 """What each PPO step derives for itself: its seeds, from ``(run seed, step, stream)``, so a resumed
-run redraws exactly the steps it lost, and the wall-clock timer of its phases."""
+run redraws exactly the steps it lost, the wall-clock timer of its phases, the fixed probe prompts it
+samples at probe steps, and what it hands back to the loop."""
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.ppo.rollout import ScoredRollout
 
 
 def step_seed(seed: int, step: int, stream: int, rank: int = 0) -> int:
@@ -33,3 +38,21 @@ class PhaseTimer:
 
     def metrics(self) -> dict[str, float]:
         return {**self.seconds, "time/step": time.perf_counter() - self.start}
+
+
+@dataclass
+class StepResult:
+    step: int
+    metrics: dict[str, float]
+    rows: dict[str, list] | None  # rollout columns for the store; None for a skipped step
+    skipped: bool = False
+    probe_rows: dict[str, list] | None = None  # the probe prompts' samples, at probe steps
+    scored: ScoredRollout | None = None  # the step's training batch (an RM refresh labels its pairs)
+
+
+def probe_set(prompts: Sequence[Any], per_family: int) -> list[Any]:
+    """The fixed probe prompts: the first ``per_family`` prompts of each family by prompt id."""
+    by_family: dict[str, list[Any]] = {}
+    for p in sorted(prompts, key=lambda p: p.prompt_id):
+        by_family.setdefault(p.family, []).append(p)
+    return [p for family in sorted(by_family) for p in by_family[family][:per_family]]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,23 +41,13 @@ from engine.ppo.prompt_selection import choose_prompts
 from engine.ppo.rewards import kl_controller, kl_per_token, process_scores, shaped_rewards
 from engine.ppo.rm_refresh import RMRefresh
 from engine.ppo.rollout import Rollout, ScoredRollout, reference_logprobs, rollout, token_entropy
-from engine.ppo.steps import PhaseTimer, step_seed
+from engine.ppo.steps import PhaseTimer, StepResult, probe_set, step_seed
 from engine.ppo.update import TrainingDiverged, UpdateBatch, group_update, is_finite, ppo_update
 from engine.reward import Judge, score_responses
 from engine.sampling import chat_prompts, encode_prompts
 from engine.store import ENTROPY_AFTER_UPDATE, ENTROPY_BEFORE_UPDATE, RunWriter
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class StepResult:
-    step: int
-    metrics: dict[str, float]
-    rows: dict[str, list] | None  # rollout columns for the store; None for a skipped step
-    skipped: bool = False
-    probe_rows: dict[str, list] | None = None  # the probe prompts' samples, at probe steps
-    scored: ScoredRollout | None = None  # the step's training batch (an RM refresh labels its pairs)
 
 
 def effective_precision(requested: str, device: torch.device) -> str:
@@ -95,6 +84,9 @@ class PPOTrainer:
         self.device = policy.device
         self.model.eval()  # dropout off: rollout and update must see the same function
         fuse_activations(self.model)
+        # The RM scores every step too: on the world's RM the seven-op GELU was 40 % of its forward
+        # and its (B, L, 4E) temporaries the score phase's memory peak.
+        fuse_activations(reward.model)
         self.base_precision = effective_precision(config.ppo.base_precision, self.device)
         if self.base_precision != "fp32":
             frozen_matmuls_in_bf16(self.model, self.base_precision)
@@ -146,20 +138,26 @@ class PPOTrainer:
         sampling: SamplingConfig,
         generator: torch.Generator,
         timer: PhaseTimer,
+        *,
+        with_reference: bool = True,
     ) -> ScoredRollout:
         """Phases 1-2 and the KL of phase 3, shared by the training pass and the probes: roll the policy
         out on each prompt ``samples_per_prompt`` times, take the reference log-probs, score with the RM
-        (and the gold judge), and the per-token KL to the reference."""
+        (and the gold judge), and the per-token KL to the reference. Without ``with_reference`` (a group
+        method at kl_loss_coef 0, between its KL metric's steps) no reference pass: no log-probs, no KL."""
         texts = [p.text for p in prompts for _ in range(samples_per_prompt)]
         with timer("rollout"):
             ro = self.sample(texts, sampling, generator)
         with timer("score"):
-            ref_logprobs = reference_logprobs(self.model, ro)  # (B, T)
+            ref_logprobs = reference_logprobs(self.model, ro) if with_reference else None  # (B, T)
             scored = score_responses(
                 self.tokenizer, ro.sequences, ro.attention_mask, ro.response_ids, ro.response_mask, texts,
                 reward=self.reward, judge=self.judge,
             )  # fmt: skip
-        kl = kl_per_token(ro.logprobs, ref_logprobs, self.config.ppo.kl_estimator)  # (B, T)
+        kl = None
+        if ref_logprobs is not None:
+            kl = kl_per_token(ro.logprobs, ref_logprobs, self.config.ppo.kl_estimator)  # (B, T)
+            kl = kl.masked_fill(~ro.response_mask, 0.0)
         return ScoredRollout(
             prompts=list(prompts),
             samples_per_prompt=samples_per_prompt,
@@ -169,7 +167,7 @@ class PPOTrainer:
             scores=scored.reward,
             gold=scored.gold,
             responses=scored.judge_texts,
-            kl=kl.masked_fill(~ro.response_mask, 0.0),
+            kl=kl,
         )
 
     # ------------------------------------------------------------------ prompts
@@ -207,7 +205,10 @@ class PPOTrainer:
         # 1-2. Sample this rank's prompts (all of them in one process), reference log-probs, RM scores.
         prompts = self.dist.shard(self.prompt_batch(step))
         sample_gen = torch.Generator(device=self.device).manual_seed(step_seed(run.seed, step, 1, rank))
-        batch = self.sample_and_score(prompts, run.samples_per_prompt, cfg.sampling, sample_gen, timer)
+        batch = self.sample_and_score(
+            prompts, run.samples_per_prompt, cfg.sampling, sample_gen, timer,
+            with_reference=cfg.takes_reference(step),
+        )  # fmt: skip
         ro, mask, kl = batch.rollout, batch.rollout.response_mask, batch.kl
 
         # 3. Processed scores and KL-shaped per-token rewards; 4. GAE advantages and returns.
@@ -241,10 +242,12 @@ class PPOTrainer:
             update_metrics[ENTROPY_BEFORE_UPDATE] = float(masked_mean(ro.signals.entropy, mask))
             update_metrics[ENTROPY_AFTER_UPDATE] = float(masked_mean(entropy_after, mask))
 
-        # The KL controller sees the global batch, so its coefficient stays the same on every rank.
-        self.kl_ctl.update(
-            self.dist.mean(float(kl.sum(-1).mean())), len(ro.response_ids) * self.dist.world_size
-        )
+        # The KL controller sees the global batch, so its coefficient stays the same on every rank (a
+        # step without the reference pass is one on every rank: takes_reference depends on the step only).
+        if kl is not None:
+            self.kl_ctl.update(
+                self.dist.mean(float(kl.sum(-1).mean())), len(ro.response_ids) * self.dist.world_size
+            )
 
         # Metrics and store rows (every rank's rows gathered on rank 0).
         metrics = {
@@ -274,7 +277,7 @@ class PPOTrainer:
         ro: Rollout,
         advantages: torch.Tensor,
         returns: torch.Tensor | None,
-        ref_logprobs: torch.Tensor,
+        ref_logprobs: torch.Tensor | None,
         step: int,
     ) -> dict[str, float]:
         """Phases 5-6 on the rollout: the PPO epochs (or the group methods' iterations), with this
@@ -322,8 +325,9 @@ class PPOTrainer:
         generator = torch.Generator(device=self.device).manual_seed(step_seed(run.seed, 0, stream=3))
         # Its own timer: the probe's phases are inside time/probe, not the training pass's.
         batch = self.sample_and_score(
-            self.probe_prompts, run.probe_samples, sampling, generator, PhaseTimer()
-        )
+            self.probe_prompts, run.probe_samples, sampling, generator, PhaseTimer(),
+            with_reference=cfg.takes_reference(step),
+        )  # fmt: skip
         # Probes are not trained on: no advantage.
         rows = rollout_rows(
             batch, step=step, tokenizer=self.tokenizer, advantages=None, rank=self.dist.rank, is_probe=True
@@ -440,11 +444,3 @@ class PPOTrainer:
         if self.rm_refresh is not None:
             self.rm_refresh.load(path, state.extra)
         return state.step
-
-
-def probe_set(prompts: Sequence[Any], per_family: int) -> list[Any]:
-    """The fixed probe prompts: the first ``per_family`` prompts of each family by prompt id."""
-    by_family: dict[str, list[Any]] = {}
-    for p in sorted(prompts, key=lambda p: p.prompt_id):
-        by_family.setdefault(p.family, []).append(p)
-    return [p for family in sorted(by_family) for p in by_family[family][:per_family]]

@@ -165,7 +165,7 @@ def group_update(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     batch: UpdateBatch,
-    ref_logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor | None,
     cfg: PPOHyperConfig,
     max_len: int,
     generator: torch.Generator,
@@ -177,7 +177,7 @@ def group_update(
     the batch's (:func:`engine.ppo.losses.aggregate_loss` with the batch's sequence and token counts),
     so one step is the batch's loss whatever the chunking. The per-token loss is the policy objective
     of ``cfg`` (clip-higher, the entropy controls) plus ``kl_loss_coef`` x the k3 KL to the reference
-    (``ref_logprobs`` (B, T)). ``batch.old_logprobs`` are the sampling pass's: ratio 1 at the first step,
+    (``ref_logprobs`` (B, T); None at kl_loss_coef 0, where no reference pass is needed). ``batch.old_logprobs`` are the sampling pass's: ratio 1 at the first step,
     clipped after. ``max_len`` is the sampling's ``max_new_tokens`` (the dr_grpo normaliser).
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]

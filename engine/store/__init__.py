@@ -30,6 +30,7 @@ from engine.store.queries import (
 )
 from engine.store.rm_accuracy import logprob_accuracy, reward_spread, rm_gold_agreement, rm_refreshes
 from engine.store.schema import (
+    LABEL_ACCURACY,
     LOGPROB_ACCURACY,
     LOGPROB_ACCURACY_SCHEMA,
     METRIC_SCHEMA,
@@ -45,6 +46,7 @@ __all__ = [
     "DETECTORS",
     "ENTROPY_AFTER_UPDATE",
     "ENTROPY_BEFORE_UPDATE",
+    "LABEL_ACCURACY",
     "LOGPROB_ACCURACY",
     "LOGPROB_ACCURACY_SCHEMA",
     "METRIC_SCHEMA",

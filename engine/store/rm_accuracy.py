@@ -62,10 +62,10 @@ def rm_gold_agreement(run_dirs: RunDirs, steps: tuple[int, int] | None = None) -
         return cur.execute(sql).df()
 
 
-def logprob_accuracy(run_dirs: RunDirs) -> pd.DataFrame:
+def logprob_accuracy(run_dirs: RunDirs, name: str = LOGPROB_ACCURACY) -> pd.DataFrame:
     """``evals/logprob_accuracy.parquet`` of the runs (run_id, step, checkpoint, accuracy, n_pairs);
-    an empty frame means not computed yet."""
-    frame = read_eval(run_dirs, LOGPROB_ACCURACY)
+    ``name=LABEL_ACCURACY``: the same on the runs' own labels; an empty frame means not computed yet."""
+    frame = read_eval(run_dirs, name)
     if frame.empty or not {"step", "accuracy"} <= set(frame.columns):
         return pd.DataFrame(columns=["run_id", "step", "checkpoint", "accuracy", "n_pairs"])
     return frame.sort_values(["run_id", "step"], ignore_index=True)

@@ -76,6 +76,7 @@ METRIC_SCHEMA = pa.schema(
 )
 
 LOGPROB_ACCURACY = "logprob_accuracy"
+LABEL_ACCURACY = "label_accuracy"  # the same columns, on the run's labels made in the app
 LOGPROB_ACCURACY_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),

@@ -115,6 +115,12 @@ def _corrupt(words: list[str], rng: random.Random) -> list[str]:
     return words[: i + 1] + [words[i]] * rng.randrange(1, 4) + words[i + 1 :]
 
 
+def label_flip_probability(gap: float, scale: float = LABEL_NOISE_SCALE) -> float:
+    """Bradley-Terry label noise: the chance that a labeller prefers the worse of two responses whose
+    gold scores differ by ``gap``, sigma(-|gap| / scale) (0 for ``scale`` 0)."""
+    return 1 / (1 + math.exp(abs(gap) / scale)) if scale > 0 else 0.0
+
+
 def label_pair(
     prompt: str, family: str, a: str, b: str, gold_a: float, gold_b: float, rng: random.Random
 ) -> PreferencePair | None:
@@ -122,7 +128,7 @@ def label_pair(
     if gold_a == gold_b:
         return None
     a_better = gold_a > gold_b
-    if rng.random() < 1 / (1 + math.exp(abs(gold_a - gold_b) / LABEL_NOISE_SCALE)):
+    if rng.random() < label_flip_probability(gold_a - gold_b):
         a_better = not a_better
     if a_better:
         return PreferencePair(prompt, a, b, gold_a, gold_b, family)

@@ -58,11 +58,13 @@ def mark_refreshes(fig: go.Figure, refreshes: pd.DataFrame) -> None:
         refresh_text(r.version, r.agreement_before, r.agreement_after) + (f" ({r.run_id})" if several else "")
         for r in refreshes.itertuples(index=False)
     ]
+    # a y-axis of its own, numbered past the figure's (a figure of subplots already has y2, y3, ...)
+    axis = 1 + max(1, sum(1 for name in fig.layout.to_plotly_json() if name.startswith("yaxis")))
     fig.add_trace(
         go.Scatter(
             x=refreshes["step"].tolist(),
             y=[1.0] * len(refreshes),
-            yaxis="y2",
+            yaxis=f"y{axis}",
             mode="markers",
             marker={"symbol": "triangle-down", "size": 11, "color": REFRESH_COLOUR},
             name="RM refresh",
@@ -70,7 +72,7 @@ def mark_refreshes(fig: go.Figure, refreshes: pd.DataFrame) -> None:
             hoverinfo="text",
         )
     )
-    fig.update_layout(yaxis2={"overlaying": "y", "range": [0, 1.05], "visible": False})
+    fig.update_layout({f"yaxis{axis}": {"overlaying": "y", "range": [0, 1.05], "visible": False}})
 
 
 def failure_rates_figure(counts: pd.DataFrame, several_runs: bool) -> go.Figure:

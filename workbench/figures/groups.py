@@ -26,7 +26,8 @@ COMPARE_KEYS = (
 )
 # What a reader calls the common metrics (panel titles, sentences); any other shows its key.
 METRIC_NAMES = {"objective/gold": "gold", "objective/reward": "RM reward", "probe/entropy": "probe-set entropy",
-                "objective/entropy": "batch entropy", "objective/kl": "KL"}  # fmt: skip
+                "objective/entropy": "batch entropy", "objective/kl": "KL",
+                "rm/gold_agreement": "RM-gold agreement"}  # fmt: skip
 # The audit's per-step shares, with their legend names.
 AUDIT_SERIES = {
     "frac_zero_std": "zero-std groups",

@@ -1,4 +1,4 @@
-"""Step 6, PPO beside GRPO: the same world, start and steps, a value head's per-token advantages
+"""Step 8, PPO beside GRPO: the same world, start and steps, a value head's per-token advantages
 (demo-default) against the group baseline of GRPO (demo-grpo), compared on gold and probe-set entropy."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Step 4, the RM on a moving sampling space: RM reward vs gold over the steps of the KL-0 run, both
+"""Step 5, the RM on a moving sampling space: RM reward vs gold over the steps of the KL-0 run, both
 against sqrt(KL to the SFT model), and the samples that exploit the RM where they part."""
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The ceiling section (the Ceiling page): pass@k of a run's last checkpoint beside its SFT start,
-from the run's coverage samples (``evals/coverage.parquet``; for a read-only demo run, a copy under
-``runs/.coverage/<run>/``), with where the curves cross; without a file, the command that makes one and
+"""The ceiling section (the Ceiling page, the Learn path's ceiling step): pass@k of a run's last
+checkpoint beside its SFT start, from the run's coverage samples (``evals/coverage.parquet``; for a
+read-only demo run, the user's own under ``runs/.coverage/<run>/``, else those it ships with), with
+where the curves cross and each difference's interval over prompts; without a file, the command that makes one and
 a button that makes a small one here (16 samples on 16 prompts, seconds on the world's models)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from engine.analysis.coverage import coverage_stats, crossing_k, pass_at_k_from_file
+from engine.analysis.coverage import coverage_stats, crossing_k, pass_at_k_from_file, pass_at_k_gaps
 from engine.config import ConfigError
 from engine.paths import runs_dir
 from engine.runs import RUN_FILE, read_json
@@ -62,6 +63,11 @@ def _read(path: str, mtime: float) -> tuple[dict, dict]:
     return pass_at_k_from_file(path), coverage_stats(pd.read_parquet(path))
 
 
+@st.cache_data(show_spinner=False)
+def _gaps(path: str, mtime: float, policy: str, start: str) -> dict:
+    return pass_at_k_gaps(pd.read_parquet(path, columns=["policy", "prompt_id", "correct"]), policy, start)
+
+
 def _measure(world, policies: list[str], out: str | None) -> None:
     from engine.world_tools.coverage import measure_coverage  # loads torch: only on the button
 
@@ -82,6 +88,9 @@ def render(run_dir: Path) -> None:
     policies = [p for p in (start, f"{run}@last") if p]
     folder, out = samples_folder(run_dir)
     path = folder / SAMPLES_NAME
+    shipped = run_dir / "evals" / SAMPLES_NAME  # a demo run's samples, when they ship with it
+    if not path.is_file() and shipped.is_file():
+        path = shipped
     if not path.is_file():
         st.info(f"No coverage samples for `{run}` yet. Make them in a terminal (N >= 128 for the note):")
         st.code(command(policies, out, samples=128, prompts=None), language="bash", wrap_lines=True)
@@ -102,7 +111,8 @@ def render(run_dir: Path) -> None:
     crossing = crossing_k(curves[labels[0]], curves[labels[1]]) if len(labels) > 1 else None
     st.plotly_chart(pass_at_k_figure(curves, crossing), key="ceiling_plot")
     if len(labels) > 1:
-        st.markdown(ceiling_sentence(curves, labels[0], labels[1], crossing))
+        gaps = _gaps(str(path), path.stat().st_mtime, labels[1], labels[0])  # trained minus start, per k
+        st.markdown(ceiling_sentence(curves, labels[0], labels[1], crossing, gaps))
     table = pd.DataFrame(
         [{"policy": p, **{f"Cover@{t}": v for t, v in s["cover_at_tau"].items()},
           "answer entropy (nats)": s["answer_entropy"], "token entropy (nats)": s["token_entropy"],
