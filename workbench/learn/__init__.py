@@ -44,6 +44,6 @@ STEPS = (
               data_range.render),
     LearnStep("methods", "8 · PPO and GRPO", "a group baseline instead of a value head, and what it does to the narrowing",
               group_methods.render),
-    LearnStep("real", "9 · The same on a real model", "PPO on SmolLM2: do its curves say the same?",
+    LearnStep("real", "9 · The same on a real model", "PPO on SmolLM2, read with the same curves and checks",
               real_model.render),
 )  # fmt: skip
