@@ -38,3 +38,13 @@ def model_cache_dir() -> Path:
         return Path(override).expanduser()
     cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache_home).expanduser() / "ppo-entropy-workbench" / "models"
+
+
+def real_dir() -> Path:
+    """The real world's shipped artifacts (task sets, the reward model on SmolLM2): ``data/real``."""
+    return data_dir() / "real"
+
+
+def real_rm_dir() -> Path:
+    """The real world's reward model (an adapter and a scalar head on SmolLM2): ``data/real/rm``."""
+    return real_dir() / "rm"

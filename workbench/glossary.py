@@ -204,6 +204,7 @@ LEARN_STEP_TERMS = {
     "refresh": ("gold", "rm", "over_optimisation", "kl", "demo_run"),
     "range": ("nats", "sampling_entropy", "temperature", "gold", "advantage", "probe_set"),
     "methods": ("gold", "advantage", "reward_norm", "probe_set", "kl", "demo_run"),
+    "real": ("gold", "nats", "kl", "demo_run"),
 }
 
 

@@ -8,8 +8,8 @@ Each fit (``law``'s ceiling and gain, ``gold_sqrt_kl``'s peak, ``cov_entropy_cor
 bootstrap interval over steps and is null, with its ``reason``, on fewer than 10 steps.
 
 ``python -m engine analyse coverage --policy SOURCE [--policy SOURCE ...] --prompts SET --samples N
-[--max-prompts M] [--temperature T] [--seed S] [--out DIR] --json`` (contract): the sampling-space ceiling on the world
-(``engine.world_tools.coverage.measure_coverage``). One JSON object: ``samples_path`` (the Parquet
+[--max-prompts M] [--temperature T] [--seed S] [--out DIR] --json`` (contract): the sampling-space ceiling on the world, or on the real
+world with ``--prompts real-train`` / ``real-held-out`` (``engine.world_tools.coverage.measure_coverage``). One JSON object: ``samples_path`` (the Parquet
 file, one row per sample), the settings, ``thresholds`` (gold per family that counts as correct),
 ``policies`` (label -> ``pass_at_k`` {k: value}, ``cover_at_tau`` {tau: share}, ``answer_entropy``,
 ``token_entropy``, ``n_prompts``, ``n_samples``, ``mean_gold``, temperature, seed, thresholds, source,
@@ -19,9 +19,10 @@ run_dir, step) and ``crossings`` (where each later policy's pass@k crosses the f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from engine.cli import command_group
 
@@ -69,7 +70,8 @@ def _register_coverage(sub: argparse._SubParsersAction) -> None:
         required=True,
         metavar="SET",
         help="ppo (every PPO prompt), sft (SFT-train prompts), eval (held-out SFT-family prompts), "
-        "ppo_only, or a prompts file (text, JSONL or Parquet)",
+        "ppo_only, or a prompts file (text, JSONL or Parquet); real-train, real-held-out: the real "
+        "world's tasks (policies smollm2 and its runs' checkpoints), scored by their checkers",
     )
     coverage.add_argument("--samples", type=int, required=True, metavar="N", help="samples per prompt")
     coverage.add_argument(
@@ -115,23 +117,32 @@ def _show(report: dict, as_json: bool, summary: Callable[[dict], None]) -> int:
     return 0
 
 
-def main_coverage(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def sample_progress(desc: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback drawing a tqdm bar of samples on stderr, made at the first
+    sample (so a bad input prints its error line alone) and closed on the way out, error or not."""
     from tqdm.auto import tqdm
 
-    from engine.world import load_world
-    from engine.world_tools.coverage import measure_coverage
-
-    world = load_world()
-    bars: list[tqdm] = []  # made at the first sample, so a bad input prints its error line alone
+    bars: list[tqdm] = []
 
     def progress(done: int, total: int) -> None:
         if not bars:
-            bars.append(tqdm(total=total, desc="coverage", unit="sample", file=sys.stderr))
+            bars.append(tqdm(total=total, desc=desc, unit="sample", file=sys.stderr))
         bars[0].update(done - bars[0].n)
 
     try:
+        yield progress
+    finally:
+        for bar in bars:
+            bar.close()
+
+
+def main_coverage(args: argparse.Namespace) -> int:
+    from engine.world_tools.coverage import measure_coverage
+
+    with sample_progress("coverage") as progress:
         report = measure_coverage(
-            world,
+            None,  # the set names its world: loaded there
             args.policy,
             args.prompts,
             samples=args.samples,
@@ -142,9 +153,6 @@ def main_coverage(args: argparse.Namespace) -> int:
             max_prompts=args.max_prompts,
             progress=progress,
         )
-    finally:
-        for bar in bars:
-            bar.close()
     return _show(report, args.json, _print_coverage)
 
 

@@ -67,6 +67,10 @@ def _build(args: argparse.Namespace) -> int:
         return 0
     (spec,) = specs
     run_dir = build_demo(spec, out, progress=not args.no_progress)
+    if spec.real_check:  # held-out accuracy, entropy, pass@k start vs end, kept in the run
+        from engine.real_tools.check import DEMO_PROMPTS, DEMO_SAMPLES, real_check
+
+        real_check(spec.run_id, runs_root=out, prompts=DEMO_PROMPTS, samples=DEMO_SAMPLES, save=True)
     print(json.dumps({"run_id": spec.run_id, **demo_figures(run_dir)}), flush=True)
     return 0
 

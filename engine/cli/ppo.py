@@ -15,6 +15,7 @@ from pathlib import Path
 from engine.config import ConfigError
 from engine.ppo.argv import add_config_arguments, config_from_args
 from engine.ppo.config import SECTION_TYPES
+from engine.ppo.presets import PRESETS, preset_config
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume", metavar="RUN_ID", default=None, help="continue RUN_ID from its last checkpoint"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="start from a named config (engine/ppo/presets.py; smollm2-cpu: the real world on SmolLM2 "
+        "sized for 2 CPU cores); the flags given with it override it",
+    )
     add_config_arguments(parser)
     parser.set_defaults(func=main)
 
@@ -45,14 +53,14 @@ def main(args: argparse.Namespace) -> int:
     if args.resume:
         if args.run_id and args.run_id != args.resume:
             raise ConfigError("--resume names the run to continue; do not also give a different --run-id")
-        if given - {"steps"}:
+        if given - {"steps"} or args.preset:
             raise ConfigError(
                 f"a resumed run keeps its settings; only --steps may be raised (got {sorted(given)})"
             )
         config = config_from_args(args) if "steps" in given else None
         run_dir = run_dir_of(args.resume, args.runs_dir)
         return run_job(config, run_dir, resume=True, progress=not args.no_progress)
-    config = config_from_args(args)
+    config = config_from_args(args, preset_config(args.preset) if args.preset else None)
     run_dir = run_dir_of(args.run_id or new_run_id(), args.runs_dir)
     log.info("run %s -> %s", run_dir.name, Path(run_dir))
     return run_job(config, run_dir, resume=False, progress=not args.no_progress)

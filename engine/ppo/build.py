@@ -25,6 +25,7 @@ from engine.runs import list_checkpoints
 from engine.store import RunWriter
 
 log = logging.getLogger(__name__)
+REAL_POLICY = "smollm2"  # the policy source that means the real world (engine.real_world)
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,11 @@ class Sources:
 
 
 def resolve_sources(config: PPOConfig) -> Sources:
-    """Model sources and prompts of a config: the built-in world by default, or explicit paths + a prompts file."""
+    """Model sources and prompts of a config: the built-in world by default, the real world for
+    ``--policy smollm2`` (:func:`real_world_sources`), or explicit paths + a prompts file."""
     m, run = config.model, config.run
+    if m.policy.strip() == REAL_POLICY and not (m.reward_model and run.prompts_file):
+        return real_world_sources(config)
     judge: Judge | None = None
     prompts: list[Any] = []
     if m.uses_world or not m.reward_model or not run.prompts_file:
@@ -76,6 +80,35 @@ def resolve_sources(config: PPOConfig) -> Sources:
     if run.prompts_file:
         prompts = read_prompts_file(Path(run.prompts_file))
     return Sources(policy=policy, reward_model=reward_model, prompts=prompts, judge=judge)
+
+
+def real_world_sources(config: PPOConfig) -> Sources:
+    """The real world on SmolLM2: its training tasks (unless a prompts file is given), its reward model
+    (unless one is given; ConfigError when it is not built) and its checker as the gold judge, which
+    scores only the world's own prompts (so it is dropped with a prompts file)."""
+    from engine.real_world.world import load_real_world
+
+    m, run = config.model, config.run
+    world = load_real_world()
+    reward_model = m.reward_model or world.require_rm()
+    if run.prompts_file:
+        return Sources(m.policy, reward_model, read_prompts_file(Path(run.prompts_file)), judge=None)
+    tasks = world.split("train")
+    unknown = sorted(set(run.families) - {t.family for t in tasks})
+    if unknown:
+        raise ConfigError(
+            f"unknown prompt families {unknown}; the real world has {sorted({t.family for t in tasks})}"
+        )
+    wanted = set(run.families)
+    prompts = [prompt_item(t) for t in tasks if not wanted or t.family in wanted]
+    return Sources(
+        policy=m.policy.strip(), reward_model=reward_model, prompts=prompts, judge=world.gold_batch
+    )
+
+
+def prompt_item(task: Any) -> PromptItem:
+    """A real-world task as a training prompt."""
+    return PromptItem(prompt_id=task.task_id, family=task.family, text=task.prompt)
 
 
 PROMPT_COLUMNS = ("prompt", "text", "query")
@@ -182,10 +215,22 @@ def build_trainer(
         raise ConfigError("no training prompts (check the prompt families or the prompts file)")
     policy = load_causal_lm(sources.policy, device=device)
     check_prompts_fit(config, sources, policy.model.config, policy.tokenizer)
+    record_named_base(policy.model, sources.policy)
     torch.manual_seed(config.run.seed)
     policy.model = attach_lora(policy.model, r=config.model.lora_r, alpha=config.model.lora_alpha).eval()
     reward = load_reward_model(sources.reward_model, device=policy.device)
     return PPOTrainer(config, policy, reward, sources.prompts, judge=sources.judge, writer=writer, dist=dist)
+
+
+def record_named_base(model: Any, source: str) -> None:
+    """A named source (``smollm2``) is the base its adapters record, not its cache path: PEFT writes
+    the model's ``name_or_path`` into every checkpoint's ``adapter_config.json``, and the name loads
+    on any machine (the cache is rebuilt there) where this machine's cache path would not."""
+    from engine.models.gguf_cache import named_source
+
+    if named_source(source) is not None:
+        model.name_or_path = source
+        model.config._name_or_path = source
 
 
 def check_prompts_fit(config: PPOConfig, sources: Sources, model_config: Any, tokenizer: Any) -> None:

@@ -27,6 +27,7 @@ from torch import nn
 
 from engine.config import ConfigError, shown_path
 from engine.models import ValueHead, load_value_head, save_value_head
+from engine.models.loading import hub_offline
 from engine.paths import demo_runs_dir
 from engine.runs import list_checkpoints, run_dir_of, run_info
 from engine.runs.layout import CHECKPOINTS_DIR, TRAINER_STATE, RunWriteError
@@ -102,7 +103,8 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        model.save_pretrained(str(tmp))
+        with hub_offline():  # PEFT looks the base's config up on the hub for a named base (smollm2)
+            model.save_pretrained(str(tmp))
         if value_head is not None:
             save_value_head(value_head, tmp / VALUE_HEAD_FILE)
         torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)

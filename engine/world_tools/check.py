@@ -205,6 +205,15 @@ MEASURED = (*MEASUREMENTS, *PPO_MEASUREMENTS)  # reported as "measured", never p
 CHECK_NAMES = [*SFT_CHECKS, *MEASUREMENTS, *PPO_CHECKS, *PPO_MEASUREMENTS]
 
 
+def cpu_model_name() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it ("CPU" where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "CPU")
+    except OSError:
+        return "CPU"
+
+
 def cpu_entry() -> dict:
     """What the checks ran on: the CPU kind (value) and the precision of each side (not a check, so
     ``ok`` is None; the same keys as a check's entry, plus ``kind`` and ``ppo_precision``). The SFT-side
@@ -220,14 +229,8 @@ def cpu_entry() -> dict:
     device = default_device()
     kind = cpu_kind()
     precision = ppo_trainer.effective_precision(PPOConfig().ppo.base_precision, device)
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-    except OSError:
-        pass
     detail = (
-        f"{model or 'CPU'} ({kind}, {os.cpu_count()} CPUs); device {device.type}; PPO checks (W4, W5): "
+        f"{cpu_model_name()} ({kind}, {os.cpu_count()} CPUs); device {device.type}; PPO checks (W4, W5): "
         f"base precision {precision}, {os.environ.get('WORKBENCH_THREADS') or 1} thread(s); SFT-side checks: fp32"
     )
     return {"ok": None, "value": kind, "detail": detail, "kind": kind, "ppo_precision": precision}

@@ -2,7 +2,9 @@
 scored by the gold judge, summarised as pass@k, Cover@tau and answer entropy
 (:mod:`engine.analysis.coverage`), with every sample kept as Parquet so any figure can be recomputed.
 
-A policy is a world SFT epoch (``world:sft-epoch-3``), a run's checkpoint (``RUN@step-K`` or
+The prompt set is one of the world's (``ppo``, ``sft``, ``eval``, ``ppo_only``), a prompts file of
+the world's prompts, or one of the real world's (``real-train``, ``real-held-out``: SmolLM2's tasks,
+scored by their checkers, :mod:`engine.real_world.world`). A policy is a world SFT epoch (``world:sft-epoch-3``), a run's checkpoint (``RUN@step-K`` or
 ``RUN@last``, the run looked up among the user's runs, then the demo runs) or any source the model
 layer loads. The samples file is ``<out>/coverage.parquet``, or else ``evals/coverage.parquet`` of
 the first named run that is not a shipped demo run (those are read-only); it is written once, at the
@@ -26,9 +28,11 @@ from engine.analysis.coverage import COVER_TAUS, coverage_stats, crossing_k
 from engine.config import ConfigError, SamplingConfig
 from engine.ppo.build import PromptItem, read_prompts_file
 from engine.ppo.checkpoints import CheckpointRef, find_checkpoint, parse_checkpoint_ref
+from engine.real_world import world as real
+from engine.reward import Judge
 from engine.runs import RUN_FILE, read_json
 from engine.store.writer import atomic_write_table, write_eval
-from engine.world import World
+from engine.world import World, load_world
 from engine.world.correctness import CORRECT_GOLD, canonical_answer, family_of, is_correct
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,53 @@ def resolve_policy(text: str, runs_root: Path | str | None = None) -> Policy:
     record = read_json(checkpoint.run_dir / RUN_FILE) or {}
     chat = ((record.get("config") or {}).get("model") or {}).get("chat_template", True)
     return Policy(label=text, source=str(checkpoint.path), checkpoint=checkpoint, chat_template=bool(chat))
+
+
+@dataclass(frozen=True)
+class GoldSet:
+    """A prompt set with the gold judge that scores its samples and what counts as a correct answer."""
+
+    items: list[PromptItem]
+    judge: Judge
+    correct: Callable[[str, float], bool]
+    """(family, gold score) -> whether the sample is a correct answer."""
+    answer: Callable[[str, str, str], str]
+    """(family, prompt, response) -> the answer it gives (what answer entropy counts)."""
+    thresholds: dict[str, float]
+    """Per family, the gold score from which a sample is correct."""
+
+
+def gold_set(world: World | None, name: str) -> GoldSet:
+    """The prompt set ``name`` with its judge: the real world's for ``real-train`` / ``real-held-out``,
+    else the built-in world's (``world``, loaded when None)."""
+    if name in real.PROMPT_SETS:
+        return real_gold_set(real.load_real_world(), name)
+    world = world if world is not None else load_world()
+    items = prompt_set(world, name)
+    return GoldSet(
+        items=items,
+        judge=world.gold_batch,
+        correct=is_correct,
+        answer=lambda _family, _prompt, response: canonical_answer(response),
+        thresholds={f: CORRECT_GOLD[f] for f in sorted({p.family for p in items})},
+    )
+
+
+def real_gold_set(world: real.RealWorld, name: str) -> GoldSet:
+    """A real-world task set (``real-train``, ``real-held-out``) with its checkers as the judge."""
+    items = [
+        PromptItem(prompt_id=t.task_id, family=t.family, text=t.prompt)
+        for t in world.split(real.PROMPT_SETS[name])
+    ]
+    if not items:
+        raise ConfigError(f"prompt set {name!r} is empty")
+    return GoldSet(
+        items=items,
+        judge=world.gold_batch,
+        correct=lambda _family, gold: real.is_correct(gold),
+        answer=real.canonical_answer,
+        thresholds={f: real.CORRECT_SCORE for f in sorted({p.family for p in items})},
+    )
 
 
 def prompt_set(world: World, name: str) -> list[PromptItem]:
@@ -114,7 +165,7 @@ def samples_destination(policies: list[Policy], out: Path | str | None) -> Desti
 
 
 def sample_policies(
-    world: World,
+    gold: GoldSet,
     policies: list[Policy],
     prompts: list[PromptItem],
     *,
@@ -139,7 +190,7 @@ def sample_policies(
             s = sample_checkpoint(
                 policy.source,
                 prompts,
-                world.gold_batch,
+                gold.judge,
                 config,
                 samples_per_prompt=samples,
                 seed=seed,
@@ -156,9 +207,12 @@ def sample_policies(
                     "family": s.families,
                     "prompt": s.prompts,
                     "response": s.responses,
-                    "answer": [canonical_answer(r) for r in s.responses],
+                    "answer": [
+                        gold.answer(f, p, r)
+                        for f, p, r in zip(s.families, s.prompts, s.responses, strict=True)
+                    ],
                     "gold": s.gold.astype(float),
-                    "correct": [is_correct(f, g) for f, g in zip(s.families, s.gold, strict=True)],
+                    "correct": [gold.correct(f, g) for f, g in zip(s.families, s.gold, strict=True)],
                     "token_entropy": s.mean_entropy.astype(float),
                     "n_tokens": s.lengths.astype(int),
                 }
@@ -176,16 +230,19 @@ def _as_json(stats: dict) -> dict:
     }
 
 
-def coverage_report(samples: pd.DataFrame, policies: list[Policy], **settings) -> dict:
+def coverage_report(
+    samples: pd.DataFrame, policies: list[Policy], thresholds: dict[str, float] | None = None, **settings
+) -> dict:
     """The JSON of ``analyse coverage``: ``settings`` (prompts, samples_per_prompt, temperature, seed,
     max_new_tokens) and, per policy, its statistics with the settings and thresholds they were made
     under, and the same statistics per family (``by_family``: the ceiling can hold in one family and
     not in all); ``crossings``: the first k at which each later policy's pass@k curve crosses the
-    first one's (null: never), overall and per family."""
+    first one's (null: never), overall and per family. ``thresholds``: per family, the gold score from
+    which a sample is correct (the built-in world's by default)."""
     stats = coverage_stats(samples, COVER_TAUS)
     families = sorted(set(samples["family"]))
     by_family = {f: coverage_stats(samples[samples["family"] == f], COVER_TAUS) for f in families}
-    thresholds = {f: CORRECT_GOLD[f] for f in families}
+    thresholds = {f: CORRECT_GOLD[f] for f in families} if thresholds is None else thresholds
     per_policy = {}
     for p in policies:
         per_policy[p.label] = {
@@ -223,7 +280,7 @@ def write_samples(samples: pd.DataFrame, destination: Destination) -> Path:
 
 
 def measure_coverage(
-    world: World,
+    world: World | None,
     policy_names: list[str],
     prompts: str,
     *,
@@ -239,7 +296,7 @@ def measure_coverage(
     """Sample, score, keep the samples and report (:func:`coverage_report` plus ``samples_path`` and
     ``wall_s``). ``max_prompts``: at most this many prompts of the set, spread evenly over it (a quick
     look, as the app's button takes). ``progress(done, total)`` counts samples. Inputs are checked
-    before any sampling."""
+    before any sampling. ``world``: the built-in world (loaded when None and the set is one of its)."""
     if not policy_names:
         raise ConfigError("name at least one --policy")
     if len(set(policy_names)) != len(policy_names):
@@ -250,7 +307,8 @@ def measure_coverage(
         raise ConfigError(f"--max-prompts must be >= 1, got {max_prompts}")
     config = SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens)
     policies = [resolve_policy(name, runs_root) for name in policy_names]
-    items = spread(prompt_set(world, prompts), max_prompts)
+    gold = gold_set(world, prompts)
+    items = spread(gold.items, max_prompts)
     destination = samples_destination(policies, out)
     total, done = len(policies) * len(items) * samples, 0
 
@@ -262,12 +320,13 @@ def measure_coverage(
 
     start = time.perf_counter()
     frame = sample_policies(
-        world, policies, items, samples=samples, config=config, seed=seed, progress=advance
+        gold, policies, items, samples=samples, config=config, seed=seed, progress=advance
     )
     wall = time.perf_counter() - start
     report = coverage_report(
         frame,
         policies,
+        gold.thresholds,
         prompts=prompts,
         n_prompts=len(items),
         samples_per_prompt=samples,

@@ -11,6 +11,7 @@ from workbench.learn import (
     data_range,
     epochs,
     group_methods,
+    real_model,
     reduction,
     refresh,
     rm_drift,
@@ -43,4 +44,6 @@ STEPS = (
               data_range.render),
     LearnStep("methods", "8 · PPO and GRPO", "a group baseline instead of a value head, and what it does to the narrowing",
               group_methods.render),
+    LearnStep("real", "9 · The same on a real model", "PPO on SmolLM2, read with the same curves and checks",
+              real_model.render),
 )  # fmt: skip

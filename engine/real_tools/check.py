@@ -1,0 +1,266 @@
+"""``python -m engine real check [--run RUN] --json`` (contract): what a PPO run on the real world
+(SmolLM2, default the shipped ``demo-smollm2``) shows, measured from its start to its end.
+
+The start is the run's base policy (``smollm2``), the end its last checkpoint; both sample the same
+held-out tasks (``real-held-out``, spread evenly over the families the run trained on) ``samples`` times each at T = 1,
+with the run's own response length and chat template, through the coverage code
+(:mod:`engine.world_tools.coverage`), so every figure can be recomputed from the kept samples.
+
+- **R1** held-out checker accuracy (mean checker score, partial credit included), start vs end;
+  ``ok`` when it gains :data:`R1_GOAL` (absolute) or more.
+- **R2** mean token entropy (nats, over all response tokens) on the held-out tasks, start vs end;
+  ``ok`` when it falls beyond its interval (PPO as entropy reduction).
+- **R3** pass@1 and pass@k (k = ``samples``, the largest the samples give), start vs end; ``ok`` when
+  pass@1 rises beyond its interval.
+- **R4** RM-checker agreement on the run's own rollouts (within-prompt pairs, :mod:`engine.agreement`'s
+  tie rule): its first logged step (the start's samples) vs its last (the latest samples); measured,
+  ``ok`` None.
+
+With ``save`` the samples are kept in the run (``evals/real_check.parquet``, one row per sample), and
+:func:`saved_check` recomputes R1-R4 from them alone (the Learn step's held-out figures).
+
+Uncertainty: R1-R3 pair the two policies on the same tasks and bootstrap over tasks
+(:func:`engine.analysis.uncertainty.bootstrap_interval`, 90 %); R4 gives the binomial standard error
+of each share (pairs of one prompt share samples, so it is, if anything, too small).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from engine.analysis.coverage import pass_at_k
+from engine.analysis.uncertainty import bootstrap_interval, interval_text
+from engine.config import ConfigError, SamplingConfig
+from engine.ppo.checkpoints import find_checkpoint
+from engine.real_world.world import load_real_world
+from engine.runs import RUN_FILE, read_json
+from engine.store.writer import write_eval
+from engine.world_tools.check import cpu_model_name
+from engine.world_tools.coverage import Policy, real_gold_set, resolve_policy, sample_policies, spread
+
+log = logging.getLogger(__name__)
+
+DEMO_RUN = "demo-smollm2"
+HELD_OUT = "real-held-out"
+R1_GOAL = 0.20
+N_PROMPTS = 36  # four held-out tasks of each of the nine families
+N_SAMPLES = 8
+DEMO_PROMPTS, DEMO_SAMPLES = 24, 4  # what demo build affords after training (a few minutes on 2 cores)
+EVAL_NAME = "real_check"  # evals/real_check.parquet: the samples of a saved check
+START, END = "start", "end"
+
+
+def real_check(
+    run: str = DEMO_RUN,
+    *,
+    runs_root: Path | str | None = None,
+    prompts: int = N_PROMPTS,
+    samples: int = N_SAMPLES,
+    seed: int = 0,
+    save: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """R1-R4 of ``run`` (the module docstring), with ``run`` (its id, directory, steps), ``settings``
+    and ``cpu``; ``save`` keeps the samples in the run. Inputs are checked before any model is loaded."""
+    if prompts < 1 or samples < 1:
+        raise ConfigError(f"--prompts and --samples must be >= 1, got {prompts} and {samples}")
+    checkpoint = find_checkpoint(run, None, runs_root=runs_root)
+    record = read_json(checkpoint.run_dir / RUN_FILE) or {}
+    config = record.get("config") or {}
+    base = (config.get("model") or {}).get("policy") or ""
+    if not base:
+        raise ConfigError(f"run {run!r} is not a run on the real world: its record names no policy")
+    end = resolve_policy(f"{run}@step-{checkpoint.step}", runs_root)
+    start = Policy(label=START, source=base, chat_template=end.chat_template)
+    end = Policy(label=END, source=end.source, checkpoint=end.checkpoint, chat_template=end.chat_template)
+    gold = real_gold_set(load_real_world(), HELD_OUT)
+    families = set((config.get("run") or {}).get("families") or ())  # a run on some families: those
+    items = spread([p for p in gold.items if not families or p.family in families], prompts)
+    max_new = int((config.get("sampling") or {}).get("max_new_tokens") or 24)
+    total, done = 2 * len(items) * samples, 0
+
+    def advance(rows: int) -> None:
+        nonlocal done
+        done += rows
+        if progress is not None:
+            progress(done, total)
+
+    frame = sample_policies(
+        gold,
+        [start, end],
+        items,
+        samples=samples,
+        config=SamplingConfig(temperature=1.0, max_new_tokens=max_new),
+        seed=seed,
+        progress=advance,
+    )
+    if save:
+        write_eval(checkpoint.run_dir, EVAL_NAME, pa.Table.from_pandas(frame, preserve_index=False))
+    return {
+        "run": {
+            "run_id": checkpoint.run_dir.name,
+            "run_dir": str(checkpoint.run_dir),
+            "step": checkpoint.step,
+        },
+        "settings": {
+            "prompts": HELD_OUT,
+            "n_prompts": len(items),
+            "families": sorted({p.family for p in items}),
+            "samples_per_prompt": samples,
+            "temperature": 1.0,
+            "max_new_tokens": max_new,
+            "seed": seed,
+            "start": base,
+            "end": f"{run}@step-{checkpoint.step}",
+        },
+        "cpu": cpu_entry(),
+        **measure(frame, samples),
+        "R4": r4_agreement(checkpoint.run_dir),
+    }
+
+
+def saved_check(run_dir: Path) -> dict | None:
+    """R1-R4 recomputed from the samples a saved check kept in ``run_dir`` (None without them)."""
+    import engine.store as store
+
+    frame = store.read_eval(run_dir, EVAL_NAME)
+    if frame.empty:
+        return None
+    k = int(frame.groupby(["policy", "prompt_id"]).size().min())
+    return {**measure(frame, k), "R4": r4_agreement(run_dir)}
+
+
+def per_prompt(frame: pd.DataFrame, policy: str, k: int) -> pd.DataFrame:
+    """One row per prompt of ``policy``'s samples (in the prompts' order): mean score, pass@1, pass@k,
+    entropy x tokens and tokens (so a resample's token-weighted entropy is a ratio of sums)."""
+    rows = frame[frame["policy"] == policy]
+    grouped = rows.assign(weighted=rows["token_entropy"] * rows["n_tokens"]).groupby("prompt_id", sort=False)
+    out = grouped.agg(
+        score=("gold", "mean"),
+        n=("correct", "size"),
+        c=("correct", "sum"),
+        ent=("weighted", "sum"),
+        tok=("n_tokens", "sum"),
+    )
+    out["pass1"] = [pass_at_k(int(n), int(c), 1) for n, c in zip(out["n"], out["c"], strict=True)]
+    out["passk"] = [
+        pass_at_k(int(n), int(c), min(k, int(n))) for n, c in zip(out["n"], out["c"], strict=True)
+    ]
+    return out
+
+
+def change(
+    start: pd.DataFrame, end: pd.DataFrame, value: Callable[[pd.DataFrame, np.ndarray], float]
+) -> tuple[float, float, tuple[float, float] | None]:
+    """(start value, end value, 90 % bootstrap interval of end - start) of ``value(table, rows)``, the
+    two policies paired on the same prompts (rows drawn with replacement)."""
+    every = np.arange(len(start))
+    a, b = value(start, every), value(end, every)
+    interval = bootstrap_interval(len(start), lambda idx: value(end, idx) - value(start, idx))
+    return a, b, interval
+
+
+def _mean(column: str) -> Callable[[pd.DataFrame, np.ndarray], float]:
+    return lambda table, idx: float(table[column].to_numpy()[idx].mean())
+
+
+def _token_entropy(table: pd.DataFrame, idx: np.ndarray) -> float:
+    return float(table["ent"].to_numpy()[idx].sum() / max(table["tok"].to_numpy()[idx].sum(), 1))
+
+
+def measure(frame: pd.DataFrame, k: int) -> dict:
+    """R1-R3 from the samples of the two policies (``start``, ``end``; same prompts, same counts)."""
+    start, end = per_prompt(frame, START, k), per_prompt(frame, END, k)
+    if list(start.index) != list(end.index):
+        raise ValueError("the two policies' samples must cover the same prompts")
+    n = len(start)
+
+    def entry(ok: bool | None, a: float, b: float, interval, what: str, unit: str = "") -> dict:
+        detail = f"{what}: {a:.3f}{unit} -> {b:.3f}{unit} ({b - a:+.3f}, {interval_text(interval)}; {n} held-out tasks x {k} samples)"
+        return {
+            "ok": ok,
+            "value": round(b - a, 4),
+            "start": round(a, 4),
+            "end": round(b, 4),
+            "interval": None if interval is None else [round(x, 4) for x in interval],
+            "detail": detail,
+        }
+
+    a, b, iv = change(start, end, _mean("score"))
+    r1 = entry(b - a >= R1_GOAL, a, b, iv, f"checker accuracy (goal +{R1_GOAL:.2f})")
+    a, b, iv = change(start, end, _token_entropy)
+    r2 = entry(iv is not None and iv[1] < 0, a, b, iv, "mean token entropy", " nats")
+    a, b, iv = change(start, end, _mean("pass1"))
+    r3 = entry(iv is not None and iv[0] > 0, a, b, iv, "pass@1")
+    ka, kb, kiv = change(start, end, _mean("passk"))
+    r3["pass_at_k"] = {
+        "k": k,
+        "start": round(ka, 4),
+        "end": round(kb, 4),
+        "interval": None if kiv is None else [round(x, 4) for x in kiv],
+    }
+    r3["detail"] += f"; pass@{k}: {ka:.3f} -> {kb:.3f} ({kb - ka:+.3f}, {interval_text(kiv)})"
+    return {"R1": r1, "R2": r2, "R3": r3}
+
+
+def binomial_se(p: float, n: int) -> float | None:
+    return math.sqrt(p * (1 - p) / n) if n > 0 and math.isfinite(p) else None
+
+
+def r4_agreement(run_dir: Path) -> dict:
+    """RM-checker agreement on the run's first logged step's rollouts vs its last's (measured)."""
+    import engine.store as store
+
+    table = store.rm_gold_agreement(run_dir)
+    if len(table) < 2:
+        return {
+            "ok": None,
+            "value": None,
+            "detail": f"this run does not show it: {len(table)} logged step(s) with RM and checker scores",
+        }
+    first, last = table.iloc[0], table.iloc[-1]
+    a, b = float(first["agreement"]), float(last["agreement"])
+    se_a, se_b = binomial_se(a, int(first["n_pairs"])), binomial_se(b, int(last["n_pairs"]))
+    se = math.sqrt(se_a**2 + se_b**2) if se_a is not None and se_b is not None else None
+    detail = (
+        f"RM-checker agreement on the run's rollouts: step {int(first['step'])} {a:.3f} (+-{se_a:.3f}, "
+        f"{int(first['n_pairs'])} pairs) -> step {int(last['step'])} {b:.3f} (+-{se_b:.3f}, "
+        f"{int(last['n_pairs'])} pairs): {b - a:+.3f} +- {se:.3f} (binomial SE)"
+    )
+    return {
+        "ok": None,
+        "value": round(b - a, 4),
+        "start": round(a, 4),
+        "end": round(b, 4),
+        "se": None if se is None else round(se, 4),
+        "steps": [int(first["step"]), int(last["step"])],
+        "n_pairs": [int(first["n_pairs"]), int(last["n_pairs"])],
+        "detail": detail,
+    }
+
+
+def cpu_entry() -> dict:
+    """What the check ran on: CPU kind and model, threads, the load average when it started."""
+    from engine.models import default_device
+    from engine.models.precision import cpu_kind
+
+    kind, load = cpu_kind(), os.getloadavg()[0]
+    detail = (
+        f"{cpu_model_name()} ({kind}, {os.cpu_count()} CPUs); device {default_device().type}; "
+        f"{os.environ.get('WORKBENCH_THREADS') or torch_threads()} thread(s); load average {load:.1f}"
+    )
+    return {"ok": None, "value": kind, "detail": detail, "kind": kind, "load": round(load, 2)}
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
