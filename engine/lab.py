@@ -24,9 +24,9 @@ from engine.analysis.entropy_dynamics import entropy_distribution, top_entropy_t
 from engine.config import ConfigError, SamplingConfig, validate_prompt
 from engine.models import LoadedModel, load_causal_lm
 from engine.models.gguf_cache import cache_problem, gguf_path, named_source
-from engine.paths import data_dir, model_cache_dir
-from engine.real_world import Task, make_task_sets
-from engine.real_world import score as check_response
+from engine.paths import model_cache_dir
+from engine.real_world import Task
+from engine.real_world.world import load_real_world
 from engine.reward import Judge, load_reward_model, same_vocabulary, score_responses
 from engine.runs import list_checkpoints
 from engine.sampling import Generation, chat_prompts, generate_from_texts, sampling_logits
@@ -51,8 +51,6 @@ SWEEP_GRIDS = {"temperature": TEMPERATURE_GRID, "top_p": TOP_P_GRID, "min_p": MI
 SMALL_MODEL_PARAMS = 30_000_000
 
 ProgressFn = Callable[[float, str], None]
-REAL_TASK_SEED, REAL_TRAIN_PER_FAMILY, REAL_HELD_OUT_PER_FAMILY = 0, 40, 16
-"""The real world's task sets the lab offers (and checks) for a real model (``real build``'s sizes)."""
 
 
 def needs_conversion(source: str) -> bool:
@@ -66,24 +64,23 @@ def needs_conversion(source: str) -> bool:
 
 
 def real_tasks() -> dict[str, Task]:
-    """The real world's tasks by prompt text (training and held-out sets of :data:`REAL_TASK_SEED`)."""
-    sets = make_task_sets(
-        REAL_TASK_SEED, train_per_family=REAL_TRAIN_PER_FAMILY, held_out_per_family=REAL_HELD_OUT_PER_FAMILY
-    )
-    return {task.prompt: task for task in sets.held_out + sets.train}
+    """The real world's tasks by prompt text: its shipped task sets (``real build``'s), training and
+    held-out (:func:`engine.real_world.world.load_real_world`, the sets PPO and ``real check`` use)."""
+    return load_real_world().by_prompt
 
 
 def real_checker(prompts: list[str], responses: list[str]) -> list[float]:
     """The real world's gold judge over (prompt, response) rows: each prompt's task checker."""
-    tasks = real_tasks()
-    return [check_response(tasks[p], r) for p, r in zip(prompts, responses, strict=True)]
+    return load_real_world().gold_batch(prompts, responses)
 
 
 def real_rm_source() -> str | None:
-    """The real world's reward model (``data/real/rm``, built by ``python -m engine real build``), or
-    None when it is not built yet."""
-    path = data_dir() / "real" / "rm"
-    return str(path) if path.is_dir() and any(path.iterdir()) else None
+    """The real world's reward model (built by ``python -m engine real build``), or None when it is
+    not built yet."""
+    try:
+        return load_real_world().require_rm()
+    except ConfigError:
+        return None
 
 
 @contextlib.contextmanager

@@ -145,3 +145,22 @@ def test_analyse_entropy_json_gives_intervals_on_a_long_run(tmp_path: Path, caps
     assert lo <= out["law"]["ceiling"] <= hi
     lo, hi = out["cov_entropy_corr_interval"]
     assert lo <= out["cov_entropy_corr"] <= hi
+
+
+def test_wilson_interval_matches_its_formula_and_published_values():
+    from engine.analysis.uncertainty import wilson_interval
+
+    # Newcombe (1998), table I: 0 of 10 -> 0 to 0.2775 and 1 of 29 -> 0.0061 to 0.1718 (95 %)
+    lo, hi = wilson_interval(0.0, 10, level=0.95)
+    assert (lo, hi) == (pytest.approx(0.0, abs=1e-12), pytest.approx(0.2775, abs=1e-4))
+    lo, hi = wilson_interval(1 / 29, 29, level=0.95)
+    assert (lo, hi) == (pytest.approx(0.0061, abs=1e-4), pytest.approx(0.1718, abs=1e-4))
+    assert wilson_interval(0.5, 0) is None
+
+
+def test_share_difference_interval_is_newcombes_hybrid_score():
+    from engine.analysis.uncertainty import share_difference_interval
+
+    # Newcombe (1998), table II, example (a): 56/70 - 48/80 = 0.2, 95 % interval 0.0524 to 0.3339
+    lo, hi = share_difference_interval(48 / 80, 80, 56 / 70, 70, level=0.95)
+    assert (lo, hi) == (pytest.approx(0.0524, abs=1e-4), pytest.approx(0.3339, abs=1e-4))

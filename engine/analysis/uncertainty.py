@@ -120,3 +120,38 @@ def interval_text(interval: tuple[float, float] | None, spec: str = ".3g") -> st
         return "no interval"
     lo, hi = (format(x, spec) if math.isfinite(x) else "no bound" for x in interval)
     return f"{INTERVAL_LEVEL:.0%} interval {lo} to {hi}"
+
+
+def wilson_interval(share: float, n: int, level: float = INTERVAL_LEVEL) -> tuple[float, float] | None:
+    """The Wilson score interval of a share observed over ``n`` trials (a share of 0 or 1 still gets
+    a width, where the plain binomial standard error would claim certainty); None for no trials."""
+    if n <= 0 or not math.isfinite(share):
+        return None
+    z = _normal_quantile((1 + level) / 2)
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def share_difference_interval(
+    a: float, n_a: int, b: float, n_b: int, level: float = INTERVAL_LEVEL
+) -> tuple[float, float] | None:
+    """The interval of ``b - a`` for two independent shares: Newcombe's hybrid score method (1998),
+    which combines each share's Wilson interval."""
+    ia, ib = wilson_interval(a, n_a, level), wilson_interval(b, n_b, level)
+    if ia is None or ib is None:
+        return None
+    d = b - a
+    return d - math.hypot(b - ib[0], ia[1] - a), d + math.hypot(ib[1] - b, a - ia[0])
+
+
+def _normal_quantile(p: float) -> float:
+    """The standard normal quantile (by bisection on erf: exact to 1e-12, no scipy)."""
+    lo, hi = -10.0, 10.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2

@@ -20,14 +20,14 @@ With ``save`` the samples are kept in the run (``evals/real_check.parquet``, one
 :func:`saved_check` recomputes R1-R4 from them alone (the Learn step's held-out figures).
 
 Uncertainty: R1-R3 pair the two policies on the same tasks and bootstrap over tasks
-(:func:`engine.analysis.uncertainty.bootstrap_interval`, 90 %); R4 gives the binomial standard error
-of each share (pairs of one prompt share samples, so it is, if anything, too small).
+(:func:`engine.analysis.uncertainty.bootstrap_interval`, 90 %); R4 gives each share's Wilson interval
+and the change's Newcombe interval (90 %; a share of 0 of a few pairs still has a width; pairs of one
+prompt share samples, so the intervals are, if anything, too narrow).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +37,12 @@ import pandas as pd
 import pyarrow as pa
 
 from engine.analysis.coverage import pass_at_k
-from engine.analysis.uncertainty import bootstrap_interval, interval_text
+from engine.analysis.uncertainty import (
+    bootstrap_interval,
+    interval_text,
+    share_difference_interval,
+    wilson_interval,
+)
 from engine.config import ConfigError, SamplingConfig
 from engine.ppo.checkpoints import find_checkpoint
 from engine.real_world.world import load_real_world
@@ -211,10 +216,6 @@ def measure(frame: pd.DataFrame, k: int) -> dict:
     return {"R1": r1, "R2": r2, "R3": r3}
 
 
-def binomial_se(p: float, n: int) -> float | None:
-    return math.sqrt(p * (1 - p) / n) if n > 0 and math.isfinite(p) else None
-
-
 def r4_agreement(run_dir: Path) -> dict:
     """RM-checker agreement on the run's first logged step's rollouts vs its last's (measured)."""
     import engine.store as store
@@ -228,19 +229,20 @@ def r4_agreement(run_dir: Path) -> dict:
         }
     first, last = table.iloc[0], table.iloc[-1]
     a, b = float(first["agreement"]), float(last["agreement"])
-    se_a, se_b = binomial_se(a, int(first["n_pairs"])), binomial_se(b, int(last["n_pairs"]))
-    se = math.sqrt(se_a**2 + se_b**2) if se_a is not None and se_b is not None else None
+    n_a, n_b = int(first["n_pairs"]), int(last["n_pairs"])
+    diff = share_difference_interval(a, n_a, b, n_b)
     detail = (
-        f"RM-checker agreement on the run's rollouts: step {int(first['step'])} {a:.3f} (+-{se_a:.3f}, "
-        f"{int(first['n_pairs'])} pairs) -> step {int(last['step'])} {b:.3f} (+-{se_b:.3f}, "
-        f"{int(last['n_pairs'])} pairs): {b - a:+.3f} +- {se:.3f} (binomial SE)"
+        f"RM-checker agreement on the run's rollouts: step {int(first['step'])} {a:.3f} "
+        f"({interval_text(wilson_interval(a, n_a))}, {n_a} pairs) -> step {int(last['step'])} {b:.3f} "
+        f"({interval_text(wilson_interval(b, n_b))}, {n_b} pairs): {b - a:+.3f} "
+        f"({interval_text(diff)}, Wilson / Newcombe)"
     )
     return {
         "ok": None,
         "value": round(b - a, 4),
         "start": round(a, 4),
         "end": round(b, 4),
-        "se": None if se is None else round(se, 4),
+        "interval": None if diff is None else [round(x, 4) for x in diff],
         "steps": [int(first["step"]), int(last["step"])],
         "n_pairs": [int(first["n_pairs"]), int(last["n_pairs"])],
         "detail": detail,
