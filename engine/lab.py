@@ -29,7 +29,7 @@ from engine.real_world import Task
 from engine.real_world.world import load_real_world
 from engine.reward import Judge, load_reward_model, same_vocabulary, score_responses
 from engine.runs import list_checkpoints
-from engine.sampling import Generation, chat_prompts, generate_from_texts, sampling_logits
+from engine.sampling import Generation, chat_prompts, generate_from_texts, sampling_logits, token_texts
 
 SIGNALS = ("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates")
 SIGNAL_HELP = {
@@ -273,8 +273,7 @@ def sample_batch(
     with using_threads(threads):
         alternative_ids = torch.topk(gen.logits, min(N_ALTERNATIVES, gen.logits.shape[-1]), dim=-1).indices
     vocab_ids = sorted({t for row in real for t in row} | set(alternative_ids.unique().tolist()))
-    # Decoded one by one, so byte-level BPE shows " the" rather than "Ġthe".
-    token_strings = {i: tok.decode([i]) for i in vocab_ids}
+    token_strings = dict(zip(vocab_ids, token_texts(tok, vocab_ids), strict=True))
     return LabBatch(
         source=loaded.source,
         prompts=prompts,

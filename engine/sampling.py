@@ -424,11 +424,19 @@ def generate_text(
     return generate_from_texts(loaded, repeated, config, generator)
 
 
+def token_texts(tokenizer, ids: list[int]) -> list[str]:
+    """Each token as the text it stands for (``tokenizer.decode`` of that token alone), what a person
+    reads: a byte-level BPE piece such as SmolLM2's ``Ġthe`` is `` the``, where ``convert_ids_to_tokens``
+    would give the raw piece. (A token holding part of a multi-byte character reads as U+FFFD.) The lab,
+    the store's ``tokens`` and imported signals all use this one rule."""
+    return [tokenizer.decode([i]) for i in ids]
+
+
 def decode_tokens(tokenizer, ids: torch.Tensor, mask: torch.Tensor) -> list[list[str]]:
-    """Per-row token strings of the real (masked-in) positions."""
+    """Per-row token texts (:func:`token_texts`) of the real (masked-in) positions."""
     rows = []
     for row, keep in zip(ids.tolist(), mask.tolist(), strict=True):
-        rows.append(tokenizer.convert_ids_to_tokens([t for t, k in zip(row, keep, strict=True) if k]))
+        rows.append(token_texts(tokenizer, [t for t, k in zip(row, keep, strict=True) if k]))
     return rows
 
 

@@ -307,3 +307,24 @@ def test_generation_picks_the_lean_decoder_only_where_it_applies(tiny_gpt2_dir, 
     assert isinstance(decoder_for(llama, mask, 4, keep_hidden=False), LlamaDecoder)
     assert isinstance(decoder_for(llama.train(), mask, 4, keep_hidden=False), ForwardDecoder)
     assert isinstance(decoder_for(gpt2.train(), mask, 4, keep_hidden=False), ForwardDecoder)
+
+
+def test_stored_tokens_read_as_text_under_a_byte_level_tokenizer():
+    """SmolLM2's tokenizer is byte-level BPE: its raw pieces carry 'Ġ' for a space; the store, the lab
+    and imported signals keep the text each token stands for."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from engine.sampling import decode_tokens, token_texts
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator(["the sum is 12", "the answer is 7"] * 20, trainers.BpeTrainer(vocab_size=300))
+    tok = PreTrainedTokenizerFast(tokenizer_object=core)
+    ids = tok("the sum is 12")["input_ids"]
+    assert any("Ġ" in piece for piece in tok.convert_ids_to_tokens(ids))  # the raw pieces
+    texts = token_texts(tok, ids)
+    assert "".join(texts) == "the sum is 12" and not any("Ġ" in t for t in texts)
+    rows = decode_tokens(tok, torch.tensor([ids + [0]]), torch.tensor([[True] * len(ids) + [False]]))
+    assert rows == [texts]

@@ -29,7 +29,7 @@ from engine.config import ConfigError, SamplingConfig, to_dict
 from engine.models import LoadedModel, backbone_and_head, load_causal_lm, load_tokenizer, resolve_source
 from engine.ops import position_ids_of
 from engine.runs.layout import ROLLOUTS_DIR, RUN_FILE
-from engine.sampling import pad_right, token_signals
+from engine.sampling import pad_right, token_signals, token_texts
 from engine.store.schema import step_files
 from engine.store.writer import RunWriter, atomic_write_json
 
@@ -163,7 +163,7 @@ def step_with_signals(
     return {
         **kept,
         "token_ids": [np.asarray(r, np.int32) for r in token_ids],
-        "tokens": pa.array([tok.convert_ids_to_tokens(r) for r in token_ids], pa.list_(pa.string())),
+        "tokens": pa.array([token_texts(tok, r) for r in token_ids], pa.list_(pa.string())),
         **{name: columns[name] for name in SIGNAL_COLUMNS},
         "logprob": pc.if_else(pc.is_null(kept_logprob), computed, kept_logprob.cast(computed.type)),
     }
