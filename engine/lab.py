@@ -29,7 +29,8 @@ from engine.real_world import Task
 from engine.real_world.world import load_real_world
 from engine.reward import Judge, load_reward_model, same_vocabulary, score_responses
 from engine.runs import list_checkpoints
-from engine.sampling import Generation, chat_prompts, generate_from_texts, sampling_logits, token_texts
+from engine.sampling import Generation, chat_prompts, generate_from_texts, sampling_logits
+from engine.token_text import token_texts
 
 SIGNALS = ("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates")
 SIGNAL_HELP = {

@@ -356,7 +356,7 @@ def score_responses(
 ) -> Scores:
     """Score a batch of sampled responses with the RM and the gold judge, the one way the trainer,
     the sampling lab and the world checks all do it. Shapes: (B, P + T) sequences, (B, T) responses."""
-    from engine.sampling import decode_responses
+    from engine.token_text import decode_responses
 
     judge_texts = decode_responses(policy_tokenizer, response_ids, response_mask)
     rm = None

@@ -31,7 +31,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
     # What PPO reads and writes below the algorithm: the rollout store, generation with its
     # sampling signals, the worlds themselves (the built-in world's vocabulary, families, gold judge,
     # data, loading; the real world's tasks and checkers).
-    ("store, sampling, worlds", ("engine/store/", "engine/sampling.py", "engine/world/", "engine/real_world/")),
+    ("store, sampling, worlds", ("engine/store/", "engine/sampling.py", "engine/token_text.py", "engine/world/", "engine/real_world/")),
     # Training and scoring beside PPO: the reward model, SFT, and the importers that turn other
     # trainers' logs into the store.
     ("reward, SFT, importers", ("engine/reward.py", "engine/sft.py", "engine/importers/")),

@@ -315,7 +315,7 @@ def test_stored_tokens_read_as_text_under_a_byte_level_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from engine.sampling import decode_tokens, token_texts
+    from engine.token_text import decode_tokens, token_texts
 
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

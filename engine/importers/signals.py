@@ -29,9 +29,10 @@ from engine.config import ConfigError, SamplingConfig, to_dict
 from engine.models import LoadedModel, backbone_and_head, load_causal_lm, load_tokenizer, resolve_source
 from engine.ops import position_ids_of
 from engine.runs.layout import ROLLOUTS_DIR, RUN_FILE
-from engine.sampling import pad_right, token_signals, token_texts
+from engine.sampling import pad_right, token_signals
 from engine.store.schema import step_files
 from engine.store.writer import RunWriter, atomic_write_json
+from engine.token_text import token_texts
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import torch
 from engine.ops import masked_mean
 from engine.ppo.advantages import explained_variance
 from engine.ppo.rollout import Rollout, ScoredRollout
-from engine.sampling import decode_tokens
+from engine.token_text import decode_tokens
 
 
 def objective_metrics(

@@ -134,7 +134,8 @@ def sample_answers(
     from tqdm.auto import tqdm
 
     from engine.config import SamplingConfig
-    from engine.sampling import chat_prompts, decode_responses, generate_from_texts
+    from engine.sampling import chat_prompts, generate_from_texts
+    from engine.token_text import decode_responses
 
     sampling = SamplingConfig(temperature=1.0, max_new_tokens=config.max_new_tokens)
     repeated = [task for task in tasks for _ in range(config.samples_per_prompt)]

@@ -51,7 +51,8 @@ def sample_checkpoint(
     ``progress(rows)`` after each batch with the rows it drew."""
     from engine.models import load_causal_lm
     from engine.ops import masked_mean
-    from engine.sampling import chat_prompts, decode_responses, generate_from_texts
+    from engine.sampling import chat_prompts, generate_from_texts
+    from engine.token_text import decode_responses
 
     cache = model_cache if model_cache is not None else {}
     if source not in cache:
