@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: install, then pytest. Extra args go to pytest.
-# Two passes: every test but the browser ones on two workers (pytest-xdist; TEST_WORKERS changes the
-# count, 0 runs in-process), since most tests are single-threaded Python (pages under AppTest, DuckDB,
-# CLI start-up) and a 2-core machine runs two at once; then the browser tests one after another, as
-# each starts a Streamlit server and a Chromium whose waits two at once on 2 cores would stretch.
+# Two passes side by side: every test but the browser ones on two workers (pytest-xdist; TEST_WORKERS
+# changes the count, 0 runs in-process), since most tests are single-threaded Python (pages under
+# AppTest, DuckDB, CLI start-up); and the browser tests one after another beside them (each starts a
+# Streamlit server and a Chromium and spends much of its time waiting for the page, time the workers
+# use). Their output follows the first pass's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
@@ -15,7 +16,13 @@ run_pytest() {
   [ "$rc" = 5 ] && { echo "no tests collected"; rc=0; }
   return "$rc"
 }
+browser_log="$(mktemp)"
+trap 'rm -f "$browser_log"' EXIT
+run_pytest -m browser --durations=5 "$@" >"$browser_log" 2>&1 &
+browser=$!
 rc=0
 run_pytest -n "${TEST_WORKERS:-2}" -m "not browser" --durations=10 "$@" || rc=$?
-run_pytest -m browser --durations=5 "$@" || rc=$?
+wait "$browser" || rc=$?
+echo "--- browser tests ---"
+cat "$browser_log"
 exit "$rc"

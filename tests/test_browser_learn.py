@@ -14,7 +14,7 @@ from test_browser import _check_and_shoot, _open, _wait_until_idle
 from test_browser import browser as browser  # noqa: F401 (the module's Chromium fixture)
 from test_browser_analysis import _wait_for_charts
 
-from engine.paths import demo_runs_dir, world_dir
+from engine.paths import demo_runs_dir, real_dir, world_dir
 from workbench.learn import STEPS
 
 pytestmark = pytest.mark.browser
@@ -34,8 +34,9 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("the built-in world is not built (python -m engine world build)")
     data = tmp_path_factory.mktemp("data")
     (data / "world").symlink_to(world_dir())
+    (data / "real").symlink_to(real_dir())  # the real model's step reads SmolLM2's runs and tasks
     (data / "demo_runs").mkdir()
-    run_ids = (*RUN_IDS, "demo-grpo", "demo-kl0-refresh")  # the steps that set them beside the others
+    run_ids = (*RUN_IDS, "demo-grpo", "demo-kl0-refresh", "demo-smollm2")  # the steps that show them
     missing = tuple(r for r in run_ids if not (demo_runs_dir() / r / "run.json").is_file())
     build_demo_runs(data / "demo_runs", missing)
     for run_id in set(run_ids) - set(missing):
