@@ -117,7 +117,7 @@ TEACHING_WIDGETS = [
               ("slider", "RM loophole (over-rating of a bad answer)", 2.0), ("slider", "KL coefficient", 0.0),
               ("number_input", "Random seed", 999))),
 ]  # fmt: skip
-LAUNCH = "FormSubmitter:runs_form-Launch PPO run"
+LAUNCH = "FormSubmitter:runs_form-Launch run"
 RUNS_WIDGETS = [
     PageCase("runs:run id with a slash", "runs", {}, (("text_input", "runs_run_id", "../x"),), LAUNCH),
     PageCase("runs:300-character run id", "runs", {}, (("text_input", "runs_run_id", LONG_ID),), LAUNCH),

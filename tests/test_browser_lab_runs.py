@@ -146,7 +146,7 @@ def test_launch_stop_and_resume_a_tiny_run(browser, app_url, runs_root):  # noqa
         _fill_number(page, "Probe every", 0)
         _fill_number(page, "Save every", 2)
         page.get_by_role("textbox", name="Run id (optional)").fill("browser-tiny")
-        page.get_by_role("button", name="Launch PPO run").click()
+        page.get_by_role("button", name="Launch run").click()
         # no idle wait while a job is live: the run's panel reruns every 2 s
         page.get_by_text("Started browser-tiny").wait_for(timeout=120_000)
         assert page.get_by_text("Launched anyway").count() >= 1  # 4 responses per step: warned

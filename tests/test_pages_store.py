@@ -225,7 +225,7 @@ def test_rm_accuracy_page(store_env):
     at.multiselect(key="rm_runs").set_value(["beta"]).run()
     assert not at.exception
     text = _text(at)
-    assert "No gold (judge) scores" in text and "not computed yet" in text
+    assert "No gold (judge) scores" in text and "none computed for these runs" in text
 
 
 def test_rm_accuracy_starts_the_evaluation_and_shows_progress(store_env, monkeypatch):

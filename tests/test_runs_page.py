@@ -39,7 +39,7 @@ def _text(at: AppTest) -> str:
 def test_empty_runs_dir_shows_the_form_and_a_hint(env):
     at = _page()
     assert "No PPO runs in" in _text(at)
-    assert at.button(key="FormSubmitter:runs_form-Launch PPO run") is not None
+    assert at.button(key="FormSubmitter:runs_form-Launch run") is not None
     assert at.number_input(key="runs_kl_coef").value == PPOConfig().ppo.kl_coef
 
 
@@ -47,7 +47,7 @@ def test_inconsistent_batch_is_a_clear_error(env):
     at = _page()
     at.number_input(key="runs_prompts_per_step").set_value(3)
     at.number_input(key="runs_samples_per_prompt").set_value(1)
-    at.button(key="FormSubmitter:runs_form-Launch PPO run").click().run()
+    at.button(key="FormSubmitter:runs_form-Launch run").click().run()
     assert "not divisible by num_minibatches" in _text(at)
     assert list_runs(env / "runs") == []
 
@@ -62,7 +62,7 @@ def test_launch_from_the_form_then_watch_it_finish(env):
     at.number_input(key="runs_steps").set_value(2)
     at.number_input(key="runs_prompts_per_step").set_value(2)
     at.number_input(key="runs_max_new_tokens").set_value(6)
-    at.button(key="FormSubmitter:runs_form-Launch PPO run").click().run()
+    at.button(key="FormSubmitter:runs_form-Launch run").click().run()
     assert not at.exception, at.exception
     assert "Started from-page" in _text(at), _text(at)
     run_dir = env / "runs" / "from-page"
@@ -83,7 +83,7 @@ def test_launch_from_the_form_then_watch_it_finish(env):
     at.text_input(key="runs_prompts_file").set_value(str(prompts_file))
     at.text_input(key="runs_run_id").set_value("from-page")
     at.number_input(key="runs_prompts_per_step").set_value(2)
-    at.button(key="FormSubmitter:runs_form-Launch PPO run").click().run()
+    at.button(key="FormSubmitter:runs_form-Launch run").click().run()
     assert "already exists" in _text(at)
     assert RunWriter.open(run_dir).logged_steps() == [1, 2]
 
@@ -227,7 +227,7 @@ def test_the_form_shows_only_the_chosen_algorithms_fields_and_launches_it(env, m
     at.text_input(key="runs_policy").set_value("p")
     at.text_input(key="runs_reward_model").set_value("r")
     at.text_input(key="runs_run_id").set_value("group-run")
-    at.button(key="FormSubmitter:runs_form-Launch PPO run").click().run()
+    at.button(key="FormSubmitter:runs_form-Launch run").click().run()
     assert not at.exception, at.exception
     (config,) = launched
     assert (config.ppo.algorithm, config.ppo.kl_loss_coef) == ("grpo", 0.02)
@@ -237,7 +237,7 @@ def test_the_form_shows_only_the_chosen_algorithms_fields_and_launches_it(env, m
 def test_one_sample_per_prompt_explains_reward_norm_and_odd_settings_warn(env):
     at = _page()
     at.number_input(key="runs_samples_per_prompt").set_value(1)
-    at.button(key="FormSubmitter:runs_form-Launch PPO run").click().run()
+    at.button(key="FormSubmitter:runs_form-Launch run").click().run()
     assert "Reward normalisation" in _text(at) and "Samples per prompt" in _text(at)
     from engine.ppo.config import PPOConfig
     from workbench.launch_form import run_warnings
@@ -275,7 +275,7 @@ def test_second_launch_moves_the_picker_to_the_new_run(env, monkeypatch):
     at.text_input(key="runs_policy").set_value("p")
     at.text_input(key="runs_reward_model").set_value("r")
     at.text_input(key="runs_run_id").set_value("second")
-    at.button(key="FormSubmitter:runs_form-Launch PPO run").click().run()
+    at.button(key="FormSubmitter:runs_form-Launch run").click().run()
     assert not at.exception, at.exception
     assert at.selectbox(key="runs_pick").value == "second"
 
@@ -345,7 +345,7 @@ def test_shows_entropy_reduction_only_when_gold_rose_and_entropy_fell():
     assert not shows_entropy_reduction(rising, probes=True)
 
 
-SUBMIT = "FormSubmitter:runs_form-Launch PPO run"
+SUBMIT = "FormSubmitter:runs_form-Launch run"
 
 
 @pytest.fixture()

@@ -181,7 +181,8 @@ def launch_form(world: Any, key: str = "runs_form") -> tuple[PPOConfig, str, lis
                     doc = (SECTION_TYPES[section].__doc__ or "").strip().splitlines()[0]
                     st.markdown(f"**{section}** · {doc}")
                     values.update(_grid(items, widget))
-        submitted = st.form_submit_button("Launch PPO run", type="primary")
+        # "run", not "PPO run": the algorithm (PPO, GRPO, RLOO) is picked above the form
+        submitted = st.form_submit_button("Launch run", type="primary")
     if not submitted:
         return None
     emptied = [label_of(name) for name, value in values.items() if value is None and not optional[name]]
