@@ -10,16 +10,24 @@ def token_texts(tokenizer, ids: list[int]) -> list[str]:
     """Each token as the text it stands for (``tokenizer.decode`` of that token alone), what a person
     reads: a byte-level BPE piece such as SmolLM2's ``Ġthe`` is `` the``, where ``convert_ids_to_tokens``
     would give the raw piece. (A token holding part of a multi-byte character reads as U+FFFD.) The lab,
-    the store's ``tokens`` and imported signals all use this one rule."""
-    return [tokenizer.decode([i]) for i in ids]
+    the store's ``tokens`` and imported signals all use this one rule. Each distinct id is decoded once."""
+    distinct = sorted(set(ids))
+    text = dict(zip(distinct, tokenizer.batch_decode([[i] for i in distinct]), strict=True))
+    return [text[i] for i in ids]
 
 
 def decode_tokens(tokenizer, ids: torch.Tensor, mask: torch.Tensor) -> list[list[str]]:
-    """Per-row token texts (:func:`token_texts`) of the real (masked-in) positions."""
-    rows = []
-    for row, keep in zip(ids.tolist(), mask.tolist(), strict=True):
-        rows.append(token_texts(tokenizer, [t for t, k in zip(row, keep, strict=True) if k]))
-    return rows
+    """Per-row token texts (:func:`token_texts`) of the real (masked-in) positions, (B, T) -> B lists."""
+    rows = [
+        [t for t, k in zip(row, keep, strict=True) if k]
+        for row, keep in zip(ids.tolist(), mask.tolist(), strict=True)
+    ]
+    flat = token_texts(tokenizer, [t for row in rows for t in row])  # one decode per distinct id of the batch
+    out, start = [], 0
+    for row in rows:
+        out.append(flat[start : start + len(row)])
+        start += len(row)
+    return out
 
 
 def decode_responses(
