@@ -246,6 +246,44 @@ def run_side(name: str, cmd: list[str], tmp: Path) -> tuple[dict[str, Any], Meas
     return json.loads(out.read_text()), measured
 
 
+@dataclass
+class Sides:
+    """Both sides of a bench measured back to back: each one's result JSON and process measurements
+    (the TRL side's None with ``--skip-trl``) and the load average before, between and after."""
+
+    engine: dict[str, Any]
+    engine_proc: Measured
+    trl: dict[str, Any] | None
+    trl_proc: Measured | None
+    load: dict[str, tuple[float, float, float]]
+
+
+def run_sides(
+    settings: dict[str, Any], engine_module: str, trl_script: str, *, trl_venv: str, skip_trl: bool
+) -> Sides:
+    """Run the engine side (``python -m engine_module``, see :func:`side_process`) and then TRL's
+    (``scripts/trl_baseline/<trl_script>`` in its own environment) on the same ``settings``, each in a
+    process of its own so that each peak RSS is its own."""
+    load = {"before": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="bench-sides-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        settings_path = tmp / "settings.json"
+        settings_path.write_text(json.dumps(settings))
+        log.info("engine side: %s", engine_module)
+        engine, engine_proc = run_side(
+            "engine", [sys.executable, "-m", engine_module, "--settings", str(settings_path)], tmp
+        )
+        load["after_engine"] = os.getloadavg()
+        trl = trl_proc = None
+        if not skip_trl:
+            ensure_trl_venv(trl_venv, tmp)
+            log.info("TRL side: %s", trl_script)
+            trl_cmd = [str(Path(trl_venv) / "bin" / "python"), str(TRL_DIR / trl_script)]
+            trl, trl_proc = run_side("trl", [*trl_cmd, "--settings", str(settings_path)], tmp)
+            load["after_trl"] = os.getloadavg()
+    return Sides(engine, engine_proc, trl, trl_proc, load)
+
+
 def ensure_trl_venv(venv: str, tmp: Path) -> None:
     """Make (or check) the TRL environment at ``venv``."""
     log_path = tmp / "trl-setup.log"
@@ -285,28 +323,21 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     settings = protocol_settings(args)
     config = engine_config(settings)  # bad sizes stop here, before any process starts
-    load = {"before": os.getloadavg()}
-    with tempfile.TemporaryDirectory(prefix="bench-grpo-") as tmp_dir:
-        tmp = Path(tmp_dir)
-        settings_path = tmp / "settings.json"
-        settings_path.write_text(json.dumps(settings))
-        log.info("engine side: %d steps", args.steps)
-        engine, engine_proc = run_side(
-            "engine", [sys.executable, "-m", "engine.bench.grpo", "--settings", str(settings_path)], tmp
+    sides = run_sides(
+        settings, "engine.bench.grpo", "trl_grpo_tiny.py", trl_venv=args.trl_venv, skip_trl=args.skip_trl
+    )
+    engine, engine_proc, trl, trl_proc, load = (
+        sides.engine,
+        sides.engine_proc,
+        sides.trl,
+        sides.trl_proc,
+        sides.load,
+    )
+    if trl is not None and set(trl["generated_tokens_per_completion"]) != {args.new_tokens}:
+        raise ConfigError(  # not the same work: no comparison
+            f"the TRL side sampled {sorted(set(trl['generated_tokens_per_completion']))} tokens per "
+            f"completion, not {args.new_tokens}"
         )
-        load["after_engine"] = os.getloadavg()
-        trl = trl_proc = None
-        if not args.skip_trl:
-            ensure_trl_venv(args.trl_venv, tmp)
-            log.info("TRL side: %d steps", args.steps)
-            trl_cmd = [str(Path(args.trl_venv) / "bin" / "python"), str(TRL_DIR / "trl_grpo_tiny.py")]
-            trl, trl_proc = run_side("trl", [*trl_cmd, "--settings", str(settings_path)], tmp)
-            widths = set(trl["generated_tokens_per_completion"])
-            if widths != {args.new_tokens}:  # not the same work: no comparison
-                raise ConfigError(
-                    f"the TRL side sampled {sorted(widths)} tokens per completion, not {args.new_tokens}"
-                )
-            load["after_trl"] = os.getloadavg()
 
     split = medians(engine["per_step"])
     trl_split = medians(trl["per_step"]) if trl else None

@@ -20,7 +20,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -140,7 +139,7 @@ def smollm2_engine_side(s: dict) -> dict:
 
 def main_smollm2(args: argparse.Namespace) -> int:
     """smollm2-cpu: the engine's side, then TRL's, each in its own process (module docstring)."""
-    from engine.bench.grpo import TRL_DIR, cpu_model, ensure_trl_venv, medians, run_side
+    from engine.bench.grpo import cpu_model, medians, run_sides
     from engine.config import ConfigError
     from engine.models.precision import cpu_kind
 
@@ -150,25 +149,20 @@ def main_smollm2(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     settings = smollm2_settings(args)
-    load = {"before": os.getloadavg()}
-    with tempfile.TemporaryDirectory(prefix="bench-ppo-smollm2-") as tmp_dir:
-        tmp = Path(tmp_dir)
-        settings_path = tmp / "settings.json"
-        settings_path.write_text(json.dumps(settings))
-        log.info("engine side: %d iterations", args.iterations)
-        engine, engine_proc = run_side(
-            "engine",
-            [sys.executable, "-m", "engine.bench.ppo_smollm2", "--settings", str(settings_path)],
-            tmp,
-        )
-        load["after_engine"] = os.getloadavg()
-        trl = trl_proc = None
-        if not args.skip_trl:
-            ensure_trl_venv(args.trl_venv, tmp)
-            log.info("TRL side: %d iterations", args.iterations)
-            trl_cmd = [str(Path(args.trl_venv) / "bin" / "python"), str(TRL_DIR / "trl_ppo_smollm2.py")]
-            trl, trl_proc = run_side("trl", [*trl_cmd, "--settings", str(settings_path)], tmp)
-            load["after_trl"] = os.getloadavg()
+    sides = run_sides(
+        settings,
+        "engine.bench.ppo_smollm2",
+        "trl_ppo_smollm2.py",
+        trl_venv=args.trl_venv,
+        skip_trl=args.skip_trl,
+    )
+    engine, engine_proc, trl, trl_proc, load = (
+        sides.engine,
+        sides.engine_proc,
+        sides.trl,
+        sides.trl_proc,
+        sides.load,
+    )
     split = medians(engine["per_iteration"])
     trl_split = medians(trl["per_iteration"]) if trl else None
     seconds = split.pop("total_s")
