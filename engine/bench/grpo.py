@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.config import ConfigError, SamplingConfig
 from engine.ppo.config import ModelConfig, PPOConfig, PPOHyperConfig, RunConfig
@@ -246,8 +246,7 @@ def run_side(name: str, cmd: list[str], tmp: Path) -> tuple[dict[str, Any], Meas
     return json.loads(out.read_text()), measured
 
 
-@dataclass
-class Sides:
+class Sides(NamedTuple):
     """Both sides of a bench measured back to back: each one's result JSON and process measurements
     (the TRL side's None with ``--skip-trl``) and the load average before, between and after."""
 
@@ -323,15 +322,8 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     settings = protocol_settings(args)
     config = engine_config(settings)  # bad sizes stop here, before any process starts
-    sides = run_sides(
+    engine, engine_proc, trl, trl_proc, load = run_sides(
         settings, "engine.bench.grpo", "trl_grpo_tiny.py", trl_venv=args.trl_venv, skip_trl=args.skip_trl
-    )
-    engine, engine_proc, trl, trl_proc, load = (
-        sides.engine,
-        sides.engine_proc,
-        sides.trl,
-        sides.trl_proc,
-        sides.load,
     )
     if trl is not None and set(trl["generated_tokens_per_completion"]) != {args.new_tokens}:
         raise ConfigError(  # not the same work: no comparison

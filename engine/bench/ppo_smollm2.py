@@ -149,19 +149,12 @@ def main_smollm2(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     settings = smollm2_settings(args)
-    sides = run_sides(
+    engine, engine_proc, trl, trl_proc, load = run_sides(
         settings,
         "engine.bench.ppo_smollm2",
         "trl_ppo_smollm2.py",
         trl_venv=args.trl_venv,
         skip_trl=args.skip_trl,
-    )
-    engine, engine_proc, trl, trl_proc, load = (
-        sides.engine,
-        sides.engine_proc,
-        sides.trl,
-        sides.trl_proc,
-        sides.load,
     )
     split = medians(engine["per_iteration"])
     trl_split = medians(trl["per_iteration"]) if trl else None
