@@ -111,7 +111,7 @@ def save_checkpoint(
     except (RuntimeError, SafetensorError) as exc:
         # torch and safetensors report a file they cannot write (a directory turned read-only, a
         # full disk) as their own errors, not OSError: the job must get its one-line write error.
-        raise RunWriteError(f"could not write the checkpoint in {shown_path(tmp)}: {exc}") from None
+        raise RunWriteError(f"could not write {shown_path(tmp)} (a checkpoint): {exc}") from None
     state: dict[str, Any] = {
         **(extra(tmp) if extra is not None else {}),
         "step": step,
