@@ -40,13 +40,11 @@ import torch
 
 from engine.ppo.config import PPOConfig
 from engine.ppo.presets import preset_config
+from engine.real_world import PPO_FAMILIES
 from engine.runs.layout import CHECKPOINTS_DIR, ROLLOUTS_DIR
 from engine.store.schema import step_files
 
 SMOLLM2_STEPS = 20  # the preset's steps: 35-45 s a step at one thread, load 2-4 (2 threads: 113 s at load 4)
-# Short answers the checker reads and SmolLM2 gets right now and then (room for PPO), so 20 steps of
-# 32 samples are not spread over nine families.
-SMOLLM2_FAMILIES = ("add-easy", "sub-easy", "mul-easy", "number-only")
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ def demo_specs() -> list[DemoSpec]:
             "the same on a real model: PPO on SmolLM2 with a learned RM",
             preset_config(
                 "smollm2-cpu",
-                families=SMOLLM2_FAMILIES,
+                families=PPO_FAMILIES,
                 steps=SMOLLM2_STEPS,
                 save_every=SMOLLM2_STEPS,
                 seed=0,

@@ -185,6 +185,22 @@ def test_bad_config_is_refused():
         RealBuildConfig(rm_epochs=0)
     with pytest.raises(ConfigError, match="rm_train_prompts"):
         RealBuildConfig(train_tasks=2, rm_train_prompts=3)
+    with pytest.raises(ConfigError, match=r"rm_families must name task families; unknown: \['add-huge'\]"):
+        RealBuildConfig(rm_families=("add-easy", "add-huge"))
+    with pytest.raises(ConfigError, match="rm_families"):
+        RealBuildConfig(rm_families=())
+
+
+def test_the_rm_is_trained_and_measured_on_its_families_only(tmp_path, tiny_config):
+    config = RealBuildConfig(**{**tiny_config.__dict__, "rm_families": ("add-easy", "mul-easy")})
+    manifest = build_real(tmp_path / "real", config)
+    for name in ("samples_train.jsonl", "samples_held_out.jsonl"):
+        rows = [json.loads(line) for line in (tmp_path / "real" / name).read_text().splitlines()]
+        assert {row["family"] for row in rows} == {"add-easy", "mul-easy"}, name
+    assert manifest["counts"]["samples_train"] == 2 * 2 * QUICK["samples_per_prompt"]
+    # the task sets PPO draws from keep every family
+    assert manifest["counts"]["tasks_train"] == 2 * 9
+    assert manifest["config"]["rm_families"] == ["add-easy", "mul-easy"]
 
 
 def test_upper_of_lower_is_the_forward(tiny_llama_dir):
@@ -274,10 +290,12 @@ def test_training_learns_a_separable_preference(tiny_llama_dir):
 def test_cli_quick_build_and_bad_out(tmp_path, tiny_llama_dir, monkeypatch, capsys):
     monkeypatch.setattr(real_build, "score", parity_checker)
     out = tmp_path / "real"
-    assert main(["real", "build", "--quick", "--base", str(tiny_llama_dir), "--out", str(out)]) == 0
+    quick = ["real", "build", "--quick", "--base", str(tiny_llama_dir)]
+    assert main([*quick, "--rm-families", "add-easy", "number-only", "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["pairs_train"] > 0 and "rm_held_out_pair_accuracy" in printed
     assert (out / "rm" / ADAPTER_CONFIG).is_file()
+    assert json.loads((out / "real.json").read_text())["config"]["rm_families"] == ["add-easy", "number-only"]
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -289,15 +307,28 @@ def test_cli_quick_build_and_bad_out(tmp_path, tiny_llama_dir, monkeypatch, caps
 
 
 @pytest.mark.slow
-def test_shipped_rm_prefers_right_answers_on_held_out_tasks():
-    """The shipped RM over real SmolLM2: a right answer scores above a wrong one, on average over a
-    few held-out arithmetic tasks (the wrong one is off by one, the hard case)."""
+def test_shipped_rm_prefers_smollm2s_right_answers_on_held_out_tasks():
+    """The shipped RM over real SmolLM2, loaded as PPO loads it: on SmolLM2's own answers to held-out
+    arithmetic tasks (what PPO samples, not hand-written answers), it ranks right above wrong more
+    often than not, and scores them as the build recorded (the build's figure is over all its pairs)."""
+    from engine.agreement import pairwise_agreement
+
     if not (REPO_DATA / "rm" / ADAPTER_CONFIG).is_file():
         pytest.skip("data/real is not built")
     reward = load_reward_model(str(REPO_DATA / "rm"), device="cpu")
-    tasks = [json.loads(line) for line in (REPO_DATA / "tasks_held_out.jsonl").read_text().splitlines()]
-    chosen = [t for t in tasks if t["family"] in ("add-easy", "mul-easy")][:8]
-    prompts = [t["prompt"] for t in chosen]
-    right = score_texts(reward, prompts, [f"The answer is {t['answer']}.<|im_end|>" for t in chosen])
-    wrong = score_texts(reward, prompts, [f"The answer is {t['answer'] + 1}.<|im_end|>" for t in chosen])
-    assert float((right - wrong).mean()) > 0
+    prompts = {
+        t["task_id"]: t["prompt"] for t in map(json.loads, (REPO_DATA / "tasks_held_out.jsonl").open())
+    }
+    samples = [json.loads(line) for line in (REPO_DATA / "samples_held_out.jsonl").read_text().splitlines()]
+    mixed = [tid for tid in dict.fromkeys(s["task_id"] for s in samples if s["family"] == "mul-easy")
+             if len({s["score"] for s in samples if s["task_id"] == tid}) > 1][:3]  # fmt: skip
+    chosen = [s for s in samples if s["task_id"] in mixed]
+    scores = score_texts(reward, [prompts[s["task_id"]] for s in chosen], [s["response"] for s in chosen])
+    # the recorded scores are of the sampled tokens; re-tokenising an answer's text gives them back
+    # for most answers (not all: a text can have a shorter tokenisation than the one sampled)
+    recorded = torch.tensor([s["rm_score"] for s in chosen])
+    assert ((scores - recorded).abs() < 1e-3).float().mean() > 0.8
+    agreement, pairs = pairwise_agreement(
+        scores.tolist(), [s["score"] for s in chosen], [s["task_id"] for s in chosen]
+    )
+    assert pairs > 0 and agreement > 0.5, (agreement, pairs)

@@ -33,11 +33,13 @@ def register(subparsers) -> None:
     from engine.real_tools.build import RealBuildConfig
 
     for f in fields(RealBuildConfig):
+        many = isinstance(f.default, tuple)  # rm_families: names given one after another
         build.add_argument(
             f"--{f.name.replace('_', '-')}",
-            type=type(f.default),
+            type=str if many else type(f.default),
+            nargs="+" if many else None,
             default=None if f.name != "seed" else f.default,
-            help=f"(default {f.default})",
+            help=f"(default {' '.join(f.default) if many else f.default})",
         )
     build.add_argument("--out", type=Path, default=None, help="output directory (default: data/real)")
     build.add_argument(
@@ -55,7 +57,9 @@ def _build(args: argparse.Namespace) -> int:
 
     set_threads_from_env()
     given = {
-        f.name: getattr(args, f.name) for f in fields(RealBuildConfig) if getattr(args, f.name) is not None
+        f.name: tuple(value) if isinstance(value, list) else value
+        for f in fields(RealBuildConfig)
+        if (value := getattr(args, f.name)) is not None
     }
     config = RealBuildConfig(**((QUICK if args.quick else {}) | given))
     manifest = build_real(args.out or data_dir() / "real", config)

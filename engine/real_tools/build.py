@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from engine.config import ConfigError
-from engine.real_world import FAMILIES, Task, make_task_sets, score
+from engine.real_world import FAMILIES, PPO_FAMILIES, Task, make_task_sets, score
 
 log = logging.getLogger(__name__)
 REAL_VERSION = 1
@@ -56,14 +56,17 @@ class RealBuildConfig:
     """Training tasks per family in the task sets (PPO's prompts); mul-easy has 64 distinct prompts in all."""
     held_out_tasks: int = 16
     """Held-out tasks per family in the task sets."""
-    rm_train_prompts: int = 8
-    """Training tasks per family whose answers are sampled for the RM's pairs."""
-    rm_eval_prompts: int = 4
-    """Held-out tasks per family whose answers measure the RM against the checker."""
-    samples_per_prompt: int = 8
+    rm_families: tuple[str, ...] = PPO_FAMILIES
+    """The families whose answers the RM is trained and measured on: those PPO samples from. A family
+    SmolLM2 never or always answers right gives no pair of different scores, only sampling cost."""
+    rm_train_prompts: int = 24
+    """Training tasks per RM family whose answers are sampled for the RM's pairs."""
+    rm_eval_prompts: int = 12
+    """Held-out tasks per RM family whose answers measure the RM against the checker."""
+    samples_per_prompt: int = 12
     """Answers sampled per prompt (T = 1): n answers give up to n^2/4 pairs of different scores."""
-    max_new_tokens: int = 24
-    """Answer length limit in tokens."""
+    max_new_tokens: int = 16
+    """Answer length limit in tokens: the ``smollm2-cpu`` preset's, so the RM learns on answers like PPO's."""
     sample_batch: int = 64
     """Sequences per generation batch."""
     label_noise: float = 0.1
@@ -88,6 +91,11 @@ class RealBuildConfig:
                 raise ConfigError(f"{f.name} must be >= 1, got {value}")
         if not 0 <= self.label_noise < 0.5:
             raise ConfigError(f"label_noise must be in [0, 0.5), got {self.label_noise}")
+        unknown = sorted(set(self.rm_families) - set(FAMILIES))
+        if unknown or not self.rm_families:
+            raise ConfigError(
+                f"rm_families must name task families; unknown: {unknown}; known: {', '.join(FAMILIES)}"
+            )
         if self.rm_train_prompts > self.train_tasks or self.rm_eval_prompts > self.held_out_tasks:
             raise ConfigError("rm_train_prompts / rm_eval_prompts cannot exceed train_tasks / held_out_tasks")
 
@@ -98,6 +106,7 @@ class RealBuildConfig:
 
 
 QUICK = {
+    "rm_families": tuple(FAMILIES),
     "train_tasks": 2,
     "held_out_tasks": 2,
     "rm_train_prompts": 2,
@@ -205,14 +214,14 @@ def build_real(out_dir: Path, config: RealBuildConfig = RealBuildConfig()) -> di
         generator = torch.Generator(device=loaded.device).manual_seed(config.seed)
         train = sample_answers(
             loaded,
-            _first_per_family(sets.train, config.rm_train_prompts),
+            _first_per_family(sets.train, config.rm_train_prompts, config.rm_families),
             config,
             generator,
             "sampling RM data",
         )
         held = sample_answers(
             loaded,
-            _first_per_family(sets.held_out, config.rm_eval_prompts),
+            _first_per_family(sets.held_out, config.rm_eval_prompts, config.rm_families),
             config,
             generator,
             "sampling held-out answers",
@@ -279,7 +288,7 @@ def build_real(out_dir: Path, config: RealBuildConfig = RealBuildConfig()) -> di
         manifest = {
             "version": REAL_VERSION,
             "seed": config.seed,
-            "config": asdict(config),
+            "config": asdict(config) | {"rm_families": list(config.rm_families)},  # as JSON reads it back
             "base": {"source": config.base, "description": describe_source(config.base)},
             "families": {name: family.description for name, family in FAMILIES.items()},
             "counts": {
@@ -323,12 +332,14 @@ def build_real(out_dir: Path, config: RealBuildConfig = RealBuildConfig()) -> di
     return manifest
 
 
-def _first_per_family(tasks: list[Task], n: int) -> list[Task]:
-    """The first ``n`` tasks of each family (the task sets are drawn per family, so these are
-    the same for any larger set)."""
+def _first_per_family(tasks: list[Task], n: int, families: tuple[str, ...]) -> list[Task]:
+    """The first ``n`` tasks of each of ``families`` (the task sets are drawn per family, so these
+    are the same for any larger set)."""
     seen: dict[str, int] = {}
     chosen = []
     for task in tasks:
+        if task.family not in families:
+            continue
         seen[task.family] = seen.get(task.family, 0) + 1
         if seen[task.family] <= n:
             chosen.append(task)

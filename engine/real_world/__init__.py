@@ -7,10 +7,11 @@ trained on the model's own samples, PPO runs) is a tool of the world and lives e
 """
 
 from engine.real_world.checkers import correct_number, count_words, exact_words, final_number, number_only
-from engine.real_world.tasks import FAMILIES, Family, Task, TaskSets, make_task_sets, score
+from engine.real_world.tasks import FAMILIES, PPO_FAMILIES, Family, Task, TaskSets, make_task_sets, score
 
 __all__ = [
     "FAMILIES",
+    "PPO_FAMILIES",
     "Family",
     "Task",
     "TaskSets",

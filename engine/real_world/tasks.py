@@ -126,6 +126,12 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+PPO_FAMILIES = ("add-easy", "sub-easy", "mul-easy", "number-only")
+"""The families the real world's shipped PPO runs train on and its reward model is trained for: short
+answers the checker reads that SmolLM2 gets right now and then (room for PPO), so a run of a few
+hundred samples is not spread over nine families."""
+
+
 def score(task: Task, response: str) -> float:
     """The checker's score of ``response`` to ``task``, in [0, 1]."""
     return FAMILIES[task.family].check(task, response)
