@@ -195,9 +195,10 @@ def test_group_run_stores_the_group_advantage_recomputed_from_stored_rewards(
     algorithm, tmp_path, tiny_sources
 ):
     k = 4
-    # 3 prompts a step out of 6: no step straddles two passes over the pool, so a prompt is one group
-    config = tiny_config(steps=3, prompts_per_step=3, samples_per_prompt=k, save_every=2).replace(
-        algorithm=algorithm, num_iterations=2, kl_loss_coef=0.05, cliprange_high=0.28, num_minibatches=3
+    # 4 prompts a step out of 6: step 2 straddles two passes over the pool, and still draws a prompt
+    # once, so a prompt at a step is one group
+    config = tiny_config(steps=3, prompts_per_step=4, samples_per_prompt=k, save_every=2).replace(
+        algorithm=algorithm, num_iterations=2, kl_loss_coef=0.05, cliprange_high=0.28, num_minibatches=2
     )
     writer = RunWriter.create(tmp_path / "run", kind="ppo", config=config.to_dict(), seed=0)
     trainer = build_trainer(config, writer, sources=tiny_sources, device="cpu")
@@ -214,7 +215,7 @@ def test_group_run_stores_the_group_advantage_recomputed_from_stored_rewards(
     assert any((a != b).any() for a, b in zip(before, trainer.trainable_parameters(), strict=True))
 
     rows = _stored(tmp_path / "run")
-    assert len(rows) == 3 * 3 * k
+    assert len(rows) == 3 * 4 * k
     formula = naive_grpo if algorithm == "grpo" else naive_rloo
     checked = 0
     for start in range(0, len(rows), k):

@@ -366,3 +366,21 @@ def test_a_checkpoint_torch_cannot_write_is_a_run_write_error(tmp_path, tiny_sou
     monkeypatch.setattr(torch, "save", refuse)
     with pytest.raises(RunWriteError, match=r"could not write .*step-.*\.tmp \(a checkpoint\): .*cannot be opened"):
         trainer.save_checkpoint(1)
+
+
+@pytest.mark.parametrize("per_step", [4, 5, 6])
+def test_a_step_draws_no_prompt_twice_and_a_pass_draws_each_once(tmp_path, tiny_sources, per_step):
+    """6 prompts, 4 or 5 a step: steps straddle passes; none draws a prompt twice (its groups are its
+    prompts), and each pass over the pool still draws every prompt once (6 a step: no straddle)."""
+    config = tiny_config(steps=30, prompts_per_step=per_step)
+    writer = RunWriter.create(tmp_path / "run", kind="ppo", config=config.to_dict(), seed=0)
+    trainer = build_trainer(config, writer, sources=tiny_sources, device="cpu")
+    drawn = [p.prompt_id for step in range(1, 31) for p in trainer.prompt_batch(step)]
+    for step in range(30):
+        ids = drawn[step * per_step : (step + 1) * per_step]
+        assert len(set(ids)) == per_step, (step + 1, ids)
+    for start in range(0, len(drawn), 6):
+        assert sorted(drawn[start : start + 6]) == [f"p{i}" for i in range(6)]
+    # the same draws from a fresh trainer asked for a late step first (a resumed run)
+    again = build_trainer(config, writer, sources=tiny_sources, device="cpu")
+    assert [p.prompt_id for p in again.prompt_batch(30)] == drawn[-per_step:]

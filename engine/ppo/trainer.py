@@ -173,16 +173,32 @@ class PPOTrainer:
     # ------------------------------------------------------------------ prompts
 
     def prompt_batch(self, step: int) -> list[Any]:
-        """The ``prompts_per_step`` prompts of 1-based ``step``: consecutive slices of per-pass shuffles."""
+        """The ``prompts_per_step`` prompts of 1-based ``step``: consecutive slices of per-pass shuffles
+        (:meth:`_pass_order`), so every prompt is drawn once per pass over the pool."""
         k, n = self.config.run.prompts_per_step, len(self.prompts)
-        batch = []
-        for j in range((step - 1) * k, step * k):
-            epoch, pos = divmod(j, n)
-            if epoch not in self._perms:
-                g = torch.Generator().manual_seed(step_seed(self.config.run.seed, epoch, stream=0))
-                self._perms[epoch] = torch.randperm(n, generator=g).tolist()
-            batch.append(self.prompts[self._perms[epoch][pos]])
-        return batch
+        return [
+            self.prompts[self._pass_order(epoch)[pos]]
+            for epoch, pos in map(lambda j: divmod(j, n), range((step - 1) * k, step * k))
+        ]
+
+    def _pass_order(self, epoch: int) -> list[int]:
+        """Pass ``epoch``'s shuffle of the prompt pool. Where a step straddles the end of the previous
+        pass, the prompts that pass already gave that step are moved out of this pass's share of it
+        (kept in shuffled order): a step draws no prompt twice, so its groups are its prompts (GRPO's
+        baseline, the store's group audit), unless the pool is smaller than a step."""
+        k, n = self.config.run.prompts_per_step, len(self.prompts)
+        start = max((e for e in self._perms if e <= epoch), default=-1) + 1
+        for e in range(start, epoch + 1):  # each pass depends on the one before: built in order
+            g = torch.Generator().manual_seed(step_seed(self.config.run.seed, e, stream=0))
+            order = torch.randperm(n, generator=g).tolist()
+            tail = (e * n) % k  # prompts of the straddling step that the previous pass gave
+            if e > 0 and tail and k <= n:
+                taken = set(self._perms[e - 1][n - tail :])
+                head = [i for i in order if i not in taken][: k - tail]
+                rest = set(order) - set(head)
+                order = head + [i for i in order if i in rest]
+            self._perms[e] = order
+        return self._perms[epoch]
 
     # ------------------------------------------------------------------ one iteration
 

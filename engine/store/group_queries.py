@@ -2,9 +2,9 @@
 and the "phantom advantage" groups, from the run's stored rollouts (DuckDB).
 
 A *group* is the samples of one prompt at one step (``run_id, step, prompt_id``; probes excluded):
-GRPO and RLOO's baseline, and, for a PPO run, the samples its per-prompt normalisation centres. A
-prompt drawn twice in one step (a step that straddles two passes over the prompt pool) counts as one
-group. The reward is the stored RM score (before any missing-EOS penalty or clip).
+GRPO and RLOO's baseline, and, for a PPO run, the samples its per-prompt normalisation centres. The
+engine draws a prompt at most once a step (unless its pool is smaller than a step); a run that drew
+one twice (an import, a run of a pool smaller than a step) has the two groups counted as one. The reward is the stored RM score (before any missing-EOS penalty or clip).
 
 - **zero std**: every reward of the group is equal (max = min): GRPO and RLOO give it advantage 0;
 - **std filter** (DAPO's dynamic sampling, Yu et al. 2025): drops the zero-std groups;
