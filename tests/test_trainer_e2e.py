@@ -364,7 +364,9 @@ def test_a_checkpoint_torch_cannot_write_is_a_run_write_error(tmp_path, tiny_sou
         raise RuntimeError(f"File {path} cannot be opened.")
 
     monkeypatch.setattr(torch, "save", refuse)
-    with pytest.raises(RunWriteError, match=r"could not write .*step-.*\.tmp \(a checkpoint\): .*cannot be opened"):
+    with pytest.raises(
+        RunWriteError, match=r"could not write .*step-.*\.tmp \(a checkpoint\): .*cannot be opened"
+    ):
         trainer.save_checkpoint(1)
 
 
