@@ -135,6 +135,6 @@ def test_task_sets_are_reproducible_and_disjoint():
 
 def test_task_sets_refuse_bad_requests():
     with pytest.raises(ConfigError, match="unknown task families"):
-        make_task_sets(0, families=["division"])
+        make_task_sets(0, train_per_family=1, held_out_per_family=1, families=["division"])
     with pytest.raises(ConfigError, match="fewer than"):
         make_task_sets(0, train_per_family=100, held_out_per_family=0, families=["mul-easy"])

@@ -138,13 +138,14 @@ def score(task: Task, response: str) -> float:
 
 
 def make_task_sets(
-    seed: int, *, train_per_family: int = 64, held_out_per_family: int = 24, families: list[str] | None = None
+    seed: int, *, train_per_family: int, held_out_per_family: int, families: list[str] | None = None
 ) -> TaskSets:
     """Training and held-out tasks of each family, reproducible from ``seed``, disjoint by prompt.
 
     Each family draws from its own generator (seeded by ``seed`` and its name), so adding a family
     leaves the others' tasks unchanged; the held-out tasks are drawn first, so a larger training set
-    leaves the held-out set unchanged.
+    leaves the held-out set unchanged. The counts have no default: a family has a limited number of
+    distinct prompts (``mul-easy`` 64), and the callers' counts (the build's, the fallback's) fit them.
     """
     names = families or list(FAMILIES)
     unknown = [name for name in names if name not in FAMILIES]
