@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 from pathlib import Path
 
@@ -189,6 +190,16 @@ def test_bad_config_is_refused():
         RealBuildConfig(rm_families=("add-easy", "add-huge"))
     with pytest.raises(ConfigError, match="rm_families"):
         RealBuildConfig(rm_families=())
+
+
+def test_a_build_removes_what_killed_builds_left_and_leaves_a_running_ones(tmp_path, tiny_config):
+    killed = tmp_path / ".real.building-999999999"  # no such process
+    running = tmp_path / f".real.building-{os.getppid()}"
+    for path in (killed, running):
+        (path / "rm").mkdir(parents=True)
+    build_real(tmp_path / "real", tiny_config)
+    assert not killed.exists() and running.is_dir()
+    assert (tmp_path / "real" / "real.json").is_file()
 
 
 def test_the_rm_is_trained_and_measured_on_its_families_only(tmp_path, tiny_config):

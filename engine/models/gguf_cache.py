@@ -154,7 +154,7 @@ def remove_leftovers(root: Path, name: str) -> None:
         return
     for path in root.glob(f".{name}{_PARTIAL}*"):
         pid = path.name[len(f".{name}{_PARTIAL}") :].split("-")[0]
-        if pid.isdigit() and _alive(int(pid)):
+        if pid.isdigit() and process_alive(int(pid)):
             continue  # another process is converting right now
         log.info("removing %s, left by an interrupted conversion", path)
         shutil.rmtree(path, ignore_errors=True)
@@ -362,7 +362,8 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (this one included): its temporary files are not leftovers."""
     if pid == os.getpid():
         return True
     try:

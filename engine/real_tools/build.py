@@ -196,7 +196,7 @@ def build_real(out_dir: Path, config: RealBuildConfig = RealBuildConfig()) -> di
     started = time.time()
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".{out_dir.name}.building-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    _remove_leftovers(out_dir)
     tmp.mkdir(parents=True)  # first, so an unwritable --out fails before minutes of work
     try:
         sets = make_task_sets(
@@ -389,6 +389,19 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Remove the temporary directories of builds into ``out_dir`` that were killed (their process is
+    gone): a build removes its own when it fails, but a SIGKILL leaves it behind."""
+    from engine.models.gguf_cache import process_alive
+
+    prefix = f".{out_dir.name}.building-"
+    for path in out_dir.parent.glob(f"{prefix}*"):
+        pid = path.name[len(prefix) :]
+        if not (pid.isdigit() and process_alive(int(pid)) and int(pid) != os.getpid()):
+            log.info("removing %s, left by an interrupted build", path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
