@@ -46,7 +46,7 @@ from engine.analysis.uncertainty import (
 from engine.config import ConfigError, SamplingConfig
 from engine.ppo.checkpoints import find_checkpoint
 from engine.real_world.world import load_real_world
-from engine.runs import RUN_FILE, read_json
+from engine.runs import RUN_FILE, read_json, reward_is_judge
 from engine.store.writer import write_eval
 from engine.world_tools.check import cpu_model_name
 from engine.world_tools.coverage import Policy, real_gold_set, resolve_policy, sample_policies, spread
@@ -220,6 +220,12 @@ def r4_agreement(run_dir: Path) -> dict:
     """RM-checker agreement on the run's first logged step's rollouts vs its last's (measured)."""
     import engine.store as store
 
+    if reward_is_judge(run_dir):
+        return {
+            "ok": None,
+            "value": None,
+            "detail": "the reward is the checker itself: there is no RM to agree with it",
+        }
     table = store.rm_gold_agreement(run_dir)
     if len(table) < 2:
         return {
