@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -94,3 +95,145 @@ def test_the_ppo_command_refuses_gold_with_a_prompts_file_in_one_line(tmp_path, 
     code = main(["ppo", "--reward-model", "gold", "--prompts-file", str(prompts), "--steps", "1"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and "gold" in err and err.count("\n") == 1
+
+
+def test_a_half_adapter_demo_ships_fp16_weights_that_load_as_the_trained_ones(tiny_llama_dir, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from engine.demo import ADAPTER_WEIGHTS, DemoSpec, _thin
+    from engine.models import attach_lora, load_causal_lm
+    from engine.models.loading import hub_offline
+
+    model = attach_lora(load_causal_lm(str(tiny_llama_dir), device="cpu").model, r=4, alpha=8)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    checkpoint = tmp_path / "run" / "checkpoints" / "step-2"
+    with hub_offline():
+        model.save_pretrained(str(checkpoint))
+    ids = torch.tensor([[3, 4, 5, 6, 7]])
+    with torch.no_grad():
+        trained = model(ids).logits  # (1, P, V)
+    spec = DemoSpec("run", "t", tiny_config(steps=2), keep_every=1, half_adapter=True)
+    _thin(tmp_path / "run", spec)
+    assert {t.dtype for t in load_file(str(checkpoint / ADAPTER_WEIGHTS)).values()} == {torch.float16}
+    with torch.no_grad():
+        shipped = load_causal_lm(str(checkpoint), device="cpu").model(ids).logits
+    real = torch.isfinite(trained)  # the filler tokens' logits are -inf in both
+    assert torch.equal(real, torch.isfinite(shipped))
+    assert torch.allclose(shipped[real], trained[real], atol=1e-3)
+    assert not torch.allclose(shipped[real], trained[real], atol=0)  # the weights were rounded
+
+
+# --- real check: what the learned RM costs ----------------------------------------------------------
+
+
+def two_runs_frame(start: list[float], end: list[float]) -> pd.DataFrame:
+    """A check's samples: per task one sample of the start and one of the end, with these scores."""
+    rows = [
+        {"policy": policy, "prompt_id": f"p{i}", "gold": score}
+        for policy, scores in (("start", start), ("end", end))
+        for i, score in enumerate(scores)
+    ]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    ("rm_end", "checker_end", "sign"),
+    [
+        ([0, 0, 1, 0] * 5, [1, 1, 1, 0] * 5, 1),
+        ([1, 1, 1, 0] * 5, [0, 0, 1, 0] * 5, -1),
+        ([0, 1] * 10, [0, 1] * 10, 0),
+    ],
+)
+def test_rm_cost_is_the_checker_runs_gain_minus_the_rm_runs(tmp_path, rm_end, checker_end, sign):
+    from engine.real_tools.check import rm_cost
+
+    start = [0.0] * 20
+    runs = {}
+    for run_id, reward_model in (("r", "some/rm"), ("r-checker", GOLD_REWARD)):
+        runs[run_id] = tmp_path / run_id
+        config = PPOConfig().replace(reward_model=reward_model)
+        RunWriter.create(runs[run_id], kind="ppo", config=config.to_dict(), seed=0)
+    cost = rm_cost(
+        runs["r"], runs["r-checker"], two_runs_frame(start, rm_end), two_runs_frame(start, checker_end)
+    )
+    assert cost["value"] == pytest.approx(np.mean(checker_end) - np.mean(rm_end))
+    assert cost["rm_run"]["gain"] == pytest.approx(np.mean(rm_end))
+    assert cost["checker_run"]["gain"] == pytest.approx(np.mean(checker_end))
+    lo, hi = cost["interval"]
+    assert (lo > 0, hi < 0, lo <= 0 <= hi) == (sign > 0, sign < 0, sign == 0)
+    assert cost["settings_differ"] == [] and "the RM costs" in cost["detail"]
+
+
+def test_rm_cost_without_a_checker_twin_says_the_run_does_not_show_it(tmp_path):
+    from engine.real_tools.check import rm_cost
+
+    frame = two_runs_frame([0.0], [1.0])
+    for reward_model, why in (
+        ("some/rm", "no run rewarded by the checker beside it"),
+        (GOLD_REWARD, "itself"),
+    ):
+        run_dir = tmp_path / reward_model.replace("/", "_")
+        RunWriter.create(
+            run_dir, kind="ppo", config=PPOConfig().replace(reward_model=reward_model).to_dict(), seed=0
+        )
+        cost = rm_cost(run_dir, None, frame, None)
+        assert (
+            cost["value"] is None
+            and cost["detail"].startswith("this run does not show it")
+            and why in cost["detail"]
+        )
+
+
+@pytest.fixture
+def tiny_twin_runs(tiny_llama_dir, tmp_path, monkeypatch):
+    """Two 2-step runs of the tiny Llama on four real-world tasks: ``tiny`` with a (tiny) learned RM,
+    ``tiny-checker`` the same with the judge as the reward."""
+    from engine.ppo.build import Sources, prompt_item
+    from engine.real_world.world import load_real_world
+    from tests.ppo_fixtures import save_tiny_rm
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path / "runs"))
+    prompts = [prompt_item(t) for t in load_real_world().split("train")[::40][:4]]
+    rm = save_tiny_rm(tmp_path / "rm")
+    for run_id, reward_model in (("tiny", str(rm)), ("tiny-checker", GOLD_REWARD)):
+        config = tiny_config(steps=2, save_every=2, probe_every=0, prompts_per_step=4)
+        config = config.replace(policy=str(tiny_llama_dir), reward_model=reward_model)
+        sources = Sources(str(tiny_llama_dir), reward_model, prompts, judge=length_judge)
+        writer = RunWriter.create(tmp_path / "runs" / run_id, kind="ppo", config=config.to_dict(), seed=0)
+        build_trainer(config, writer, sources=sources, device="cpu").train()
+    return tmp_path / "runs"
+
+
+def test_real_check_samples_the_checker_twin_beside_the_run(tiny_twin_runs, capsys):
+    from engine.cli import main
+    from engine.real_tools.check import saved_check
+
+    assert main(
+        ["real", "check", "--run", "tiny", "--prompts", "4", "--samples", "2", "--save", "--json"]
+    ) in (0, 1)
+    report = json.loads(capsys.readouterr().out)
+    cost = report["rm_cost"]
+    assert report["settings"]["checker_run"] == "tiny-checker@step-2"
+    assert cost["n_prompts"] == 4 and cost["rm_run"]["start"] == cost["checker_run"]["start"]  # one start
+    assert cost["rm_run"]["gain"] == report["R1"]["value"]
+    assert cost["value"] == pytest.approx(cost["checker_run"]["end"] - cost["rm_run"]["end"], abs=1e-3)
+    saved = pd.read_parquet(tiny_twin_runs / "tiny" / "evals" / "real_check.parquet")
+    assert set(saved["policy"]) == {"start", "end"}  # the twin's samples are not kept in this run
+    # Saved: the twin's own saved check beside the run gives the same comparison.
+    assert saved_check(tiny_twin_runs / "tiny")["rm_cost"]["value"] is None  # the twin kept none yet
+    assert main(
+        ["real", "check", "--run", "tiny-checker", "--prompts", "4", "--samples", "2", "--save", "--json"]
+    ) in (0, 1)
+    twin_report = json.loads(capsys.readouterr().out)
+    assert "rewarded by the checker itself" in twin_report["rm_cost"]["detail"]
+    assert "the reward is the checker" in twin_report["R4"]["detail"]
+    assert saved_check(tiny_twin_runs / "tiny")["rm_cost"] == cost
+    # A named twin that is not rewarded by the checker is refused in one line.
+    assert main(["real", "check", "--run", "tiny-checker", "--checker-run", "tiny", "--json"]) == 2
+    assert main(["real", "check", "--run", "tiny", "--checker-run", "tiny", "--json"]) == 2
+    assert "not rewarded by the checker" in capsys.readouterr().err
