@@ -237,3 +237,21 @@ def test_real_check_samples_the_checker_twin_beside_the_run(tiny_twin_runs, caps
     assert main(["real", "check", "--run", "tiny-checker", "--checker-run", "tiny", "--json"]) == 2
     assert main(["real", "check", "--run", "tiny", "--checker-run", "tiny", "--json"]) == 2
     assert "not rewarded by the checker" in capsys.readouterr().err
+
+
+def test_rm_cost_names_the_settings_the_two_runs_differ_in_besides_the_reward(tmp_path):
+    from engine.real_tools.check import other_differences
+
+    dirs = []
+    for run_id, config in (
+        ("r", PPOConfig().replace(reward_model="some/rm")),
+        ("same", PPOConfig().replace(reward_model=GOLD_REWARD)),
+        ("longer", PPOConfig().replace(reward_model=GOLD_REWARD, steps=40)),
+    ):
+        dirs.append(tmp_path / run_id)
+        RunWriter.create(dirs[-1], kind="ppo", config=config.to_dict(), seed=0)
+    assert other_differences(dirs[0], dirs[1]) == [] and other_differences(dirs[0], dirs[2]) == ["steps"]
+    record = json.loads((dirs[1] / "run.json").read_text())
+    del record["config"]["run"]["kl_metric_every"]  # a record older than the setting: its default
+    (dirs[1] / "run.json").write_text(json.dumps(record))
+    assert other_differences(dirs[0], dirs[1]) == []

@@ -53,6 +53,7 @@ from engine.analysis.uncertainty import (
 )
 from engine.config import ConfigError, SamplingConfig
 from engine.ppo.checkpoints import CheckpointRef, find_checkpoint
+from engine.ppo.config import PPOConfig
 from engine.real_world.world import load_real_world
 from engine.runs import RUN_FILE, read_json, reward_is_judge
 from engine.store.writer import write_eval
@@ -257,8 +258,7 @@ def rm_cost(
 def other_differences(run_dir: Path, twin_dir: Path) -> list[str]:
     """The settings (flat names) where two runs' configs differ, besides the reward model and the
     precision each computed in: what else than the reward the comparison compares."""
-    configs = [(read_json(d / RUN_FILE) or {}).get("config") or {} for d in (run_dir, twin_dir)]
-    a, b = ({k: v for part in c.values() if isinstance(part, dict) for k, v in part.items()} for c in configs)
+    a, b = (_settings(d) for d in (run_dir, twin_dir))
     return sorted(
         k for k in a.keys() | b.keys() if k not in ("reward_model", "base_precision") and a.get(k) != b.get(k)
     )
@@ -374,6 +374,17 @@ def r4_agreement(run_dir: Path) -> dict:
         "n_pairs": [int(first["n_pairs"]), int(last["n_pairs"])],
         "detail": detail,
     }
+
+
+def _settings(run_dir: Path) -> dict:
+    """A run's recorded config as flat settings, the defaults filled in where the record is older than
+    a setting (a record that does not parse as a PPOConfig is taken as it is)."""
+    config = (read_json(run_dir / RUN_FILE) or {}).get("config") or {}
+    try:
+        config = PPOConfig.from_dict(config).to_dict()
+    except (ConfigError, TypeError):
+        pass
+    return {k: v for part in config.values() if isinstance(part, dict) for k, v in part.items()}
 
 
 def cpu_entry() -> dict:
