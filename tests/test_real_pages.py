@@ -158,7 +158,10 @@ def test_the_rm_cost_sentence_says_what_the_difference_shows():
     assert (
         "gained +0.350 with the checker as the reward (`a-checker`) and +0.100 with the learned RM" in shown
     )
-    assert "this run shows what the learned RM costs: 0.25 of held-out accuracy" in shown
+    assert (
+        "checker minus RM +0.250 (90% interval 0.1 to 0.4): this run shows what the learned RM costs: 0.25"
+        in shown
+    )
     assert "the interval holds 0, so this run does not show" in rm_cost_sentence(
         cost_entry(0.05, [-0.1, 0.2])
     )

@@ -51,7 +51,7 @@ def rm_cost_sentence(entry: dict) -> str:
     text = (
         f"On the same {entry['n_prompts']} held-out tasks, checker accuracy gained {checker['gain']:+.3f} with "
         f"the checker as the reward (`{checker['run_id']}`) and {rm['gain']:+.3f} with the learned RM "
-        f"(`{rm['run_id']}`): a difference of {cost:+.3f} ({interval_text(interval)})"
+        f"(`{rm['run_id']}`), checker minus RM {cost:+.3f} ({interval_text(interval)})"
     )
     if interval is None:
         verdict = "too few tasks for an interval, so this run does not show what the learned RM costs"
