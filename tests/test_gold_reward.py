@@ -255,3 +255,14 @@ def test_rm_cost_names_the_settings_the_two_runs_differ_in_besides_the_reward(tm
     del record["config"]["run"]["kl_metric_every"]  # a record older than the setting: its default
     (dirs[1] / "run.json").write_text(json.dumps(record))
     assert other_differences(dirs[0], dirs[1]) == []
+
+
+def test_gold_on_the_built_in_world_is_its_judge(fake_world_data_dir, monkeypatch):
+    from engine.world import load_world
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(fake_world_data_dir))
+    sources = resolve_sources(PPOConfig().replace(reward_model=GOLD_REWARD))
+    world = load_world()
+    assert sources.reward_model == GOLD_REWARD and sources.policy == world.policy_source(None)
+    prompts = [p.text for p in sources.prompts[:2]]
+    assert list(sources.judge(prompts, ["a", "b"])) == list(world.gold_batch(prompts, ["a", "b"]))
