@@ -18,6 +18,12 @@ class ConfigError(ValueError):
     """A setting, path or input that cannot be used, with a message a user can act on."""
 
 
+GOLD_REWARD = "gold"
+"""The reward source (a run's ``reward_model``) that is the world's gold judge itself, no learned RM:
+the built-in world's judge, the real world's checker. A run's record says it, so every reader of the
+run (the RM accuracy views, ``real check``) knows its ``reward`` column is the judge's score."""
+
+
 def shown_path(path: object) -> str:
     """``path`` for a message: cut in the middle when it is too long to read."""
     text = str(path)

@@ -17,7 +17,11 @@ itself from a recorded config and seed, so a fresh clone has runs to click throu
 - ``demo-smollm2``: the same on a real model: PPO on the real world (SmolLM2-135M-Instruct, its
   tasks, the reward model ``real build`` trained on its own samples, the checkers as gold), the
   ``smollm2-cpu`` preset (:mod:`engine.ppo.presets`), every step's rollouts kept; what it shows is
-  measured by ``python -m engine real check``.
+  measured by ``python -m engine real check``;
+- ``demo-smollm2-checker``: ``demo-smollm2`` with the checker itself as the reward (``reward_model =
+  "gold"``, no learned RM): the difference of the two runs' held-out checker accuracy is what the
+  learned RM costs (``real check``). Its adapter ships in fp16 (3.5 MiB instead of 7: the demo runs
+  must fit 45 MiB together); its held-out samples were drawn with the shipped fp16 weights.
 
 Every step's metrics are kept; rollouts are kept for every ``keep_every``-th step (all rollouts of a
 kept step, never a sample of them), probes at every probe step, and the log-prob accuracy of the
@@ -38,12 +42,14 @@ from pathlib import Path
 
 import torch
 
+from engine.config import GOLD_REWARD
 from engine.ppo.config import PPOConfig
 from engine.ppo.presets import preset_config
 from engine.real_world import PPO_FAMILIES
 from engine.runs.layout import CHECKPOINTS_DIR, ROLLOUTS_DIR
 from engine.store.schema import step_files
 
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # what peft's save_pretrained names a LoRA adapter's weights
 SMOLLM2_STEPS = 20  # the preset's steps: 35-45 s a step at one thread, load 2-4 (2 threads: 113 s at load 4)
 
 
@@ -63,6 +69,9 @@ class DemoSpec:
     (the real world has none)."""
     real_check: bool = False
     """A run on the real world: ``demo build`` keeps the samples of ``real check`` in it (evals/)."""
+    half_adapter: bool = False
+    """Ship the last adapter's weights in fp16 (half the bytes; loading casts them back to the
+    model's dtype), for a run whose fp32 adapter would not fit the demo runs' size budget."""
 
 
 def demo_specs() -> list[DemoSpec]:
@@ -112,6 +121,22 @@ def demo_specs() -> list[DemoSpec]:
             logprob_eval=False,
             real_check=True,
         ),
+        DemoSpec(
+            "demo-smollm2-checker",
+            "the same on a real model with the checker as the reward: what the learned RM costs",
+            preset_config(
+                "smollm2-cpu",
+                reward_model=GOLD_REWARD,
+                families=SMOLLM2_FAMILIES,
+                steps=SMOLLM2_STEPS,
+                save_every=SMOLLM2_STEPS,
+                seed=0,
+            ),
+            keep_every=1,
+            logprob_eval=False,
+            real_check=True,
+            half_adapter=True,
+        ),
     ]
 
 
@@ -159,6 +184,17 @@ def _thin(run_dir: Path, spec: DemoSpec) -> None:
         shutil.rmtree(path)
     for path in checkpoints[-1:]:
         (path / "optimizer.pt").unlink(missing_ok=True)  # only resuming needs it; a demo is read-only
+        if spec.half_adapter:
+            _halve_adapter(path / ADAPTER_WEIGHTS)
+
+
+def _halve_adapter(path: Path) -> None:
+    """An adapter's weights file, its float tensors in fp16 (in the run's temp directory: the build
+    renames the whole run at the end)."""
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(path))
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in weights.items()}, str(path))
 
 
 def demo_figures(run_dir: Path) -> dict:

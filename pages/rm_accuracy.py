@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 import engine.store as store
+from engine.runs import reward_is_judge
 from workbench.figures.curves import per_step_lines
 from workbench.glossary import page_tooltip
 from workbench.sections.rm_eval import eval_panel
@@ -63,13 +64,19 @@ if run_dirs:
         store.rm_gold_agreement,
         run_dirs,
     )
-    if agreement.empty:
+    judged = [d.name for d in run_dirs if reward_is_judge(d)]  # reward_model='gold': no RM to measure
+    if judged:
+        st.info(
+            f"{', '.join(f'`{r}`' for r in judged)}: the reward is the judge itself, so there is no RM to "
+            "agree with it; left out here."
+        )
+    if agreement.empty and len(judged) < len(run_dirs):
         st.info(
             "No gold (judge) scores in these runs: pairwise agreement needs them. The runs trained here have "
             "them (the judge or the checker scores every sample); for an imported run, map a judge-score "
             "column on the **Import** page."
         )
-    else:
+    elif not agreement.empty:
         fig = lines(
             agreement,
             {"agreement": "RM-gold pairwise agreement"},

@@ -36,7 +36,13 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (data / "world").symlink_to(world_dir())
     (data / "real").symlink_to(real_dir())  # the real model's step reads SmolLM2's runs and tasks
     (data / "demo_runs").mkdir()
-    run_ids = (*RUN_IDS, "demo-grpo", "demo-kl0-refresh", "demo-smollm2")  # the steps that show them
+    run_ids = (
+        *RUN_IDS,
+        "demo-grpo",
+        "demo-kl0-refresh",
+        "demo-smollm2",
+        "demo-smollm2-checker",
+    )  # shown by steps
     missing = tuple(r for r in run_ids if not (demo_runs_dir() / r / "run.json").is_file())
     build_demo_runs(data / "demo_runs", missing)
     for run_id in set(run_ids) - set(missing):

@@ -220,7 +220,7 @@ def test_real_check_end_to_end_on_a_tiny_run(tiny_real_run, capsys):
     assert r4 == r4_agreement(runs / run_id)
     assert r4["steps"] == [1, 2] and min(r4["n_pairs"]) > 0 and 0 <= r4["start"] <= 1
     saved = saved_check(runs / run_id)  # R1-R4 again, from the kept samples alone
-    assert saved == {key: report[key] for key in ("R1", "R2", "R3", "R4")}
+    assert saved == {key: report[key] for key in ("R1", "R2", "R3", "R4", "rm_cost")}
     assert len(pd.read_parquet(runs / run_id / "evals" / "real_check.parquet")) == 2 * 9 * 2
 
 

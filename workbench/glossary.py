@@ -76,8 +76,9 @@ TERMS = (
     # What is scored
     Term("gold", "Gold",
          "The built-in world's judge: a deterministic score in [0, 1] of a response (content x fluency x "
-         "length x repetition x EOS), the quality a careful human would give. PPO never sees it; the "
-         "pages use it to tell whether a rising RM reward is real.",
+         "length x repetition x EOS), the quality a careful human would give; on the real model, its checker. "
+         "PPO never sees it (but in a run rewarded by the judge itself, reward model gold); the pages use "
+         "it to tell whether a rising RM reward is real.",
          r"(?i)\bgold\b"),
     Term("rm", "RM (reward model)",
          "A model that scores a response with one number; the built-in world's is trained on pairs of "

@@ -40,7 +40,7 @@ LABELS = {
     "top_k": "Top-k", "min_p": "Min-p", "lora_r": "LoRA rank", "lora_alpha": "LoRA alpha",
     "vf_coef": "Value loss weight", "ppo_epochs": "PPO epochs", "num_minibatches": "Minibatches",
     "reward_norm": "Reward normalisation", "sft_epoch": "Starting SFT epoch", "families": "Prompt families",
-    "policy": "Policy (path or HF name)", "reward_model": "Reward model (path)",
+    "policy": "Policy (path or HF name)", "reward_model": "Reward model (path, or gold)",
     "prompts_file": "Prompts file (one per line)", "max_new_tokens": "Max new tokens",
     "kl_loss_coef": "KL loss coefficient",
 }  # fmt: skip

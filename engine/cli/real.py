@@ -84,7 +84,8 @@ def register_check(sub: argparse._SubParsersAction) -> None:
         help="what a PPO run on the real world shows: held-out accuracy, entropy, pass@k, RM agreement",
         description="Sample the run's start (its base policy) and its last checkpoint on the real world's "
         "held-out tasks and measure R1 (checker accuracy), R2 (token entropy), R3 (pass@1, pass@k), "
-        "and R4 (RM-checker agreement on the run's first vs last rollouts). Exit code 0 when R1 meets its goal.",
+        "and R4 (RM-checker agreement on the run's first vs last rollouts); beside the same run rewarded by the "
+        "checker itself, rm_cost (what the learned RM costs in R1). Exit code 0 when R1 meets its goal.",
     )
     check.add_argument(
         "--run", default=DEMO_RUN, help=f"a run id, yours or a shipped demo (default {DEMO_RUN})"
@@ -102,6 +103,12 @@ def register_check(sub: argparse._SubParsersAction) -> None:
         help=f"samples per task; pass@k up to this k (default {N_SAMPLES})",
     )
     check.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    check.add_argument(
+        "--checker-run",
+        default=None,
+        help="the same run with the checker itself as the reward (reward_model gold), sampled beside RUN "
+        "for what the learned RM costs (default: RUN-checker when it exists, e.g. demo-smollm2-checker)",
+    )
     check.add_argument(
         "--runs-dir", default=None, help="where RUN is looked up first (default WORKBENCH_RUNS_DIR)"
     )
@@ -122,6 +129,7 @@ def main_check(args: argparse.Namespace) -> int:
         report = real_check(
             args.run,
             runs_root=args.runs_dir,
+            checker_run=args.checker_run,
             prompts=args.prompts,
             samples=args.samples,
             seed=args.seed,
@@ -132,7 +140,7 @@ def main_check(args: argparse.Namespace) -> int:
         json.dump(report, sys.stdout)
         sys.stdout.write("\n")
     else:
-        for key in ("cpu", "R1", "R2", "R3", "R4"):
+        for key in ("cpu", "R1", "R2", "R3", "R4", "rm_cost"):
             entry = report[key]
             mark = {True: "ok  ", False: "FAIL", None: "    "}[entry["ok"]]
             print(f"{mark} {key}: {entry['detail']}")

@@ -49,7 +49,8 @@ class Sources:
 
 def resolve_sources(config: PPOConfig) -> Sources:
     """Model sources and prompts of a config: the built-in world by default, the real world for
-    ``--policy smollm2`` (:func:`real_world_sources`), or explicit paths + a prompts file."""
+    ``--policy smollm2`` (:func:`real_world_sources`), or explicit paths + a prompts file. With
+    ``--reward-model gold`` the judge is the reward (ConfigError where the sources bring none)."""
     m, run = config.model, config.run
     if m.policy.strip() == REAL_POLICY and not (m.reward_model and run.prompts_file):
         return real_world_sources(config)
@@ -79,6 +80,11 @@ def resolve_sources(config: PPOConfig) -> Sources:
         policy, reward_model = m.policy, m.reward_model
     if run.prompts_file:
         prompts = read_prompts_file(Path(run.prompts_file))
+    if m.reward_is_judge and judge is None:
+        raise ConfigError(
+            f"reward_model='gold' needs a gold judge and policy {m.policy!r} brings none: the built-in "
+            "world's policy (no --policy) and --policy smollm2 score with their worlds' judges"
+        )
     return Sources(policy=policy, reward_model=reward_model, prompts=prompts, judge=judge)
 
 
@@ -218,7 +224,9 @@ def build_trainer(
     record_named_base(policy.model, sources.policy)
     torch.manual_seed(config.run.seed)
     policy.model = attach_lora(policy.model, r=config.model.lora_r, alpha=config.model.lora_alpha).eval()
-    reward = load_reward_model(sources.reward_model, device=policy.device)
+    reward = None  # reward_model='gold': no RM; the trainer rewards with the judge's scores
+    if not config.model.reward_is_judge:
+        reward = load_reward_model(sources.reward_model, device=policy.device)
     return PPOTrainer(config, policy, reward, sources.prompts, judge=sources.judge, writer=writer, dist=dist)
 
 
@@ -251,7 +259,8 @@ def check_inputs(config: PPOConfig) -> None:
     sources = resolve_sources(config)
     if not sources.prompts:
         raise ConfigError("no training prompts (check the prompt families or the prompts file)")
-    resolve_source(sources.reward_model)
+    if not config.model.reward_is_judge:
+        resolve_source(sources.reward_model)
     model_config, tokenizer = load_config_and_tokenizer(sources.policy)
     check_prompts_fit(config, sources, model_config, tokenizer)
 

@@ -16,7 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from engine.config import SamplingConfig
+from engine.config import GOLD_REWARD, SamplingConfig
 from engine.ppo.config_rules import (
     NON_NEGATIVE,
     NUMBER,
@@ -90,7 +90,7 @@ class ModelConfig:
     sft_epoch: int | None = None
     """Built-in world only: which SFT epoch to start from (None = the world's default epoch)."""
     reward_model: str = ""
-    """Reward model: local path or HF sequence classifier; empty = the built-in world's RM."""
+    """Reward model: local path or HF sequence classifier; empty = the world's RM (the built-in world's, or the real world's for policy smollm2); gold = no RM, the world's gold judge itself scores every sample (the real world's checker): what PPO gains without a learned RM's errors."""
     lora_r: int = 16
     """LoRA rank."""
     lora_alpha: int = 32
@@ -106,6 +106,11 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         validate(self, MODEL_RULES)
+
+    @property
+    def reward_is_judge(self) -> bool:
+        """True when the reward is the world's gold judge itself (``reward_model = "gold"``)."""
+        return self.reward_model.strip() == GOLD_REWARD
 
     @property
     def uses_world(self) -> bool:
@@ -332,6 +337,14 @@ class PPOConfig:
         check(
             self.model.rm_refresh_every == 0 or self.run.processes == 1,
             "rm_refresh_every needs processes = 1 (the refresh trains the RM on one process's rollouts)",
+        )
+        check(
+            not (self.model.reward_is_judge and self.run.prompts_file),
+            "reward_model='gold' needs the world's own prompts: a prompts file has no gold judge to score them",
+        )
+        check(
+            not (self.model.reward_is_judge and self.model.rm_refresh_every),
+            "rm_refresh_every needs a learned reward model; reward_model='gold' has none to refresh",
         )
         check(
             self.sampling.temperature > 0,

@@ -57,7 +57,7 @@ class ScoredRollout:
     sampling: SamplingConfig
     rollout: Rollout
     ref_logprobs: torch.Tensor | None  # (B, T), 0 outside the mask; None: no reference pass this step
-    scores: torch.Tensor  # (B,) the RM's raw scores
+    scores: torch.Tensor  # (B,) the RM's raw scores (the judge's where it is the reward: 'gold')
     gold: torch.Tensor | None  # (B,) the gold judge's, when there is one
     responses: list[str]  # the responses as the judge read them
     kl: torch.Tensor | None  # (B, T) per-token KL to the reference, 0 outside the mask; None as ref_logprobs

@@ -62,7 +62,7 @@ class PPOTrainer:
         self,
         config: PPOConfig,
         policy: LoadedModel,
-        reward: LoadedModel,
+        reward: LoadedModel | None,
         prompts: Sequence[Any],
         *,
         judge: Judge | None = None,
@@ -72,6 +72,8 @@ class PPOTrainer:
     ) -> None:
         if not prompts:
             raise ConfigError("no training prompts (check the prompt families or the prompts file)")
+        if reward is None and judge is None:
+            raise ConfigError("no reward: a reward model, or a judge with reward_model='gold'")
         self.config = config
         self.policy = policy
         self.model = policy.model
@@ -86,7 +88,8 @@ class PPOTrainer:
         fuse_activations(self.model)
         # The RM scores every step too: on the world's RM the seven-op GELU was 40 % of its forward
         # and its (B, L, 4E) temporaries the score phase's memory peak.
-        fuse_activations(reward.model)
+        if reward is not None:  # None: the judge is the reward (reward_model='gold')
+            fuse_activations(reward.model)
         self.base_precision = effective_precision(config.ppo.base_precision, self.device)
         if self.base_precision != "fp32":
             frozen_matmuls_in_bf16(self.model, self.base_precision)
@@ -164,7 +167,7 @@ class PPOTrainer:
             sampling=sampling,
             rollout=ro,
             ref_logprobs=ref_logprobs,
-            scores=scored.reward,
+            scores=scored.reward if self.reward is not None else scored.gold.to(self.device),
             gold=scored.gold,
             responses=scored.judge_texts,
             kl=kl,

@@ -14,7 +14,7 @@ from engine.runs.layout import (
     read_json,
     run_dir_of,
 )
-from engine.runs.listing import RunInfo, list_checkpoints, list_runs, run_info
+from engine.runs.listing import RunInfo, list_checkpoints, list_runs, reward_is_judge, run_info
 from engine.runs.lock import is_live, owner_lock
 from engine.runs.status import StatusFile, effective_state, read_status
 
@@ -35,6 +35,7 @@ __all__ = [
     "owner_lock",
     "read_json",
     "read_status",
+    "reward_is_judge",
     "run_dir_of",
     "run_info",
 ]

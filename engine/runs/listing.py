@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.config import GOLD_REWARD
 from engine.paths import demo_runs_dir, runs_dir
 from engine.runs.layout import CHECKPOINTS_DIR, ROLLOUTS_DIR, RUN_FILE, TRAINER_STATE, read_json
 from engine.runs.status import effective_state, read_status
@@ -55,6 +56,14 @@ def run_info(run_dir: Path, *, demo: bool = False) -> RunInfo | None:
         heartbeat_age_s=time.time() - heartbeat if isinstance(heartbeat, int | float) else None,
         demo=demo,
     )
+
+
+def reward_is_judge(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` was rewarded by its world's gold judge itself (its record's
+    ``reward_model`` is ``gold``): its ``reward`` column is then the judge's score, not an RM's."""
+    record = read_json(Path(run_dir) / RUN_FILE) or {}
+    model = (record.get("config") or {}).get("model") or {}
+    return str(model.get("reward_model") or "").strip() == GOLD_REWARD
 
 
 def list_runs(root: Path | str | None = None, *, with_demo: bool = False) -> list[RunInfo]:

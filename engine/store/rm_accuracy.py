@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from engine.store.files import RunDirs
+from engine.runs import reward_is_judge
+from engine.store.files import RunDirs, as_run_dirs
 from engine.store.queries import FINITE_ROLLOUTS, _step_range, metrics, read_eval
 from engine.store.reader import store_cursor
 from engine.store.schema import LOGPROB_ACCURACY
@@ -43,7 +44,11 @@ def reward_spread(
 def rm_gold_agreement(run_dirs: RunDirs, steps: tuple[int, int] | None = None) -> pd.DataFrame:
     """Per (run_id, step): over all pairs of samples of the same prompt whose gold scores differ,
     the share the RM orders like gold (an RM tie counts half). Steps without gold are absent; non-finite
-    scores count as missing."""
+    scores count as missing. A run rewarded by the judge itself (:func:`engine.runs.reward_is_judge`)
+    has no RM: it is absent too, not an agreement of 1."""
+    run_dirs = [d for d in as_run_dirs(run_dirs) if not reward_is_judge(d)]
+    if not run_dirs:
+        return pd.DataFrame(columns=["run_id", "step", "n_pairs", "agreement"])
     sql = f"""
     WITH s AS (
         SELECT run_id, step, prompt_id, reward, gold,

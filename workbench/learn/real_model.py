@@ -8,16 +8,17 @@ import streamlit as st
 
 import engine.store as store
 from engine.paths import demo_runs_dir
-from engine.real_tools.check import saved_check
+from engine.real_tools.check import CHECKER_SUFFIX, saved_check
 from workbench.figures.groups import METRIC_NAMES, compare_figure
 from workbench.figures.learn import agreement_figure
 from workbench.navigation import page_link
-from workbench.real_text import claim_sentence, held_out_sentence
+from workbench.real_text import claim_sentence, held_out_sentence, rm_cost_sentence
 from workbench.store_access import cached
 
 RUN = "demo-smollm2"
 CURVES = ("objective/gold", "objective/entropy", "objective/reward", "objective/kl")
 BUILD = "python -m engine real build && python -m engine demo build --only demo-smollm2"
+CHECKER_RUN = f"{RUN}{CHECKER_SUFFIX}"  # the same run with the checker itself as the reward
 
 
 def render() -> None:
@@ -72,9 +73,25 @@ def render() -> None:
                                    ("R3", "pass@1 rising"))
             )
         )  # fmt: skip
-    st.caption(
-        "What the learned RM costs needs the same run with the checker as its reward, which the workbench "
-        "does not ship: this step does not show it."
-    )
+        what_the_rm_costs(held["rm_cost"])
     page_link("rollout_browser.py", f"Rollout browser: every answer of {RUN}, token by token", {"run": RUN})
     page_link("rm_accuracy.py", f"RM accuracy on {RUN}", {"run": RUN})
+
+
+def what_the_rm_costs(cost: dict) -> None:
+    """The held-out checker accuracy of the run with the learned RM beside the same run rewarded by
+    the checker itself (``real check``'s rm_cost), and their difference in a sentence."""
+    st.markdown(
+        f"**What the learned RM costs**: `{CHECKER_RUN}` is the same run (same start, tasks, settings and "
+        "seed) with the checker itself as the reward, no RM; held-out checker accuracy at each run's end:"
+    )
+    if cost["value"] is not None:
+        sides = (("the learned RM", cost["rm_run"]), ("the checker itself", cost["checker_run"]))
+        for column, (label, side) in zip(st.columns(2), sides, strict=True):
+            column.metric(
+                f"Rewarded by {label}", f"{side['end']:.3f}", f"{side['gain']:+.3f} from {side['start']:.3f}",
+                help=f"`{side['run_id']}`: held-out checker accuracy at its last checkpoint, its gain from the start",
+            )  # fmt: skip
+    st.markdown(rm_cost_sentence(cost))
+    if cost["value"] is None:
+        st.code(f"python -m engine demo build --only {CHECKER_RUN}", language="bash")
