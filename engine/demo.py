@@ -120,6 +120,7 @@ def demo_specs() -> list[DemoSpec]:
             keep_every=1,
             logprob_eval=False,
             real_check=True,
+            half_adapter=True,
         ),
         DemoSpec(
             "demo-smollm2-checker",
@@ -127,7 +128,7 @@ def demo_specs() -> list[DemoSpec]:
             preset_config(
                 "smollm2-cpu",
                 reward_model=GOLD_REWARD,
-                families=SMOLLM2_FAMILIES,
+                families=PPO_FAMILIES,
                 steps=SMOLLM2_STEPS,
                 save_every=SMOLLM2_STEPS,
                 seed=0,

@@ -1,6 +1,6 @@
 """What each PPO step derives for itself: its seeds, from ``(run seed, step, stream)``, so a resumed
-run redraws exactly the steps it lost, the wall-clock timer of its phases, the fixed probe prompts it
-samples at probe steps, and what it hands back to the loop."""
+run redraws exactly the steps it lost, the prompts it draws, the wall-clock timer of its phases, the
+fixed probe prompts it samples at probe steps, and what it hands back to the loop."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from engine.ppo.rollout import ScoredRollout
 
 
@@ -17,6 +19,40 @@ def step_seed(seed: int, step: int, stream: int, rank: int = 0) -> int:
     """A distinct, reproducible seed per (run seed, step, stream, data-parallel rank); rank 0's seeds
     are a one-process run's."""
     return (seed * 1_000_003 + step * 7919 + stream * 104_729 + rank * 15_485_863) % (2**63 - 1)
+
+
+class PromptOrder:
+    """Which prompts of a pool of ``n_prompts`` each step draws: consecutive slices of ``per_step``
+    from per-pass shuffles, so every prompt is drawn once per pass over the pool, reproducibly from
+    ``seed`` (a resumed run draws the same).
+
+    Where a step straddles the end of a pass, the prompts that pass already gave the step are moved
+    out of the next pass's share of it (kept in shuffled order): a step draws no prompt twice, so its
+    groups are its prompts (GRPO's baseline, the store's group audit), unless the pool is smaller than
+    a step."""
+
+    def __init__(self, n_prompts: int, per_step: int, seed: int) -> None:
+        self.n, self.k, self.seed = n_prompts, per_step, seed
+        self._passes: dict[int, list[int]] = {}
+
+    def step_indices(self, step: int) -> list[int]:
+        """The pool indices of 1-based ``step``'s prompts."""
+        return [self._pass(j // self.n)[j % self.n] for j in range((step - 1) * self.k, step * self.k)]
+
+    def _pass(self, epoch: int) -> list[int]:
+        n, k = self.n, self.k
+        start = max((e for e in self._passes if e <= epoch), default=-1) + 1
+        for e in range(start, epoch + 1):  # each pass depends on the one before: built in order
+            g = torch.Generator().manual_seed(step_seed(self.seed, e, stream=0))
+            order = torch.randperm(n, generator=g).tolist()
+            tail = (e * n) % k  # prompts of the straddling step that the previous pass gave
+            if e > 0 and tail and k <= n:
+                taken = set(self._passes[e - 1][n - tail :])
+                head = [i for i in order if i not in taken][: k - tail]
+                rest = set(order) - set(head)
+                order = head + [i for i in order if i in rest]
+            self._passes[e] = order
+        return self._passes[epoch]
 
 
 class PhaseTimer:

@@ -41,7 +41,7 @@ from engine.ppo.prompt_selection import choose_prompts
 from engine.ppo.rewards import kl_controller, kl_per_token, process_scores, shaped_rewards
 from engine.ppo.rm_refresh import RMRefresh
 from engine.ppo.rollout import Rollout, ScoredRollout, reference_logprobs, rollout, token_entropy
-from engine.ppo.steps import PhaseTimer, StepResult, probe_set, step_seed
+from engine.ppo.steps import PhaseTimer, PromptOrder, StepResult, probe_set, step_seed
 from engine.ppo.update import TrainingDiverged, UpdateBatch, group_update, is_finite, ppo_update
 from engine.reward import Judge, score_responses
 from engine.sampling import chat_prompts, encode_prompts
@@ -105,7 +105,7 @@ class PPOTrainer:
         # fused: one kernel per step instead of ~10 small ops per parameter tensor
         self.optimizer = torch.optim.AdamW(params, lr=config.ppo.learning_rate, fused=True)
         self.kl_ctl = kl_controller(config.ppo)
-        self._perms: dict[int, list[int]] = {}
+        self._order = PromptOrder(len(self.prompts), config.run.prompts_per_step, config.run.seed)
         self.probe_prompts = probe_set(self.prompts, config.run.probes_per_family)
         self.rm_refresh = None
         if config.model.rm_refresh_every > 0:
@@ -176,32 +176,8 @@ class PPOTrainer:
     # ------------------------------------------------------------------ prompts
 
     def prompt_batch(self, step: int) -> list[Any]:
-        """The ``prompts_per_step`` prompts of 1-based ``step``: consecutive slices of per-pass shuffles
-        (:meth:`_pass_order`), so every prompt is drawn once per pass over the pool."""
-        k, n = self.config.run.prompts_per_step, len(self.prompts)
-        return [
-            self.prompts[self._pass_order(epoch)[pos]]
-            for epoch, pos in map(lambda j: divmod(j, n), range((step - 1) * k, step * k))
-        ]
-
-    def _pass_order(self, epoch: int) -> list[int]:
-        """Pass ``epoch``'s shuffle of the prompt pool. Where a step straddles the end of the previous
-        pass, the prompts that pass already gave that step are moved out of this pass's share of it
-        (kept in shuffled order): a step draws no prompt twice, so its groups are its prompts (GRPO's
-        baseline, the store's group audit), unless the pool is smaller than a step."""
-        k, n = self.config.run.prompts_per_step, len(self.prompts)
-        start = max((e for e in self._perms if e <= epoch), default=-1) + 1
-        for e in range(start, epoch + 1):  # each pass depends on the one before: built in order
-            g = torch.Generator().manual_seed(step_seed(self.config.run.seed, e, stream=0))
-            order = torch.randperm(n, generator=g).tolist()
-            tail = (e * n) % k  # prompts of the straddling step that the previous pass gave
-            if e > 0 and tail and k <= n:
-                taken = set(self._perms[e - 1][n - tail :])
-                head = [i for i in order if i not in taken][: k - tail]
-                rest = set(order) - set(head)
-                order = head + [i for i in order if i in rest]
-            self._perms[e] = order
-        return self._perms[epoch]
+        """The ``prompts_per_step`` prompts of 1-based ``step`` (:class:`PromptOrder`)."""
+        return [self.prompts[i] for i in self._order.step_indices(step)]
 
     # ------------------------------------------------------------------ one iteration
 
@@ -417,7 +393,7 @@ class PPOTrainer:
         self.prompts = choose_prompts(
             self.prompts, run.prompt_selection, run.prompt_selection_share, sample, self.run_dir
         )
-        self._perms.clear()
+        self._order = PromptOrder(len(self.prompts), run.prompts_per_step, run.seed)
 
     def refresh_reward_model(self, result: StepResult) -> None:
         """At the RM refresh steps (:mod:`engine.ppo.rm_refresh`) refresh the RM on the step's rollouts,
