@@ -435,3 +435,18 @@ def test_resume_sits_with_the_runs_status_above_its_curves(env):
     order = [getattr(node, "key", None) for node in at.main]
     status = next(i for i, node in enumerate(at.main) if "stopped" in str(getattr(node, "value", "")))
     assert status < order.index("runs_resume") < order.index("runs_curves")
+
+
+def test_the_reward_panel_names_the_judge_when_the_reward_is_the_gold_score():
+    import pandas as pd
+
+    from workbench.figures.runs import run_panels
+
+    steps = [1, 2, 3]
+    gold = pd.DataFrame({"step": steps, "key": "objective/gold", "value": [0.1, 0.2, 0.25]})
+    judged = pd.concat([gold, gold.assign(key="objective/reward")])
+    titles = [p[0] for p in run_panels(judged, pd.DataFrame(), kl_estimator="k1", probes=False)]
+    assert titles[0] == "reward: the judge's score (mean)"
+    rm = pd.concat([gold, gold.assign(key="objective/reward", value=[2.0, 2.5, 3.0])])
+    titles = [p[0] for p in run_panels(rm, pd.DataFrame(), kl_estimator="k1", probes=False)]
+    assert titles[0] == "RM reward (mean)"

@@ -147,8 +147,9 @@ TERMS = (
          "GPT-2 SFT checkpoints (one per epoch) and an RM (`python -m engine world build`).",
          r"(?i)built-in world"),
     Term("demo_run", "Demo run",
-         "A real PPO run on the built-in world shipped with the workbench (read-only): demo-default, "
-         "demo-kl0 (no KL penalty), demo-late-epoch (from the last SFT epoch).",
+         "A real run shipped with the workbench (read-only, made by python -m engine demo build): PPO, "
+         "GRPO, no KL penalty, an RM refresh and the last SFT epoch on the built-in world; PPO on SmolLM2 "
+         "with its learned RM and with the checker as the reward. The Runs page lists them.",
          r"(?i)demo runs?\b"),
 )  # fmt: skip
 BY_KEY = {t.key: t for t in TERMS}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -129,12 +130,27 @@ def run_panels(
         if probes
         else ("objective/entropy", "per-token entropy of the batch (nats, noisy)")
     )
+    reward, gold = _series(metrics, "objective/reward"), _series(metrics, "objective/gold")
     return [
-        ("RM reward (mean)", "RM reward", _series(metrics, "objective/reward"), "not logged"),
-        ("gold score (mean)", "gold", _series(metrics, "objective/gold"), "no judge for this run"),
+        (*_reward_titles(reward, gold), reward, "not logged"),
+        ("gold score (mean)", "gold", gold, "no judge for this run"),
         (*kl_panel, "not logged"),
         (entropy_title, "entropy", _series(metrics, entropy_key), "not logged"),
     ]
+
+
+def _reward_titles(reward: pd.DataFrame, gold: pd.DataFrame) -> tuple[str, str]:
+    """The reward panel's title and name: the RM's reward, or the judge's score where the logged reward
+    is the gold score at every step (a run rewarded by the judge itself: ``reward_model = gold``)."""
+    same = (
+        len(reward) > 0
+        and len(reward) == len(gold)
+        and (reward["step"].to_numpy() == gold["step"].to_numpy()).all()
+        and np.allclose(reward["value"].to_numpy(), gold["value"].to_numpy(), rtol=0, atol=1e-6)
+    )
+    return (
+        ("reward: the judge's score (mean)", "reward (judge)") if same else ("RM reward (mean)", "RM reward")
+    )
 
 
 def probe_families(keys: list[str]) -> list[str]:
