@@ -272,6 +272,26 @@ def test_lean_decode_runs_plain_layers_functionally_and_wrapped_layers_as_module
     assert _lean(wrapped) is wrapped
 
 
+def test_lean_decode_runs_a_merged_lora_layer_as_its_base_layer():
+    """Inside ``merged_lora`` (the rollout) a LoRA layer's forward is its base layer's: the decode runs
+    that base layer functionally, bit for bit the wrapper's output; outside it, or with the adapters
+    disabled, the wrapper stays the module."""
+    from engine.models import merged_lora, reference_mode
+    from engine.models.decoders.gpt2 import _lean
+    from tests.ppo_fixtures import lora_policy
+
+    model, _ = lora_policy()
+    wrapped = model.get_base_model().transformer.h[0].attn.c_attn
+    x = torch.randn(3, 1, wrapped.base_layer.weight.shape[0], generator=torch.Generator().manual_seed(0))
+    assert _lean(wrapped) is wrapped
+    with torch.no_grad(), merged_lora(model):
+        lean = _lean(wrapped)
+        assert lean is not wrapped and lean is not wrapped.base_layer  # the base's own addmm
+        assert torch.equal(lean(x), wrapped(x))
+    with reference_mode(model):
+        assert _lean(wrapped) is wrapped
+
+
 def test_decode_over_lora_on_a_bf16_base_equals_a_full_forward():
     """PPO's rollout model (a LoRA adapter, moved off zero, over the bf16 base): the decode loop's
     logits are the full forward's."""

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.models.loading import backbone_and_head
+from engine.models.precision import TanhGelu, tanh_gelu
 
 
 class Gpt2Decoder:
@@ -118,7 +119,9 @@ def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """A plain layer's own forward without the module call around it: transformers' ``Conv1D`` (one
     addmm), ``nn.LayerNorm``, ``nn.Embedding``. A layer is plain when it is exactly that type (a LoRA
     wrapper is another), with no forward set on the instance (the bf16 path sets one) and no hooks;
-    anything else is returned as the module, to be called as it is.
+    a LoRA wrapper whose adapter is merged into its base layer (the rollout's :func:`~engine.models.
+    precision.merged_lora`) is its base layer, as peft's own forward then is; anything else is
+    returned as the module, to be called as it is.
 
     At 16 rows a module call's own overhead is a sizeable part of the op: the decode loop's 16 Conv1D
     calls per step alone were 10-16 % faster without it (paired, in one process; Zen 4, one thread).
@@ -127,6 +130,9 @@ def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 
     if "forward" in vars(module) or module._forward_hooks or module._forward_pre_hooks:
         return module
+    base = _merged_base(module)
+    if base is not None:
+        return _lean(base)
     kind = type(module)
     if kind is Conv1D:
         weight, bias = module.weight, module.bias  # (in, out), (out,)
@@ -141,11 +147,25 @@ def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return module
 
 
-def _fused_gelu(act: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """GPT-2's ``gelu_new`` (seven element-wise ops in Python) as the one-kernel tanh GELU of the same
-    formula (as ``engine.models.fuse_activations`` does for PPO); any other activation as it is."""
-    from transformers.activations import NewGELUActivation
+def _merged_base(module: nn.Module) -> nn.Module | None:
+    """The base layer of a peft LoRA wrapper whose adapters are merged into it and enabled, else None.
 
-    if type(act) is NewGELUActivation:
-        return lambda x: F.gelu(x, approximate="tanh")
+    peft's ``LoraLayer.forward`` is then ``base_layer(x)`` and nothing else (with the adapters disabled
+    it would unmerge first); called through the wrapper it cost 3 module calls per layer and step.
+    The decoder lives inside one ``generate`` call, so the merge holds for the decoder's life.
+    """
+    base = getattr(module, "base_layer", None)
+    if base is None or not getattr(module, "merged", False) or getattr(module, "disable_adapters", True):
+        return None
+    return base
+
+
+def _fused_gelu(act: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """GPT-2's ``gelu_new`` (seven element-wise ops in Python), transformers' ``GELUTanh`` or the
+    trainer's :class:`~engine.models.precision.TanhGelu` as :func:`~engine.models.precision.tanh_gelu`,
+    the same formula in its fast form, called as a function; any other activation as it is."""
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    if type(act) in (NewGELUActivation, GELUTanh, TanhGelu):
+        return tanh_gelu
     return act
