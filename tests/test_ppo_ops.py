@@ -267,6 +267,21 @@ def test_policy_forward_matches_naive_full_logits(arch, temperature):
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_policy_forward_fills_no_kv_cache(arch):
+    """The update's forward asks the body for hidden states only: no KV cache is built (an eval-mode
+    body would otherwise copy every layer's keys and values into one, on the graph)."""
+    from engine.models import backbone_and_head
+
+    model, tok = lora_policy(arch)
+    body, _ = backbone_and_head(model)
+    seen = []
+    body.register_forward_hook(lambda _m, _args, out: seen.append(out.past_key_values))
+    seq = torch.randint(4, len(tok), (2, 7), generator=torch.Generator().manual_seed(0))
+    policy_forward(model, seq, torch.ones_like(seq, dtype=torch.bool), 3, 1.0)[0].sum().backward()
+    assert seen == [None]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
 @pytest.mark.parametrize(
     "sampling",
     [
