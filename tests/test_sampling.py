@@ -197,6 +197,18 @@ def test_greedy_generation_is_argmax_and_seed_free(tiny_lm):
     assert torch.equal(a.response_ids, a.logits.argmax(-1))
 
 
+def _full_forward(model, gen):
+    """One forward of ``model`` over a generation's prompt + response (left padding skipped)."""
+    attention = gen.attention_mask.long()
+    with torch.no_grad():
+        return model(
+            input_ids=gen.sequences,
+            attention_mask=attention,
+            position_ids=(attention.cumsum(-1) - 1).clamp(min=0),
+            output_hidden_states=True,
+        )
+
+
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 @pytest.mark.parametrize("stop_at_eos", [False, True])
 def test_decode_logits_and_hidden_equal_a_full_forward(
@@ -223,14 +235,7 @@ def test_decode_logits_and_hidden_equal_a_full_forward(
         keep_hidden=True,
     )
     assert bool(steps) == (arch == "gpt2")
-    attention = gen.attention_mask.long()
-    with torch.no_grad():
-        full = loaded.model(
-            input_ids=gen.sequences,
-            attention_mask=attention,
-            position_ids=(attention.cumsum(-1) - 1).clamp(min=0),
-            output_hidden_states=True,
-        )
+    full = _full_forward(loaded.model, gen)
     P, T = ids.shape[1], gen.response_ids.shape[1]
     real = gen.response_mask  # (B, T): positions after EOS were never fed back
     torch.testing.assert_close(
@@ -263,14 +268,7 @@ def test_gpt2_prompt_pass_runs_once_per_distinct_prompt_and_equals_a_full_forwar
         generator=torch.Generator().manual_seed(0), keep_hidden=True,
     )  # fmt: skip
     assert prefilled == [3]
-    attention = gen.attention_mask.long()
-    with torch.no_grad():
-        full = loaded.model(
-            input_ids=gen.sequences,
-            attention_mask=attention,
-            position_ids=(attention.cumsum(-1) - 1).clamp(min=0),
-            output_hidden_states=True,
-        )
+    full = _full_forward(loaded.model, gen)
     P = ids.shape[1]
     torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : -1], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(gen.hidden, full.hidden_states[-1][:, P - 1 : -1], atol=1e-5, rtol=1e-5)
