@@ -85,11 +85,13 @@ def test_without_the_reference_pass_a_group_run_trains_exactly_as_with_it(
 def test_the_trainer_scores_with_the_fused_gelu_and_the_same_scores(tiny_sources):
     config = tiny_config(steps=1).replace(algorithm="grpo")
     trainer = build_trainer(config, None, sources=tiny_sources, device="cpu")
-    from transformers.activations import GELUTanh, NewGELUActivation
+    from transformers.activations import NewGELUActivation
+
+    from engine.models.precision import TanhGelu
 
     fused = trainer.reward.model
     plain = load_reward_model(tiny_sources.reward_model, device="cpu").model
-    assert any(isinstance(m, GELUTanh) for m in fused.modules())
+    assert any(isinstance(m, TanhGelu) for m in fused.modules())
     assert not any(isinstance(m, NewGELUActivation) for m in fused.modules())
     assert any(isinstance(m, NewGELUActivation) for m in plain.modules())
     g = torch.Generator().manual_seed(0)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from engine.config import ConfigError, SamplingConfig
 from engine.models import ValueHead, hidden_size, reference_mode
@@ -266,6 +267,21 @@ def test_policy_forward_matches_naive_full_logits(arch, temperature):
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_policy_forward_fills_no_kv_cache(arch):
+    """The update's forward asks the body for hidden states only: no KV cache is built (an eval-mode
+    body would otherwise copy every layer's keys and values into one, on the graph)."""
+    from engine.models import backbone_and_head
+
+    model, tok = lora_policy(arch)
+    body, _ = backbone_and_head(model)
+    seen = []
+    body.register_forward_hook(lambda _m, _args, out: seen.append(out.past_key_values))
+    seq = torch.randint(4, len(tok), (2, 7), generator=torch.Generator().manual_seed(0))
+    policy_forward(model, seq, torch.ones_like(seq, dtype=torch.bool), 3, 1.0)[0].sum().backward()
+    assert seen == [None]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
 @pytest.mark.parametrize(
     "sampling",
     [
@@ -379,6 +395,43 @@ def test_fused_gelu_is_the_same_function():
 
     x = torch.linspace(-8, 8, 10_001, dtype=torch.float64)
     torch.testing.assert_close(GELUTanh()(x), NewGELUActivation()(x), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sigmoid_form_gelu_equals_gelu_new_and_its_gradient(dtype):
+    from transformers.activations import NewGELUActivation
+
+    from engine.models.precision import TanhGelu, tanh_gelu
+
+    x = torch.cat([torch.linspace(-12, 12, 20_001, dtype=dtype), torch.randn(5_000, dtype=dtype) * 3])
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    reference = NewGELUActivation()(x.double())
+    torch.testing.assert_close(tanh_gelu(x).double(), reference, atol=tol, rtol=0)
+    # The module's own backward against autograd's through gelu_new's ops, in float64.
+    g = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x_ref = x.double().clone().requires_grad_()
+    NewGELUActivation()(x_ref).backward(g)
+    x_fast = x.clone().requires_grad_()
+    y = TanhGelu()(x_fast)
+    y.backward(g.to(dtype))
+    assert y.grad_fn is not None and "TanhGelu" in type(y.grad_fn).__name__  # the custom backward ran
+    torch.testing.assert_close(y.double(), reference, atol=tol, rtol=0)
+    torch.testing.assert_close(x_fast.grad.double(), x_ref.grad, atol=tol * 10, rtol=0)
+
+
+def test_fuse_activations_swaps_gpt2_gelus_for_the_sigmoid_form():
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    from engine.models import fuse_activations
+    from engine.models.precision import TanhGelu
+
+    model = nn.Sequential(NewGELUActivation(), nn.Sequential(GELUTanh(), nn.ReLU()))
+    assert fuse_activations(model) == 2
+    assert [type(m) for m in model.modules() if not isinstance(m, nn.Sequential)] == [
+        TanhGelu,
+        TanhGelu,
+        nn.ReLU,
+    ]
 
 
 def _logprobs_and_grads(precision: str | None):

@@ -197,6 +197,18 @@ def test_greedy_generation_is_argmax_and_seed_free(tiny_lm):
     assert torch.equal(a.response_ids, a.logits.argmax(-1))
 
 
+def _full_forward(model, gen):
+    """One forward of ``model`` over a generation's prompt + response (left padding skipped)."""
+    attention = gen.attention_mask.long()
+    with torch.no_grad():
+        return model(
+            input_ids=gen.sequences,
+            attention_mask=attention,
+            position_ids=(attention.cumsum(-1) - 1).clamp(min=0),
+            output_hidden_states=True,
+        )
+
+
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 @pytest.mark.parametrize("stop_at_eos", [False, True])
 def test_decode_logits_and_hidden_equal_a_full_forward(
@@ -223,14 +235,7 @@ def test_decode_logits_and_hidden_equal_a_full_forward(
         keep_hidden=True,
     )
     assert bool(steps) == (arch == "gpt2")
-    attention = gen.attention_mask.long()
-    with torch.no_grad():
-        full = loaded.model(
-            input_ids=gen.sequences,
-            attention_mask=attention,
-            position_ids=(attention.cumsum(-1) - 1).clamp(min=0),
-            output_hidden_states=True,
-        )
+    full = _full_forward(loaded.model, gen)
     P, T = ids.shape[1], gen.response_ids.shape[1]
     real = gen.response_mask  # (B, T): positions after EOS were never fed back
     torch.testing.assert_close(
@@ -239,6 +244,34 @@ def test_decode_logits_and_hidden_equal_a_full_forward(
     torch.testing.assert_close(
         gen.hidden[real], full.hidden_states[-1][:, P - 1 : P + T - 1][real], atol=1e-5, rtol=1e-5
     )
+
+
+def test_gpt2_prompt_pass_runs_once_per_distinct_prompt_and_equals_a_full_forward(tiny_gpt2_dir, monkeypatch):
+    """PPO samples each prompt k times: the lean decode's prompt pass runs on the distinct prompts only
+    (3 here, of 7 rows), and every row's logits still equal one full forward over its sequence."""
+    from engine.models.decoders import gpt2
+
+    prefilled = []
+    real_prefill = gpt2.Gpt2Decoder._prefill
+    monkeypatch.setattr(
+        gpt2.Gpt2Decoder,
+        "_prefill",
+        lambda self, ids, pos: prefilled.append(len(ids)) or real_prefill(self, ids, pos),
+    )
+    loaded = load_causal_lm(str(tiny_gpt2_dir), device="cpu")
+    texts = ["w1 w2 w3 w4", "w7", "w1 w2 w3 w4", "w8 w9", "w7", "w1 w2 w3 w4", "w8 w9"]
+    ids, mask = encode_prompts(loaded.tokenizer, texts, loaded.device)
+    config = SamplingConfig(temperature=1.0, max_new_tokens=6, stop_at_eos=False)
+    tok = loaded.tokenizer
+    gen = generate(
+        loaded.model, ids, mask, config, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        generator=torch.Generator().manual_seed(0), keep_hidden=True,
+    )  # fmt: skip
+    assert prefilled == [3]
+    full = _full_forward(loaded.model, gen)
+    P = ids.shape[1]
+    torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : -1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gen.hidden, full.hidden_states[-1][:, P - 1 : -1], atol=1e-5, rtol=1e-5)
 
 
 def test_lean_decode_runs_plain_layers_functionally_and_wrapped_layers_as_modules(tiny_gpt2_dir):
@@ -270,6 +303,26 @@ def test_lean_decode_runs_plain_layers_functionally_and_wrapped_layers_as_module
     lora = attach_lora(model(), r=4, alpha=8)
     wrapped = lora.get_base_model().transformer.h[0].attn.c_attn
     assert _lean(wrapped) is wrapped
+
+
+def test_lean_decode_runs_a_merged_lora_layer_as_its_base_layer():
+    """Inside ``merged_lora`` (the rollout) a LoRA layer's forward is its base layer's: the decode runs
+    that base layer functionally, bit for bit the wrapper's output; outside it, or with the adapters
+    disabled, the wrapper stays the module."""
+    from engine.models import merged_lora, reference_mode
+    from engine.models.decoders.gpt2 import _lean
+    from tests.ppo_fixtures import lora_policy
+
+    model, _ = lora_policy()
+    wrapped = model.get_base_model().transformer.h[0].attn.c_attn
+    x = torch.randn(3, 1, wrapped.base_layer.weight.shape[0], generator=torch.Generator().manual_seed(0))
+    assert _lean(wrapped) is wrapped
+    with torch.no_grad(), merged_lora(model):
+        lean = _lean(wrapped)
+        assert lean is not wrapped and lean is not wrapped.base_layer  # the base's own addmm
+        assert torch.equal(lean(x), wrapped(x))
+    with reference_mode(model):
+        assert _lean(wrapped) is wrapped
 
 
 def test_decode_over_lora_on_a_bf16_base_equals_a_full_forward():

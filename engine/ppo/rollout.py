@@ -164,8 +164,13 @@ def policy_forward(
     # The last token's state would predict the token after the response: never needed, so the body
     # runs on P + T - 1 positions (causal attention: the others are unchanged).
     inputs, attention = sequences[:, :-1], attention_mask[:, :-1]
+    # use_cache=False: an eval-mode body otherwise fills a KV cache it is never asked for (a copy of
+    # every layer's keys and values, and on the graph when the update takes gradients).
     hidden = body(
-        input_ids=inputs, attention_mask=attention.long(), position_ids=position_ids_of(attention)
+        input_ids=inputs,
+        attention_mask=attention.long(),
+        position_ids=position_ids_of(attention),
+        use_cache=False,
     ).last_hidden_state  # (B, P + T - 1, H)
     h = hidden[:, prompt_len - 1 :]  # (B, T, H): the state that predicts each response token
     logits = scale_logits(head(h).float(), temperature)  # (B, T, V)
