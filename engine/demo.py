@@ -65,8 +65,8 @@ class DemoSpec:
     keep_every: int
     """Keep the rollouts of steps 1, 1 + keep_every, ... and the last (every step's metrics are kept)."""
     logprob_eval: bool = True
-    """Measure the log-prob accuracy of the checkpoints on the built-in world's preference test set
-    (the real world has none)."""
+    """Measure the log-prob accuracy of the checkpoints on the world's preference test set (the built-in
+    world's, or the real world's checker-ordered answers to held-out tasks)."""
     real_check: bool = False
     """A run on the real world: ``demo build`` keeps the samples of ``real check`` in it (evals/)."""
     half_adapter: bool = False
@@ -118,7 +118,6 @@ def demo_specs() -> list[DemoSpec]:
                 seed=0,
             ),
             keep_every=1,
-            logprob_eval=False,
             real_check=True,
             half_adapter=True,
         ),
@@ -134,7 +133,6 @@ def demo_specs() -> list[DemoSpec]:
                 seed=0,
             ),
             keep_every=1,
-            logprob_eval=False,
             real_check=True,
             half_adapter=True,
         ),

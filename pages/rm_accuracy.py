@@ -97,8 +97,8 @@ if run_dirs:
     if accuracy.empty:
         own = not all(is_demo(d) for d in run_dirs)
         st.info(
-            "Log-prob accuracy: none computed for these runs (it needs the built-in world's preference test "
-            "set, or labels made in the Rollout browser; a run on SmolLM2 has only the latter)."
+            "Log-prob accuracy: none computed for these runs (it needs a world's preference test set, the "
+            "built-in world's or the real world's checker-ordered answers, or labels made in the Rollout browser)."
             + (" Start the evaluation below." if own else "")
         )
     else:

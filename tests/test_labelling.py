@@ -169,7 +169,12 @@ def test_jobs_eval_reports_logprob_accuracy_on_the_runs_labels(tmp_path, capsys)
     base = load_causal_lm(sources.policy, device="cpu")  # the sft row is the starting policy's
     expected = logprob_accuracy(base.model, base.tokenizer, preference_pairs(read_labels(run)))
     assert float(frame["accuracy"].iloc[0]) == pytest.approx(expected)
-    # The RM accuracy page's button runs `jobs eval --watch`: it too ends on the labels
+    # The RM accuracy page's button runs `jobs eval --watch`: it too ends on the labels, for a run
+    # without a preference test set too (it used to stop at the missing test set)
+    (run / "evals" / "label_accuracy.parquet").unlink()
+    watch_run(run, poll_seconds=0)
+    assert list(accuracy_frame(run, LABEL_ACCURACY)["checkpoint"]) == ["sft", "step-1", "step-2"]
+    assert not (run / "evals" / "logprob_accuracy.parquet").exists()
     (run / "evals" / "label_accuracy.parquet").unlink()
     watch_run(run, poll_seconds=0, pairs=preference_pairs(read_labels(run)))
     assert list(accuracy_frame(run, LABEL_ACCURACY)["checkpoint"]) == ["sft", "step-1", "step-2"]

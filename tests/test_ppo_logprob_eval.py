@@ -66,3 +66,36 @@ def test_evaluate_run_writes_one_row_per_checkpoint(tmp_path):
         model, base.tokenizer, [p.prompt for p in PAIRS], [p.rejected for p in PAIRS]
     )
     assert rows[0]["accuracy"] == float((chosen > rejected).double().mean())
+
+
+def test_evaluate_run_reads_the_prompts_in_the_chat_template_as_ppo_sampled_them(tmp_path, monkeypatch):
+    import engine.ppo.logprob_eval as logprob_eval
+    from engine.models import load_causal_lm as load
+
+    sources, prompts_file = make_tiny_sources(tmp_path / "models")
+    tokenizer = load(sources.policy, device="cpu").tokenizer
+    tokenizer.chat_template = "{% for m in messages %}<user> {{ m['content'] }}{% endfor %} <bot>"
+    tokenizer.save_pretrained(sources.policy)
+    config = tiny_config(steps=1, save_every=1).replace(
+        policy=sources.policy, reward_model=sources.reward_model, prompts_file=str(prompts_file)
+    )
+    writer = RunWriter.create(tmp_path / "run", kind="ppo", config=config.to_dict(), seed=0)
+    build_trainer(config, writer, sources=sources, device="cpu").train(progress=False)
+    seen = []
+    monkeypatch.setattr(
+        logprob_eval,
+        "logprob_accuracy",
+        lambda model, tok, pairs: seen.append([p.prompt for p in pairs]) or 0.5,
+    )
+    evaluate_run(tmp_path / "run", PAIRS, device="cpu")
+    assert seen[0] == [f"<user> {p.prompt} <bot>" for p in PAIRS]
+    assert [p.chosen for p in PAIRS] == ["w3 w4 [EOS]", "w8 w9 w10", "w20"]  # the responses untouched
+
+
+def test_a_smollm2_run_is_evaluated_on_the_real_worlds_preference_test_set():
+    from engine.ppo.config import PPOConfig
+    from engine.ppo.logprob_eval import preference_test_set
+    from engine.real_world.world import load_real_world
+
+    pairs = preference_test_set(PPOConfig().replace(policy="smollm2"))
+    assert pairs == load_real_world().preference_test() and len(pairs) > 0

@@ -138,3 +138,34 @@ def test_task_sets_refuse_bad_requests():
         make_task_sets(0, train_per_family=1, held_out_per_family=1, families=["division"])
     with pytest.raises(ConfigError, match="fewer than"):
         make_task_sets(0, train_per_family=100, held_out_per_family=0, families=["mul-easy"])
+
+
+def test_the_preference_test_set_pairs_held_out_answers_the_checker_orders(tmp_path):
+    import json
+
+    from engine.real_world.world import HELD_OUT_SAMPLES, TASK_FILES, load_real_world
+
+    tasks = [Task("t1", "add-easy", "What is 2 + 3?", 5), Task("t2", "add-easy", "What is 4 + 4?", 8)]
+    for split, name in TASK_FILES.items():
+        rows = tasks if split == "held_out" else tasks[:1]
+        (tmp_path / name).write_text("".join(json.dumps(t.as_dict()) + "\n" for t in rows))
+    answers = [
+        ("t1", "5", 1.0),
+        ("t1", "six", 0.0),
+        ("t1", "It is 5.", 1.0),
+        ("t2", "8", 1.0),
+        ("t2", "8!", 1.0),
+    ]
+    (tmp_path / HELD_OUT_SAMPLES).write_text(
+        "".join(json.dumps({"task_id": t, "family": "add-easy", "response": r, "score": s}) + "\n" for t, r, s in answers)
+    )  # fmt: skip
+    pairs = load_real_world(tmp_path).preference_test()
+    # t1: two right answers against one wrong; t2: all right, no pair
+    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [
+        ("What is 2 + 3?", "5", "six"),
+        ("What is 2 + 3?", "It is 5.", "six"),
+    ]
+    assert all(p.gold_chosen > p.gold_rejected for p in pairs)
+    (tmp_path / HELD_OUT_SAMPLES).unlink()
+    with pytest.raises(ConfigError, match="no preference test set"):
+        load_real_world(tmp_path).preference_test()

@@ -24,8 +24,9 @@ from engine.config import ConfigError
 from engine.models import reference_mode
 from engine.ppo.rollout import policy_forward
 from engine.runs import RUN_FILE
+from engine.runs.labels import PreferencePair
 from engine.runs.layout import eval_file
-from engine.sampling import check_fits_context, encode_prompts, pad_right
+from engine.sampling import chat_prompts, check_fits_context, encode_prompts, pad_right
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +89,7 @@ def evaluate_run(
     run_dir = Path(run_dir)
     config = _run_config(run_dir)
     if pairs is None:
-        if not config.model.uses_world:
-            raise ConfigError(
-                "log-prob accuracy needs the built-in world's preference test set (or pass pairs)"
-            )
-        from engine.world import load_world
-
-        pairs = load_world().preference_test
+        pairs = preference_test_set(config)
     path = eval_file(run_dir, LOGPROB_ACCURACY)
     done = set(pd.read_parquet(path)["checkpoint"]) if path.is_file() else set()
     todo = [("sft", 0, None)] if "sft" not in done else []
@@ -131,8 +126,33 @@ def evaluate_labels(
 
 
 def has_test_set(run_dir: Path) -> bool:
-    """Whether the run has a preference test set of its own (the built-in world's)."""
-    return _run_config(Path(run_dir)).model.uses_world
+    """Whether the run has a preference test set of its own (a world's: built-in or real)."""
+    return _world_of(_run_config(Path(run_dir))) is not None
+
+
+def preference_test_set(config: Any) -> Sequence[Any]:
+    """The preference test set of a run's world: the built-in world's, or the real world's (pairs of
+    SmolLM2's answers to held-out tasks ordered by the checker); ConfigError for a run of other models."""
+    world = _world_of(config)
+    if world == "world":
+        from engine.world import load_world
+
+        return load_world().preference_test
+    if world == "real":
+        from engine.real_world.world import load_real_world
+
+        return load_real_world().preference_test()
+    raise ConfigError(
+        "log-prob accuracy needs a world's preference test set (the built-in or the real one), or pairs"
+    )
+
+
+def _world_of(config: Any) -> str | None:
+    from engine.ppo.build import REAL_POLICY
+
+    if config.model.uses_world:
+        return "world"
+    return "real" if config.model.policy.strip() == REAL_POLICY and not config.run.prompts_file else None
 
 
 def _run_config(run_dir: Path):
@@ -158,6 +178,9 @@ def _checkpoint_accuracies(
 
     policy = load_causal_lm(resolve_sources(config).policy, device=device)
     model = attach_lora(policy.model, r=config.model.lora_r, alpha=config.model.lora_alpha).eval()
+    # the prompts as PPO sampled them: in the chat template when the run used it (SmolLM2's)
+    prompts = chat_prompts(policy.tokenizer, [p.prompt for p in pairs], config.model.chat_template)
+    pairs = [PreferencePair(prompt, p.chosen, p.rejected) for prompt, p in zip(prompts, pairs, strict=True)]
     rows = []
     for name, step, ckpt in todo:
         if ckpt is None:
@@ -191,9 +214,13 @@ def watch_run(run_dir: Path, *, poll_seconds: float = 10.0, pairs: Sequence[Any]
     """Evaluate new checkpoints as they appear, until the run's job is no longer live."""
     from engine.runs import is_live
 
+    with_test_set = pairs is not None or has_test_set(run_dir)
+    if not with_test_set:
+        log.info("%s has no preference test set: its labels are evaluated when its job ends", run_dir.name)
     while True:
         live = is_live(run_dir)
-        evaluate_run(run_dir, pairs)
+        if with_test_set:
+            evaluate_run(run_dir, pairs)
         if not live:
             evaluate_labels(run_dir)  # once, on the final checkpoints: the labels are a second test set
             return

@@ -23,12 +23,14 @@ from engine.config import ConfigError
 from engine.paths import real_dir, real_rm_dir
 from engine.real_world.checkers import clean_response, final_number
 from engine.real_world.tasks import FAMILIES, Task, TaskSets, make_task_sets, score
+from engine.world.data import PreferencePair
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SEED = 0
 SPLITS = ("train", "held_out")
 TASK_FILES = {split: f"tasks_{split}.jsonl" for split in SPLITS}  # what ``real build`` writes
+HELD_OUT_SAMPLES = "samples_held_out.jsonl"  # real build's answers to held-out tasks, checker-scored
 FALLBACK_COUNTS = {"train_per_family": 32, "held_out_per_family": 24}
 """Tasks per family drawn without a build (``mul-easy`` has 64 distinct prompts in all)."""
 # --prompts names of the real world's sets (``analyse coverage``), -> the split
@@ -72,6 +74,36 @@ class RealWorld:
             else:
                 scores.append(score(task, response))
         return scores
+
+    def preference_test(self) -> list[PreferencePair]:
+        """The real world's preference test set (the log-prob accuracy of a run's checkpoints): every
+        pair of SmolLM2's answers to one held-out task (``real build``'s, at T = 1) whose checker scores
+        differ, the better one chosen, without label noise (the checker is the truth). ConfigError
+        when the real world is not built."""
+        path = Path(self.source) / HELD_OUT_SAMPLES
+        if not path.is_file():
+            raise ConfigError(
+                f"the real world has no preference test set ({path}): run `python -m engine real build`"
+            )
+        by_task: dict[str, list[dict]] = {}
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                by_task.setdefault(row["task_id"], []).append(row)
+        prompts = {t.task_id: t.prompt for t in self.tasks.held_out}
+        pairs = []
+        for task_id, rows in by_task.items():
+            for i, a in enumerate(rows):
+                for b in rows[i + 1 :]:
+                    if a["score"] != b["score"]:
+                        better, worse = (a, b) if a["score"] > b["score"] else (b, a)
+                        pairs.append(
+                            PreferencePair(
+                                prompts[task_id], better["response"], worse["response"],
+                                better["score"], worse["score"], a["family"],
+                            )
+                        )  # fmt: skip
+        return pairs
 
     def require_rm(self) -> str:
         """The reward model's path; ConfigError when the real world has none built."""
