@@ -27,7 +27,14 @@ from engine.models.gguf_cache import cache_problem, gguf_path, named_source
 from engine.paths import model_cache_dir
 from engine.real_world import Task
 from engine.real_world.world import load_real_world
-from engine.reward import Judge, load_reward_model, same_vocabulary, score_responses
+from engine.reward import (
+    Judge,
+    SharedTrunk,
+    load_reward_model,
+    same_vocabulary,
+    score_responses,
+    shared_trunk,
+)
 from engine.runs import list_checkpoints
 from engine.sampling import Generation, chat_prompts, generate_from_texts, sampling_logits
 from engine.token_text import token_texts
@@ -252,11 +259,13 @@ def sample_batch(
     n_samples: int,
     seed: int,
     on_step: Callable[[int, int], None] | None = None,
+    keep_layers: int | None = None,
 ) -> LabBatch:
     """``n_samples`` responses for each prompt in one batched generation, with a fixed seed.
 
     A chat model reads each prompt as a user turn of its chat template (as PPO samples it); the batch
-    keeps the user's text.
+    keeps the user's text. ``keep_layers``: the generation keeps those layers' output for an RM that
+    shares them (:attr:`engine.sampling.Generation.trunk_hidden`, used once by :func:`score_batch`).
     """
     if n_samples < 1:
         raise ConfigError(f"number of samples must be >= 1, got {n_samples}")
@@ -266,7 +275,7 @@ def sample_batch(
     texts = chat_prompts(tok, [prompts[i] for i in rows])
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
     with threads_for(loaded.model) as threads:
-        gen = generate_from_texts(loaded, texts, config, generator, on_step=on_step)
+        gen = generate_from_texts(loaded, texts, config, generator, on_step=on_step, keep_layers=keep_layers)
     gen.logits = gen.logits.cpu()  # the view only re-scores these; keep accelerator memory free
     response_ids = gen.response_ids.tolist()
     keep = gen.response_mask.tolist()
@@ -290,14 +299,21 @@ def sample_batch(
 
 @torch.no_grad()
 def score_batch(
-    batch: LabBatch, tokenizer, reward_model: LoadedModel | None, judge: Judge | None
+    batch: LabBatch,
+    tokenizer,
+    reward_model: LoadedModel | None,
+    judge: Judge | None,
+    trunk: SharedTrunk | None = None,
 ) -> LabBatch:
-    """Fill in RM scores and gold scores of the batch's responses (as PPO scores them)."""
+    """Fill in RM scores and gold scores of the batch's responses (as PPO scores them). With the RM's
+    ``trunk`` and the layers' output the generation kept, the RM runs only the layers above them."""
     gen = batch.generation
+    shared = (trunk, gen.trunk_hidden) if trunk is not None and gen.trunk_hidden is not None else None
     scored = score_responses(
         tokenizer, gen.sequences, gen.attention_mask, gen.response_ids, gen.response_mask,
-        [batch.prompts[i] for i in batch.prompt_index], reward=reward_model, judge=judge,
+        [batch.prompts[i] for i in batch.prompt_index], reward=reward_model, judge=judge, trunk=shared,
     )  # fmt: skip
+    gen.trunk_hidden = None  # used once: not kept in the lab's cache of batches
     if scored.reward is not None:
         batch.rewards = scored.reward.cpu().numpy()
     if scored.gold is not None:
@@ -327,6 +343,7 @@ class SamplingLab:
         self.cache_bytes = cache_bytes
         self._models: dict[str, LoadedModel] = {}
         self._reward_models: dict[str, LoadedModel] = {}
+        self._trunks: dict[tuple[str, str | None], SharedTrunk | None] = {}
         self._batches: OrderedDict[tuple, LabBatch] = OrderedDict()
         self._lock = threading.RLock()
 
@@ -368,14 +385,30 @@ class SamplingLab:
                 self._batches.move_to_end(key)
                 return self._batches[key]
             loaded = self.model(source)
-            batch = sample_batch(loaded, prompts, config, n_samples=n_samples, seed=seed, on_step=on_step)
             reward_source, judge = self.scorers(source, loaded, prompts, reward_source)
             rm = self.reward_model(reward_source) if reward_source else None
+            trunk = self.shared_trunk(source, loaded, reward_source, rm)
+            batch = sample_batch(
+                loaded, prompts, config, n_samples=n_samples, seed=seed, on_step=on_step,
+                keep_layers=trunk.layers if trunk is not None else None,
+            )  # fmt: skip
             with threads_for(loaded.model):
-                score_batch(batch, loaded.tokenizer, rm, judge)
+                score_batch(batch, loaded.tokenizer, rm, judge, trunk)
             self._batches[key] = batch
             self._evict()
             return batch
+
+    def shared_trunk(
+        self, source: str, loaded: LoadedModel, reward_source: str | None, rm: LoadedModel | None
+    ) -> SharedTrunk | None:
+        """The RM's layers that are the sampled model's own (the real RM on ``smollm2``: 26 of 30), so
+        that sampling keeps their output and the RM runs only the layers above; checked once per pair."""
+        if rm is None or not same_vocabulary(loaded.tokenizer, rm.tokenizer):
+            return None
+        key = (source, reward_source)
+        if key not in self._trunks or not (self._trunks[key] is None or self._trunks[key].intact()):
+            self._trunks[key] = shared_trunk(rm.model, loaded.model)
+        return self._trunks[key]
 
     def scorers(
         self, source: str, loaded: LoadedModel, prompts: list[str], reward_source: str | None

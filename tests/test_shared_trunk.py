@@ -4,17 +4,19 @@ where the weights differ or have changed since."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from engine.config import SamplingConfig
+from engine.lab import SamplingLab
 from engine.models import LoadedModel, attach_lora, load_causal_lm, reference_mode
 from engine.ppo.build import PromptItem
 from engine.ppo.rollout import policy_forward, reference_pass, rollout
 from engine.ppo.steps import PhaseTimer
 from engine.ppo.trainer import PPOTrainer
 from engine.reward import AdapterRewardModel, AdapterRMSettings, SequenceClassifierRM, shared_trunk
-from engine.sampling import encode_prompts
+from engine.sampling import encode_prompts, generate
 from tests.ppo_fixtures import one_thread, tiny_config  # noqa: F401 (autouse: one torch thread)
 
 PROMPTS = ["w1 w2 w3", "w4", "w5 w6", "w1 w2 w3"]
@@ -114,3 +116,46 @@ def test_the_trainer_scores_through_the_trunk_with_the_rms_own_scores(tiny_llama
     monkeypatch.undo()
     own = rm(scored.rollout.sequences, scored.rollout.attention_mask)
     assert torch.allclose(scored.scores, own, atol=1e-5)
+
+
+def test_sampling_keeps_the_trunk_and_the_rm_scores_from_it(tiny_llama_dir):
+    """The lean Llama decoder keeps the shared layers' output at every position of prompt + response
+    (the last drawn token's too), and the RM's score from it is its own forward's."""
+    loaded = load_causal_lm(str(tiny_llama_dir))
+    rm = _adapter_rm(tiny_llama_dir)
+    trunk = shared_trunk(rm, loaded.model)
+    ids, mask = encode_prompts(loaded.tokenizer, PROMPTS, torch.device("cpu"))
+    config = SamplingConfig(temperature=1.0, max_new_tokens=7)
+    gen = generate(
+        loaded.model, ids, mask, config, eos_token_id=2, pad_token_id=0,
+        generator=torch.Generator().manual_seed(0), keep_layers=trunk.layers,
+    )  # fmt: skip
+    assert gen.trunk_hidden.shape == (*gen.sequences.shape, 32)
+    real = gen.attention_mask.bool()
+    with torch.no_grad():
+        lower = rm.lower(gen.sequences, gen.attention_mask)  # (B, L, H)
+    torch.testing.assert_close(gen.trunk_hidden[real], lower[real], atol=1e-5, rtol=1e-5)
+    own = rm(gen.sequences, gen.attention_mask)
+    torch.testing.assert_close(
+        trunk.score(gen.trunk_hidden, gen.sequences, gen.attention_mask), own, atol=1e-5, rtol=1e-5
+    )
+    plain = generate(loaded.model, ids, mask, config, eos_token_id=2, pad_token_id=0,
+                     generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert plain.trunk_hidden is None and torch.equal(plain.response_ids, gen.response_ids)
+
+
+def test_the_lab_scores_a_real_rm_through_the_trunk(tiny_llama_dir, tmp_path, monkeypatch):
+    rm_dir = tmp_path / "rm"
+    _adapter_rm(tiny_llama_dir).save(rm_dir)
+    lab = SamplingLab()
+    source = str(tiny_llama_dir)
+    rm = lab.reward_model(str(rm_dir)).model
+    monkeypatch.setattr(rm, "forward", lambda *a: pytest.fail("the RM's full forward ran"))
+    config = SamplingConfig(temperature=1.0, max_new_tokens=6)
+    batch = lab.sample(source, ["w1 w2", "w3"], config, n_samples=3, seed=0, reward_source=str(rm_dir))
+    assert lab._trunks[(source, str(rm_dir))].layers == 1
+    assert batch.generation.trunk_hidden is None  # used once, not cached
+    monkeypatch.undo()
+    gen = batch.generation
+    own = rm(gen.sequences, gen.attention_mask)
+    np.testing.assert_allclose(batch.rewards, own.numpy(), atol=1e-5)

@@ -35,9 +35,12 @@ class LlamaDecoder:
         self.head = _lean_head(head)
         self.key_mask = key_mask  # (B, S) True = a real key: the prompt's mask, then every response slot
         self.next_index = 0  # cache column of the next token
+        self.kept_layers: int | None = None  # keep_layer_output(): whose output to keep
+        self.kept: torch.Tensor | None = None  # (B, S, E): that layer's output at every position
         self.n_head, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.group = self.n_head // self.n_kv  # query heads per key/value head
         self.head_dim = body.layers[0].self_attn.head_dim
+        self.embed_dim = cfg.hidden_size
         self.scale = body.layers[0].self_attn.scaling
         dtype = body.embed_tokens.weight.dtype
         batch, slots = key_mask.shape
@@ -119,6 +122,24 @@ class LlamaDecoder:
         h = self._forward(self.embed(token[:, None]), position, self.key_bias[..., : t + 1])
         return self._out(self.norm(h[:, 0]))
 
+    def keep_layer_output(self, layers: int) -> None:
+        """From now on keep the output of the first ``layers`` layers at each position (:attr:`kept`):
+        what a reward model on the same base computes there (:class:`engine.reward.SharedTrunk`)."""
+        batch, slots = self.key_mask.shape
+        self.kept_layers = layers
+        self.kept = torch.zeros(
+            (batch, slots, self.embed_dim), dtype=self.cos.dtype, device=self.key_mask.device
+        )
+
+    def finish(self, token: torch.Tensor, position: torch.Tensor) -> None:
+        """The last drawn tokens (B,) at positions (B, 1) through the kept layers only: the one position
+        no step computes (nothing follows it), and a reward model reads it."""
+        if self.kept_layers is not None:
+            t = self.next_index
+            self._forward(
+                self.embed(token[:, None]), position, self.key_bias[..., : t + 1], through=self.kept_layers
+            )
+
     def _out(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (B, V) in float32, hidden (B, E)): the head's forward hooks apply (:func:`_lean_head`)."""
         return self.head(hidden).float(), hidden
@@ -134,6 +155,8 @@ class LlamaDecoder:
         positions: torch.Tensor,
         bias: torch.Tensor,
         copy_of: torch.Tensor | None = None,
+        *,
+        through: int | None = None,
     ) -> torch.Tensor:
         """Hidden states (N, L, E) at ``positions`` (N, L), the next L cache columns, through every
         layer (N, L, E), before the final norm; their keys and values written; ``bias``
@@ -141,14 +164,21 @@ class LlamaDecoder:
 
         A step (``copy_of`` None): N = B, the rows of the cache. The prompt pass: h holds each distinct
         prompt once, cache row b takes the keys and values of row ``copy_of[b]`` (B,), and attention
-        runs over the fresh keys and values alone (they are all the cache holds yet)."""
+        runs over the fresh keys and values alone (they are all the cache holds yet).
+
+        With :meth:`keep_layer_output` the input of layer ``kept_layers`` (the output of the layers
+        below it) is kept too; ``through`` set: the pass stops there (:meth:`finish`)."""
         batch, length, _ = h.shape
         t, n_kv, group, dim = self.next_index, self.n_kv, self.group, self.head_dim
         end = t + length
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # (B, 1, L, D)
-        for (keys, values), (norm_1, qkv, o_proj, norm_2, gate_up, down) in zip(
-            self.caches, self.layers, strict=True
+        for i, ((keys, values), (norm_1, qkv, o_proj, norm_2, gate_up, down)) in enumerate(
+            zip(self.caches, self.layers, strict=True)
         ):
+            if i == self.kept_layers:
+                self.kept[:, t:end] = h if copy_of is None else h[copy_of]
+                if through is not None:
+                    break
             q, k, v = qkv(norm_1(h))
             q = self._rotate(q.view(batch, length, -1, dim).transpose(1, 2), cos, sin)  # (B, nH, L, D)
             k = self._rotate(k.view(batch, length, n_kv, dim).transpose(1, 2), cos, sin)
@@ -168,6 +198,9 @@ class LlamaDecoder:
             h = h + o_proj(a.transpose(1, 2).reshape(batch, length, -1))  # heads side by side
             gate, up = gate_up(norm_2(h))
             h = h + down(F.silu(gate) * up)  # LlamaMLP with SiLU
+        else:
+            if self.kept_layers == len(self.layers):
+                self.kept[:, t:end] = h if copy_of is None else h[copy_of]
         self.next_index = end
         return h
 
