@@ -192,9 +192,12 @@ def test_side_by_side_linears_are_each_layers_output_and_follow_a_weight_changed
         attn.k_proj.weight.mul_(2.0)
     fused = llama._lean_side_by_side(attn.q_proj, attn.k_proj, attn.v_proj)
     torch.testing.assert_close(fused(x)[1], attn.k_proj(x), atol=1e-6, rtol=1e-5)
+    qk, v = llama._lean_side_by_side(attn.q_proj, attn.k_proj, attn.v_proj, groups=(2, 1))(x)
+    torch.testing.assert_close(qk, torch.cat([attn.q_proj(x), attn.k_proj(x)], -1), atol=1e-6, rtol=1e-5)
     lora = attach_lora(tiny_llama(), r=4, alpha=8).get_base_model().model.layers[0].self_attn
-    q, k, v = llama._lean_side_by_side(lora.q_proj, lora.k_proj, lora.v_proj)(x)  # LoRA: one by one
-    torch.testing.assert_close(k, lora.k_proj(x))
+    qk, v = llama._lean_side_by_side(lora.q_proj, lora.k_proj, lora.v_proj, groups=(2, 1))(x)  # one by one
+    torch.testing.assert_close(qk, torch.cat([lora.q_proj(x), lora.k_proj(x)], -1))
+    torch.testing.assert_close(v, lora.v_proj(x))
 
 
 def test_the_lean_heads_forward_hooks_apply():

@@ -3,6 +3,7 @@ straight through the layers, keys and values in a cache preallocated for prompt 
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections.abc import Callable
 
@@ -57,11 +58,13 @@ class LlamaDecoder:
         self.cos, self.sin = emb.cos().to(dtype), emb.sin().to(dtype)  # attention_scaling 1 (over())
         self.key_bias = self._bias(key_mask[:, None, :])  # (B * nKV, G, S), for the one-token steps
         self.embed, self.norm = _lean(body.embed_tokens), _lean(body.norm)
-        # per layer: input_layernorm, (q, k, v), o, post_attention_layernorm, (gate, up), down
+        # per layer: input_layernorm, (q and k side by side, v), o, post_attention_layernorm, (gate, up), down
         self.layers = [
             (
                 _lean(layer.input_layernorm),
-                _lean_side_by_side(layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj),
+                _lean_side_by_side(
+                    layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, groups=(2, 1)
+                ),
                 _lean(layer.self_attn.o_proj),
                 _lean(layer.post_attention_layernorm),
                 _lean_side_by_side(layer.mlp.gate_proj, layer.mlp.up_proj),
@@ -179,9 +182,9 @@ class LlamaDecoder:
                 self.kept[:, t:end] = h if copy_of is None else h[copy_of]
                 if through is not None:
                     break
-            q, k, v = qkv(norm_1(h))
-            q = self._rotate(q.view(batch, length, -1, dim).transpose(1, 2), cos, sin)  # (B, nH, L, D)
-            k = self._rotate(k.view(batch, length, n_kv, dim).transpose(1, 2), cos, sin)
+            qk, v = qkv(norm_1(h))  # (N, L, (nH + nKV) D): q and k side by side, rotated in one pass
+            qk = self._rotate(qk.view(batch, length, -1, dim).transpose(1, 2), cos, sin)
+            q, k = qk[:, : self.n_head], qk[:, self.n_head :]  # (N, nH, L, D), (N, nKV, L, D)
             v = v.view(batch, length, n_kv, dim).transpose(1, 2)  # (N, nKV, L, D), as k
             if copy_of is None:
                 keys[:, :, t:end], values[:, :, t:end] = k, v
@@ -273,21 +276,34 @@ def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _lean_side_by_side(
-    *linears: nn.Module,
+    *linears: nn.Module, groups: tuple[int, ...] | None = None
 ) -> Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]]:
     """Linear layers that read the same input (q, k, v; gate, up) as one matmul whose output columns
-    are theirs side by side, split back into their outputs (views): one call instead of three, with
-    the weights prepacked for oneDNN where that applies (:func:`_packed`). Layers that are not all
-    plain ``nn.Linear`` (LoRA, the bf16 path, hooks) run one by one as :func:`_lean` runs them. One
+    are theirs side by side, split back by ``groups`` (layers per output, default one each; (2, 1): q
+    and k side by side, then v): one call instead of three, with the weights prepacked for oneDNN
+    where that applies (:func:`_packed`). Layers that are not all plain ``nn.Linear`` (LoRA, the bf16
+    path, hooks) run one by one as :func:`_lean` runs them, a group's outputs concatenated. One
     layer: its output itself."""
+    groups = groups or (1,) * len(linears)
     if not all(type(m) is nn.Linear and not _wrapped(m) for m in linears):
         lean = [_lean(m) for m in linears]
-        return lambda x: tuple(f(x) for f in lean)
+        bounds = [sum(groups[:i]) for i in range(len(groups) + 1)]
+
+        def one_by_one(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            outs = [f(x) for f in lean]
+            return tuple(
+                torch.cat(outs[a:b], dim=-1) if b - a > 1 else outs[a] for a, b in itertools.pairwise(bounds)
+            )
+
+        return one_by_one
     weights, biases = [m.weight for m in linears], [m.bias for m in linears]
     if len(linears) == 1:
         packed = _packed(linears[0], weights, biases)
         return packed or (lambda x, w=weights[0], b=biases[0]: F.linear(x, w, b))
-    widths = [w.shape[0] for w in weights]
+    widths, start = [], 0
+    for n in groups:
+        widths.append(sum(w.shape[0] for w in weights[start : start + n]))
+        start += n
     matmul = _packed(linears[0], weights, biases)
     if matmul is None:
         weight = torch.cat([w.detach() for w in weights])  # (sum of outs, in): a copy, per decoder
