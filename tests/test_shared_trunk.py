@@ -159,3 +159,22 @@ def test_the_lab_scores_a_real_rm_through_the_trunk(tiny_llama_dir, tmp_path, mo
     gen = batch.generation
     own = rm(gen.sequences, gen.attention_mask)
     np.testing.assert_allclose(batch.rewards, own.numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_real_rm_scores_smollm2_samples_from_its_26_shared_layers():
+    """On the real model: the lab's SmolLM2 samples, scored by the real world's RM (LoRA on the top 4
+    of 30 layers) from the decoder's kept layers, get the RM's own scores (the same token ids: chat
+    template and EOS as sampled)."""
+    from engine.lab import real_rm_source, real_tasks
+
+    rm_source = real_rm_source()
+    if rm_source is None:
+        pytest.skip("the real world's RM is not built (python -m engine real build)")
+    lab = SamplingLab()
+    config = SamplingConfig(temperature=1.0, max_new_tokens=10)
+    batch = lab.sample("smollm2", [next(iter(real_tasks()))], config, n_samples=4, seed=0)
+    assert lab._trunks[("smollm2", rm_source)].layers == 26
+    gen = batch.generation
+    own = lab.reward_model(rm_source).model(gen.sequences, gen.attention_mask)
+    np.testing.assert_allclose(batch.rewards, own.numpy(), atol=1e-4)
