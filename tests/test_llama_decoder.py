@@ -212,3 +212,21 @@ def test_the_lean_heads_forward_hooks_apply():
     assert head is not model.lm_head
     h = torch.randn(4, 48)
     torch.testing.assert_close(head(h), model.lm_head(h), atol=1e-6, rtol=1e-5)
+
+
+def test_without_onednn_the_layers_run_one_by_one_with_the_same_outputs(monkeypatch):
+    """Where the weights cannot be prepacked (no oneDNN; a GPU) each linear layer runs on its own
+    weight (no side-by-side copy), and the decoder still computes the full forward's logits."""
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    attn = tiny_llama().model.layers[0].self_attn
+    x = torch.randn(4, 1, 48, generator=torch.Generator().manual_seed(0))
+    qk, v = llama._lean_side_by_side(attn.q_proj, attn.k_proj, attn.v_proj, groups=(2, 1))(x)
+    assert torch.equal(qk, torch.cat([attn.q_proj(x), attn.k_proj(x)], -1)) and torch.equal(v, attn.v_proj(x))
+    model = tiny_llama()
+    gen = _generate(model, SamplingConfig(temperature=1.0, max_new_tokens=8, stop_at_eos=False))
+    attention = gen.attention_mask.long()
+    with torch.no_grad():
+        full = model(input_ids=gen.sequences, attention_mask=attention,
+                     position_ids=(attention.cumsum(-1) - 1).clamp(min=0))  # fmt: skip
+    P, T = IDS.shape[1], gen.response_ids.shape[1]
+    torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : P + T - 1].float(), atol=1e-5, rtol=1e-5)

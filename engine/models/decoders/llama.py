@@ -278,38 +278,42 @@ def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 def _lean_side_by_side(
     *linears: nn.Module, groups: tuple[int, ...] | None = None
 ) -> Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]]:
-    """Linear layers that read the same input (q, k, v; gate, up) as one matmul whose output columns
-    are theirs side by side, split back by ``groups`` (layers per output, default one each; (2, 1): q
-    and k side by side, then v): one call instead of three, with the weights prepacked for oneDNN
-    where that applies (:func:`_packed`). Layers that are not all plain ``nn.Linear`` (LoRA, the bf16
-    path, hooks) run one by one as :func:`_lean` runs them, a group's outputs concatenated. One
-    layer: its output itself."""
+    """Linear layers that read the same input (q, k, v; gate, up) as one matmul on their weights side
+    by side, prepacked for oneDNN (:func:`_packed`), its output columns split back by ``groups``
+    (layers per output, default one each; (2, 1): q and k side by side, then v): one call instead of
+    three. Where that does not apply (LoRA, the bf16 path, hooks; no oneDNN, a GPU) they run one by
+    one, each as :func:`_lean` runs it, a group's outputs concatenated. One layer: its output itself."""
     groups = groups or (1,) * len(linears)
-    if not all(type(m) is nn.Linear and not _wrapped(m) for m in linears):
-        lean = [_lean(m) for m in linears]
-        bounds = [sum(groups[:i]) for i in range(len(groups) + 1)]
-
-        def one_by_one(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            outs = [f(x) for f in lean]
-            return tuple(
-                torch.cat(outs[a:b], dim=-1) if b - a > 1 else outs[a] for a, b in itertools.pairwise(bounds)
-            )
-
-        return one_by_one
     weights, biases = [m.weight for m in linears], [m.bias for m in linears]
-    if len(linears) == 1:
-        packed = _packed(linears[0], weights, biases)
-        return packed or (lambda x, w=weights[0], b=biases[0]: F.linear(x, w, b))
-    widths, start = [], 0
-    for n in groups:
-        widths.append(sum(w.shape[0] for w in weights[start : start + n]))
-        start += n
-    matmul = _packed(linears[0], weights, biases)
-    if matmul is None:
-        weight = torch.cat([w.detach() for w in weights])  # (sum of outs, in): a copy, per decoder
-        bias = None if biases[0] is None else torch.cat([b.detach() for b in biases])
-        matmul = lambda x: F.linear(x, weight, bias)  # noqa: E731
-    return lambda x: matmul(x).split(widths, dim=-1)
+    plain = all(type(m) is nn.Linear and not _wrapped(m) for m in linears)
+    matmul = _packed(linears[0], weights, biases) if plain else None
+    if matmul is not None and len(linears) == 1:
+        return matmul
+    if matmul is not None:
+        widths = [sum(w.shape[0] for w in part) for part in _parts(weights, groups)]
+        return lambda x: matmul(x).split(widths, dim=-1)
+    lean = [
+        (lambda x, w=m.weight, b=m.bias: F.linear(x, w, b))
+        if type(m) is nn.Linear and not _wrapped(m)
+        else _lean(m)
+        for m in linears
+    ]
+    if len(lean) == 1:
+        return lean[0]
+
+    def one_by_one(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(
+            torch.cat([f(x) for f in part], dim=-1) if len(part) > 1 else part[0](x)
+            for part in _parts(lean, groups)
+        )
+
+    return one_by_one
+
+
+def _parts(items: list, groups: tuple[int, ...]) -> list[list]:
+    """``items`` cut into consecutive parts of ``groups`` sizes."""
+    bounds = list(itertools.accumulate(groups, initial=0))
+    return [items[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def _lean_head(head: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
