@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -122,8 +123,28 @@ def using_threads(count: int) -> Iterator[None]:
 
 
 def idle_cores() -> int:
-    """Cores not busy with other work: the core count less the 1-minute load average, rounded down."""
-    return int((os.cpu_count() or 1) - os.getloadavg()[0])
+    """Cores not busy with other work: the core count less the 1-minute load average, rounded down,
+    where the load this process made itself (:func:`own_load`) is not other work: an app whose
+    notches keep one core busy raises the load average to ~1 on its own, and on a machine where
+    nothing else runs it would then fall back to one thread for good."""
+    other = max(0.0, os.getloadavg()[0] - own_load())
+    return int((os.cpu_count() or 1) - other)
+
+
+# (monotonic seconds, this process's CPU seconds) at earlier calls of own_load, oldest first
+_CPU_SAMPLES: deque[tuple[float, float]] = deque()
+OWN_LOAD_WINDOW_S = 60.0  # the load average's own time constant (its 1-minute figure)
+
+
+def own_load() -> float:
+    """This process's share of the load average: its CPU seconds per second over the last minute (all
+    its threads), from the calls before this one; 0 at the first call or within 5 s of it."""
+    now, cpu = time.monotonic(), time.process_time()
+    while len(_CPU_SAMPLES) > 1 and now - _CPU_SAMPLES[1][0] >= OWN_LOAD_WINDOW_S:
+        _CPU_SAMPLES.popleft()  # keep one sample at least a window old, when there is one
+    _CPU_SAMPLES.append((now, cpu))
+    then, cpu_then = _CPU_SAMPLES[0]
+    return (cpu - cpu_then) / (now - then) if now - then >= 5.0 else 0.0
 
 
 def reference_config(config: SamplingConfig) -> SamplingConfig:

@@ -100,6 +100,7 @@ def test_a_large_model_takes_only_idle_cores(monkeypatch, load, expected):
     monkeypatch.setattr(lab, "SMALL_MODEL_PARAMS", 0)  # the tiny model counts as large here
     monkeypatch.setattr(lab.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(lab.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(lab, "own_load", lambda: 0.0)  # all of it other processes' load
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -107,6 +108,34 @@ def test_a_large_model_takes_only_idle_cores(monkeypatch, load, expected):
             assert threads == expected == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("load", "own", "expected"), [(1.0, 1.0, 2), (1.9, 1.0, 1), (0.9, 0.0, 1)])
+def test_the_load_the_app_makes_itself_leaves_it_its_cores(monkeypatch, load, own, expected):
+    """Notches keep the app's own core busy, which lifts the load average to ~1: that load is not
+    another process's, so on an otherwise idle 2-core machine the app keeps its 2 threads."""
+    from engine import lab
+
+    monkeypatch.setattr(lab.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(lab.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(lab, "own_load", lambda: own)
+    assert lab.idle_cores() == expected
+
+
+def test_own_load_is_this_processes_cpu_seconds_per_second(monkeypatch):
+    from engine import lab
+
+    clock = {"wall": 1000.0, "cpu": 50.0}
+    monkeypatch.setattr(lab.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(lab.time, "process_time", lambda: clock["cpu"])
+    monkeypatch.setattr(lab, "_CPU_SAMPLES", lab.deque())
+    assert lab.own_load() == 0.0  # nothing to compare with yet
+    clock.update(wall=1030.0, cpu=80.0)  # one core busy for 30 s
+    assert lab.own_load() == pytest.approx(1.0)
+    clock.update(wall=1100.0, cpu=85.0)  # then mostly idle: from the newest sample >= 60 s old
+    assert lab.own_load() == pytest.approx((85.0 - 80.0) / 70.0)
+    clock.update(wall=1200.0, cpu=86.0)
+    assert lab.own_load() == pytest.approx((86.0 - 85.0) / 100.0)
 
 
 def test_re_scoring_runs_on_the_threads_the_batch_was_sampled_on(stand_in, monkeypatch):
