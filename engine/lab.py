@@ -8,12 +8,9 @@ slider back to an earlier value returns the same samples instantly (the seed is 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
-import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,17 +22,12 @@ from engine.analysis.entropy_dynamics import entropy_distribution, top_entropy_t
 from engine.config import ConfigError, SamplingConfig, validate_prompt
 from engine.models import LoadedModel, load_causal_lm
 from engine.models.gguf_cache import cache_problem, gguf_path, named_source
+from engine.models.threads import threads_for, using_threads
+from engine.models.trunk import SharedTrunk, shared_trunk
 from engine.paths import model_cache_dir
 from engine.real_world import Task
 from engine.real_world.world import load_real_world
-from engine.reward import (
-    Judge,
-    SharedTrunk,
-    load_reward_model,
-    same_vocabulary,
-    score_responses,
-    shared_trunk,
-)
+from engine.reward import Judge, load_reward_model, same_vocabulary, score_responses
 from engine.runs import list_checkpoints
 from engine.sampling import Generation, chat_prompts, generate_from_texts, sampling_logits
 from engine.token_text import token_texts
@@ -54,10 +46,6 @@ TOP_P_GRID = (0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 MIN_P_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 SWEEP_GRIDS = {"temperature": TEMPERATURE_GRID, "top_p": TOP_P_GRID, "min_p": MIN_P_GRID}
 """The sampling parameters the lab sweeps, each with its grid."""
-# Below this size a CPU forward pass is too small to split across threads: thread synchronisation
-# costs more than the work (16 x 32 tokens on a tiny GPT-2, 2 shared cores: 50 ms on 1 thread,
-# 300 ms to 5 s on 2 threads depending on the machine's load).
-SMALL_MODEL_PARAMS = 30_000_000
 
 ProgressFn = Callable[[float, str], None]
 
@@ -90,61 +78,6 @@ def real_rm_source() -> str | None:
         return load_real_world().require_rm()
     except ConfigError:
         return None
-
-
-@contextlib.contextmanager
-def threads_for(model: torch.nn.Module) -> Iterator[int]:
-    """Run a model's CPU work on the threads it can use, restoring the setting after; yields the count.
-
-    A small model: one thread. A large one (SmolLM2): torch's threads only as far as the machine has
-    idle cores for them (:func:`idle_cores`), else fewer, down to one. Why: a thread that another process
-    keeps off its core stalls every parallel op of the others at its barrier; measured on the 2-core
-    EPYC at load ~3.6, sampling 16 x 32 tokens of SmolLM2 took 123 s on 2 threads (119 CPU seconds,
-    mostly waiting at barriers) and ~10 s on 1. ``WORKBENCH_THREADS`` (set by the user) wins.
-    """
-    on_cpu = next(model.parameters()).device.type == "cpu"
-    small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
-    wanted = torch.get_num_threads()
-    if on_cpu and not os.environ.get("WORKBENCH_THREADS"):
-        wanted = 1 if small else max(1, min(wanted, idle_cores()))
-    with using_threads(wanted):
-        yield wanted
-
-
-@contextlib.contextmanager
-def using_threads(count: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``count`` inside, restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def idle_cores() -> int:
-    """Cores not busy with other work: the core count less the 1-minute load average, rounded down,
-    where the load this process made itself (:func:`own_load`) is not other work: an app whose
-    notches keep one core busy raises the load average to ~1 on its own, and on a machine where
-    nothing else runs it would then fall back to one thread for good."""
-    other = max(0.0, os.getloadavg()[0] - own_load())
-    return int((os.cpu_count() or 1) - other)
-
-
-# (monotonic seconds, this process's CPU seconds) at earlier calls of own_load, oldest first
-_CPU_SAMPLES: deque[tuple[float, float]] = deque()
-OWN_LOAD_WINDOW_S = 60.0  # the load average's own time constant (its 1-minute figure)
-
-
-def own_load() -> float:
-    """This process's share of the load average: its CPU seconds per second over the last minute (all
-    its threads), from the calls before this one; 0 at the first call or within 5 s of it."""
-    now, cpu = time.monotonic(), time.process_time()
-    while len(_CPU_SAMPLES) > 1 and now - _CPU_SAMPLES[1][0] >= OWN_LOAD_WINDOW_S:
-        _CPU_SAMPLES.popleft()  # keep one sample at least a window old, when there is one
-    _CPU_SAMPLES.append((now, cpu))
-    then, cpu_then = _CPU_SAMPLES[0]
-    return (cpu - cpu_then) / (now - then) if now - then >= 5.0 else 0.0
 
 
 def reference_config(config: SamplingConfig) -> SamplingConfig:

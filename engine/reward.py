@@ -31,6 +31,7 @@ from engine.models import (
     load_tokenizer,
     resolve_source,
 )
+from engine.models.trunk import SharedTrunk
 from engine.ops import masked_mean, position_ids_of
 from engine.sampling import chat_prompts, check_fits_context, pad_right
 
@@ -89,29 +90,6 @@ class SequenceClassifierRM(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask.long()).logits[:, 0]
 
-    def trunk(self) -> tuple[nn.Module, int] | None:
-        """(body, layers): every layer of a Llama-architecture classifier's body is the base's, untouched
-        (:func:`shared_trunk`); None for any other architecture."""
-        body = getattr(self.model, getattr(self.model, "base_model_prefix", ""), None)
-        if body is None or not _is_llama_body(body) or not hasattr(self.model, "score"):
-            return None
-        return body, len(body.layers)
-
-    def score_from_trunk(
-        self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """Scores (B,) from the hidden states after every layer (B, L, H), pooled as transformers'
-        sequence classifier pools (the rightmost token that is not the pad token; the mask unused)."""
-        body = getattr(self.model, self.model.base_model_prefix)
-        pad = self.model.config.pad_token_id
-        if pad is None:
-            last = torch.full((input_ids.shape[0],), input_ids.shape[1] - 1, device=input_ids.device)
-        else:
-            columns = torch.arange(input_ids.shape[1], device=input_ids.device)
-            last = (columns * (input_ids != pad).int()).argmax(-1)  # (B,)
-        rows = torch.arange(hidden.shape[0], device=hidden.device)
-        return self.model.score(body.norm(hidden[rows, last]))[:, 0]  # (B,)
-
 
 ADAPTER_CONFIG = "reward_adapter.json"
 ADAPTER_WEIGHTS = "adapter.safetensors"
@@ -153,7 +131,7 @@ class AdapterRewardModel(nn.Module):
         from peft import LoraConfig, inject_adapter_in_model
 
         super().__init__()
-        if not _is_llama_body(body):
+        if not all(hasattr(body, name) for name in ("layers", "rotary_emb", "norm", "embed_tokens")):
             raise ConfigError(f"an adapter RM needs a Llama-architecture base; {settings.base!r} is not one")
         n_layers = len(body.layers)
         if settings.top_layers > n_layers:
@@ -190,16 +168,6 @@ class AdapterRewardModel(nn.Module):
         mask = attention_mask.bool()
         hidden = self.body.norm(self._layers(hidden, mask, self.body.layers[self.first_top :]))
         return self._score(hidden, mask)
-
-    def trunk(self) -> tuple[nn.Module, int]:
-        """(body, layers): the layers below the adapted ones are the base's, untouched (:func:`shared_trunk`)."""
-        return self.body, self.first_top
-
-    def score_from_trunk(
-        self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """Scores (B,) from the hidden states after the frozen layers (B, L, H): :meth:`upper`."""
-        return self.upper(hidden, attention_mask)
 
     def _layers(self, hidden: torch.Tensor, mask: torch.Tensor, layers: nn.ModuleList) -> torch.Tensor:
         """``layers`` over ``hidden`` (B, L, H) as the body's own forward runs them (causal mask over
@@ -307,75 +275,6 @@ def load_reward_model(source: str, *, device: torch.device | str | None = None) 
     )
 
 
-def _is_llama_body(body: nn.Module) -> bool:
-    """A Llama-architecture body: embeddings, decoder layers, rotary positions, a final norm."""
-    return all(hasattr(body, name) for name in ("layers", "rotary_emb", "norm", "embed_tokens"))
-
-
-class SharedTrunk:
-    """The lower layers of a reward model that compute exactly what the policy's reference computes.
-
-    An RM built on the policy's base model (the real world's adapter RM: LoRA on the top 4 of 30
-    layers; a sequence classifier from the base's own weights) runs its lower layers over the same
-    token ids as the reference pass does, with the same weights: the reference pass keeps the hidden
-    states after those ``layers`` (:func:`engine.ppo.rollout.reference_pass`) and the RM runs only what
-    is above them (:meth:`score`). Made by :func:`shared_trunk`, which checks the weights once; an RM
-    weight changed in place since (an RM refresh trains the RM) ends the sharing (:meth:`intact`).
-    """
-
-    def __init__(self, reward: nn.Module, layers: int, compared: list[torch.Tensor]):
-        self.reward = reward
-        self.layers = layers
-        self._compared = compared
-        self._versions = [t._version for t in compared]
-
-    def intact(self) -> bool:
-        """Whether each of the RM's compared weights is as it was when compared (no in-place update)."""
-        return all(t._version == v for t, v in zip(self._compared, self._versions, strict=True))
-
-    @torch.no_grad()
-    def score(
-        self, hidden: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> torch.Tensor:
-        """RM scores (B,) of ``input_ids`` / ``attention_mask`` (B, L) from the reference pass's hidden
-        states after :attr:`layers` layers (B, L, H)."""
-        return self.reward.score_from_trunk(hidden, input_ids, attention_mask.bool()).float()
-
-
-def shared_trunk(reward: nn.Module, policy: nn.Module) -> SharedTrunk | None:
-    """The RM's lower layers that equal the policy's base (embeddings and each decoder layer's weights,
-    LoRA's own left out, compared value for value), or None when its first layer already differs, the
-    RM has no trunk to share, or the two live on different devices."""
-    trunk = getattr(reward, "trunk", None)
-    found = trunk() if trunk is not None else None
-    if found is None or found[1] < 1:
-        return None
-    rm_body, depth = found
-    body, _ = backbone_and_head(policy)
-    if not _is_llama_body(body) or len(body.layers) < depth:
-        return None
-
-    def base_weights(module: nn.Module) -> dict[str, torch.Tensor]:  # LoRA's base_layer under its plain name
-        return {
-            name.replace(".base_layer", ""): p for name, p in module.named_parameters() if "lora_" not in name
-        }
-
-    compared: list[torch.Tensor] = []
-    pairs = [(rm_body.embed_tokens, body.embed_tokens)] + list(zip(rm_body.layers, body.layers, strict=False))
-    shared = -1  # layers equal so far (the embeddings first)
-    for rm_part, part in pairs[: depth + 1]:
-        mine, theirs = base_weights(rm_part), base_weights(part)
-        if mine.keys() != theirs.keys() or not all(
-            mine[k].device == theirs[k].device and torch.equal(mine[k], theirs[k]) for k in mine
-        ):
-            break
-        compared += mine.values()  # the policy's base is frozen (merged_lora restores it bit for bit)
-        shared += 1
-    if shared < depth:
-        return None
-    return SharedTrunk(reward, depth, compared)
-
-
 def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
     """-log sigma(r_chosen - r_rejected), averaged."""
     return -F.logsigmoid(chosen - rejected).mean()
@@ -459,9 +358,7 @@ def score_responses(
 ) -> Scores:
     """Score a batch of sampled responses with the RM and the gold judge, the one way the trainer,
     the sampling lab and the world checks all do it. Shapes: (B, P + T) sequences, (B, T) responses.
-
-    ``trunk``: the RM's :class:`SharedTrunk` and the hidden states after its layers over ``sequences``
-    (B, P + T, H), from the reference pass: the RM then runs only the layers above them."""
+    ``trunk``: the RM's shared layers and their output (B, P + T, H): it runs only the layers above."""
     from engine.token_text import decode_responses
 
     judge_texts = decode_responses(policy_tokenizer, response_ids, response_mask)

@@ -94,18 +94,18 @@ def test_a_large_model_takes_only_idle_cores(monkeypatch, load, expected):
     """On 2 cores a large model runs on 2 threads only while the machine is otherwise idle."""
     import torch
 
-    from engine import lab
+    from engine.models import threads
 
     monkeypatch.delenv("WORKBENCH_THREADS", raising=False)
-    monkeypatch.setattr(lab, "SMALL_MODEL_PARAMS", 0)  # the tiny model counts as large here
-    monkeypatch.setattr(lab.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(lab.os, "getloadavg", lambda: (load, load, load))
-    monkeypatch.setattr(lab, "own_load", lambda: 0.0)  # all of it other processes' load
+    monkeypatch.setattr(threads, "SMALL_MODEL_PARAMS", 0)  # the tiny model counts as large here
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(threads, "own_load", lambda: 0.0)  # all of it other processes' load
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        with lab.threads_for(make_llama(len(make_tokenizer()))) as threads:
-            assert threads == expected == torch.get_num_threads()
+        with threads.threads_for(make_llama(len(make_tokenizer()))) as count:
+            assert count == expected == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
 
@@ -114,28 +114,28 @@ def test_a_large_model_takes_only_idle_cores(monkeypatch, load, expected):
 def test_the_load_the_app_makes_itself_leaves_it_its_cores(monkeypatch, load, own, expected):
     """Notches keep the app's own core busy, which lifts the load average to ~1: that load is not
     another process's, so on an otherwise idle 2-core machine the app keeps its 2 threads."""
-    from engine import lab
+    from engine.models import threads
 
-    monkeypatch.setattr(lab.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(lab.os, "getloadavg", lambda: (load, load, load))
-    monkeypatch.setattr(lab, "own_load", lambda: own)
-    assert lab.idle_cores() == expected
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(threads, "own_load", lambda: own)
+    assert threads.idle_cores() == expected
 
 
 def test_own_load_is_this_processes_cpu_seconds_per_second(monkeypatch):
-    from engine import lab
+    from engine.models import threads
 
     clock = {"wall": 1000.0, "cpu": 50.0}
-    monkeypatch.setattr(lab.time, "monotonic", lambda: clock["wall"])
-    monkeypatch.setattr(lab.time, "process_time", lambda: clock["cpu"])
-    monkeypatch.setattr(lab, "_CPU_SAMPLES", lab.deque())
-    assert lab.own_load() == 0.0  # nothing to compare with yet
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(threads.time, "process_time", lambda: clock["cpu"])
+    monkeypatch.setattr(threads, "_CPU_SAMPLES", threads.deque())
+    assert threads.own_load() == 0.0  # nothing to compare with yet
     clock.update(wall=1030.0, cpu=80.0)  # one core busy for 30 s
-    assert lab.own_load() == pytest.approx(1.0)
+    assert threads.own_load() == pytest.approx(1.0)
     clock.update(wall=1100.0, cpu=85.0)  # then mostly idle: from the newest sample >= 60 s old
-    assert lab.own_load() == pytest.approx((85.0 - 80.0) / 70.0)
+    assert threads.own_load() == pytest.approx((85.0 - 80.0) / 70.0)
     clock.update(wall=1200.0, cpu=86.0)
-    assert lab.own_load() == pytest.approx((86.0 - 85.0) / 100.0)
+    assert threads.own_load() == pytest.approx((86.0 - 85.0) / 100.0)
 
 
 def test_re_scoring_runs_on_the_threads_the_batch_was_sampled_on(stand_in, monkeypatch):

@@ -1,5 +1,5 @@
-"""An RM on the policy's own base scores from the reference pass's hidden states (engine.reward.
-SharedTrunk): the same scores as the RM's own forward, the same reference log-probs, and no sharing
+"""An RM on the policy's own base scores from the reference pass's hidden states (engine.models.
+trunk.SharedTrunk): the same scores as the RM's own forward, the same reference log-probs, and no sharing
 where the weights differ or have changed since."""
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import torch
 from engine.config import SamplingConfig
 from engine.lab import SamplingLab
 from engine.models import LoadedModel, attach_lora, load_causal_lm, reference_mode
+from engine.models.trunk import shared_trunk
 from engine.ppo.build import PromptItem
 from engine.ppo.rollout import policy_forward, reference_pass, rollout
 from engine.ppo.steps import PhaseTimer
 from engine.ppo.trainer import PPOTrainer
-from engine.reward import AdapterRewardModel, AdapterRMSettings, SequenceClassifierRM, shared_trunk
+from engine.reward import AdapterRewardModel, AdapterRMSettings, SequenceClassifierRM
 from engine.sampling import encode_prompts, generate
 from tests.ppo_fixtures import one_thread, tiny_config  # noqa: F401 (autouse: one torch thread)
 
@@ -70,7 +71,7 @@ def test_shared_trunk_scores_equal_the_rms_own(tiny_llama_dir, kind):
     trunk = shared_trunk(rm, policy)
     assert trunk is not None and trunk.layers == (1 if kind == "adapter" else 2)
     ro = _rollout(policy, tok)
-    logprobs, hidden = reference_pass(policy, ro, keep_layers=trunk.layers)
+    logprobs, hidden = reference_pass(policy, ro, trunk=trunk)
     assert hidden.shape == (*ro.sequences.shape, 32)
 
     own = rm(ro.sequences, ro.attention_mask)  # (B,)

@@ -11,7 +11,7 @@ the engine's scalar value head on the policy's hidden states, TRL's a second seq
 the same weights, trained in full. 3 iterations per side by default, the first a warm-up.
 
 The engine's RM scores from the reference pass's hidden states where its layers are the policy base's
-(:class:`engine.reward.SharedTrunk`): this classifier shares all 30 and runs only its norm and head;
+(:class:`engine.models.trunk.SharedTrunk`): this classifier shares all 30 and runs only its norm and head;
 the real world's RM (LoRA on its top 4 layers) would run those 4.
 
 Measured (2-core AMD EPYC, AVX2 only, 1 thread each side, 2026-12-06): 9.50 s vs TRL's 17.00 s per

@@ -14,6 +14,7 @@ from torch import nn
 
 from engine.config import SamplingConfig
 from engine.models import backbone_and_head, merged_lora, reference_mode
+from engine.models.trunk import SharedTrunk
 from engine.ops import entropy_from_logits, position_ids_of, scale_logits, selective_log_softmax
 from engine.sampling import Generation, TokenSignals, generate, token_signals
 
@@ -207,23 +208,24 @@ def reference_logprobs(model: nn.Module, batch: Rollout, chunk: int = 16) -> tor
 
 @torch.no_grad()
 def reference_pass(
-    model: nn.Module, batch: Rollout, chunk: int = 16, *, keep_layers: int | None = None
+    model: nn.Module, batch: Rollout, chunk: int = 16, *, trunk: SharedTrunk | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(:func:`reference_logprobs` (B, T), the hidden states after the body's first ``keep_layers``
-    decoder layers over the whole sequences (B, P + T, H), or None without ``keep_layers``).
+    """(:func:`reference_logprobs` (B, T), the output of an RM's ``trunk`` layers, the body's first
+    ``trunk.layers``, over the whole sequences (B, P + T, H), or None without a trunk or with one no
+    longer intact).
 
     The kept states are what an RM built on the same base computes in those layers
-    (:class:`engine.reward.SharedTrunk`). They need the sequences' last position too, which the
+    (:class:`engine.models.trunk.SharedTrunk`). They need the sequences' last position too, which the
     log-probs do not: the body then runs on a pad column more (masked, its log-prob dropped).
     """
     sequences, attention, P = batch.sequences, batch.attention_mask, batch.prompt_ids.shape[1]
     kept: list[torch.Tensor] = []
     hook = None
-    if keep_layers is not None:
+    if trunk is not None and trunk.intact():
         body, _ = backbone_and_head(model)
         pad = torch.zeros_like(sequences[:, :1])  # (B, 1): policy_forward drops the last column
         sequences, attention = torch.cat([sequences, pad], 1), torch.cat([attention, pad.bool()], 1)
-        hook = body.layers[keep_layers - 1].register_forward_hook(
+        hook = body.layers[trunk.layers - 1].register_forward_hook(
             lambda _module, _inputs, out: kept.append(out[0] if isinstance(out, tuple) else out)
         )
     try:

@@ -30,6 +30,7 @@ from engine.models import (
     fuse_activations,
     hidden_size,
 )
+from engine.models.trunk import shared_trunk
 from engine.ops import masked_mean, whiten
 from engine.ppo.advantages import gae
 from engine.ppo.checkpoints import load_checkpoint, save_checkpoint
@@ -43,7 +44,7 @@ from engine.ppo.rm_refresh import RMRefresh
 from engine.ppo.rollout import Rollout, ScoredRollout, reference_pass, rollout, token_entropy
 from engine.ppo.steps import PhaseTimer, StepResult, probe_set, step_seed
 from engine.ppo.update import TrainingDiverged, UpdateBatch, group_update, is_finite, ppo_update
-from engine.reward import Judge, same_vocabulary, score_responses, shared_trunk
+from engine.reward import Judge, same_vocabulary, score_responses
 from engine.sampling import chat_prompts, encode_prompts
 from engine.store import ENTROPY_AFTER_UPDATE, ENTROPY_BEFORE_UPDATE, RunWriter
 
@@ -90,11 +91,8 @@ class PPOTrainer:
         self.base_precision = effective_precision(config.ppo.base_precision, self.device)
         if self.base_precision != "fp32":
             frozen_matmuls_in_bf16(self.model, self.base_precision)
-        # An RM on the policy's own base runs its lower layers on the reference pass's hidden states
-        # (on SmolLM2 the real RM's 26 of 30 layers): not with a bf16 base, whose reference differs.
-        self.trunk = None
-        if self.base_precision == "fp32" and same_vocabulary(self.tokenizer, reward.tokenizer):
-            self.trunk = shared_trunk(reward.model, self.model)
+        same_base = self.base_precision == "fp32" and same_vocabulary(self.tokenizer, reward.tokenizer)
+        self.trunk = shared_trunk(reward.model, self.model) if same_base else None  # the RM's base layers
         if value_head is None and config.uses_value_head:
             torch.manual_seed(config.run.seed)
             value_head = ValueHead(hidden_size(self.model))
@@ -154,15 +152,11 @@ class PPOTrainer:
         with timer("rollout"):
             ro = self.sample(texts, sampling, generator)
         with timer("score"):
-            trunk = self.trunk if with_reference and self.trunk is not None and self.trunk.intact() else None
-            ref_logprobs, hidden = (  # (B, T), the RM's shared layers' output (B, P + T, H) or None
-                reference_pass(self.model, ro, keep_layers=trunk and trunk.layers)
-                if with_reference
-                else (None, None)
-            )
+            ref_logprobs, hidden = (reference_pass(self.model, ro, trunk=self.trunk)  # (B, T), (B, P + T, H)
+                                    if with_reference else (None, None))  # fmt: skip
             scored = score_responses(
                 self.tokenizer, ro.sequences, ro.attention_mask, ro.response_ids, ro.response_mask, texts,
-                reward=self.reward, judge=self.judge, trunk=(trunk, hidden) if trunk is not None else None,
+                reward=self.reward, judge=self.judge, trunk=(self.trunk, hidden) if hidden is not None else None,
             )  # fmt: skip
         kl = None
         if ref_logprobs is not None:

@@ -127,7 +127,7 @@ class LlamaDecoder:
 
     def keep_layer_output(self, layers: int) -> None:
         """From now on keep the output of the first ``layers`` layers at each position (:attr:`kept`):
-        what a reward model on the same base computes there (:class:`engine.reward.SharedTrunk`)."""
+        what a reward model on the same base computes there (:class:`engine.models.trunk.SharedTrunk`)."""
         batch, slots = self.key_mask.shape
         self.kept_layers = layers
         self.kept = torch.zeros(
