@@ -16,8 +16,8 @@ the real world's RM (LoRA on its top 4 layers) would run those 4.
 
 Measured (2-core AMD EPYC, AVX2 only, 1 thread each side, 2026-12-06): 9.50 s vs TRL's 17.00 s per
 iteration (0.56x), peak RSS 2063 vs 4279 MB (load 2.1-2.3); with the shared trunk and the lean
-decoder's prepacked matmuls 8.33 s vs 19.67 s (0.42x; CPU seconds 7.52 vs 17.97), peak RSS 2473 vs
-4277 MB (load 3.1-3.5).
+decoder's prepacked matmuls 8.10 s vs 18.22 s (0.44x), peak RSS 2476 vs 4162 MB (load 0.8-1.0; another
+run 8.33 vs 19.67 s, 0.42x, at load 3.1-3.5).
 """
 
 from __future__ import annotations
