@@ -8,11 +8,9 @@ slider back to an earlier value returns the same samples instantly (the seed is 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,6 +22,8 @@ from engine.analysis.entropy_dynamics import entropy_distribution, top_entropy_t
 from engine.config import ConfigError, SamplingConfig, validate_prompt
 from engine.models import LoadedModel, load_causal_lm
 from engine.models.gguf_cache import cache_problem, gguf_path, named_source
+from engine.models.threads import threads_for, using_threads
+from engine.models.trunk import SharedTrunk, shared_trunk
 from engine.paths import model_cache_dir
 from engine.real_world import Task
 from engine.real_world.world import load_real_world
@@ -46,10 +46,6 @@ TOP_P_GRID = (0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 MIN_P_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 SWEEP_GRIDS = {"temperature": TEMPERATURE_GRID, "top_p": TOP_P_GRID, "min_p": MIN_P_GRID}
 """The sampling parameters the lab sweeps, each with its grid."""
-# Below this size a CPU forward pass is too small to split across threads: thread synchronisation
-# costs more than the work (16 x 32 tokens on a tiny GPT-2, 2 shared cores: 50 ms on 1 thread,
-# 300 ms to 5 s on 2 threads depending on the machine's load).
-SMALL_MODEL_PARAMS = 30_000_000
 
 ProgressFn = Callable[[float, str], None]
 
@@ -82,41 +78,6 @@ def real_rm_source() -> str | None:
         return load_real_world().require_rm()
     except ConfigError:
         return None
-
-
-@contextlib.contextmanager
-def threads_for(model: torch.nn.Module) -> Iterator[int]:
-    """Run a model's CPU work on the threads it can use, restoring the setting after; yields the count.
-
-    A small model: one thread. A large one (SmolLM2): torch's threads only as far as the machine has
-    idle cores for them (:func:`idle_cores`), else fewer, down to one. Why: a thread that another process
-    keeps off its core stalls every parallel op of the others at its barrier; measured on the 2-core
-    EPYC at load ~3.6, sampling 16 x 32 tokens of SmolLM2 took 123 s on 2 threads (119 CPU seconds,
-    mostly waiting at barriers) and ~10 s on 1. ``WORKBENCH_THREADS`` (set by the user) wins.
-    """
-    on_cpu = next(model.parameters()).device.type == "cpu"
-    small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
-    wanted = torch.get_num_threads()
-    if on_cpu and not os.environ.get("WORKBENCH_THREADS"):
-        wanted = 1 if small else max(1, min(wanted, idle_cores()))
-    with using_threads(wanted):
-        yield wanted
-
-
-@contextlib.contextmanager
-def using_threads(count: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``count`` inside, restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def idle_cores() -> int:
-    """Cores not busy with other work: the core count less the 1-minute load average, rounded down."""
-    return int((os.cpu_count() or 1) - os.getloadavg()[0])
 
 
 def reference_config(config: SamplingConfig) -> SamplingConfig:
@@ -252,11 +213,13 @@ def sample_batch(
     n_samples: int,
     seed: int,
     on_step: Callable[[int, int], None] | None = None,
+    keep_layers: int | None = None,
 ) -> LabBatch:
     """``n_samples`` responses for each prompt in one batched generation, with a fixed seed.
 
     A chat model reads each prompt as a user turn of its chat template (as PPO samples it); the batch
-    keeps the user's text.
+    keeps the user's text. ``keep_layers``: the generation keeps those layers' output for an RM that
+    shares them (:attr:`engine.sampling.Generation.trunk_hidden`, used once by :func:`score_batch`).
     """
     if n_samples < 1:
         raise ConfigError(f"number of samples must be >= 1, got {n_samples}")
@@ -266,7 +229,7 @@ def sample_batch(
     texts = chat_prompts(tok, [prompts[i] for i in rows])
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
     with threads_for(loaded.model) as threads:
-        gen = generate_from_texts(loaded, texts, config, generator, on_step=on_step)
+        gen = generate_from_texts(loaded, texts, config, generator, on_step=on_step, keep_layers=keep_layers)
     gen.logits = gen.logits.cpu()  # the view only re-scores these; keep accelerator memory free
     response_ids = gen.response_ids.tolist()
     keep = gen.response_mask.tolist()
@@ -290,14 +253,21 @@ def sample_batch(
 
 @torch.no_grad()
 def score_batch(
-    batch: LabBatch, tokenizer, reward_model: LoadedModel | None, judge: Judge | None
+    batch: LabBatch,
+    tokenizer,
+    reward_model: LoadedModel | None,
+    judge: Judge | None,
+    trunk: SharedTrunk | None = None,
 ) -> LabBatch:
-    """Fill in RM scores and gold scores of the batch's responses (as PPO scores them)."""
+    """Fill in RM scores and gold scores of the batch's responses (as PPO scores them). With the RM's
+    ``trunk`` and the layers' output the generation kept, the RM runs only the layers above them."""
     gen = batch.generation
+    shared = (trunk, gen.trunk_hidden) if trunk is not None and gen.trunk_hidden is not None else None
     scored = score_responses(
         tokenizer, gen.sequences, gen.attention_mask, gen.response_ids, gen.response_mask,
-        [batch.prompts[i] for i in batch.prompt_index], reward=reward_model, judge=judge,
+        [batch.prompts[i] for i in batch.prompt_index], reward=reward_model, judge=judge, trunk=shared,
     )  # fmt: skip
+    gen.trunk_hidden = None  # used once: not kept in the lab's cache of batches
     if scored.reward is not None:
         batch.rewards = scored.reward.cpu().numpy()
     if scored.gold is not None:
@@ -327,6 +297,7 @@ class SamplingLab:
         self.cache_bytes = cache_bytes
         self._models: dict[str, LoadedModel] = {}
         self._reward_models: dict[str, LoadedModel] = {}
+        self._trunks: dict[tuple[str, str | None], SharedTrunk | None] = {}
         self._batches: OrderedDict[tuple, LabBatch] = OrderedDict()
         self._lock = threading.RLock()
 
@@ -368,14 +339,30 @@ class SamplingLab:
                 self._batches.move_to_end(key)
                 return self._batches[key]
             loaded = self.model(source)
-            batch = sample_batch(loaded, prompts, config, n_samples=n_samples, seed=seed, on_step=on_step)
             reward_source, judge = self.scorers(source, loaded, prompts, reward_source)
             rm = self.reward_model(reward_source) if reward_source else None
+            trunk = self.shared_trunk(source, loaded, reward_source, rm)
+            batch = sample_batch(
+                loaded, prompts, config, n_samples=n_samples, seed=seed, on_step=on_step,
+                keep_layers=trunk.layers if trunk is not None else None,
+            )  # fmt: skip
             with threads_for(loaded.model):
-                score_batch(batch, loaded.tokenizer, rm, judge)
+                score_batch(batch, loaded.tokenizer, rm, judge, trunk)
             self._batches[key] = batch
             self._evict()
             return batch
+
+    def shared_trunk(
+        self, source: str, loaded: LoadedModel, reward_source: str | None, rm: LoadedModel | None
+    ) -> SharedTrunk | None:
+        """The RM's layers that are the sampled model's own (the real RM on ``smollm2``: 26 of 30), so
+        that sampling keeps their output and the RM runs only the layers above; checked once per pair."""
+        if rm is None or not same_vocabulary(loaded.tokenizer, rm.tokenizer):
+            return None
+        key = (source, reward_source)
+        if key not in self._trunks or not (self._trunks[key] is None or self._trunks[key].intact()):
+            self._trunks[key] = shared_trunk(rm.model, loaded.model)
+        return self._trunks[key]
 
     def scorers(
         self, source: str, loaded: LoadedModel, prompts: list[str], reward_source: str | None

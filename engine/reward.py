@@ -31,6 +31,7 @@ from engine.models import (
     load_tokenizer,
     resolve_source,
 )
+from engine.models.trunk import SharedTrunk
 from engine.ops import masked_mean, position_ids_of
 from engine.sampling import chat_prompts, check_fits_context, pad_right
 
@@ -353,14 +354,19 @@ def score_responses(
     *,
     reward: LoadedModel | None,
     judge: Judge | None,
+    trunk: tuple[SharedTrunk, torch.Tensor] | None = None,
 ) -> Scores:
     """Score a batch of sampled responses with the RM and the gold judge, the one way the trainer,
-    the sampling lab and the world checks all do it. Shapes: (B, P + T) sequences, (B, T) responses."""
+    the sampling lab and the world checks all do it. Shapes: (B, P + T) sequences, (B, T) responses.
+    ``trunk``: the RM's shared layers and their output (B, P + T, H): it runs only the layers above."""
     from engine.token_text import decode_responses
 
     judge_texts = decode_responses(policy_tokenizer, response_ids, response_mask)
     rm = None
-    if reward is not None and same_vocabulary(policy_tokenizer, reward.tokenizer):
+    if reward is not None and trunk is not None:
+        shared, hidden = trunk
+        rm = shared.score(hidden, sequences.to(hidden.device), attention_mask.to(hidden.device))
+    elif reward is not None and same_vocabulary(policy_tokenizer, reward.tokenizer):
         # The sampled ids, exactly as generated.
         with torch.no_grad():
             rm = reward.model(sequences.to(reward.device), attention_mask.to(reward.device)).float()

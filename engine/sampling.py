@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from engine.config import ConfigError, SamplingConfig
-from engine.models.decoders import decoder_for
+from engine.models.decoders import LlamaDecoder, decoder_for
 from engine.ops import (
     masked_mean,
     position_ids_of,
@@ -218,6 +218,9 @@ class Generation:
     has_eos: torch.Tensor  # (B,) bool
     config: SamplingConfig
     hidden: torch.Tensor | None = None  # (B, T, H) last hidden states, when asked for
+    # (B, P + T, H) the output of the body's first ``keep_layers`` layers at every position, when asked
+    # for and the decoder keeps it (the lean Llama one): an RM on the same base starts from it
+    trunk_hidden: torch.Tensor | None = None
 
     @property
     def sequences(self) -> torch.Tensor:
@@ -330,11 +333,14 @@ def generate(
     pad_token_id: int,
     generator: torch.Generator | None = None,
     keep_hidden: bool = False,
+    keep_layers: int | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> Generation:
     """Sample responses with a KV cache, keeping each position's raw logits for the signals.
 
     ``on_step(done, total)`` is called after each generated position (progress bars for big models).
+    ``keep_layers``: keep the output of the body's first that many layers at every position of prompt
+    + response (:attr:`Generation.trunk_hidden`), where the decoder can (the lean Llama one; else None).
 
     A hand-written loop rather than ``model.generate``: it returns the unprocessed logits of every
     step (needed for all signals and for temperature-consistent log-probs) with no extra forward
@@ -347,6 +353,9 @@ def generate(
     batch = prompt_ids.shape[0]
     position_ids = position_ids_of(prompt_mask)
     decoder = decoder_for(model, prompt_mask, config.max_new_tokens, keep_hidden=keep_hidden)
+    keeps = keep_layers is not None and isinstance(decoder, LlamaDecoder)
+    if keeps:
+        decoder.keep_layer_output(keep_layers)
     logits, hidden = decoder.prefill(prompt_ids, position_ids)  # (B, V), (B, H) or None
     next_position = position_ids[:, -1:] + 1
     step_logits, step_hidden, tokens = [], [], []
@@ -373,6 +382,8 @@ def generate(
             break
         logits, hidden = decoder.step(token, next_position)
         next_position = next_position + 1
+    if keeps:
+        decoder.finish(token, next_position)
     return Generation(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,
@@ -382,6 +393,7 @@ def generate(
         has_eos=has_eos,
         config=config,
         hidden=torch.stack(step_hidden, 1) if keep_hidden else None,
+        trunk_hidden=decoder.kept[:, : prompt_ids.shape[1] + len(tokens)] if keeps else None,
     )
 
 

@@ -26,8 +26,7 @@ with st.sidebar:
     st.header("Model and prompts")
     source = inputs.model_picker(world, key="lab_model")
     prompts = inputs.prompt_picker(world, key="lab", real=inputs.is_real(source))
-    n_samples = st.slider("Samples per prompt", 4, 64, step=4, key=inputs.default("lab_n", 16))
-    max_new_tokens = st.slider("Max new tokens", 4, 64, step=4, key=inputs.default("lab_max_new_tokens", 32))
+    n_samples, max_new_tokens = inputs.length_sliders(real=inputs.is_real(source))
     seed = int(st.number_input("Random seed", 0, 2**31 - 1, key=inputs.default("lab_seed", 0)))
     reward_source = st.text_input(
         "Reward model (optional)",

@@ -76,12 +76,14 @@ def test_lab_page_on_smollm2_says_which_release(stand_in):
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.run()
     assert not at.exception, at.exception
+    assert at.slider(key="lab_n").value == 16  # the world's model
     at.radio(key="lab_model_kind").set_value("Real chat model")
-    at.slider(key="lab_n").set_value(4)
-    at.slider(key="lab_max_new_tokens").set_value(4)
     at.run()
     assert not at.exception, at.exception
+    # a real model's own length sliders, at their smaller defaults, said under them
+    assert (at.slider(key="lab_n_real").value, at.slider(key="lab_max_new_tokens_real").value) == (8, 24)
     captions = " ".join(c.value for c in at.caption)
+    assert "8 samples x 24 new tokens by default" in captions
     assert "Q4_1 GGUF release" in captions and "chat template" in captions
     assert at.multiselect(key="lab_real_prompts").value[0] in real_tasks()
     assert not needs_conversion("smollm2")
@@ -92,19 +94,48 @@ def test_a_large_model_takes_only_idle_cores(monkeypatch, load, expected):
     """On 2 cores a large model runs on 2 threads only while the machine is otherwise idle."""
     import torch
 
-    from engine import lab
+    from engine.models import threads
 
     monkeypatch.delenv("WORKBENCH_THREADS", raising=False)
-    monkeypatch.setattr(lab, "SMALL_MODEL_PARAMS", 0)  # the tiny model counts as large here
-    monkeypatch.setattr(lab.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(lab.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(threads, "SMALL_MODEL_PARAMS", 0)  # the tiny model counts as large here
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(threads, "own_load", lambda: 0.0)  # all of it other processes' load
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        with lab.threads_for(make_llama(len(make_tokenizer()))) as threads:
-            assert threads == expected == torch.get_num_threads()
+        with threads.threads_for(make_llama(len(make_tokenizer()))) as count:
+            assert count == expected == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("load", "own", "expected"), [(1.0, 1.0, 2), (1.9, 1.0, 1), (0.9, 0.0, 1)])
+def test_the_load_the_app_makes_itself_leaves_it_its_cores(monkeypatch, load, own, expected):
+    """Notches keep the app's own core busy, which lifts the load average to ~1: that load is not
+    another process's, so on an otherwise idle 2-core machine the app keeps its 2 threads."""
+    from engine.models import threads
+
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(threads, "own_load", lambda: own)
+    assert threads.idle_cores() == expected
+
+
+def test_own_load_is_this_processes_cpu_seconds_per_second(monkeypatch):
+    from engine.models import threads
+
+    clock = {"wall": 1000.0, "cpu": 50.0}
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(threads.time, "process_time", lambda: clock["cpu"])
+    monkeypatch.setattr(threads, "_CPU_SAMPLES", threads.deque())
+    assert threads.own_load() == 0.0  # nothing to compare with yet
+    clock.update(wall=1030.0, cpu=80.0)  # one core busy for 30 s
+    assert threads.own_load() == pytest.approx(1.0)
+    clock.update(wall=1100.0, cpu=85.0)  # then mostly idle: from the newest sample >= 60 s old
+    assert threads.own_load() == pytest.approx((85.0 - 80.0) / 70.0)
+    clock.update(wall=1200.0, cpu=86.0)
+    assert threads.own_load() == pytest.approx((86.0 - 85.0) / 100.0)
 
 
 def test_re_scoring_runs_on_the_threads_the_batch_was_sampled_on(stand_in, monkeypatch):

@@ -98,6 +98,29 @@ def is_real(source: str | None) -> bool:
     return source is not None and named_source(source) is not None
 
 
+# (samples per prompt, max new tokens) by default. A real model's decode on CPU streams all its weights
+# once per token step, whatever the batch (SmolLM2: ~0.1 s per step at 8 or 16 rows, one thread), so a
+# notch costs about its token steps: its own defaults keep one to a few seconds.
+LENGTH_DEFAULTS = (16, 32)
+REAL_LENGTH_DEFAULTS = (8, 24)
+
+
+def length_sliders(*, real: bool) -> tuple[int, int]:
+    """Samples per prompt and max new tokens; a real model's sliders have their own keys and smaller
+    defaults (:data:`REAL_LENGTH_DEFAULTS`), said under them."""
+    suffix, (samples, tokens) = ("_real", REAL_LENGTH_DEFAULTS) if real else ("", LENGTH_DEFAULTS)
+    n_samples = st.slider("Samples per prompt", 4, 64, step=4, key=default(f"lab_n{suffix}", samples))
+    max_new_tokens = st.slider(
+        "Max new tokens", 4, 64, step=4, key=default(f"lab_max_new_tokens{suffix}", tokens)
+    )
+    if real:
+        st.caption(
+            f"A real model samples on the CPU here: {samples} samples x {tokens} new tokens by default, so "
+            "that a slider notch re-samples in a few seconds; raise them for steadier means."
+        )
+    return n_samples, max_new_tokens
+
+
 def real_model_caption(source: str) -> None:
     """Which release a real model is, and that the chat template is applied (nothing for other models)."""
     if is_real(source):

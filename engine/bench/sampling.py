@@ -71,10 +71,10 @@ def main(args: argparse.Namespace) -> int:
 
     from engine.bench.grpo import cpu_model
     from engine.config import ConfigError, SamplingConfig
-    from engine.lab import SMALL_MODEL_PARAMS, threads_for
     from engine.models import load_causal_lm, set_threads_from_env
     from engine.models.gguf_cache import describe_source
     from engine.models.precision import cpu_kind
+    from engine.models.threads import SMALL_MODEL_PARAMS, threads_for
     from engine.sampling import chat_prompts, encode_prompts, generate_encoded
 
     if args.threads is not None and args.threads < 1:

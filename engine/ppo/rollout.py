@@ -14,6 +14,7 @@ from torch import nn
 
 from engine.config import SamplingConfig
 from engine.models import backbone_and_head, merged_lora, reference_mode
+from engine.models.trunk import SharedTrunk
 from engine.ops import entropy_from_logits, position_ids_of, scale_logits, selective_log_softmax
 from engine.sampling import Generation, TokenSignals, generate, token_signals
 
@@ -207,10 +208,42 @@ def reference_logprobs(model: nn.Module, batch: Rollout, chunk: int = 16) -> tor
 
     Runs ``chunk`` sequences at a time: bounded memory, and the matmuls keep the minibatch's shape.
     """
+    return reference_pass(model, batch, chunk)[0]
+
+
+@torch.no_grad()
+def reference_pass(
+    model: nn.Module, batch: Rollout, chunk: int = 16, *, trunk: SharedTrunk | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(:func:`reference_logprobs` (B, T), the output of an RM's ``trunk`` layers, the body's first
+    ``trunk.layers``, over the whole sequences (B, P + T, H), or None without a trunk or with one no
+    longer intact).
+
+    The kept states are what an RM built on the same base computes in those layers
+    (:class:`engine.models.trunk.SharedTrunk`). They need the sequences' last position too, which the
+    log-probs do not: the body then runs on a pad column more (masked, its log-prob dropped).
+    """
     sequences, attention, P = batch.sequences, batch.attention_mask, batch.prompt_ids.shape[1]
-    with reference_mode(model):
-        parts = [
-            policy_forward(model, sequences[i : i + chunk], attention[i : i + chunk], P, batch.temperature)[0]
-            for i in range(0, sequences.shape[0], chunk)
-        ]
-    return torch.cat(parts).masked_fill(~batch.response_mask, 0.0)  # (B, T)
+    kept: list[torch.Tensor] = []
+    hook = None
+    if trunk is not None and trunk.intact():
+        body, _ = backbone_and_head(model)
+        pad = torch.zeros_like(sequences[:, :1])  # (B, 1): policy_forward drops the last column
+        sequences, attention = torch.cat([sequences, pad], 1), torch.cat([attention, pad.bool()], 1)
+        hook = body.layers[trunk.layers - 1].register_forward_hook(
+            lambda _module, _inputs, out: kept.append(out[0] if isinstance(out, tuple) else out)
+        )
+    try:
+        with reference_mode(model):
+            parts = [
+                policy_forward(
+                    model, sequences[i : i + chunk], attention[i : i + chunk], P, batch.temperature
+                )[0]
+                for i in range(0, sequences.shape[0], chunk)
+            ]
+    finally:
+        if hook is not None:
+            hook.remove()
+    T = batch.response_mask.shape[1]
+    logprobs = torch.cat(parts)[:, :T].masked_fill(~batch.response_mask, 0.0)  # (B, T)
+    return logprobs, torch.cat(kept) if kept else None

@@ -30,6 +30,7 @@ from engine.models import (
     fuse_activations,
     hidden_size,
 )
+from engine.models.trunk import shared_trunk
 from engine.ops import masked_mean, whiten
 from engine.ppo.advantages import gae
 from engine.ppo.checkpoints import load_checkpoint, save_checkpoint
@@ -40,10 +41,10 @@ from engine.ppo.metrics import objective_metrics, probe_metrics, rollout_rows
 from engine.ppo.prompt_selection import choose_prompts
 from engine.ppo.rewards import kl_controller, kl_per_token, process_scores, shaped_rewards
 from engine.ppo.rm_refresh import RMRefresh
-from engine.ppo.rollout import Rollout, ScoredRollout, reference_logprobs, rollout, token_entropy
+from engine.ppo.rollout import Rollout, ScoredRollout, reference_pass, rollout, token_entropy
 from engine.ppo.steps import PhaseTimer, PromptOrder, StepResult, probe_set, step_seed
 from engine.ppo.update import TrainingDiverged, UpdateBatch, group_update, is_finite, ppo_update
-from engine.reward import Judge, score_responses
+from engine.reward import Judge, same_vocabulary, score_responses
 from engine.sampling import chat_prompts, encode_prompts
 from engine.store import ENTROPY_AFTER_UPDATE, ENTROPY_BEFORE_UPDATE, RunWriter
 
@@ -93,6 +94,9 @@ class PPOTrainer:
         self.base_precision = effective_precision(config.ppo.base_precision, self.device)
         if self.base_precision != "fp32":
             frozen_matmuls_in_bf16(self.model, self.base_precision)
+        same_base = (reward is not None and self.base_precision == "fp32"
+                     and same_vocabulary(self.tokenizer, reward.tokenizer))  # fmt: skip
+        self.trunk = shared_trunk(reward.model, self.model) if same_base else None  # the RM's base layers
         if value_head is None and config.uses_value_head:
             torch.manual_seed(config.run.seed)
             value_head = ValueHead(hidden_size(self.model))
@@ -152,10 +156,11 @@ class PPOTrainer:
         with timer("rollout"):
             ro = self.sample(texts, sampling, generator)
         with timer("score"):
-            ref_logprobs = reference_logprobs(self.model, ro) if with_reference else None  # (B, T)
+            ref_logprobs, hidden = (reference_pass(self.model, ro, trunk=self.trunk)  # (B, T), (B, P + T, H)
+                                    if with_reference else (None, None))  # fmt: skip
             scored = score_responses(
                 self.tokenizer, ro.sequences, ro.attention_mask, ro.response_ids, ro.response_mask, texts,
-                reward=self.reward, judge=self.judge,
+                reward=self.reward, judge=self.judge, trunk=(self.trunk, hidden) if hidden is not None else None,
             )  # fmt: skip
         kl = None
         if ref_logprobs is not None:

@@ -3,6 +3,8 @@ straight through the layers, keys and values in a cache preallocated for prompt 
 
 from __future__ import annotations
 
+import itertools
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -19,22 +21,27 @@ class LlamaDecoder:
     transformers' per-call work (mask building, cache objects, output dataclasses, the rotary
     module's cos/sin per call, ``repeat_kv``'s copy of the keys and values per layer and step).
 
-    Plain layers (``nn.Linear``, ``LlamaRMSNorm``, ``nn.Embedding``) run as their functional ops; a
-    wrapped one (LoRA, the bf16 path's patched forward, hooks) is called as the module it is; the
-    LM head is always the module. Attention is the one place the arithmetic differs from
-    transformers' SDPA kernel: two batched matmuls with the mask as an additive bias, the query heads
-    of one key/value head stacked as rows (no copies of the keys), so logits agree within float32
-    rounding (~1e-6), not bit for bit (tests/test_llama_decoder.py).
+    Plain layers (``nn.Linear``, ``LlamaRMSNorm``, ``nn.Embedding``) run as their functional ops, the
+    plain linear layers that read one input (q, k, v; gate, up) as one matmul, on CPU on weights
+    prepacked for oneDNN (:func:`_packed`); a wrapped one (LoRA, the bf16 path's patched forward,
+    hooks) is called as the module it is; the LM head's forward hooks always apply. The arithmetic
+    differs from transformers' in two places: the matmuls' kernel on CPU, and attention (two batched
+    matmuls with the mask as an additive bias, the query heads of one key/value head stacked as rows,
+    no copies of the keys, against the SDPA kernel), so logits agree within float32 rounding (~1e-6),
+    not bit for bit (tests/test_llama_decoder.py).
     """
 
     def __init__(self, body: nn.Module, head: nn.Module, key_mask: torch.Tensor):
         cfg = body.config
-        self.head = head
+        self.head = _lean_head(head)
         self.key_mask = key_mask  # (B, S) True = a real key: the prompt's mask, then every response slot
         self.next_index = 0  # cache column of the next token
+        self.kept_layers: int | None = None  # keep_layer_output(): whose output to keep
+        self.kept: torch.Tensor | None = None  # (B, S, E): that layer's output at every position
         self.n_head, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.group = self.n_head // self.n_kv  # query heads per key/value head
         self.head_dim = body.layers[0].self_attn.head_dim
+        self.embed_dim = cfg.hidden_size
         self.scale = body.layers[0].self_attn.scaling
         dtype = body.embed_tokens.weight.dtype
         batch, slots = key_mask.shape
@@ -51,21 +58,17 @@ class LlamaDecoder:
         self.cos, self.sin = emb.cos().to(dtype), emb.sin().to(dtype)  # attention_scaling 1 (over())
         self.key_bias = self._bias(key_mask[:, None, :])  # (B * nKV, G, S), for the one-token steps
         self.embed, self.norm = _lean(body.embed_tokens), _lean(body.norm)
-        # per layer: input_layernorm, q, k, v, o, post_attention_layernorm, gate, up, down
+        # per layer: input_layernorm, (q and k side by side, v), o, post_attention_layernorm, (gate, up), down
         self.layers = [
-            tuple(
-                _lean(m)
-                for m in (
-                    layer.input_layernorm,
-                    layer.self_attn.q_proj,
-                    layer.self_attn.k_proj,
-                    layer.self_attn.v_proj,
-                    layer.self_attn.o_proj,
-                    layer.post_attention_layernorm,
-                    layer.mlp.gate_proj,
-                    layer.mlp.up_proj,
-                    layer.mlp.down_proj,
-                )
+            (
+                _lean(layer.input_layernorm),
+                _lean_side_by_side(
+                    layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, groups=(2, 1)
+                ),
+                _lean(layer.self_attn.o_proj),
+                _lean(layer.post_attention_layernorm),
+                _lean_side_by_side(layer.mlp.gate_proj, layer.mlp.up_proj),
+                _lean(layer.mlp.down_proj),
             )
             for layer in body.layers[: cfg.num_hidden_layers]
         ]
@@ -122,8 +125,26 @@ class LlamaDecoder:
         h = self._forward(self.embed(token[:, None]), position, self.key_bias[..., : t + 1])
         return self._out(self.norm(h[:, 0]))
 
+    def keep_layer_output(self, layers: int) -> None:
+        """From now on keep the output of the first ``layers`` layers at each position (:attr:`kept`):
+        what a reward model on the same base computes there (:class:`engine.models.trunk.SharedTrunk`)."""
+        batch, slots = self.key_mask.shape
+        self.kept_layers = layers
+        self.kept = torch.zeros(
+            (batch, slots, self.embed_dim), dtype=self.cos.dtype, device=self.key_mask.device
+        )
+
+    def finish(self, token: torch.Tensor, position: torch.Tensor) -> None:
+        """The last drawn tokens (B,) at positions (B, 1) through the kept layers only: the one position
+        no step computes (nothing follows it), and a reward model reads it."""
+        if self.kept_layers is not None:
+            t = self.next_index
+            self._forward(
+                self.embed(token[:, None]), position, self.key_bias[..., : t + 1], through=self.kept_layers
+            )
+
     def _out(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits (B, V) in float32, hidden (B, E)): the head is always the module (its hooks apply)."""
+        """(logits (B, V) in float32, hidden (B, E)): the head's forward hooks apply (:func:`_lean_head`)."""
         return self.head(hidden).float(), hidden
 
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -137,6 +158,8 @@ class LlamaDecoder:
         positions: torch.Tensor,
         bias: torch.Tensor,
         copy_of: torch.Tensor | None = None,
+        *,
+        through: int | None = None,
     ) -> torch.Tensor:
         """Hidden states (N, L, E) at ``positions`` (N, L), the next L cache columns, through every
         layer (N, L, E), before the final norm; their keys and values written; ``bias``
@@ -144,20 +167,25 @@ class LlamaDecoder:
 
         A step (``copy_of`` None): N = B, the rows of the cache. The prompt pass: h holds each distinct
         prompt once, cache row b takes the keys and values of row ``copy_of[b]`` (B,), and attention
-        runs over the fresh keys and values alone (they are all the cache holds yet)."""
+        runs over the fresh keys and values alone (they are all the cache holds yet).
+
+        With :meth:`keep_layer_output` the input of layer ``kept_layers`` (the output of the layers
+        below it) is kept too; ``through`` set: the pass stops there (:meth:`finish`)."""
         batch, length, _ = h.shape
         t, n_kv, group, dim = self.next_index, self.n_kv, self.group, self.head_dim
         end = t + length
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # (B, 1, L, D)
-        for (keys, values), (norm_1, q_proj, k_proj, v_proj, o_proj, norm_2, gate, up, down) in zip(
-            self.caches, self.layers, strict=True
+        for i, ((keys, values), (norm_1, qkv, o_proj, norm_2, gate_up, down)) in enumerate(
+            zip(self.caches, self.layers, strict=True)
         ):
-            x = norm_1(h)
-            q = self._rotate(
-                q_proj(x).view(batch, length, -1, dim).transpose(1, 2), cos, sin
-            )  # (B, nH, L, D)
-            k = self._rotate(k_proj(x).view(batch, length, n_kv, dim).transpose(1, 2), cos, sin)
-            v = v_proj(x).view(batch, length, n_kv, dim).transpose(1, 2)  # (N, nKV, L, D), as k
+            if i == self.kept_layers:
+                self.kept[:, t:end] = h if copy_of is None else h[copy_of]
+                if through is not None:
+                    break
+            qk, v = qkv(norm_1(h))  # (N, L, (nH + nKV) D): q and k side by side, rotated in one pass
+            qk = self._rotate(qk.view(batch, length, -1, dim).transpose(1, 2), cos, sin)
+            q, k = qk[:, : self.n_head], qk[:, self.n_head :]  # (N, nH, L, D), (N, nKV, L, D)
+            v = v.view(batch, length, n_kv, dim).transpose(1, 2)  # (N, nKV, L, D), as k
             if copy_of is None:
                 keys[:, :, t:end], values[:, :, t:end] = k, v
                 k, v = keys[:, :, :end], values[:, :, :end]  # (B, nKV, end, D), views of the cache
@@ -171,8 +199,11 @@ class LlamaDecoder:
             scores = torch.baddbmm(bias, q, k_t, alpha=self.scale)  # (N * nKV, G * L, end)
             a = torch.bmm(scores.softmax(-1), v_all).view(batch, -1, length, dim)  # (N, nH, L, D)
             h = h + o_proj(a.transpose(1, 2).reshape(batch, length, -1))  # heads side by side
-            x = norm_2(h)
-            h = h + down(F.silu(gate(x)) * up(x))  # LlamaMLP with SiLU
+            gate, up = gate_up(norm_2(h))
+            h = h + down(F.silu(gate) * up)  # LlamaMLP with SiLU
+        else:
+            if self.kept_layers == len(self.layers):
+                self.kept[:, t:end] = h if copy_of is None else h[copy_of]
         self.next_index = end
         return h
 
@@ -231,8 +262,7 @@ def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         return module
     kind = type(module)
     if kind is nn.Linear:
-        weight, bias = module.weight, module.bias
-        return lambda x: F.linear(x, weight, bias)
+        return _lean_side_by_side(module)
     if kind is LlamaRMSNorm:
         weight, eps = module.weight, module.variance_epsilon
 
@@ -243,3 +273,113 @@ def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 
         return rms_norm
     return _lean_gpt2(module)
+
+
+def _lean_side_by_side(
+    *linears: nn.Module, groups: tuple[int, ...] | None = None
+) -> Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]]:
+    """Linear layers that read the same input (q, k, v; gate, up) as one matmul on their weights side
+    by side, prepacked for oneDNN (:func:`_packed`), its output columns split back by ``groups``
+    (layers per output, default one each; (2, 1): q and k side by side, then v): one call instead of
+    three. Where that does not apply (LoRA, the bf16 path, hooks; no oneDNN, a GPU) they run one by
+    one, each as :func:`_lean` runs it, a group's outputs concatenated. One layer: its output itself."""
+    groups = groups or (1,) * len(linears)
+    weights, biases = [m.weight for m in linears], [m.bias for m in linears]
+    plain = all(type(m) is nn.Linear and not _wrapped(m) for m in linears)
+    matmul = _packed(linears[0], weights, biases) if plain else None
+    if matmul is not None and len(linears) == 1:
+        return matmul
+    if matmul is not None:
+        widths = [sum(w.shape[0] for w in part) for part in _parts(weights, groups)]
+        return lambda x: matmul(x).split(widths, dim=-1)
+    lean = [
+        (lambda x, w=m.weight, b=m.bias: F.linear(x, w, b))
+        if type(m) is nn.Linear and not _wrapped(m)
+        else _lean(m)
+        for m in linears
+    ]
+    if len(lean) == 1:
+        return lean[0]
+
+    def one_by_one(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(
+            torch.cat([f(x) for f in part], dim=-1) if len(part) > 1 else part[0](x)
+            for part in _parts(lean, groups)
+        )
+
+    return one_by_one
+
+
+def _parts(items: list, groups: tuple[int, ...]) -> list[list]:
+    """``items`` cut into consecutive parts of ``groups`` sizes."""
+    bounds = list(itertools.accumulate(groups, initial=0))
+    return [items[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def _lean_head(head: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The LM head (a fifth of SmolLM2's decode: 576 x 49152) on its prepacked weight, its forward
+    hooks (the filler-token mask, :func:`engine.models.loading.suppress_filler_tokens`) run on its
+    output as a module call runs them; any other head, or hooks of other kinds, as the module."""
+    from torch.nn.modules import module as torch_module
+
+    if (
+        type(head) is not nn.Linear
+        or "forward" in vars(head)
+        or head._forward_pre_hooks
+        or head._forward_hooks_with_kwargs
+        or head._forward_hooks_always_called
+        or torch_module._global_forward_hooks
+        or torch_module._global_forward_pre_hooks
+    ):
+        return head
+    matmul = _packed(head, [head.weight], [head.bias])
+    if matmul is None:
+        return head
+    hooks = list(head._forward_hooks.values())
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = matmul(x)  # (B, V)
+        for hook in hooks:
+            result = hook(head, (x,), out)
+            out = out if result is None else result
+        return out
+
+    return run
+
+
+# Linear layers' weights (side by side) in oneDNN's blocked layout, by their first module: (each
+# weight's identity and version counter when packed, the packed copy, the bias). Kept while the module
+# lives, so a model pays the packing once, not per generate call.
+_PACKED: weakref.WeakKeyDictionary[nn.Module, tuple[list, torch.Tensor, torch.Tensor | None]] = (
+    weakref.WeakKeyDictionary()
+)
+PACK_ROWS = 16  # oneDNN's layout hint: the decode steps' row count (the lab's and PPO's batches)
+
+
+def _packed(
+    first: nn.Module, weights: list[torch.Tensor], biases: list[torch.Tensor | None]
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """x -> x @ cat(weights).T + cat(biases), on the weights prepacked for oneDNN's matmul, or None
+    where that does not apply (not CPU float32, no oneDNN, biases on some layers only).
+
+    Why: at the decode's row counts (1-64 token rows) MKL's sgemm on an AVX2-only AMD core runs at
+    ~27 GFLOP/s (16 x 576 x 49152), oneDNN's kernels on a prepacked weight at ~30-45. The same sums
+    in another order: outputs agree within float32 rounding (~1e-6 relative), not bit for bit. The
+    packed copy is remade when a weight changes in place (its version counter: a merged LoRA).
+    """
+    if (
+        any(w.device.type != "cpu" or w.dtype != torch.float32 for w in weights)
+        or not torch.backends.mkldnn.is_available()
+        or len({b is None for b in biases}) > 1
+    ):
+        return None
+    stamp = [(id(w), w._version) for w in weights]
+    cached = _PACKED.get(first)
+    if cached is None or cached[0] != stamp:
+        with torch.no_grad():
+            weight = torch.cat([w.detach() for w in weights]) if len(weights) > 1 else weights[0].detach()
+            bias = None if biases[0] is None else torch.cat([b.detach() for b in biases])
+            cached = (stamp, torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS), bias)
+        _PACKED[first] = cached
+    _, packed, bias = cached
+    return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
