@@ -11,7 +11,7 @@ import torch
 import engine.ppo.trainer as trainer_module
 from engine.ppo.build import Sources, build_trainer
 from engine.ppo.config import PPOConfig
-from engine.ppo.rollout import reference_logprobs
+from engine.ppo.rollout import reference_pass
 from engine.reward import load_reward_model
 from engine.store import RunWriter
 from engine.store.reader import store_cursor
@@ -37,9 +37,9 @@ def _run(config: PPOConfig, sources: Sources, run_dir, monkeypatch) -> tuple[lis
 
     def counted(model, batch, *args, **kwargs):
         reference_steps.append(current["step"])
-        return reference_logprobs(model, batch, *args, **kwargs)
+        return reference_pass(model, batch, *args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "reference_logprobs", counted)
+    monkeypatch.setattr(trainer_module, "reference_pass", counted)
     writer = RunWriter.create(run_dir, kind="ppo", config=config.to_dict(), seed=0)
     trainer = build_trainer(config, writer, sources=sources, device="cpu")
     original_iteration = trainer.iteration
