@@ -166,6 +166,14 @@ def test_the_preference_test_set_pairs_held_out_answers_the_checker_orders(tmp_p
         ("What is 2 + 3?", "It is 5.", "six"),
     ]
     assert all(p.gold_chosen > p.gold_rejected for p in pairs)
+    (tmp_path / HELD_OUT_SAMPLES).write_text('{"task_id": "t1", "family": "add-easy"}\n')  # no response
+    with pytest.raises(ConfigError, match="cannot read the real world's preference test set"):
+        load_real_world(tmp_path).preference_test()
+    (tmp_path / HELD_OUT_SAMPLES).write_text(
+        '{"task_id": "t9", "family": "add-easy", "response": "1", "score": 1}\n'
+    )
+    with pytest.raises(ConfigError, match="not held-out tasks"):
+        load_real_world(tmp_path).preference_test()
     (tmp_path / HELD_OUT_SAMPLES).unlink()
     with pytest.raises(ConfigError, match="no preference test set"):
         load_real_world(tmp_path).preference_test()

@@ -86,11 +86,19 @@ class RealWorld:
                 f"the real world has no preference test set ({path}): run `python -m engine real build`"
             )
         by_task: dict[str, list[dict]] = {}
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                by_task.setdefault(row["task_id"], []).append(row)
+        try:
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    by_task.setdefault(row["task_id"], []).append(
+                        {k: row[k] for k in ("family", "response", "score")}
+                    )
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ConfigError(f"cannot read the real world's preference test set {path}: {exc!r}") from None
         prompts = {t.task_id: t.prompt for t in self.tasks.held_out}
+        unknown = sorted(set(by_task) - set(prompts))
+        if unknown:
+            raise ConfigError(f"{path}: answers to tasks that are not held-out tasks: {unknown[:5]}")
         pairs = []
         for task_id, rows in by_task.items():
             for i, a in enumerate(rows):
