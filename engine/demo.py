@@ -76,6 +76,9 @@ class DemoSpec:
 
 def demo_specs() -> list[DemoSpec]:
     default = PPOConfig()
+    smollm2 = preset_config(
+        "smollm2-cpu", families=PPO_FAMILIES, steps=SMOLLM2_STEPS, save_every=SMOLLM2_STEPS, seed=0
+    )
     return [
         DemoSpec(
             "demo-default",
@@ -110,13 +113,7 @@ def demo_specs() -> list[DemoSpec]:
         DemoSpec(
             "demo-smollm2",
             "the same on a real model: PPO on SmolLM2 with a learned RM",
-            preset_config(
-                "smollm2-cpu",
-                families=PPO_FAMILIES,
-                steps=SMOLLM2_STEPS,
-                save_every=SMOLLM2_STEPS,
-                seed=0,
-            ),
+            smollm2,
             keep_every=1,
             real_check=True,
             half_adapter=True,
@@ -124,14 +121,7 @@ def demo_specs() -> list[DemoSpec]:
         DemoSpec(
             "demo-smollm2-checker",
             "the same on a real model with the checker as the reward: what the learned RM costs",
-            preset_config(
-                "smollm2-cpu",
-                reward_model=GOLD_REWARD,
-                families=PPO_FAMILIES,
-                steps=SMOLLM2_STEPS,
-                save_every=SMOLLM2_STEPS,
-                seed=0,
-            ),
+            smollm2.replace(reward_model=GOLD_REWARD),
             keep_every=1,
             real_check=True,
             half_adapter=True,

@@ -212,20 +212,13 @@ def build_real(out_dir: Path, config: RealBuildConfig = RealBuildConfig()) -> di
 
         clock = time.time()
         generator = torch.Generator(device=loaded.device).manual_seed(config.seed)
-        train = sample_answers(
-            loaded,
-            _first_per_family(sets.train, config.rm_train_prompts, config.rm_families),
-            config,
-            generator,
-            "sampling RM data",
-        )
-        held = sample_answers(
-            loaded,
-            _first_per_family(sets.held_out, config.rm_eval_prompts, config.rm_families),
-            config,
-            generator,
-            "sampling held-out answers",
-        )
+        train, held = (
+            sample_answers(loaded, _first_per_family(tasks, n, config.rm_families), config, generator, desc)
+            for tasks, n, desc in (
+                (sets.train, config.rm_train_prompts, "sampling RM data"),
+                (sets.held_out, config.rm_eval_prompts, "sampling held-out answers"),
+            )
+        )  # in this order: one generator, so the same seed gives the same answers
         timings["sampling_s"] = time.time() - clock
         groups = label_pairs(train, config)
         pairs = [pair for group in groups for pair in group]
