@@ -49,3 +49,18 @@ def test_python_m_engine_fails_loudly_on_a_broken_command(tmp_path):
         timeout=120,
     )
     assert out.returncode != 0 and "no_such_command" in out.stderr
+
+
+def test_a_command_registers_only_itself_so_jobs_list_does_not_import_torch(tmp_path):
+    """Registering every command imports what their defaults come from (the world's config pulls
+    torch in: seconds); ``jobs list`` needs none of it."""
+    code = (
+        "import sys; from engine.cli import main; "
+        f"main(['jobs', 'list', '--runs-dir', {str(tmp_path)!r}]); print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert set(cli.build_parser("jobs")._subparsers._group_actions[0].choices) == {"jobs"}  # noqa: SLF001

@@ -1,9 +1,9 @@
 """Command line: ``python -m engine <command> ...`` (contract).
 
 One module per command, each exposing ``register(subparsers)``; :data:`COMMANDS` lists them all and
-:func:`build_parser` registers every one. A command module that fails to import is an error, never a
-command that silently disappears. Command modules keep heavy imports (torch, transformers) inside
-functions, so ``--help`` stays fast.
+:func:`build_parser` registers every one (or only the one a command line names). A command module
+that fails to import is an error, never a command that silently disappears. Command modules keep
+heavy imports (torch, transformers) inside functions where they can.
 """
 
 from __future__ import annotations
@@ -41,21 +41,28 @@ def command_group(
     return parser.add_subparsers(dest=dest, metavar=metavar, required=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or only ``command``'s part when it names one: registering a command
+    can import what its defaults come from (the world's config pulls torch in), and ``jobs list``
+    should not wait seconds for torch it never uses."""
     parser = argparse.ArgumentParser(
         prog="python -m engine",
         description="PPO Entropy Workbench engine: toy world, sampling signals, PPO jobs, benchmarks.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for module_name in COMMANDS.values():
-        importlib.import_module(module_name).register(sub)
+    # every module is imported (cheap), so a broken one fails every command, not just its own
+    modules = {name: importlib.import_module(path) for name, path in COMMANDS.items()}
+    for name in [command] if command in COMMANDS else list(COMMANDS):
+        modules[name].register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # the only top-level options are flags, so the first word that is not one names the command
+    command = next((word for word in argv if not word.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
