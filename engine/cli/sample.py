@@ -36,11 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from engine.lab import SamplingLab, clean_prompts
-    from engine.models.gguf_cache import describe_source
-    from engine.world import try_load_world
-
-    # Validate everything cheap before loading a model.
+    # Validate everything cheap before loading a model, or torch (seconds): a bad setting is said at once.
     config = SamplingConfig(
         temperature=args.temperature,
         top_k=args.top_k,
@@ -48,6 +44,10 @@ def main(args: argparse.Namespace) -> int:
         min_p=args.min_p,
         max_new_tokens=args.max_new_tokens,
     )
+    from engine.lab import SamplingLab, clean_prompts
+    from engine.models.gguf_cache import describe_source
+    from engine.world import try_load_world
+
     prompts = clean_prompts(args.prompt)
     world, _ = try_load_world()
     source = args.model or (world.policy_source() if world else None)
