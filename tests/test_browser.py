@@ -1,4 +1,6 @@
-"""Real-browser smoke test: start the app, open every page in Chromium, fail on any exception box.
+"""Real-browser smoke test: start the app, open every page in Chromium, fail on any exception box or
+on any request to a host but the app's own (nothing leaves the machine: a page icon from
+fonts.gstatic.com once made 16 requests per walk).
 
 Full-page screenshots land in ``test-artifacts/screenshots/`` (gitignored) for a human to look at.
 """
@@ -7,8 +9,9 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from browser_app import serve_app
@@ -21,6 +24,7 @@ pytestmark = pytest.mark.browser
 
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 PAGE_TIMEOUT_S = 120
+LOCAL_SCHEMES = ("data", "blob", "about")  # answered inside the browser, no request leaves it
 
 if not Path(CHROMIUM).is_file():
     pytest.skip(
@@ -69,9 +73,14 @@ def _wait_until_idle(page, timeout_s: float = PAGE_TIMEOUT_S) -> None:
     raise AssertionError(f"page still running after {timeout_s} s")
 
 
-def _open(browser, url: str):
+def _open(browser, url: str, on_request: Callable[[str], None] | None = None):
+    """A new tall page at ``url``, idle; ``on_request`` is told the URL of every request it makes
+    (its web socket's included)."""
     # Streamlit scrolls inside its own container, so a full-page shot only shows the viewport: make it tall.
     page = browser.new_page(viewport={"width": 1500, "height": 2200})
+    if on_request is not None:
+        page.on("request", lambda request: on_request(request.url))
+        page.on("websocket", lambda ws: on_request(ws.url))
     page.goto(url)
     _wait_until_idle(page)
     return page
@@ -88,31 +97,49 @@ def _url_path(spec: PageSpec) -> str:
     return "" if spec.file == "home.py" else Path(spec.file).stem
 
 
+def foreign_requests(urls: list[str], app_url: str) -> list[str]:
+    """The requested URLs whose host is not the app's (URLs the browser answers itself aside)."""
+    own = urlsplit(app_url).hostname
+    return [u for u in urls if urlsplit(u).scheme not in LOCAL_SCHEMES and urlsplit(u).hostname != own]
+
+
+def test_foreign_requests_are_told_apart_from_the_apps_own():
+    app = "http://127.0.0.1:8501"
+    urls = [f"{app}/static/x.js", "ws://127.0.0.1:8501/_stcore/stream", "data:image/svg+xml,<svg/>",
+            "https://fonts.gstatic.com/s/i/short-term/release/materialsymbolsrounded/home/default/24px.svg"]  # fmt: skip
+    assert foreign_requests(urls, app) == [urls[-1]]
+
+
 @pytest.mark.parametrize("spec", available_pages(), ids=lambda s: Path(s.file).stem)
-def test_page_renders_without_exception(browser, app_url, spec):
-    page = _open(browser, f"{app_url}/{_url_path(spec)}")
+def test_page_renders_without_exception_or_asking_another_host(browser, app_url, spec):
+    requested: list[str] = []
+    page = _open(browser, f"{app_url}/{_url_path(spec)}", on_request=requested.append)
     try:
         assert page.locator('[data-testid="stSidebarNav"]').count() == 1
         _check_and_shoot(page, Path(spec.file).stem)
     finally:
         page.close()
+    assert any(urlsplit(u).hostname == urlsplit(app_url).hostname for u in requested)  # it did record
+    assert foreign_requests(requested, app_url) == []
 
 
-def test_sampling_lab_colours_tokens(browser, app_url, tmp_path_factory):
-    """The lab on a model: tiny local GPT-2 without the world, else the world's default checkpoint."""
+def test_sampling_lab_colours_tokens_on_a_tiny_model_without_the_world(browser, app_url, tmp_path_factory):
+    """The lab on a tiny local GPT-2 where the world is not built (with the world, the lab's flows in
+    test_browser_lab_runs cover the same tokens and tabs on the world's model)."""
+    if (world_dir() / "world.json").is_file():
+        pytest.skip("the world is built: test_browser_lab_runs drives the lab on its model")
+    from tiny_models import save_tiny
+
     page = _open(browser, f"{app_url}/sampling_lab")
     try:
-        if not (world_dir() / "world.json").is_file():
-            from tiny_models import save_tiny
-
-            model_dir = save_tiny(tmp_path_factory.mktemp("tiny"))
-            page.get_by_role("textbox", name="Model name or path").fill(str(model_dir))
-            page.get_by_role("textbox", name="Model name or path").press("Enter")
-            _wait_until_idle(page)
-            prompts = page.get_by_role("textbox", name="Prompts, one per line")
-            prompts.fill("w1 w2 w3\nw7 w8")
-            prompts.press("Control+Enter")
-            _wait_until_idle(page)
+        model_dir = save_tiny(tmp_path_factory.mktemp("tiny"))
+        page.get_by_role("textbox", name="Model name or path").fill(str(model_dir))
+        page.get_by_role("textbox", name="Model name or path").press("Enter")
+        _wait_until_idle(page)
+        prompts = page.get_by_role("textbox", name="Prompts, one per line")
+        prompts.fill("w1 w2 w3\nw7 w8")
+        prompts.press("Control+Enter")
+        _wait_until_idle(page)
         # The tokens appear when sampling ends, which can come after the page first looks idle (the
         # lab shows its progress bar only past 0.5 s): wait for them rather than for idleness alone.
         page.wait_for_selector('span[title*="sampling entropy"]', timeout=PAGE_TIMEOUT_S * 1000)
