@@ -234,12 +234,39 @@ def test_launch_uses_torchrun_for_several_processes():
     assert job_command(2)[:6] == [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "engine.ppo.torchrun",  # torchrun, a failed rank in one line (the next test)
         "--standalone",
         "--nproc_per_node",
         "2",
     ]
     assert job_command(2)[-3:] == ["-m", "engine", "ppo"]
+
+
+def test_a_failed_rank_is_one_line_and_its_exit_code_not_torchruns_traceback(tmp_path):
+    script = tmp_path / "rank.py"
+    script.write_text(
+        "import os, sys\nif os.environ['RANK'] == '1':\n    sys.exit('error: rank 1 could not go on')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "engine.ppo.torchrun", "--standalone", "--nproc_per_node", "2", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1, out.stderr  # sys.exit(message) exits 1
+    assert "Traceback" not in out.stderr and "ChildFailedError" not in out.stderr, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines[-2:] == ["error: rank 1 could not go on", lines[-1]]
+    assert lines[-1].startswith("torchrun: rank 1 (pid ") and lines[-1].endswith("exited with code 1")
+
+    script.write_text("import os, sys\nsys.exit(2 if os.environ['RANK'] == '0' else 0)\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "engine.ppo.torchrun", "--standalone", "--nproc_per_node", "2", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and out.stderr.splitlines()[-1].endswith("exited with code 2"), out.stderr
 
 
 def _gone(pid: int) -> bool:

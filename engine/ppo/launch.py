@@ -2,7 +2,7 @@
 detached process in its own session, SIGTERM to stop it after its current step, and the log-prob
 evaluation job next to a run.
 
-A run with ``processes > 1`` starts as ``python -m torch.distributed.run --standalone
+A run with ``processes > 1`` starts as ``python -m engine.ppo.torchrun --standalone
 --nproc_per_node N -m engine ppo ...`` (torchrun with this interpreter): rank 0 records torchrun's
 pid and every rank's in the status file; stopping the job signals the ranks, and a rank whose
 torchrun dies stops by itself (:func:`engine.ppo.distributed.watch_launcher`).
@@ -94,11 +94,12 @@ def launch(
 
 
 def job_command(processes: int = 1) -> list[str]:
-    """``python -m engine ppo``, under torchrun (``torch.distributed.run``) for ``processes > 1``."""
+    """``python -m engine ppo``, under torchrun for ``processes > 1`` (:mod:`engine.ppo.torchrun`:
+    a failed rank is one line in the job's log, not torchrun's traceback)."""
     if processes <= 1:
         return [sys.executable, "-m", "engine", "ppo"]
     return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+        sys.executable, "-m", "engine.ppo.torchrun", "--standalone", "--nproc_per_node", str(processes),
         "-m", "engine", "ppo",
     ]  # fmt: skip
 
