@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from engine.analysis.entropy_dynamics import entropy_distribution, top_entropy_tokens
-from engine.config import ConfigError, SamplingConfig, validate_prompt
+from engine.config import GOLD_REWARD, ConfigError, SamplingConfig, validate_prompt
 from engine.models import LoadedModel, load_causal_lm
 from engine.models.gguf_cache import cache_problem, gguf_path, named_source
 from engine.models.threads import threads_for, using_threads
@@ -330,7 +330,8 @@ class SamplingLab:
         """A scored batch, from the cache when this exact request was sampled before.
 
         Models of the built-in world (same vocabulary) are scored by the world's RM and gold judge by
-        default; ``reward_source`` names another RM (HF sequence classifier or local dir).
+        default; ``reward_source`` names another RM (HF sequence classifier or local dir), or ``gold``:
+        the judge's score is the reward, as in a PPO run with ``--reward-model gold``.
         """
         prompts = clean_prompts(prompts)
         key = (source, tuple(prompts), config, n_samples, seed, reward_source)
@@ -339,7 +340,17 @@ class SamplingLab:
                 self._batches.move_to_end(key)
                 return self._batches[key]
             loaded = self.model(source)
-            reward_source, judge = self.scorers(source, loaded, prompts, reward_source)
+            judge_is_reward = (reward_source or "").strip() == GOLD_REWARD
+            reward_source, judge = self.scorers(
+                source, loaded, prompts, None if judge_is_reward else reward_source
+            )
+            if judge_is_reward:
+                if judge is None:
+                    raise ConfigError(
+                        f"reward model {GOLD_REWARD!r} rewards with the gold judge, and {source} on these prompts "
+                        "has none: the built-in world's models, or smollm2 on the real world's tasks"
+                    )
+                reward_source = None
             rm = self.reward_model(reward_source) if reward_source else None
             trunk = self.shared_trunk(source, loaded, reward_source, rm)
             batch = sample_batch(
@@ -348,6 +359,8 @@ class SamplingLab:
             )  # fmt: skip
             with threads_for(loaded.model):
                 score_batch(batch, loaded.tokenizer, rm, judge, trunk)
+            if judge_is_reward:
+                batch.rewards = batch.gold
             self._batches[key] = batch
             self._evict()
             return batch

@@ -31,7 +31,8 @@ with st.sidebar:
     reward_source = st.text_input(
         "Reward model (optional)",
         key="lab_rm",
-        help="World models use the world's RM and gold judge by default; name an HF sequence classifier or dir.",
+        help="World models use the world's RM and gold judge by default; name an HF sequence classifier or "
+        "dir, or `gold` to reward with the gold judge itself (as a PPO run with reward model gold).",
     ).strip()
 
 config = inputs.sampling_settings(max_new_tokens, key="lab")

@@ -266,3 +266,25 @@ def test_gold_on_the_built_in_world_is_its_judge(fake_world_data_dir, monkeypatc
     assert sources.reward_model == GOLD_REWARD and sources.policy == world.policy_source(None)
     prompts = [p.text for p in sources.prompts[:2]]
     assert list(sources.judge(prompts, ["a", "b"])) == list(world.gold_batch(prompts, ["a", "b"]))
+
+
+def test_the_lab_rewards_with_the_judge_when_asked_for_gold(tiny_gpt2_dir, monkeypatch):
+    """``sample --reward-model gold`` / the lab's reward box: the judge's score is the reward, as in a
+    PPO run rewarded by it; a model without a judge here is a clear error, not a model lookup of 'gold'."""
+    from engine.config import SamplingConfig
+    from engine.lab import SamplingLab
+
+    lab = SamplingLab(world=None)
+    setting = SamplingConfig(max_new_tokens=6)
+    with pytest.raises(ConfigError, match="rewards with the gold judge"):
+        lab.sample(str(tiny_gpt2_dir), ["w1 w2"], setting, n_samples=3, seed=0, reward_source=GOLD_REWARD)
+    monkeypatch.setattr(
+        lab, "scorers", lambda source, loaded, prompts, reward_source: (reward_source, length_judge)
+    )
+    batch = lab.sample(
+        str(tiny_gpt2_dir), ["w1 w2", "w3"], setting, n_samples=3, seed=0, reward_source=" gold"
+    )
+    assert batch.gold is not None and batch.rewards is not None
+    assert batch.rewards.tolist() == batch.gold.tolist()
+    assert all(score * 8 == round(score * 8) for score in batch.gold)  # the stand-in judge's scores
+    assert lab._reward_models == {}  # noqa: SLF001 (no RM was looked for, let alone loaded)

@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-n", "--samples", type=int, default=4, help="samples per prompt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--reward-model", default=None, help="RM source (default: the world's RM for world models)"
+        "--reward-model",
+        default=None,
+        help="RM source (default: the world's RM for world models), or gold: the gold judge's score is the reward",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=main)
