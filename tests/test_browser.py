@@ -49,10 +49,23 @@ def app_url(runs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """One Chromium per test module and one browser context (a Playwright ``BrowserContext``) for all
+    of the module's pages: a page opened in it finds the app's scripts in the HTTP cache, compiled,
+    as a user's second tab does (a new context per page costs Chromium a second of CPU per page)."""
     with playwright_sync.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
+        context = chromium.new_context()
+        yield context
+        context.close()
         chromium.close()
+
+
+def new_page(browser, height: int = 2200):
+    """A new tab, 1500 px wide; Streamlit scrolls inside its own container, so a full-page shot only
+    shows the viewport: make it as tall as what the test shoots."""
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1500, "height": height})
+    return page
 
 
 def _wait_until_idle(page, timeout_s: float = PAGE_TIMEOUT_S) -> None:
@@ -76,8 +89,7 @@ def _wait_until_idle(page, timeout_s: float = PAGE_TIMEOUT_S) -> None:
 def _open(browser, url: str, on_request: Callable[[str], None] | None = None):
     """A new tall page at ``url``, idle; ``on_request`` is told the URL of every request it makes
     (its web socket's included)."""
-    # Streamlit scrolls inside its own container, so a full-page shot only shows the viewport: make it tall.
-    page = browser.new_page(viewport={"width": 1500, "height": 2200})
+    page = new_page(browser)
     if on_request is not None:
         page.on("request", lambda request: on_request(request.url))
         page.on("websocket", lambda ws: on_request(ws.url))

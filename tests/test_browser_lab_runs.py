@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from browser_app import serve_app
-from test_browser import _check_and_shoot, _open, _wait_until_idle
+from test_browser import _check_and_shoot, _open, _wait_until_idle, new_page
 from test_browser import browser as browser  # noqa: F401 (the module's Chromium fixture)
 
 from engine.paths import world_dir
@@ -133,7 +133,7 @@ def _wait_for(page, predicate, what: str, timeout_s: float = 180) -> str:
 
 
 def test_launch_stop_and_resume_a_tiny_run(browser, app_url, runs_root):  # noqa: F811
-    page = browser.new_page(viewport={"width": 1500, "height": 3600})  # the open form and the live run
+    page = new_page(browser, height=3600)  # the open form and the live run
     page.goto(f"{app_url}/runs")
     _wait_until_idle(page)
     try:
@@ -178,7 +178,7 @@ def test_demo_run_shows_probe_curves_read_only(browser, app_url):  # noqa: F811
     demos = [r for r in list_runs(with_demo=True) if r.demo and r.kind == "ppo"]
     if not demos:
         pytest.skip("no shipped demo runs (data/demo_runs)")
-    page = browser.new_page(viewport={"width": 1500, "height": 2600})
+    page = new_page(browser, height=2600)
     page.goto(f"{app_url}/runs")
     _wait_until_idle(page)
     try:
