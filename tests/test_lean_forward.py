@@ -124,3 +124,22 @@ def test_a_hooked_or_training_body_runs_its_own_forward():
     handle.remove()
     model.train()
     assert not is_lean_gpt2(body)  # dropout on
+
+
+def test_the_pooled_rm_scores_the_same_through_the_lean_forward(monkeypatch):
+    import engine.models.decoders as decoders
+    from engine.reward import PooledRewardModel
+    from tests.tiny_models import make_gpt2
+
+    rm = PooledRewardModel(make_gpt2(40, seed=5).transformer, 32).eval()
+    fuse_activations(rm)
+    ids, mask = _sequences(40)
+    calls = []
+    monkeypatch.setattr(decoders, "gpt2_hidden_states", lambda *a: calls.append(1) or gpt2_hidden_states(*a))
+    with torch.no_grad():
+        lean = rm(ids, mask)
+        assert calls == [1]  # the world's RM scores through the lean forward
+        handle = rm.body.register_forward_hook(lambda *_: None)  # the body's own forward from here
+        full = rm(ids, mask)
+    handle.remove()
+    torch.testing.assert_close(lean, full, atol=1e-5, rtol=1e-5)
