@@ -31,6 +31,7 @@ from engine.models import (
     load_tokenizer,
     resolve_source,
 )
+from engine.models.decoders import body_hidden_states
 from engine.models.trunk import SharedTrunk
 from engine.ops import masked_mean, position_ids_of
 from engine.sampling import chat_prompts, check_fits_context, pad_right
@@ -50,9 +51,7 @@ class PooledRewardModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         mask = attention_mask.bool()
         position_ids = position_ids_of(mask)
-        hidden = self.body(
-            input_ids=input_ids, attention_mask=mask.long(), position_ids=position_ids
-        ).last_hidden_state
+        hidden = body_hidden_states(self.body, input_ids, mask, position_ids)  # (B, L, H)
         last_index = mask.shape[1] - 1 - mask.flip(-1).long().argmax(-1)  # last real token, any padding side
         last = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_index]  # (B, H)
         per_token = self.token_head(hidden).squeeze(-1)  # (B, L)

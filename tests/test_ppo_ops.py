@@ -450,7 +450,10 @@ def _logprobs_and_grads(precision: str | None):
 def test_bf16_grad_keeps_the_forward_and_approximates_the_gradient():
     lp32, g32 = _logprobs_and_grads(None)
     lp16, g16 = _logprobs_and_grads("bf16_grad")
-    assert torch.equal(lp32, lp16)  # the forward is untouched
+    # The forward is fp32's: the patched layers run peft's three matmuls, the fp32 path's lean forward
+    # one merged matmul per LoRA layer (engine.models.lora_matmul), so they differ by float32 rounding,
+    # not by bf16's (~1e-2, as in the next test).
+    torch.testing.assert_close(lp16, lp32, atol=1e-6, rtol=0)
     assert float((g16 - g32).norm() / g32.norm()) < 0.02
 
 

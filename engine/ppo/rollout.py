@@ -14,6 +14,7 @@ from torch import nn
 
 from engine.config import SamplingConfig
 from engine.models import backbone_and_head, merged_lora, reference_mode
+from engine.models.decoders import body_hidden_states
 from engine.models.trunk import SharedTrunk
 from engine.ops import entropy_from_logits, position_ids_of, scale_logits, selective_log_softmax
 from engine.sampling import Generation, TokenSignals, generate, token_signals
@@ -165,14 +166,7 @@ def policy_forward(
     # The last token's state would predict the token after the response: never needed, so the body
     # runs on P + T - 1 positions (causal attention: the others are unchanged).
     inputs, attention = sequences[:, :-1], attention_mask[:, :-1]
-    # use_cache=False: an eval-mode body otherwise fills a KV cache it is never asked for (a copy of
-    # every layer's keys and values, and on the graph when the update takes gradients).
-    hidden = body(
-        input_ids=inputs,
-        attention_mask=attention.long(),
-        position_ids=position_ids_of(attention),
-        use_cache=False,
-    ).last_hidden_state  # (B, P + T - 1, H)
+    hidden = body_hidden_states(body, inputs, attention, position_ids_of(attention))  # (B, P + T - 1, H)
     h = hidden[:, prompt_len - 1 :]  # (B, T, H): the state that predicts each response token
     logits = scale_logits(head(h).float(), temperature)  # (B, T, V)
     # 0 past each response's end, as in the sampling signals: the pad token there may have logit -inf

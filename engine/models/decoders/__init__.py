@@ -4,6 +4,8 @@
 when there is one (:mod:`.gpt2`, straight through the blocks' layers), else the model's own forward
 (:mod:`.forward`, any architecture). Every decoder gives the logits (and last hidden states) of one
 full forward over prompt + response; a new architecture's lean decoder joins ``LEAN_DECODERS``.
+:func:`body_hidden_states` is the full forward over whole sequences (the update, the reference, the
+RM), GPT-2's lean one where it applies.
 """
 
 from __future__ import annotations
@@ -14,10 +16,18 @@ import torch
 from torch import nn
 
 from engine.models.decoders.forward import ForwardDecoder
-from engine.models.decoders.gpt2 import Gpt2Decoder
+from engine.models.decoders.gpt2 import Gpt2Decoder, gpt2_hidden_states, is_lean_gpt2
 from engine.models.decoders.llama import LlamaDecoder
 
-__all__ = ["LEAN_DECODERS", "Decoder", "ForwardDecoder", "Gpt2Decoder", "LlamaDecoder", "decoder_for"]
+__all__ = [
+    "LEAN_DECODERS",
+    "Decoder",
+    "ForwardDecoder",
+    "Gpt2Decoder",
+    "LlamaDecoder",
+    "body_hidden_states",
+    "decoder_for",
+]
 
 
 class Decoder(Protocol):
@@ -49,3 +59,17 @@ def decoder_for(
         if decoder is not None:
             return decoder
     return ForwardDecoder(model, prompt_mask, new_tokens, keep_hidden=keep_hidden)
+
+
+def body_hidden_states(
+    body: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+) -> torch.Tensor:
+    """A causal LM body's last hidden states (B, L, H) over ids, mask and positions (B, L), with
+    gradients where its weights take them: the lean GPT-2 forward where it applies
+    (:func:`~engine.models.decoders.gpt2.gpt2_hidden_states`), else the body's own, with no KV cache
+    (an eval-mode body otherwise fills one it is never asked for, on the graph when training)."""
+    if is_lean_gpt2(body):
+        return gpt2_hidden_states(body, input_ids, attention_mask, position_ids)
+    return body(
+        input_ids=input_ids, attention_mask=attention_mask.long(), position_ids=position_ids, use_cache=False
+    ).last_hidden_state

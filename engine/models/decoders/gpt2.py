@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.models.loading import backbone_and_head
+from engine.models.lora_matmul import lora_matmul, lora_parts
 from engine.models.precision import TanhGelu, tanh_gelu
 
 
@@ -33,7 +34,7 @@ class Gpt2Decoder:
         self.next_index = 0  # cache column of the next token
         self.n_head = body.config.n_head
         self.head_dim = body.config.n_embd // self.n_head
-        self.scale = self.head_dim**-0.5  # scale_attn_weights (checked in over())
+        self.scale = self.head_dim**-0.5  # scale_attn_weights (checked in is_lean_gpt2())
         dtype = body.wte.weight.dtype
         batch, slots = key_mask.shape
         self.caches = [  # per block: (keys, values), each (B, nH, S, D)
@@ -58,11 +59,8 @@ class Gpt2Decoder:
         """The lean decoder for prompts with ``prompt_mask`` (B, P), or None (other architectures and
         attention variants: the model's own forward)."""
         body, head = backbone_and_head(model)
-        cfg = body.config
-        if cfg.model_type != "gpt2" or body.training or cfg.add_cross_attention:
+        if not is_lean_gpt2(body):
             return None
-        if not cfg.scale_attn_weights or cfg.scale_attn_by_inverse_layer_idx or cfg.reorder_and_upcast_attn:
-            return None  # attention variants the step does not implement
         response = torch.ones((prompt_mask.shape[0], new_tokens), dtype=torch.bool, device=prompt_mask.device)
         return cls(body, head, torch.cat([prompt_mask.bool(), response], dim=1))
 
@@ -135,12 +133,89 @@ class Gpt2Decoder:
             q = q.view(batch, length, nh, dim).transpose(1, 2).reshape(batch * nh, length, dim)
             k_t = keys[:, :, :end].reshape(batch * nh, end, dim).transpose(1, 2)  # (B * nH, D, end), a view
             v_all = values[:, :, :end].reshape(batch * nh, end, dim)  # (B * nH, end, D), a view
-            scores = torch.baddbmm(bias, q, k_t, alpha=self.scale)  # (B * nH, L, end)
-            a = torch.bmm(scores.softmax(-1), v_all).view(batch, nh, length, dim)
-            h = h + attn_proj(a.transpose(1, 2).reshape(batch, length, nh * dim))  # heads side by side
+            h = h + attn_proj(_attend(q, k_t, v_all, bias, self.scale, batch))
             h = h + mlp_proj(act(c_fc(ln_2(h))))  # GPT2MLP, dropout off
         self.next_index = end
         return h
+
+
+def is_lean_gpt2(body: nn.Module) -> bool:
+    """Whether the lean GPT-2 code computes ``body``'s forward: a GPT-2 body in eval mode (dropout
+    off), without cross-attention or the attention variants it does not implement, and with no hooks on
+    the body or its blocks (a hook expects the module to be called)."""
+    cfg = body.config
+    if cfg.model_type != "gpt2" or body.training or cfg.add_cross_attention:
+        return False
+    if not cfg.scale_attn_weights or cfg.scale_attn_by_inverse_layer_idx or cfg.reorder_and_upcast_attn:
+        return False
+    return not any(m._forward_hooks or m._forward_pre_hooks for m in (body, *body.h))
+
+
+def gpt2_hidden_states(
+    body: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+) -> torch.Tensor:
+    """The last hidden states (B, L, E), after the final layer norm, of a lean GPT-2 ``body``
+    (:func:`is_lean_gpt2`) over ids, mask and positions (B, L): its full forward without the KV cache,
+    straight through the blocks' layers, with gradients where the weights take them.
+
+    The update's forward on the world's policy spent more time in transformers' and peft's per-call
+    work and in ``scaled_dot_product_attention``'s CPU kernel (forward and backward, at 38 positions)
+    than in its matmuls. Here each LoRA layer is one matmul with its own backward
+    (:func:`~engine.models.lora_matmul.lora_matmul`), the GELU is the fused one, and attention is two
+    batched matmuls with an additive mask, as in :class:`Gpt2Decoder`. Equals the module's forward
+    (tests/test_ppo_ops.py).
+    """
+    batch, length = input_ids.shape
+    nh = body.config.n_head
+    dim = body.config.n_embd // nh
+    causal = torch.ones((length, length), dtype=torch.bool, device=input_ids.device).tril()
+    keep = causal[None] & attention_mask.bool()[:, None, :]  # (B, L, L); a padding query sees no key,
+    # its softmax weights are uniform, and as a key it is masked for every real query
+    dtype = body.wte.weight.dtype
+    bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill_(
+        ~keep, torch.finfo(dtype).min
+    )
+    bias = bias.repeat_interleave(nh, 0)  # (B * nH, L, L)
+    h = _lean(body.wte)(input_ids) + _lean(body.wpe)(position_ids)  # (B, L, E)
+    for b in body.h:
+        ln_1, c_attn, attn_proj, ln_2, c_fc, mlp_proj = (
+            _lean_lora(m) for m in (b.ln_1, b.attn.c_attn, b.attn.c_proj, b.ln_2, b.mlp.c_fc, b.mlp.c_proj)
+        )
+        q, k, v = (
+            t.view(batch, length, nh, dim).transpose(1, 2).reshape(batch * nh, length, dim)
+            for t in c_attn(ln_1(h)).chunk(3, dim=2)
+        )  # each (B * nH, L, D)
+        h = h + attn_proj(_attend(q, k.transpose(1, 2), v, bias, dim**-0.5, batch))
+        h = h + mlp_proj(_gelu_with_grad(b.mlp.act)(c_fc(ln_2(h))))  # GPT2MLP, dropout off
+    return _lean(body.ln_f)(h)
+
+
+def _attend(
+    q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float, batch: int
+) -> torch.Tensor:
+    """Attention over the B * nH heads: q (B * nH, L, D), keys transposed (B * nH, D, S), values
+    (B * nH, S, D), the mask as an additive bias (B * nH, L, S) -> (B, L, nH * D), heads side by side."""
+    heads, length, dim = q.shape
+    scores = torch.baddbmm(bias, q, k_t, alpha=scale)  # (B * nH, L, S)
+    a = torch.bmm(scores.softmax(-1), v).view(batch, heads // batch, length, dim)
+    return a.transpose(1, 2).reshape(batch, length, heads // batch * dim)
+
+
+def _lean_lora(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """:func:`_lean`, and a peft LoRA wrapper as one matmul (:func:`~engine.models.lora_matmul.
+    lora_parts`) or, with its adapters disabled and unmerged (the reference policy), as its base layer
+    (what peft's forward then calls)."""
+    parts = lora_parts(module)
+    if parts is not None:
+        return lambda x: lora_matmul(x, parts)
+    base = getattr(module, "base_layer", None)
+    if (
+        base is not None
+        and getattr(module, "disable_adapters", False)
+        and not getattr(module, "merged", True)
+    ):
+        return _lean(base)
+    return _lean(module)
 
 
 def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -186,6 +261,19 @@ def _merged_base(module: nn.Module) -> nn.Module | None:
     if base is None or not getattr(module, "merged", False) or getattr(module, "disable_adapters", True):
         return None
     return base
+
+
+def _gelu_with_grad(act: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """:func:`_fused_gelu` where gradients may flow: :class:`~engine.models.precision.TanhGelu`'s own
+    forward (its one-product backward when a gradient is needed), GPT-2's seven-op ``gelu_new`` as
+    ``F.gelu``'s tanh kernel (the same formula); any other activation as it is."""
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    if type(act) is TanhGelu:
+        return act.forward
+    if type(act) in (NewGELUActivation, GELUTanh):
+        return lambda x: F.gelu(x, approximate="tanh")
+    return act
 
 
 def _fused_gelu(act: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
