@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from engine.config import ConfigError, SamplingConfig
-from engine.models.decoders import LlamaDecoder, decoder_for
+from engine.models.decoders import LlamaDecoder, PrefillCache, decoder_for
 from engine.ops import (
     masked_mean,
     position_ids_of,
@@ -335,12 +335,15 @@ def generate(
     keep_hidden: bool = False,
     keep_layers: int | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    prefill_cache: PrefillCache | None = None,
 ) -> Generation:
     """Sample responses with a KV cache, keeping each position's raw logits for the signals.
 
     ``on_step(done, total)`` is called after each generated position (progress bars for big models).
     ``keep_layers``: keep the output of the body's first that many layers at every position of prompt
     + response (:attr:`Generation.trunk_hidden`), where the decoder can (the lean Llama one; else None).
+    ``prefill_cache``: the prompt pass is taken from it when it holds the same prompts on the same
+    weights, and saved there (the lean Llama decoder; others ignore it).
 
     A hand-written loop rather than ``model.generate``: it returns the unprocessed logits of every
     step (needed for all signals and for temperature-consistent log-probs) with no extra forward
@@ -356,6 +359,8 @@ def generate(
     keeps = keep_layers is not None and isinstance(decoder, LlamaDecoder)
     if keeps:
         decoder.keep_layer_output(keep_layers)
+    if prefill_cache is not None and isinstance(decoder, LlamaDecoder):
+        decoder.use_prefill_cache(prefill_cache, model)
     logits, hidden = decoder.prefill(prompt_ids, position_ids)  # (B, V), (B, H) or None
     next_position = position_ids[:, -1:] + 1
     step_logits, step_hidden, tokens = [], [], []

@@ -230,3 +230,33 @@ def test_without_onednn_the_layers_run_one_by_one_with_the_same_outputs(monkeypa
                      position_ids=(attention.cumsum(-1) - 1).clamp(min=0))  # fmt: skip
     P, T = IDS.shape[1], gen.response_ids.shape[1]
     torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : P + T - 1].float(), atol=1e-5, rtol=1e-5)
+
+
+def test_a_prefill_cache_gives_the_uncached_outputs_and_follows_a_weight_changed_in_place(monkeypatch):
+    """A second sampling of the same prompts (another temperature, as a lab notch) takes the prompt pass
+    from the cache: the same tokens, logits, hidden states and kept layer output as without a cache. A
+    weight changed in place (version counter) makes the cached pass stale: it is computed again."""
+    passes = []
+    real = LlamaDecoder._prefill_distinct
+    monkeypatch.setattr(
+        LlamaDecoder, "_prefill_distinct", lambda self, *a, **k: passes.append(1) or real(self, *a, **k)
+    )
+    model = tiny_llama()
+    ids = IDS[[0, 1, 0, 2]]
+    cache = llama.PrefillCache()
+
+    def sample(temperature: float, prefill_cache=None):
+        config = SamplingConfig(temperature=temperature, max_new_tokens=5, stop_at_eos=False)
+        return generate(model, ids, ids != 0, config, eos_token_id=None, pad_token_id=0, keep_hidden=True,
+                        generator=torch.Generator().manual_seed(3), keep_layers=2, prefill_cache=prefill_cache)  # fmt: skip
+
+    sample(1.0, cache)
+    for _ in range(2):  # the second time on a changed weight
+        passes.clear()
+        cached, uncached = sample(1.4, cache), sample(1.4)
+        assert len(passes) == (1 if _ == 0 else 2)  # 0: taken from the cache; 1: stale, computed again
+        assert torch.equal(cached.response_ids, uncached.response_ids)
+        for name in ("logits", "hidden", "trunk_hidden"):
+            assert torch.equal(getattr(cached, name), getattr(uncached, name)), name
+        with torch.no_grad():
+            model.model.layers[0].self_attn.k_proj.weight.mul_(1.5)

@@ -15,9 +15,17 @@ from torch import nn
 
 from engine.models.decoders.forward import ForwardDecoder
 from engine.models.decoders.gpt2 import Gpt2Decoder
-from engine.models.decoders.llama import LlamaDecoder
+from engine.models.decoders.llama import LlamaDecoder, PrefillCache
 
-__all__ = ["LEAN_DECODERS", "Decoder", "ForwardDecoder", "Gpt2Decoder", "LlamaDecoder", "decoder_for"]
+__all__ = [
+    "LEAN_DECODERS",
+    "Decoder",
+    "ForwardDecoder",
+    "Gpt2Decoder",
+    "LlamaDecoder",
+    "PrefillCache",
+    "decoder_for",
+]
 
 
 class Decoder(Protocol):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import itertools
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +40,8 @@ class LlamaDecoder:
         self.next_index = 0  # cache column of the next token
         self.kept_layers: int | None = None  # keep_layer_output(): whose output to keep
         self.kept: torch.Tensor | None = None  # (B, S, E): that layer's output at every position
+        self.prefills: PrefillCache | None = None  # use_prefill_cache(): earlier prompt passes
+        self.stamp: tuple = ()  # the model's weights (identity, version) the prompt pass computes with
         self.n_head, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.group = self.n_head // self.n_kv  # query heads per key/value head
         self.head_dim = body.layers[0].self_attn.head_dim
@@ -102,22 +106,58 @@ class LlamaDecoder:
         distinct (mask, ids, positions) row runs once and its keys and values are copied into the cache
         rows of its repeats. A row's outputs depend on that row alone, so this is the same computation
         on fewer rows; with 16 samples of one 38-token chat prompt it is half of SmolLM2's sampling work.
+        With :meth:`use_prefill_cache`, the same distinct rows on the same weights are not run again:
+        their saved keys, values and outputs are copied in (the lab's slider notches keep the prompt).
         """
         width = prompt_ids.shape[1]
-        key_mask = self.key_mask[:, :width]
-        rows = torch.cat([key_mask.long(), prompt_ids, positions], dim=1)  # (B, 3P)
+        rows = torch.cat([self.key_mask[:, :width].long(), prompt_ids, positions], dim=1)  # (B, 3P)
         distinct, copy_of = torch.unique(rows, dim=0, return_inverse=True)  # (U, 3P), (B,) row -> its prompt
+        key = (self.kept_layers, tuple(distinct.shape), distinct.cpu().numpy().tobytes())
+        done = self.prefills.get(key, self.stamp) if self.prefills is not None else None
+        if done is None:
+            done = self._prefill_distinct(distinct, copy_of, keep=self.prefills is not None)
+            if self.prefills is not None:
+                self.prefills.put(key, done)
+        else:
+            for (keys, values), k, v in zip(self.caches, done.keys, done.values, strict=True):
+                keys[:, :, :width], values[:, :, :width] = k[copy_of], v[copy_of]
+            if self.kept_layers is not None:
+                self.kept[:, :width] = done.kept[copy_of]
+            self.next_index = width
+        return done.logits[copy_of], done.hidden[copy_of]
+
+    def _prefill_distinct(self, distinct: torch.Tensor, copy_of: torch.Tensor, *, keep: bool) -> Prefilled:
+        """The prompt pass over the distinct rows (U, 3P) (mask, ids, positions side by side), written
+        into the cache rows of their repeats ``copy_of`` (B,); with ``keep`` the keys, values and kept
+        layer output of each distinct row are saved too (copies of its first repeat's cache row)."""
+        width = distinct.shape[1] // 3
         key_mask, prompt_ids, positions = (
             distinct[:, :width].bool(),
             distinct[:, width:-width],
             distinct[:, -width:],
         )
         causal = torch.ones((width, width), dtype=torch.bool, device=prompt_ids.device).tril()
-        keep = causal[None] & key_mask[:, None, :]  # (U, P, P); a padding query sees no key,
+        keep_keys = causal[None] & key_mask[:, None, :]  # (U, P, P); a padding query sees no key,
         # softmax makes its weights uniform, and as a key it is masked for every real query
-        h = self._forward(self.embed(prompt_ids), positions, self._bias(keep), copy_of)  # (U, P, E)
+        h = self._forward(self.embed(prompt_ids), positions, self._bias(keep_keys), copy_of)  # (U, P, E)
         logits, hidden = self._out(self.norm(h[:, -1]))  # (U, V), (U, E)
-        return logits[copy_of], hidden[copy_of]
+        done = Prefilled(self.stamp, [], [], logits, hidden, None)
+        if keep:
+            first = torch.empty(distinct.shape[0], dtype=torch.long, device=copy_of.device)
+            first.scatter_(
+                0, copy_of, torch.arange(copy_of.shape[0], device=copy_of.device)
+            )  # (U,) a row of each
+            done.keys = [keys[first, :, :width].clone() for keys, _ in self.caches]  # each (U, nKV, P, D)
+            done.values = [values[first, :, :width].clone() for _, values in self.caches]
+            if self.kept_layers is not None:
+                done.kept = self.kept[first, :width].clone()  # (U, P, E)
+        return done
+
+    def use_prefill_cache(self, cache: PrefillCache, model: nn.Module) -> None:
+        """Take prompt passes from ``cache`` when it holds one of the same prompts on ``model``'s
+        current weights, and save this one there (:meth:`prefill`)."""
+        self.prefills = cache
+        self.stamp = tuple((id(p), p._version) for p in model.parameters())
 
     def step(self, token: torch.Tensor, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens (B,) at positions (B, 1) -> their logits (B, V) in float32 and hidden state (B, E)."""
@@ -206,6 +246,44 @@ class LlamaDecoder:
                 self.kept[:, t:end] = h if copy_of is None else h[copy_of]
         self.next_index = end
         return h
+
+
+@dataclass
+class Prefilled:
+    """One prompt pass over U distinct prompt rows of width P: what a later pass over the same rows
+    on the same weights (``stamp``) copies instead of computing (:meth:`LlamaDecoder.prefill`)."""
+
+    stamp: tuple  # (identity, version) of each of the model's parameters when computed
+    keys: list[torch.Tensor]  # per layer (U, nKV, P, D), rotated; empty when not kept
+    values: list[torch.Tensor]  # per layer (U, nKV, P, D)
+    logits: torch.Tensor  # (U, V) float32: the last prompt position's
+    hidden: torch.Tensor  # (U, E)
+    kept: torch.Tensor | None  # (U, P, E): the kept layer output (keep_layer_output), or None
+
+
+class PrefillCache:
+    """The last ``size`` prompt passes of one model, by their distinct prompt rows (and the layer whose
+    output was kept). A slider notch of the sampling lab re-samples the same prompt on the same
+    weights: its prompt pass (SmolLM2, one 40-token chat prompt: ~0.27 s on one core) is copied
+    instead. An entry computed on other weights (a weight changed in place: its version counter) is
+    never returned. Not thread-safe: its owner (:class:`engine.lab.SamplingLab`) holds a lock."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self._entries: OrderedDict[tuple, Prefilled] = OrderedDict()
+
+    def get(self, key: tuple, stamp: tuple) -> Prefilled | None:
+        done = self._entries.get(key)
+        if done is None or done.stamp != stamp:
+            return None
+        self._entries.move_to_end(key)
+        return done
+
+    def put(self, key: tuple, done: Prefilled) -> None:
+        self._entries[key] = done
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
 
 
 def _implemented(body: nn.Module) -> bool:
