@@ -260,3 +260,28 @@ def test_a_prefill_cache_gives_the_uncached_outputs_and_follows_a_weight_changed
             assert torch.equal(getattr(cached, name), getattr(uncached, name)), name
         with torch.no_grad():
             model.model.layers[0].self_attn.k_proj.weight.mul_(1.5)
+
+
+def test_a_merged_or_disabled_lora_layer_runs_as_its_base_layer():
+    """PPO's rollout merges the LoRA deltas into the base weights: each LoRA layer then computes its base
+    layer alone, and the decoder runs it as that plain layer (prepacked, beside q / k / v), with the
+    merged model's logits; an active unmerged adapter stays the module."""
+    from engine.models.precision import merged_lora
+
+    model = MODELS["lora"]()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    q_proj = model.get_base_model().model.layers[0].self_attn.q_proj
+    assert llama._as_computed(q_proj) is q_proj
+    config = SamplingConfig(temperature=1.0, max_new_tokens=6, stop_at_eos=False)
+    unmerged = _generate(model, config)
+    with merged_lora(model):
+        assert llama._as_computed(q_proj) is q_proj.get_base_layer()
+        merged = _generate(model, config)
+    with model.disable_adapter():
+        assert llama._as_computed(q_proj) is q_proj.get_base_layer()
+    assert torch.equal(merged.response_ids, unmerged.response_ids)
+    torch.testing.assert_close(merged.logits, unmerged.logits, atol=1e-5, rtol=1e-5)

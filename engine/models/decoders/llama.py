@@ -331,11 +331,24 @@ def _wrapped(module: nn.Module) -> bool:
     return "forward" in vars(module) or bool(module._forward_hooks or module._forward_pre_hooks)
 
 
+def _as_computed(module: nn.Module) -> nn.Module:
+    """The module whose forward ``module``'s forward is: a LoRA layer whose deltas are merged into its
+    base layer's weight (PPO's rollout, :func:`engine.models.precision.merged_lora`), or whose adapters
+    are disabled and not merged, computes its base layer alone (peft's ``LoraLayer.forward``), so it
+    runs as that plain layer does (one prepacked matmul beside its neighbours); anything else is itself."""
+    from peft.tuners.lora import LoraLayer
+
+    if not isinstance(module, LoraLayer) or _wrapped(module) or module.merged == module.disable_adapters:
+        return module
+    return module.get_base_layer()
+
+
 def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """A plain ``nn.Linear`` or ``LlamaRMSNorm`` as its own ops (bit for bit), a plain embedding as
     the GPT-2 decoder runs it; anything else (LoRA, the bf16 path, hooks) as the module."""
     from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
+    module = _as_computed(module)
     if _wrapped(module):
         return module
     kind = type(module)
@@ -361,6 +374,7 @@ def _lean_side_by_side(
     (layers per output, default one each; (2, 1): q and k side by side, then v): one call instead of
     three. Where that does not apply (LoRA, the bf16 path, hooks; no oneDNN, a GPU) they run one by
     one, each as :func:`_lean` runs it, a group's outputs concatenated. One layer: its output itself."""
+    linears = tuple(map(_as_computed, linears))
     groups = groups or (1,) * len(linears)
     weights, biases = [m.weight for m in linears], [m.bias for m in linears]
     plain = all(type(m) is nn.Linear and not _wrapped(m) for m in linears)
