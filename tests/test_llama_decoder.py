@@ -285,3 +285,34 @@ def test_a_merged_or_disabled_lora_layer_runs_as_its_base_layer():
         assert llama._as_computed(q_proj) is q_proj.get_base_layer()
     assert torch.equal(merged.response_ids, unmerged.response_ids)
     torch.testing.assert_close(merged.logits, unmerged.logits, atol=1e-5, rtol=1e-5)
+
+
+def test_prompts_that_open_alike_run_their_opening_once_with_the_full_forwards_outputs(monkeypatch):
+    """Prompts sharing their first tokens (a chat template's system turn), left-padded to one width:
+    the opening runs on one row, then each row from the first column past it; the logits, last hidden
+    states and the kept layer output at every real position are the full forward's."""
+    ids = torch.tensor([[0, 0, 5, 6, 7, 8, 9], [5, 6, 7, 8, 10, 11, 12], [0, 5, 6, 7, 13, 14, 15]])[
+        [0, 1, 0, 2]
+    ]
+    assert LlamaDecoder._shared_prefix(ids != 0, ids) == 3
+    rows_seen = []
+    real_forward = LlamaDecoder._forward
+    monkeypatch.setattr(
+        LlamaDecoder,
+        "_forward",
+        lambda self, h, *a, **k: rows_seen.append(tuple(h.shape[:2])) or real_forward(self, h, *a, **k),
+    )
+    model = tiny_llama()
+    config = SamplingConfig(temperature=1.0, max_new_tokens=4, stop_at_eos=False)
+    gen = generate(model, ids, ids != 0, config, eos_token_id=None, pad_token_id=0, keep_hidden=True,
+                   generator=torch.Generator().manual_seed(3), keep_layers=2)  # fmt: skip
+    assert rows_seen[:2] == [(1, 3), (4, 4)]  # the opening once; then columns 3.. of the 4 rows
+    attention = gen.attention_mask.long()
+    with torch.no_grad():
+        full = model(input_ids=gen.sequences, attention_mask=attention,
+                     position_ids=(attention.cumsum(-1) - 1).clamp(min=0), output_hidden_states=True)  # fmt: skip
+    P, T = ids.shape[1], gen.response_ids.shape[1]
+    torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : P + T - 1].float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gen.hidden, full.hidden_states[-1][:, P - 1 : P + T - 1], atol=1e-5, rtol=1e-5)
+    real = gen.attention_mask.bool()
+    torch.testing.assert_close(gen.trunk_hidden[real], full.hidden_states[2][real], atol=1e-5, rtol=1e-5)

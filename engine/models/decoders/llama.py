@@ -129,29 +129,71 @@ class LlamaDecoder:
     def _prefill_distinct(self, distinct: torch.Tensor, copy_of: torch.Tensor, *, keep: bool) -> Prefilled:
         """The prompt pass over the distinct rows (U, 3P) (mask, ids, positions side by side), written
         into the cache rows of their repeats ``copy_of`` (B,); with ``keep`` the keys, values and kept
-        layer output of each distinct row are saved too (copies of its first repeat's cache row)."""
+        layer output of each distinct row are saved too (copies of its first repeat's cache row).
+
+        Prompts that open alike (a chat template's system turn: 27 of the 40 tokens of each of PPO's
+        SmolLM2 prompts) run that shared opening once (:meth:`_shared_prefix`): the same sums over the
+        same keys, on fewer rows."""
         width = distinct.shape[1] // 3
         key_mask, prompt_ids, positions = (
             distinct[:, :width].bool(),
             distinct[:, width:-width],
             distinct[:, -width:],
         )
+        first = torch.empty(distinct.shape[0], dtype=torch.long, device=copy_of.device)
+        first.scatter_(
+            0, copy_of, torch.arange(copy_of.shape[0], device=copy_of.device)
+        )  # (U,) a row of each
         causal = torch.ones((width, width), dtype=torch.bool, device=prompt_ids.device).tril()
-        keep_keys = causal[None] & key_mask[:, None, :]  # (U, P, P); a padding query sees no key,
-        # softmax makes its weights uniform, and as a key it is masked for every real query
-        h = self._forward(self.embed(prompt_ids), positions, self._bias(keep_keys), copy_of)  # (U, P, E)
-        logits, hidden = self._out(self.norm(h[:, -1]))  # (U, V), (U, E)
+        shared = self._shared_prefix(key_mask, prompt_ids)
+        pads = width - key_mask.sum(-1)[copy_of]  # (B,)
+        start = shared + int(pads.min())  # the first column where some row is past the shared opening
+        if shared and shared + copy_of.shape[0] * (width - start) < distinct.shape[0] * width:
+            # Fewer token rows: the opening once (its keys and values copied to each row's columns),
+            # then every cache row from ``start`` on, attending to the cache (a step of P - start tokens).
+            columns = pads[:, None] + torch.arange(shared, device=pads.device)  # (B, shared)
+            opening = prompt_ids[:1, width - int(key_mask[0].sum()) :][:, :shared]  # (1, shared)
+            at = torch.arange(shared, device=pads.device)[None]  # (1, shared): positions 0 .. shared - 1
+            into = (torch.zeros_like(copy_of), columns)
+            # A padding column before ``start`` is a masked key (weight 0) that nothing writes here: zeroed,
+            # since an unwritten one may hold NaN, and 0 x NaN is NaN.
+            for keys, values in self.caches:
+                keys[:, :, :start].zero_(), values[:, :, :start].zero_()
+            self._forward(self.embed(opening), at, self._bias(causal[None, :shared, :shared]), into)
+            self.next_index = start
+            keep_keys = causal[None, start:] & key_mask[copy_of][:, None, :]  # (B, P - start, P)
+            h = self._forward(
+                self.embed(prompt_ids[copy_of, start:]), positions[copy_of, start:], self._bias(keep_keys)
+            )  # (B, P - start, E)
+            logits, hidden = self._out(self.norm(h[first, -1]))  # (U, V), (U, E)
+        else:
+            keep_keys = causal[None] & key_mask[:, None, :]  # (U, P, P); a padding query sees no key,
+            # softmax makes its weights uniform, and as a key it is masked for every real query
+            columns = torch.arange(width, device=copy_of.device).expand(copy_of.shape[0], width)  # (B, P)
+            h = self._forward(self.embed(prompt_ids), positions, self._bias(keep_keys), (copy_of, columns))
+            logits, hidden = self._out(self.norm(h[:, -1]))  # (U, V), (U, E)
+            self.next_index = width
         done = Prefilled(self.stamp, [], [], logits, hidden, None)
         if keep:
-            first = torch.empty(distinct.shape[0], dtype=torch.long, device=copy_of.device)
-            first.scatter_(
-                0, copy_of, torch.arange(copy_of.shape[0], device=copy_of.device)
-            )  # (U,) a row of each
             done.keys = [keys[first, :, :width].clone() for keys, _ in self.caches]  # each (U, nKV, P, D)
             done.values = [values[first, :, :width].clone() for _, values in self.caches]
             if self.kept_layers is not None:
                 done.kept = self.kept[first, :width].clone()  # (U, P, E)
         return done
+
+    @staticmethod
+    def _shared_prefix(key_mask: torch.Tensor, prompt_ids: torch.Tensor) -> int:
+        """How many real tokens every left-padded row (U, P) opens with alike, leaving each row one at
+        least (the last prompt position's output is each row's own); 0 for a single row."""
+        lengths = key_mask.sum(-1)  # (U,)
+        shortest = int(lengths.min())
+        if prompt_ids.shape[0] < 2 or shortest < 2:
+            return 0
+        width = prompt_ids.shape[1]
+        columns = (width - lengths)[:, None] + torch.arange(shortest - 1, device=lengths.device)  # (U, n)
+        opening = prompt_ids.gather(1, columns)  # (U, n): each row's first real tokens
+        alike = (opening == opening[:1]).all(0)  # (n,)
+        return int(alike.long().cumprod(0).sum())
 
     def use_prefill_cache(self, cache: PrefillCache, model: nn.Module) -> None:
         """Take prompt passes from ``cache`` when it holds one of the same prompts on ``model``'s
@@ -197,7 +239,7 @@ class LlamaDecoder:
         h: torch.Tensor,
         positions: torch.Tensor,
         bias: torch.Tensor,
-        copy_of: torch.Tensor | None = None,
+        into: tuple[torch.Tensor, torch.Tensor] | None = None,
         *,
         through: int | None = None,
     ) -> torch.Tensor:
@@ -205,9 +247,10 @@ class LlamaDecoder:
         layer (N, L, E), before the final norm; their keys and values written; ``bias``
         (N * nKV, G * L, t + L) masks the keys 0 .. t + L - 1.
 
-        A step (``copy_of`` None): N = B, the rows of the cache. The prompt pass: h holds each distinct
-        prompt once, cache row b takes the keys and values of row ``copy_of[b]`` (B,), and attention
-        runs over the fresh keys and values alone (they are all the cache holds yet).
+        A step (``into`` None): N = B, the rows of the cache, L columns from :attr:`next_index` on. A
+        prompt pass (``into`` = (copy_of (B,), columns (B, L))): h holds each distinct row once, cache
+        row b takes the keys and values of row ``copy_of[b]`` at its ``columns[b]``, and attention runs
+        over the fresh keys and values alone (``bias`` (N * nKV, G * L, L)): they are all it needs.
 
         With :meth:`keep_layer_output` the input of layer ``kept_layers`` (the output of the layers
         below it) is kept too; ``through`` set: the pass stops there (:meth:`finish`)."""
@@ -215,36 +258,49 @@ class LlamaDecoder:
         t, n_kv, group, dim = self.next_index, self.n_kv, self.group, self.head_dim
         end = t + length
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # (B, 1, L, D)
+        if into is not None:
+            copy_of, columns = into
+            rows = torch.arange(copy_of.shape[0], device=copy_of.device)[:, None]  # (B, 1)
+
+        def keep_output(h: torch.Tensor) -> None:
+            if into is None:
+                self.kept[:, t:end] = h
+            else:
+                self.kept[rows, columns] = h[copy_of]  # (B, L, E)
+
         for i, ((keys, values), (norm_1, qkv, o_proj, norm_2, gate_up, down)) in enumerate(
             zip(self.caches, self.layers, strict=True)
         ):
             if i == self.kept_layers:
-                self.kept[:, t:end] = h if copy_of is None else h[copy_of]
+                keep_output(h)
                 if through is not None:
                     break
             qk, v = qkv(norm_1(h))  # (N, L, (nH + nKV) D): q and k side by side, rotated in one pass
             qk = self._rotate(qk.view(batch, length, -1, dim).transpose(1, 2), cos, sin)
             q, k = qk[:, : self.n_head], qk[:, self.n_head :]  # (N, nH, L, D), (N, nKV, L, D)
             v = v.view(batch, length, n_kv, dim).transpose(1, 2)  # (N, nKV, L, D), as k
-            if copy_of is None:
+            if into is None:
                 keys[:, :, t:end], values[:, :, t:end] = k, v
                 k, v = keys[:, :, :end], values[:, :, :end]  # (B, nKV, end, D), views of the cache
-            else:
-                keys[:, :, t:end], values[:, :, t:end] = k[copy_of], v[copy_of]
+            else:  # cache[b, :, columns[b, j]] = fresh[copy_of[b], :, j], indexed as (B, L, nKV, D)
+                keys[rows, :, columns] = k[copy_of].transpose(1, 2)
+                values[rows, :, columns] = v[copy_of].transpose(1, 2)
             # Query heads h = k * G + g share key/value head k (repeat_kv): stacked as rows of one
             # (B * nKV) batch, the G * L queries meet the cache as it is, with no copy per head.
+            seen = k.shape[2]  # keys attended: end (a step), L (a prompt pass)
             q = q.reshape(batch * n_kv, group * length, dim)
-            k_t = k.reshape(batch * n_kv, end, dim).transpose(1, 2)  # (N * nKV, D, end)
-            v_all = v.reshape(batch * n_kv, end, dim)  # (N * nKV, end, D)
-            scores = torch.baddbmm(bias, q, k_t, alpha=self.scale)  # (N * nKV, G * L, end)
+            k_t = k.reshape(batch * n_kv, seen, dim).transpose(1, 2)  # (N * nKV, D, seen)
+            v_all = v.reshape(batch * n_kv, seen, dim)  # (N * nKV, seen, D)
+            scores = torch.baddbmm(bias, q, k_t, alpha=self.scale)  # (N * nKV, G * L, seen)
             a = torch.bmm(scores.softmax(-1), v_all).view(batch, -1, length, dim)  # (N, nH, L, D)
             h = h + o_proj(a.transpose(1, 2).reshape(batch, length, -1))  # heads side by side
             gate, up = gate_up(norm_2(h))
             h = h + down(F.silu(gate) * up)  # LlamaMLP with SiLU
         else:
             if self.kept_layers == len(self.layers):
-                self.kept[:, t:end] = h if copy_of is None else h[copy_of]
-        self.next_index = end
+                keep_output(h)
+        if into is None:
+            self.next_index = end
         return h
 
 
