@@ -89,9 +89,10 @@ def test_lab_page_on_smollm2_says_which_release(stand_in):
     assert not needs_conversion("smollm2")
 
 
-@pytest.mark.parametrize(("load", "expected"), [(0.0, 2), (0.7, 1), (3.6, 1)])
+@pytest.mark.parametrize(("load", "expected"), [(0.0, 2), (0.3, 2), (0.7, 1), (3.6, 1)])
 def test_a_large_model_takes_only_idle_cores(monkeypatch, load, expected):
-    """On 2 cores a large model runs on 2 threads only while the machine is otherwise idle."""
+    """On 2 cores a large model runs on 2 threads only while the machine is otherwise idle (other work
+    below half a core: a browser showing the app)."""
     import torch
 
     from engine.models import threads
