@@ -58,6 +58,19 @@ def _generate(model, config: SamplingConfig, seed: int = 3):
                     generator=torch.Generator().manual_seed(seed), keep_hidden=True)  # fmt: skip
 
 
+def _full_forward_matches(model, gen):
+    """Assert that a generation's logits and last hidden states are one full forward's over its
+    sequences (within float32 rounding); return that forward's output."""
+    attention = gen.attention_mask.long()
+    with torch.no_grad():
+        full = model(input_ids=gen.sequences, attention_mask=attention,
+                     position_ids=(attention.cumsum(-1) - 1).clamp(min=0), output_hidden_states=True)  # fmt: skip
+    P, T = gen.prompt_ids.shape[1], gen.response_ids.shape[1]
+    torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : P + T - 1].float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gen.hidden, full.hidden_states[-1][:, P - 1 : P + T - 1], atol=1e-5, rtol=1e-5)
+    return full
+
+
 MODELS = {
     "tied": lambda: tiny_llama(tied=True),
     "untied": lambda: tiny_llama(tied=False),
@@ -171,13 +184,7 @@ def test_lean_llama_runs_a_repeated_prompt_once_with_the_same_outputs(monkeypatc
     gen = generate(model, ids, ids != 0, config, eos_token_id=None, pad_token_id=0,
                    generator=torch.Generator().manual_seed(3), keep_hidden=True)  # fmt: skip
     assert rows_seen == [3, 6, 6, 6, 6]  # the prompt pass over 3 rows, then steps over all 6
-    attention = gen.attention_mask.long()
-    with torch.no_grad():
-        full = model(input_ids=gen.sequences, attention_mask=attention,
-                     position_ids=(attention.cumsum(-1) - 1).clamp(min=0), output_hidden_states=True)  # fmt: skip
-    P, T = ids.shape[1], gen.response_ids.shape[1]
-    torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : P + T - 1].float(), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(gen.hidden, full.hidden_states[-1][:, P - 1 : P + T - 1], atol=1e-5, rtol=1e-5)
+    _full_forward_matches(model, gen)
 
 
 def test_side_by_side_linears_are_each_layers_output_and_follow_a_weight_changed_in_place():
@@ -307,12 +314,6 @@ def test_prompts_that_open_alike_run_their_opening_once_with_the_full_forwards_o
     gen = generate(model, ids, ids != 0, config, eos_token_id=None, pad_token_id=0, keep_hidden=True,
                    generator=torch.Generator().manual_seed(3), keep_layers=2)  # fmt: skip
     assert rows_seen[:2] == [(1, 3), (4, 4)]  # the opening once; then columns 3.. of the 4 rows
-    attention = gen.attention_mask.long()
-    with torch.no_grad():
-        full = model(input_ids=gen.sequences, attention_mask=attention,
-                     position_ids=(attention.cumsum(-1) - 1).clamp(min=0), output_hidden_states=True)  # fmt: skip
-    P, T = ids.shape[1], gen.response_ids.shape[1]
-    torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : P + T - 1].float(), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(gen.hidden, full.hidden_states[-1][:, P - 1 : P + T - 1], atol=1e-5, rtol=1e-5)
+    full = _full_forward_matches(model, gen)
     real = gen.attention_mask.bool()
     torch.testing.assert_close(gen.trunk_hidden[real], full.hidden_states[2][real], atol=1e-5, rtol=1e-5)
