@@ -25,9 +25,10 @@ class LlamaDecoder:
 
     Plain layers (``nn.Linear``, ``LlamaRMSNorm``, ``nn.Embedding``) run as their functional ops, the
     plain linear layers that read one input (q, k, v; gate, up) as one matmul, on CPU on weights
-    prepacked for oneDNN (:func:`_packed`); a wrapped one (LoRA, the bf16 path's patched forward,
-    hooks) is called as the module it is; the LM head's forward hooks always apply. The arithmetic
-    differs from transformers' in two places: the matmuls' kernel on CPU, and attention (two batched
+    prepacked for oneDNN (:func:`_packed`), and so does a LoRA layer merged into its base weight or
+    with its adapters disabled (:func:`_as_computed`); a wrapped one (an active LoRA, the bf16 path's
+    patched forward, hooks) is called as the module it is; the LM head's forward hooks always apply.
+    The arithmetic differs from transformers' in two places: the matmuls' kernel on CPU, and attention (two batched
     matmuls with the mask as an additive bias, the query heads of one key/value head stacked as rows,
     no copies of the keys, against the SDPA kernel), so logits agree within float32 rounding (~1e-6),
     not bit for bit (tests/test_llama_decoder.py).
