@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from engine.config import ConfigError, SamplingConfig
-from engine.models.decoders import LlamaDecoder, decoder_for
+from engine.models.decoders import LlamaDecoder, PrefillCache, decoder_for
 from engine.ops import (
     masked_mean,
     position_ids_of,
@@ -86,20 +86,27 @@ def top_p_keep(z: torch.Tensor, top_p: float) -> torch.Tensor:
 
     Naive equivalent: sort each row descending, ``mass_before = cumsum(p) - p``, keep ``mass_before <
     top_p``. Only the prefix is needed, so the rows are sorted partially: the top ``k`` by ``topk``
-    (k = 64, then x8), enough once the top k's mass reaches top_p in every row (every token past them
-    then has mass_before >= top_p); the same cumulative sums, without sorting 49152 logits per row.
+    (k = 64, then x8), enough once the top k's mass reaches top_p in a row (every token past them then
+    has mass_before >= top_p); the same cumulative sums, without sorting 49152 logits per row. Only
+    the rows still short of top_p are widened: one flat row (a high-entropy position at top-p 0.99
+    needs ~30000 tokens) no longer makes every row of a 128-row chunk sort its whole vocabulary.
     """
     probs = torch.softmax(z, dim=-1)
     vocab = probs.shape[-1]
+    flat = probs.reshape(-1, vocab)  # (N, V)
+    keep = torch.zeros_like(flat, dtype=torch.bool)
+    rows = torch.arange(flat.shape[0], device=flat.device)  # (n,) the rows not decided yet
     k = min(TOP_P_FIRST_K, vocab)
-    while True:
-        top_probs, order = torch.topk(probs, k, dim=-1)  # (..., k), descending
+    while rows.numel():
+        undecided = flat if rows.numel() == flat.shape[0] else flat[rows]  # (n, V)
+        top_probs, order = torch.topk(undecided, k, dim=-1)  # (n, k), descending
         mass = torch.cumsum(top_probs, dim=-1)
-        if k == vocab or bool((mass[..., -1] >= top_p).all()):  # sync point, once per call
-            break
-        k = min(k * 8, vocab)
-    kept_sorted = (mass - top_probs) < top_p
-    return torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, kept_sorted)
+        done = (mass[:, -1] >= top_p) | (k == vocab)  # (n,); a sync point, once per widening
+        keep[rows[done]] = torch.zeros_like(keep[rows[done]]).scatter(
+            -1, order[done], (mass - top_probs)[done] < top_p
+        )
+        rows, k = rows[~done], min(k * 8, vocab)
+    return keep.view(probs.shape)
 
 
 TOP_P_FIRST_K = 64  # top_p_keep's first partial sort: a chat model's top-p mass sits in its top few dozen
@@ -335,12 +342,15 @@ def generate(
     keep_hidden: bool = False,
     keep_layers: int | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    prefill_cache: PrefillCache | None = None,
 ) -> Generation:
     """Sample responses with a KV cache, keeping each position's raw logits for the signals.
 
     ``on_step(done, total)`` is called after each generated position (progress bars for big models).
     ``keep_layers``: keep the output of the body's first that many layers at every position of prompt
     + response (:attr:`Generation.trunk_hidden`), where the decoder can (the lean Llama one; else None).
+    ``prefill_cache``: the prompt pass is taken from it when it holds the same prompts on the same
+    weights, and saved there (the lean Llama decoder; others ignore it).
 
     A hand-written loop rather than ``model.generate``: it returns the unprocessed logits of every
     step (needed for all signals and for temperature-consistent log-probs) with no extra forward
@@ -356,6 +366,8 @@ def generate(
     keeps = keep_layers is not None and isinstance(decoder, LlamaDecoder)
     if keeps:
         decoder.keep_layer_output(keep_layers)
+    if prefill_cache is not None and isinstance(decoder, LlamaDecoder):
+        decoder.use_prefill_cache(prefill_cache, model)
     logits, hidden = decoder.prefill(prompt_ids, position_ids)  # (B, V), (B, H) or None
     next_position = position_ids[:, -1:] + 1
     step_logits, step_hidden, tokens = [], [], []

@@ -38,3 +38,19 @@ def test_bench_ppo_smollm2_engine_side():
     assert out["trl_seconds_per_iteration"] is None and out["target_met"] is None
     assert "Q4_1" in out["model"] and "not the real world's trained RM" in out["reward_model"]
     assert out["settings"]["lora_targets"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def test_bench_app_notches_the_lab_on_the_world_model_or_smollm2():
+    """``bench app --model smollm2`` measures the lab's slider notch on the real chat model; another
+    name is refused by the parser (exit 2), as every bad flag."""
+    import argparse
+
+    from engine.bench import app
+
+    parser = argparse.ArgumentParser()
+    app.add_arguments(parser)
+    assert parser.parse_args([]).model == "world"
+    assert parser.parse_args(["--model", "smollm2"]).model == "smollm2"
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["--model", "gpt9"])
+    assert exc.value.code == 2

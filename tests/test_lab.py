@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from engine.lab import (
     top_alternatives,
 )
 from engine.paths import REPO_ROOT
+from engine.sampling import sampling_logits
 
 CFG = SamplingConfig(temperature=1.2, max_new_tokens=6)
 
@@ -61,6 +63,54 @@ def test_top_alternatives_are_ordered_and_consistent():
     assert torch.all(alt.p[..., :-1] >= alt.p[..., 1:])
     assert torch.allclose(alt.p, torch.softmax(logits, -1).gather(-1, alt.ids))
     assert torch.allclose(alt.q[..., :2].sum(-1), torch.ones(2, 3)) and torch.all(alt.q[..., 2:] == 0)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [SamplingConfig(), SamplingConfig(temperature=0.7, top_p=0.8), SamplingConfig(temperature=1.5, min_p=0.1),
+     SamplingConfig(top_k=3), SamplingConfig(temperature=0.0)],
+)  # fmt: skip
+def test_top_alternatives_match_the_naive_softmax_over_row_chunks(monkeypatch, config):
+    monkeypatch.setattr("engine.lab.SIGNAL_CHUNK_BYTES", 4 * 20 * 4)  # 4 rows a chunk: 6 rows, 2 chunks
+    logits = torch.randn(2, 3, 20, generator=torch.Generator().manual_seed(1)) * 3
+    logits[0, 0, 7] = float("-inf")  # a masked token (suppress_filler_tokens)
+    alt = top_alternatives(logits, config, k=4)
+    ids = torch.topk(logits, 4, dim=-1).indices
+    assert torch.equal(alt.ids, ids)
+    assert torch.allclose(alt.p, torch.softmax(logits, -1).gather(-1, ids), atol=1e-6)
+    naive_q = torch.softmax(sampling_logits(logits, config), -1).gather(-1, ids)
+    assert torch.allclose(alt.q, naive_q, atol=1e-6)
+
+
+def test_a_notch_reuses_the_prompt_pass_with_the_same_samples_and_signals(tiny_llama_dir, monkeypatch):
+    """A slider notch on a Llama model takes the prompt pass from the lab's cache (the prompt did not
+    change): the same tokens and signals as a lab that never saw the prompt."""
+    from engine.models.decoders import LlamaDecoder
+
+    passes = []
+    real = LlamaDecoder._prefill_distinct
+    monkeypatch.setattr(
+        LlamaDecoder, "_prefill_distinct", lambda self, *a, **k: passes.append(1) or real(self, *a, **k)
+    )
+    source, notch = str(tiny_llama_dir), SamplingConfig(temperature=1.3, top_p=0.9, max_new_tokens=6)
+    warm = SamplingLab()
+    warm.sample(source, ["w1 w2"], CFG, n_samples=3, seed=0)
+    passes.clear()
+    cached = warm.sample(source, ["w1 w2"], notch, n_samples=3, seed=0)
+    assert passes == []
+    fresh = SamplingLab().sample(source, ["w1 w2"], notch, n_samples=3, seed=0)
+    assert passes == [1]
+    assert torch.equal(cached.generation.response_ids, fresh.generation.response_ids)
+    for name, values in cached.signals().items():
+        np.testing.assert_array_equal(values, fresh.signals()[name], err_msg=name)
+
+
+def test_the_lab_compares_two_vocabularies_once(lab, monkeypatch):
+    calls = []
+    monkeypatch.setattr("engine.lab.same_vocabulary", lambda a, b: calls.append(1) or True)
+    one, other = SimpleNamespace(tokenizer="a"), SimpleNamespace(tokenizer="b")
+    assert lab.same_vocabulary("m", "rm", one, other) and lab.same_vocabulary("m", "rm", one, other)
+    assert calls == [1]
 
 
 def test_normalise_per_prompt_matches_naive():

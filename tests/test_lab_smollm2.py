@@ -81,17 +81,18 @@ def test_lab_page_on_smollm2_says_which_release(stand_in):
     at.run()
     assert not at.exception, at.exception
     # a real model's own length sliders, at their smaller defaults, said under them
-    assert (at.slider(key="lab_n_real").value, at.slider(key="lab_max_new_tokens_real").value) == (8, 24)
+    assert (at.slider(key="lab_n_real").value, at.slider(key="lab_max_new_tokens_real").value) == (8, 16)
     captions = " ".join(c.value for c in at.caption)
-    assert "8 samples x 24 new tokens by default" in captions
+    assert "8 samples x 16 new tokens by default (as PPO samples it)" in captions
     assert "Q4_1 GGUF release" in captions and "chat template" in captions
     assert at.multiselect(key="lab_real_prompts").value[0] in real_tasks()
     assert not needs_conversion("smollm2")
 
 
-@pytest.mark.parametrize(("load", "expected"), [(0.0, 2), (0.7, 1), (3.6, 1)])
+@pytest.mark.parametrize(("load", "expected"), [(0.0, 2), (0.3, 2), (0.7, 1), (3.6, 1)])
 def test_a_large_model_takes_only_idle_cores(monkeypatch, load, expected):
-    """On 2 cores a large model runs on 2 threads only while the machine is otherwise idle."""
+    """On 2 cores a large model runs on 2 threads only while the machine is otherwise idle (other work
+    below half a core: a browser showing the app)."""
     import torch
 
     from engine.models import threads

@@ -58,6 +58,19 @@ def _generate(model, config: SamplingConfig, seed: int = 3):
                     generator=torch.Generator().manual_seed(seed), keep_hidden=True)  # fmt: skip
 
 
+def _full_forward_matches(model, gen):
+    """Assert that a generation's logits and last hidden states are one full forward's over its
+    sequences (within float32 rounding); return that forward's output."""
+    attention = gen.attention_mask.long()
+    with torch.no_grad():
+        full = model(input_ids=gen.sequences, attention_mask=attention,
+                     position_ids=(attention.cumsum(-1) - 1).clamp(min=0), output_hidden_states=True)  # fmt: skip
+    P, T = gen.prompt_ids.shape[1], gen.response_ids.shape[1]
+    torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : P + T - 1].float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(gen.hidden, full.hidden_states[-1][:, P - 1 : P + T - 1], atol=1e-5, rtol=1e-5)
+    return full
+
+
 MODELS = {
     "tied": lambda: tiny_llama(tied=True),
     "untied": lambda: tiny_llama(tied=False),
@@ -171,13 +184,7 @@ def test_lean_llama_runs_a_repeated_prompt_once_with_the_same_outputs(monkeypatc
     gen = generate(model, ids, ids != 0, config, eos_token_id=None, pad_token_id=0,
                    generator=torch.Generator().manual_seed(3), keep_hidden=True)  # fmt: skip
     assert rows_seen == [3, 6, 6, 6, 6]  # the prompt pass over 3 rows, then steps over all 6
-    attention = gen.attention_mask.long()
-    with torch.no_grad():
-        full = model(input_ids=gen.sequences, attention_mask=attention,
-                     position_ids=(attention.cumsum(-1) - 1).clamp(min=0), output_hidden_states=True)  # fmt: skip
-    P, T = ids.shape[1], gen.response_ids.shape[1]
-    torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : P + T - 1].float(), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(gen.hidden, full.hidden_states[-1][:, P - 1 : P + T - 1], atol=1e-5, rtol=1e-5)
+    _full_forward_matches(model, gen)
 
 
 def test_side_by_side_linears_are_each_layers_output_and_follow_a_weight_changed_in_place():
@@ -230,3 +237,83 @@ def test_without_onednn_the_layers_run_one_by_one_with_the_same_outputs(monkeypa
                      position_ids=(attention.cumsum(-1) - 1).clamp(min=0))  # fmt: skip
     P, T = IDS.shape[1], gen.response_ids.shape[1]
     torch.testing.assert_close(gen.logits, full.logits[:, P - 1 : P + T - 1].float(), atol=1e-5, rtol=1e-5)
+
+
+def test_a_prefill_cache_gives_the_uncached_outputs_and_follows_a_weight_changed_in_place(monkeypatch):
+    """A second sampling of the same prompts (another temperature, as a lab notch) takes the prompt pass
+    from the cache: the same tokens, logits, hidden states and kept layer output as without a cache. A
+    weight changed in place (version counter) makes the cached pass stale: it is computed again."""
+    passes = []
+    real = LlamaDecoder._prefill_distinct
+    monkeypatch.setattr(
+        LlamaDecoder, "_prefill_distinct", lambda self, *a, **k: passes.append(1) or real(self, *a, **k)
+    )
+    model = tiny_llama()
+    ids = IDS[[0, 1, 0, 2]]
+    cache = llama.PrefillCache()
+
+    def sample(temperature: float, prefill_cache=None):
+        config = SamplingConfig(temperature=temperature, max_new_tokens=5, stop_at_eos=False)
+        return generate(model, ids, ids != 0, config, eos_token_id=None, pad_token_id=0, keep_hidden=True,
+                        generator=torch.Generator().manual_seed(3), keep_layers=2, prefill_cache=prefill_cache)  # fmt: skip
+
+    sample(1.0, cache)
+    for _ in range(2):  # the second time on a changed weight
+        passes.clear()
+        cached, uncached = sample(1.4, cache), sample(1.4)
+        assert len(passes) == (1 if _ == 0 else 2)  # 0: taken from the cache; 1: stale, computed again
+        assert torch.equal(cached.response_ids, uncached.response_ids)
+        for name in ("logits", "hidden", "trunk_hidden"):
+            assert torch.equal(getattr(cached, name), getattr(uncached, name)), name
+        with torch.no_grad():
+            model.model.layers[0].self_attn.k_proj.weight.mul_(1.5)
+
+
+def test_a_merged_or_disabled_lora_layer_runs_as_its_base_layer():
+    """PPO's rollout merges the LoRA deltas into the base weights: each LoRA layer then computes its base
+    layer alone, and the decoder runs it as that plain layer (prepacked, beside q / k / v), with the
+    merged model's logits; an active unmerged adapter stays the module."""
+    from engine.models.precision import merged_lora
+
+    model = MODELS["lora"]()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    q_proj = model.get_base_model().model.layers[0].self_attn.q_proj
+    assert llama._as_computed(q_proj) is q_proj
+    config = SamplingConfig(temperature=1.0, max_new_tokens=6, stop_at_eos=False)
+    unmerged = _generate(model, config)
+    with merged_lora(model):
+        assert llama._as_computed(q_proj) is q_proj.get_base_layer()
+        merged = _generate(model, config)
+    with model.disable_adapter():
+        assert llama._as_computed(q_proj) is q_proj.get_base_layer()
+    assert torch.equal(merged.response_ids, unmerged.response_ids)
+    torch.testing.assert_close(merged.logits, unmerged.logits, atol=1e-5, rtol=1e-5)
+
+
+def test_prompts_that_open_alike_run_their_opening_once_with_the_full_forwards_outputs(monkeypatch):
+    """Prompts sharing their first tokens (a chat template's system turn), left-padded to one width:
+    the opening runs on one row, then each row from the first column past it; the logits, last hidden
+    states and the kept layer output at every real position are the full forward's."""
+    ids = torch.tensor([[0, 0, 5, 6, 7, 8, 9], [5, 6, 7, 8, 10, 11, 12], [0, 5, 6, 7, 13, 14, 15]])[
+        [0, 1, 0, 2]
+    ]
+    assert LlamaDecoder._shared_prefix(ids != 0, ids) == 3
+    rows_seen = []
+    real_forward = LlamaDecoder._forward
+    monkeypatch.setattr(
+        LlamaDecoder,
+        "_forward",
+        lambda self, h, *a, **k: rows_seen.append(tuple(h.shape[:2])) or real_forward(self, h, *a, **k),
+    )
+    model = tiny_llama()
+    config = SamplingConfig(temperature=1.0, max_new_tokens=4, stop_at_eos=False)
+    gen = generate(model, ids, ids != 0, config, eos_token_id=None, pad_token_id=0, keep_hidden=True,
+                   generator=torch.Generator().manual_seed(3), keep_layers=2)  # fmt: skip
+    assert rows_seen[:2] == [(1, 3), (4, 4)]  # the opening once; then columns 3.. of the 4 rows
+    full = _full_forward_matches(model, gen)
+    real = gen.attention_mask.bool()
+    torch.testing.assert_close(gen.trunk_hidden[real], full.hidden_states[2][real], atol=1e-5, rtol=1e-5)

@@ -70,3 +70,21 @@ def test_top_p_sorts_only_as_far_as_the_mass_needs(monkeypatch):
     flat = torch.zeros((1, 1000))
     kept = sampling.top_p_keep(flat, 0.95)
     assert calls == [64, 512, 1000] and int(kept.sum()) == 950
+
+
+def test_top_p_widens_only_the_rows_short_of_the_mass(monkeypatch):
+    """In a batch of a peaked and a flat row only the flat one is sorted further; both keep what a full
+    sort keeps (the naive equivalent in the docstring)."""
+    rows_and_k = []
+    real_topk = torch.topk
+    monkeypatch.setattr(
+        torch, "topk", lambda x, k, **kw: rows_and_k.append((x.shape[0], k)) or real_topk(x, k, **kw)
+    )
+    z = torch.randn((2, 2, 1000), generator=torch.Generator().manual_seed(0)) * 1e-2  # nearly flat, no ties
+    z[0, 1, :3] = torch.tensor([15.0, 14.0, 13.0])  # peaked; the other three rows flat
+    kept = sampling.top_p_keep(z, 0.95)
+    assert rows_and_k == [(4, 64), (3, 512), (3, 1000)]
+    probs = torch.softmax(z, -1)
+    sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+    naive = torch.zeros_like(kept).scatter(-1, order, (sorted_probs.cumsum(-1) - sorted_probs) < 0.95)
+    assert torch.equal(kept, naive) and kept.shape == z.shape

@@ -100,9 +100,11 @@ def is_real(source: str | None) -> bool:
 
 # (samples per prompt, max new tokens) by default. A real model's decode on CPU streams all its weights
 # once per token step, whatever the batch (SmolLM2: ~0.1 s per step at 8 or 16 rows, one thread), so a
-# notch costs about its token steps: its own defaults keep one to a few seconds.
+# notch costs about its token steps: its own defaults keep one to a few seconds. Its 16 new tokens are
+# what PPO samples on it (the smollm2-cpu preset, the demo-smollm2 run): the lab shows the responses,
+# cut where they are cut, that the checker and the RM score in training; 8 token steps fewer than 24.
 LENGTH_DEFAULTS = (16, 32)
-REAL_LENGTH_DEFAULTS = (8, 24)
+REAL_LENGTH_DEFAULTS = (8, 16)
 
 
 def length_sliders(*, real: bool) -> tuple[int, int]:
@@ -115,8 +117,9 @@ def length_sliders(*, real: bool) -> tuple[int, int]:
     )
     if real:
         st.caption(
-            f"A real model samples on the CPU here: {samples} samples x {tokens} new tokens by default, so "
-            "that a slider notch re-samples in a few seconds; raise them for steadier means."
+            f"A real model samples on the CPU here: {samples} samples x {tokens} new tokens by default (as PPO "
+            "samples it), so that a slider notch re-samples in a few seconds; raise them for steadier means "
+            "or longer answers."
         )
     return n_samples, max_new_tokens
 

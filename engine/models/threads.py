@@ -48,12 +48,14 @@ def using_threads(count: int) -> Iterator[None]:
 
 
 def idle_cores() -> int:
-    """Cores not busy with other work: the core count less the 1-minute load average, rounded down,
-    where the load this process made itself (:func:`own_load`) is not other work: an app whose
+    """Cores not busy with other work: the core count less the 1-minute load average, to the nearest
+    core, where the load this process made itself (:func:`own_load`) is not other work: an app whose
     notches keep one core busy raises the load average to ~1 on its own, and on a machine where
-    nothing else runs it would then fall back to one thread for good."""
+    nothing else runs it would then fall back to one thread for good. To the nearest, not down: a
+    browser showing the app keeps a few tenths of a core busy, and rounding that down cost the lab's
+    notch its second thread on an otherwise idle machine."""
     other = max(0.0, os.getloadavg()[0] - own_load())
-    return int((os.cpu_count() or 1) - other)
+    return int((os.cpu_count() or 1) - other + 0.5)
 
 
 # (monotonic seconds, this process's CPU seconds) at earlier calls of own_load, oldest first

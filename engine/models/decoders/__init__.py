@@ -17,7 +17,7 @@ from torch import nn
 
 from engine.models.decoders.forward import ForwardDecoder
 from engine.models.decoders.gpt2 import Gpt2Decoder, gpt2_hidden_states, is_lean_gpt2
-from engine.models.decoders.llama import LlamaDecoder
+from engine.models.decoders.llama import LlamaDecoder, PrefillCache
 
 __all__ = [
     "LEAN_DECODERS",
@@ -25,6 +25,7 @@ __all__ = [
     "ForwardDecoder",
     "Gpt2Decoder",
     "LlamaDecoder",
+    "PrefillCache",
     "body_hidden_states",
     "decoder_for",
 ]

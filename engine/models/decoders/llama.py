@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import itertools
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,9 +25,10 @@ class LlamaDecoder:
 
     Plain layers (``nn.Linear``, ``LlamaRMSNorm``, ``nn.Embedding``) run as their functional ops, the
     plain linear layers that read one input (q, k, v; gate, up) as one matmul, on CPU on weights
-    prepacked for oneDNN (:func:`_packed`); a wrapped one (LoRA, the bf16 path's patched forward,
-    hooks) is called as the module it is; the LM head's forward hooks always apply. The arithmetic
-    differs from transformers' in two places: the matmuls' kernel on CPU, and attention (two batched
+    prepacked for oneDNN (:func:`_packed`), and so does a LoRA layer merged into its base weight or
+    with its adapters disabled (:func:`_as_computed`); a wrapped one (an active LoRA, the bf16 path's
+    patched forward, hooks) is called as the module it is; the LM head's forward hooks always apply.
+    The arithmetic differs from transformers' in two places: the matmuls' kernel on CPU, and attention (two batched
     matmuls with the mask as an additive bias, the query heads of one key/value head stacked as rows,
     no copies of the keys, against the SDPA kernel), so logits agree within float32 rounding (~1e-6),
     not bit for bit (tests/test_llama_decoder.py).
@@ -38,6 +41,8 @@ class LlamaDecoder:
         self.next_index = 0  # cache column of the next token
         self.kept_layers: int | None = None  # keep_layer_output(): whose output to keep
         self.kept: torch.Tensor | None = None  # (B, S, E): that layer's output at every position
+        self.prefills: PrefillCache | None = None  # use_prefill_cache(): earlier prompt passes
+        self.stamp: tuple = ()  # the model's weights (identity, version) the prompt pass computes with
         self.n_head, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.group = self.n_head // self.n_kv  # query heads per key/value head
         self.head_dim = body.layers[0].self_attn.head_dim
@@ -102,22 +107,100 @@ class LlamaDecoder:
         distinct (mask, ids, positions) row runs once and its keys and values are copied into the cache
         rows of its repeats. A row's outputs depend on that row alone, so this is the same computation
         on fewer rows; with 16 samples of one 38-token chat prompt it is half of SmolLM2's sampling work.
+        With :meth:`use_prefill_cache`, the same distinct rows on the same weights are not run again:
+        their saved keys, values and outputs are copied in (the lab's slider notches keep the prompt).
         """
         width = prompt_ids.shape[1]
-        key_mask = self.key_mask[:, :width]
-        rows = torch.cat([key_mask.long(), prompt_ids, positions], dim=1)  # (B, 3P)
+        rows = torch.cat([self.key_mask[:, :width].long(), prompt_ids, positions], dim=1)  # (B, 3P)
         distinct, copy_of = torch.unique(rows, dim=0, return_inverse=True)  # (U, 3P), (B,) row -> its prompt
+        key = (self.kept_layers, tuple(distinct.shape), distinct.cpu().numpy().tobytes())
+        done = self.prefills.get(key, self.stamp) if self.prefills is not None else None
+        if done is None:
+            done = self._prefill_distinct(distinct, copy_of, keep=self.prefills is not None)
+            if self.prefills is not None:
+                self.prefills.put(key, done)
+        else:
+            for (keys, values), k, v in zip(self.caches, done.keys, done.values, strict=True):
+                keys[:, :, :width], values[:, :, :width] = k[copy_of], v[copy_of]
+            if self.kept_layers is not None:
+                self.kept[:, :width] = done.kept[copy_of]
+            self.next_index = width
+        return done.logits[copy_of], done.hidden[copy_of]
+
+    def _prefill_distinct(self, distinct: torch.Tensor, copy_of: torch.Tensor, *, keep: bool) -> Prefilled:
+        """The prompt pass over the distinct rows (U, 3P) (mask, ids, positions side by side), written
+        into the cache rows of their repeats ``copy_of`` (B,); with ``keep`` the keys, values and kept
+        layer output of each distinct row are saved too (copies of its first repeat's cache row).
+
+        Prompts that open alike (a chat template's system turn: 27 of the 40 tokens of each of PPO's
+        SmolLM2 prompts) run that shared opening once (:meth:`_shared_prefix`): the same sums over the
+        same keys, on fewer rows."""
+        width = distinct.shape[1] // 3
         key_mask, prompt_ids, positions = (
             distinct[:, :width].bool(),
             distinct[:, width:-width],
             distinct[:, -width:],
         )
+        first = torch.empty(distinct.shape[0], dtype=torch.long, device=copy_of.device)
+        first.scatter_(
+            0, copy_of, torch.arange(copy_of.shape[0], device=copy_of.device)
+        )  # (U,) a row of each
         causal = torch.ones((width, width), dtype=torch.bool, device=prompt_ids.device).tril()
-        keep = causal[None] & key_mask[:, None, :]  # (U, P, P); a padding query sees no key,
-        # softmax makes its weights uniform, and as a key it is masked for every real query
-        h = self._forward(self.embed(prompt_ids), positions, self._bias(keep), copy_of)  # (U, P, E)
-        logits, hidden = self._out(self.norm(h[:, -1]))  # (U, V), (U, E)
-        return logits[copy_of], hidden[copy_of]
+        shared = self._shared_prefix(key_mask, prompt_ids)
+        pads = width - key_mask.sum(-1)[copy_of]  # (B,)
+        start = shared + int(pads.min())  # the first column where some row is past the shared opening
+        if shared and shared + copy_of.shape[0] * (width - start) < distinct.shape[0] * width:
+            # Fewer token rows: the opening once (its keys and values copied to each row's columns),
+            # then every cache row from ``start`` on, attending to the cache (a step of P - start tokens).
+            columns = pads[:, None] + torch.arange(shared, device=pads.device)  # (B, shared)
+            opening = prompt_ids[:1, width - int(key_mask[0].sum()) :][:, :shared]  # (1, shared)
+            at = torch.arange(shared, device=pads.device)[None]  # (1, shared): positions 0 .. shared - 1
+            into = (torch.zeros_like(copy_of), columns)
+            # A padding column before ``start`` is a masked key (weight 0) that nothing writes here: zeroed,
+            # since an unwritten one may hold NaN, and 0 x NaN is NaN.
+            for keys, values in self.caches:
+                keys[:, :, :start].zero_(), values[:, :, :start].zero_()
+            self._forward(self.embed(opening), at, self._bias(causal[None, :shared, :shared]), into)
+            self.next_index = start
+            keep_keys = causal[None, start:] & key_mask[copy_of][:, None, :]  # (B, P - start, P)
+            h = self._forward(
+                self.embed(prompt_ids[copy_of, start:]), positions[copy_of, start:], self._bias(keep_keys)
+            )  # (B, P - start, E)
+            logits, hidden = self._out(self.norm(h[first, -1]))  # (U, V), (U, E)
+        else:
+            keep_keys = causal[None] & key_mask[:, None, :]  # (U, P, P); a padding query sees no key,
+            # softmax makes its weights uniform, and as a key it is masked for every real query
+            columns = torch.arange(width, device=copy_of.device).expand(copy_of.shape[0], width)  # (B, P)
+            h = self._forward(self.embed(prompt_ids), positions, self._bias(keep_keys), (copy_of, columns))
+            logits, hidden = self._out(self.norm(h[:, -1]))  # (U, V), (U, E)
+            self.next_index = width
+        done = Prefilled(self.stamp, [], [], logits, hidden, None)
+        if keep:
+            done.keys = [keys[first, :, :width].clone() for keys, _ in self.caches]  # each (U, nKV, P, D)
+            done.values = [values[first, :, :width].clone() for _, values in self.caches]
+            if self.kept_layers is not None:
+                done.kept = self.kept[first, :width].clone()  # (U, P, E)
+        return done
+
+    @staticmethod
+    def _shared_prefix(key_mask: torch.Tensor, prompt_ids: torch.Tensor) -> int:
+        """How many real tokens every left-padded row (U, P) opens with alike, leaving each row one at
+        least (the last prompt position's output is each row's own); 0 for a single row."""
+        lengths = key_mask.sum(-1)  # (U,)
+        shortest = int(lengths.min())
+        if prompt_ids.shape[0] < 2 or shortest < 2:
+            return 0
+        width = prompt_ids.shape[1]
+        columns = (width - lengths)[:, None] + torch.arange(shortest - 1, device=lengths.device)  # (U, n)
+        opening = prompt_ids.gather(1, columns)  # (U, n): each row's first real tokens
+        alike = (opening == opening[:1]).all(0)  # (n,)
+        return int(alike.long().cumprod(0).sum())
+
+    def use_prefill_cache(self, cache: PrefillCache, model: nn.Module) -> None:
+        """Take prompt passes from ``cache`` when it holds one of the same prompts on ``model``'s
+        current weights, and save this one there (:meth:`prefill`)."""
+        self.prefills = cache
+        self.stamp = tuple((id(p), p._version) for p in model.parameters())
 
     def step(self, token: torch.Tensor, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Tokens (B,) at positions (B, 1) -> their logits (B, V) in float32 and hidden state (B, E)."""
@@ -157,7 +240,7 @@ class LlamaDecoder:
         h: torch.Tensor,
         positions: torch.Tensor,
         bias: torch.Tensor,
-        copy_of: torch.Tensor | None = None,
+        into: tuple[torch.Tensor, torch.Tensor] | None = None,
         *,
         through: int | None = None,
     ) -> torch.Tensor:
@@ -165,9 +248,10 @@ class LlamaDecoder:
         layer (N, L, E), before the final norm; their keys and values written; ``bias``
         (N * nKV, G * L, t + L) masks the keys 0 .. t + L - 1.
 
-        A step (``copy_of`` None): N = B, the rows of the cache. The prompt pass: h holds each distinct
-        prompt once, cache row b takes the keys and values of row ``copy_of[b]`` (B,), and attention
-        runs over the fresh keys and values alone (they are all the cache holds yet).
+        A step (``into`` None): N = B, the rows of the cache, L columns from :attr:`next_index` on. A
+        prompt pass (``into`` = (copy_of (B,), columns (B, L))): h holds each distinct row once, cache
+        row b takes the keys and values of row ``copy_of[b]`` at its ``columns[b]``, and attention runs
+        over the fresh keys and values alone (``bias`` (N * nKV, G * L, L)): they are all it needs.
 
         With :meth:`keep_layer_output` the input of layer ``kept_layers`` (the output of the layers
         below it) is kept too; ``through`` set: the pass stops there (:meth:`finish`)."""
@@ -175,37 +259,88 @@ class LlamaDecoder:
         t, n_kv, group, dim = self.next_index, self.n_kv, self.group, self.head_dim
         end = t + length
         cos, sin = self.cos[positions][:, None], self.sin[positions][:, None]  # (B, 1, L, D)
+        if into is not None:
+            copy_of, columns = into
+            rows = torch.arange(copy_of.shape[0], device=copy_of.device)[:, None]  # (B, 1)
+
+        def keep_output(h: torch.Tensor) -> None:
+            if into is None:
+                self.kept[:, t:end] = h
+            else:
+                self.kept[rows, columns] = h[copy_of]  # (B, L, E)
+
         for i, ((keys, values), (norm_1, qkv, o_proj, norm_2, gate_up, down)) in enumerate(
             zip(self.caches, self.layers, strict=True)
         ):
             if i == self.kept_layers:
-                self.kept[:, t:end] = h if copy_of is None else h[copy_of]
+                keep_output(h)
                 if through is not None:
                     break
             qk, v = qkv(norm_1(h))  # (N, L, (nH + nKV) D): q and k side by side, rotated in one pass
             qk = self._rotate(qk.view(batch, length, -1, dim).transpose(1, 2), cos, sin)
             q, k = qk[:, : self.n_head], qk[:, self.n_head :]  # (N, nH, L, D), (N, nKV, L, D)
             v = v.view(batch, length, n_kv, dim).transpose(1, 2)  # (N, nKV, L, D), as k
-            if copy_of is None:
+            if into is None:
                 keys[:, :, t:end], values[:, :, t:end] = k, v
                 k, v = keys[:, :, :end], values[:, :, :end]  # (B, nKV, end, D), views of the cache
-            else:
-                keys[:, :, t:end], values[:, :, t:end] = k[copy_of], v[copy_of]
+            else:  # cache[b, :, columns[b, j]] = fresh[copy_of[b], :, j], indexed as (B, L, nKV, D)
+                keys[rows, :, columns] = k[copy_of].transpose(1, 2)
+                values[rows, :, columns] = v[copy_of].transpose(1, 2)
             # Query heads h = k * G + g share key/value head k (repeat_kv): stacked as rows of one
             # (B * nKV) batch, the G * L queries meet the cache as it is, with no copy per head.
+            seen = k.shape[2]  # keys attended: end (a step), L (a prompt pass)
             q = q.reshape(batch * n_kv, group * length, dim)
-            k_t = k.reshape(batch * n_kv, end, dim).transpose(1, 2)  # (N * nKV, D, end)
-            v_all = v.reshape(batch * n_kv, end, dim)  # (N * nKV, end, D)
-            scores = torch.baddbmm(bias, q, k_t, alpha=self.scale)  # (N * nKV, G * L, end)
+            k_t = k.reshape(batch * n_kv, seen, dim).transpose(1, 2)  # (N * nKV, D, seen)
+            v_all = v.reshape(batch * n_kv, seen, dim)  # (N * nKV, seen, D)
+            scores = torch.baddbmm(bias, q, k_t, alpha=self.scale)  # (N * nKV, G * L, seen)
             a = torch.bmm(scores.softmax(-1), v_all).view(batch, -1, length, dim)  # (N, nH, L, D)
             h = h + o_proj(a.transpose(1, 2).reshape(batch, length, -1))  # heads side by side
             gate, up = gate_up(norm_2(h))
             h = h + down(F.silu(gate) * up)  # LlamaMLP with SiLU
         else:
             if self.kept_layers == len(self.layers):
-                self.kept[:, t:end] = h if copy_of is None else h[copy_of]
-        self.next_index = end
+                keep_output(h)
+        if into is None:
+            self.next_index = end
         return h
+
+
+@dataclass
+class Prefilled:
+    """One prompt pass over U distinct prompt rows of width P: what a later pass over the same rows
+    on the same weights (``stamp``) copies instead of computing (:meth:`LlamaDecoder.prefill`)."""
+
+    stamp: tuple  # (identity, version) of each of the model's parameters when computed
+    keys: list[torch.Tensor]  # per layer (U, nKV, P, D), rotated; empty when not kept
+    values: list[torch.Tensor]  # per layer (U, nKV, P, D)
+    logits: torch.Tensor  # (U, V) float32: the last prompt position's
+    hidden: torch.Tensor  # (U, E)
+    kept: torch.Tensor | None  # (U, P, E): the kept layer output (keep_layer_output), or None
+
+
+class PrefillCache:
+    """The last ``size`` prompt passes of one model, by their distinct prompt rows (and the layer whose
+    output was kept). A slider notch of the sampling lab re-samples the same prompt on the same
+    weights: its prompt pass (SmolLM2, one 40-token chat prompt: ~0.27 s on one core) is copied
+    instead. An entry computed on other weights (a weight changed in place: its version counter) is
+    never returned. Not thread-safe: its owner (:class:`engine.lab.SamplingLab`) holds a lock."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self._entries: OrderedDict[tuple, Prefilled] = OrderedDict()
+
+    def get(self, key: tuple, stamp: tuple) -> Prefilled | None:
+        done = self._entries.get(key)
+        if done is None or done.stamp != stamp:
+            return None
+        self._entries.move_to_end(key)
+        return done
+
+    def put(self, key: tuple, done: Prefilled) -> None:
+        self._entries[key] = done
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
 
 
 def _implemented(body: nn.Module) -> bool:
@@ -253,11 +388,24 @@ def _wrapped(module: nn.Module) -> bool:
     return "forward" in vars(module) or bool(module._forward_hooks or module._forward_pre_hooks)
 
 
+def _as_computed(module: nn.Module) -> nn.Module:
+    """The module whose forward ``module``'s forward is: a LoRA layer whose deltas are merged into its
+    base layer's weight (PPO's rollout, :func:`engine.models.precision.merged_lora`), or whose adapters
+    are disabled and not merged, computes its base layer alone (peft's ``LoraLayer.forward``), so it
+    runs as that plain layer does (one prepacked matmul beside its neighbours); anything else is itself."""
+    from peft.tuners.lora import LoraLayer
+
+    if not isinstance(module, LoraLayer) or _wrapped(module) or module.merged == module.disable_adapters:
+        return module
+    return module.get_base_layer()
+
+
 def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """A plain ``nn.Linear`` or ``LlamaRMSNorm`` as its own ops (bit for bit), a plain embedding as
     the GPT-2 decoder runs it; anything else (LoRA, the bf16 path, hooks) as the module."""
     from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
+    module = _as_computed(module)
     if _wrapped(module):
         return module
     kind = type(module)
@@ -283,6 +431,7 @@ def _lean_side_by_side(
     (layers per output, default one each; (2, 1): q and k side by side, then v): one call instead of
     three. Where that does not apply (LoRA, the bf16 path, hooks; no oneDNN, a GPU) they run one by
     one, each as :func:`_lean` runs it, a group's outputs concatenated. One layer: its output itself."""
+    linears = tuple(map(_as_computed, linears))
     groups = groups or (1,) * len(linears)
     weights, biases = [m.weight for m in linears], [m.bias for m in linears]
     plain = all(type(m) is nn.Linear and not _wrapped(m) for m in linears)
