@@ -22,12 +22,10 @@ from engine.analysis.entropy_dynamics import entropy_distribution, top_entropy_t
 from engine.config import GOLD_REWARD, ConfigError, SamplingConfig, validate_prompt
 from engine.models import LoadedModel, load_causal_lm
 from engine.models.decoders import PrefillCache
-from engine.models.gguf_cache import cache_problem, gguf_path, named_source
+from engine.models.gguf_cache import named_source
 from engine.models.threads import threads_for, using_threads
 from engine.models.trunk import SharedTrunk, shared_trunk
-from engine.paths import model_cache_dir
-from engine.real_world import Task
-from engine.real_world.world import load_real_world
+from engine.real_world.world import real_checker, real_rm_source, real_tasks
 from engine.reward import Judge, load_reward_model, same_vocabulary, score_responses
 from engine.runs import list_checkpoints
 from engine.sampling import SIGNAL_CHUNK_BYTES, Generation, chat_prompts, generate_from_texts, sampling_logits
@@ -49,36 +47,6 @@ SWEEP_GRIDS = {"temperature": TEMPERATURE_GRID, "top_p": TOP_P_GRID, "min_p": MI
 """The sampling parameters the lab sweeps, each with its grid."""
 
 ProgressFn = Callable[[float, str], None]
-
-
-def needs_conversion(source: str) -> bool:
-    """Whether loading ``source`` first converts it (a named GGUF source with no usable cache entry:
-    ~40 s of dequantising on 2 cores), so the page can say so before it starts."""
-    spec = named_source(source)
-    if spec is None:
-        return False
-    entry = model_cache_dir() / spec.name
-    return not entry.is_dir() or cache_problem(entry, spec, gguf_path(spec)) is not None
-
-
-def real_tasks() -> dict[str, Task]:
-    """The real world's tasks by prompt text: its shipped task sets (``real build``'s), training and
-    held-out (:func:`engine.real_world.world.load_real_world`, the sets PPO and ``real check`` use)."""
-    return load_real_world().by_prompt
-
-
-def real_checker(prompts: list[str], responses: list[str]) -> list[float]:
-    """The real world's gold judge over (prompt, response) rows: each prompt's task checker."""
-    return load_real_world().gold_batch(prompts, responses)
-
-
-def real_rm_source() -> str | None:
-    """The real world's reward model (built by ``python -m engine real build``), or None when it is
-    not built yet."""
-    try:
-        return load_real_world().require_rm()
-    except ConfigError:
-        return None
 
 
 def reference_config(config: SamplingConfig) -> SamplingConfig:

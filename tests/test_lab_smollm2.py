@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from engine.lab import SamplingLab, needs_conversion, real_tasks, sample_batch
+from engine.lab import SamplingLab, real_tasks, sample_batch
+from engine.models.gguf_cache import needs_conversion
 from engine.paths import REPO_ROOT
 from tests.tiny_models import make_llama, make_tokenizer
 from workbench.lab_tables import real_scoring_note, reward_note

@@ -8,7 +8,14 @@ import torch
 
 from engine.config import SamplingConfig
 from engine.models import attach_lora, frozen_matmuls_in_bf16
-from engine.models.decoders import LEAN_DECODERS, ForwardDecoder, LlamaDecoder, decoder_for, llama
+from engine.models.decoders import (
+    LEAN_DECODERS,
+    ForwardDecoder,
+    LlamaDecoder,
+    decoder_for,
+    llama,
+    llama_layers,
+)
 from engine.sampling import generate
 from tests.ppo_fixtures import one_thread  # noqa: F401 (autouse: one torch thread)
 from tests.tiny_models import make_tokenizer
@@ -153,19 +160,19 @@ def test_lean_llama_runs_plain_layers_functionally_and_wrapped_layers_as_modules
     module."""
     layer = tiny_llama().model.layers[0]
     x = torch.randn(3, 2, 48, generator=torch.Generator().manual_seed(0))
-    lean = llama._lean(layer.input_layernorm)
+    lean = llama_layers.lean_layer(layer.input_layernorm)
     assert lean is not layer.input_layernorm and torch.equal(lean(x), layer.input_layernorm(x))
     for module in (layer.self_attn.q_proj, layer.mlp.gate_proj):
-        lean = llama._lean(module)
+        lean = llama_layers.lean_layer(module)
         assert lean is not module
         torch.testing.assert_close(lean(x), module(x), atol=1e-6, rtol=1e-5)
 
     bf16 = tiny_llama().requires_grad_(False)
     assert frozen_matmuls_in_bf16(bf16, "bf16") > 0
     q_proj = bf16.model.layers[0].self_attn.q_proj
-    assert llama._lean(q_proj) is q_proj
+    assert llama_layers.lean_layer(q_proj) is q_proj
     wrapped = attach_lora(tiny_llama(), r=4, alpha=8).get_base_model().model.layers[0].self_attn.q_proj
-    assert llama._lean(wrapped) is wrapped
+    assert llama_layers.lean_layer(wrapped) is wrapped
 
 
 def test_lean_llama_runs_a_repeated_prompt_once_with_the_same_outputs(monkeypatch):
@@ -192,17 +199,19 @@ def test_side_by_side_linears_are_each_layers_output_and_follow_a_weight_changed
     change of a weight (a merged LoRA) the packed copy is remade, not reused."""
     attn = tiny_llama().model.layers[0].self_attn
     x = torch.randn(16, 1, 48, generator=torch.Generator().manual_seed(0))
-    fused = llama._lean_side_by_side(attn.q_proj, attn.k_proj, attn.v_proj)
+    fused = llama_layers.lean_side_by_side(attn.q_proj, attn.k_proj, attn.v_proj)
     for out, module in zip(fused(x), (attn.q_proj, attn.k_proj, attn.v_proj), strict=True):
         torch.testing.assert_close(out, module(x), atol=1e-6, rtol=1e-5)
     with torch.no_grad():
         attn.k_proj.weight.mul_(2.0)
-    fused = llama._lean_side_by_side(attn.q_proj, attn.k_proj, attn.v_proj)
+    fused = llama_layers.lean_side_by_side(attn.q_proj, attn.k_proj, attn.v_proj)
     torch.testing.assert_close(fused(x)[1], attn.k_proj(x), atol=1e-6, rtol=1e-5)
-    qk, v = llama._lean_side_by_side(attn.q_proj, attn.k_proj, attn.v_proj, groups=(2, 1))(x)
+    qk, v = llama_layers.lean_side_by_side(attn.q_proj, attn.k_proj, attn.v_proj, groups=(2, 1))(x)
     torch.testing.assert_close(qk, torch.cat([attn.q_proj(x), attn.k_proj(x)], -1), atol=1e-6, rtol=1e-5)
     lora = attach_lora(tiny_llama(), r=4, alpha=8).get_base_model().model.layers[0].self_attn
-    qk, v = llama._lean_side_by_side(lora.q_proj, lora.k_proj, lora.v_proj, groups=(2, 1))(x)  # one by one
+    qk, v = llama_layers.lean_side_by_side(lora.q_proj, lora.k_proj, lora.v_proj, groups=(2, 1))(
+        x
+    )  # one by one
     torch.testing.assert_close(qk, torch.cat([lora.q_proj(x), lora.k_proj(x)], -1))
     torch.testing.assert_close(v, lora.v_proj(x))
 
@@ -215,7 +224,7 @@ def test_the_lean_heads_forward_hooks_apply():
     )
     gen = _generate(model, SamplingConfig(temperature=1.0, max_new_tokens=6, stop_at_eos=False))
     assert torch.isinf(gen.logits[..., [3, 4]]).all() and torch.isfinite(gen.logits[..., 5:]).all()
-    head = llama._lean_head(model.lm_head)
+    head = llama_layers.lean_head(model.lm_head)
     assert head is not model.lm_head
     h = torch.randn(4, 48)
     torch.testing.assert_close(head(h), model.lm_head(h), atol=1e-6, rtol=1e-5)
@@ -227,7 +236,7 @@ def test_without_onednn_the_layers_run_one_by_one_with_the_same_outputs(monkeypa
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
     attn = tiny_llama().model.layers[0].self_attn
     x = torch.randn(4, 1, 48, generator=torch.Generator().manual_seed(0))
-    qk, v = llama._lean_side_by_side(attn.q_proj, attn.k_proj, attn.v_proj, groups=(2, 1))(x)
+    qk, v = llama_layers.lean_side_by_side(attn.q_proj, attn.k_proj, attn.v_proj, groups=(2, 1))(x)
     assert torch.equal(qk, torch.cat([attn.q_proj(x), attn.k_proj(x)], -1)) and torch.equal(v, attn.v_proj(x))
     model = tiny_llama()
     gen = _generate(model, SamplingConfig(temperature=1.0, max_new_tokens=8, stop_at_eos=False))
@@ -282,14 +291,14 @@ def test_a_merged_or_disabled_lora_layer_runs_as_its_base_layer():
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
     q_proj = model.get_base_model().model.layers[0].self_attn.q_proj
-    assert llama._as_computed(q_proj) is q_proj
+    assert llama_layers.as_computed(q_proj) is q_proj
     config = SamplingConfig(temperature=1.0, max_new_tokens=6, stop_at_eos=False)
     unmerged = _generate(model, config)
     with merged_lora(model):
-        assert llama._as_computed(q_proj) is q_proj.get_base_layer()
+        assert llama_layers.as_computed(q_proj) is q_proj.get_base_layer()
         merged = _generate(model, config)
     with model.disable_adapter():
-        assert llama._as_computed(q_proj) is q_proj.get_base_layer()
+        assert llama_layers.as_computed(q_proj) is q_proj.get_base_layer()
     assert torch.equal(merged.response_ids, unmerged.response_ids)
     torch.testing.assert_close(merged.logits, unmerged.logits, atol=1e-5, rtol=1e-5)
 

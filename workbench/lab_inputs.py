@@ -17,11 +17,10 @@ from engine.lab import (
     LabBatch,
     SamplingLab,
     checkpoint_choices,
-    needs_conversion,
     real_tasks,
     reference_config,
 )
-from engine.models.gguf_cache import GGUF_SOURCES, describe_source, named_source
+from engine.models.gguf_cache import GGUF_SOURCES, describe_source, named_source, needs_conversion
 from engine.paths import runs_dir
 from engine.ppo.config import field_docs
 from workbench.lab_tables import batch_tokens_html

@@ -373,3 +373,13 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True  # exists, owned by someone else
     return True
+
+
+def needs_conversion(source: str) -> bool:
+    """Whether loading ``source`` first converts it (a named GGUF source with no usable cache entry:
+    ~40 s of dequantising on 2 cores), so the page can say so before it starts."""
+    spec = named_source(source)
+    if spec is None:
+        return False
+    entry = model_cache_dir() / spec.name
+    return not entry.is_dir() or cache_problem(entry, spec, gguf_path(spec)) is not None

@@ -164,3 +164,23 @@ def read_tasks(path: Path) -> list[Task]:
     if unknown:
         raise ConfigError(f"{path}: unknown task families {unknown}")
     return tasks
+
+
+def real_tasks() -> dict[str, Task]:
+    """The real world's tasks by prompt text: its shipped task sets (``real build``'s), training and
+    held-out (:func:`load_real_world`, the sets PPO and ``real check`` use)."""
+    return load_real_world().by_prompt
+
+
+def real_checker(prompts: list[str], responses: list[str]) -> list[float]:
+    """The real world's gold judge over (prompt, response) rows: each prompt's task checker."""
+    return load_real_world().gold_batch(prompts, responses)
+
+
+def real_rm_source() -> str | None:
+    """The real world's reward model (built by ``python -m engine real build``), or None when it is
+    not built yet."""
+    try:
+        return load_real_world().require_rm()
+    except ConfigError:
+        return None

@@ -3,17 +3,14 @@ straight through the layers, keys and values in a cache preallocated for prompt 
 
 from __future__ import annotations
 
-import itertools
-import weakref
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.decoders.gpt2 import _lean as _lean_gpt2
+from engine.models.decoders.llama_layers import lean_head, lean_layer, lean_side_by_side, wrapped
 from engine.models.loading import backbone_and_head
 
 
@@ -25,9 +22,11 @@ class LlamaDecoder:
 
     Plain layers (``nn.Linear``, ``LlamaRMSNorm``, ``nn.Embedding``) run as their functional ops, the
     plain linear layers that read one input (q, k, v; gate, up) as one matmul, on CPU on weights
-    prepacked for oneDNN (:func:`_packed`), and so does a LoRA layer merged into its base weight or
-    with its adapters disabled (:func:`_as_computed`); a wrapped one (an active LoRA, the bf16 path's
-    patched forward, hooks) is called as the module it is; the LM head's forward hooks always apply.
+    prepacked for oneDNN (:func:`~engine.models.decoders.llama_layers.packed_linear`), and so does a
+    LoRA layer merged into its base weight or with its adapters disabled
+    (:func:`~engine.models.decoders.llama_layers.as_computed`); a wrapped one (an active LoRA, the
+    bf16 path's patched forward, hooks) is called as the module it is; the LM head's forward hooks
+    always apply.
     The arithmetic differs from transformers' in two places: the matmuls' kernel on CPU, and attention (two batched
     matmuls with the mask as an additive bias, the query heads of one key/value head stacked as rows,
     no copies of the keys, against the SDPA kernel), so logits agree within float32 rounding (~1e-6),
@@ -36,7 +35,7 @@ class LlamaDecoder:
 
     def __init__(self, body: nn.Module, head: nn.Module, key_mask: torch.Tensor):
         cfg = body.config
-        self.head = _lean_head(head)
+        self.head = lean_head(head)
         self.key_mask = key_mask  # (B, S) True = a real key: the prompt's mask, then every response slot
         self.next_index = 0  # cache column of the next token
         self.kept_layers: int | None = None  # keep_layer_output(): whose output to keep
@@ -62,18 +61,18 @@ class LlamaDecoder:
         emb = torch.cat((freqs, freqs), dim=-1)  # (S, D)
         self.cos, self.sin = emb.cos().to(dtype), emb.sin().to(dtype)  # attention_scaling 1 (over())
         self.key_bias = self._bias(key_mask[:, None, :])  # (B * nKV, G, S), for the one-token steps
-        self.embed, self.norm = _lean(body.embed_tokens), _lean(body.norm)
+        self.embed, self.norm = lean_layer(body.embed_tokens), lean_layer(body.norm)
         # per layer: input_layernorm, (q and k side by side, v), o, post_attention_layernorm, (gate, up), down
         self.layers = [
             (
-                _lean(layer.input_layernorm),
-                _lean_side_by_side(
+                lean_layer(layer.input_layernorm),
+                lean_side_by_side(
                     layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, groups=(2, 1)
                 ),
-                _lean(layer.self_attn.o_proj),
-                _lean(layer.post_attention_layernorm),
-                _lean_side_by_side(layer.mlp.gate_proj, layer.mlp.up_proj),
-                _lean(layer.mlp.down_proj),
+                lean_layer(layer.self_attn.o_proj),
+                lean_layer(layer.post_attention_layernorm),
+                lean_side_by_side(layer.mlp.gate_proj, layer.mlp.up_proj),
+                lean_layer(layer.mlp.down_proj),
             )
             for layer in body.layers[: cfg.num_hidden_layers]
         ]
@@ -227,7 +226,7 @@ class LlamaDecoder:
             )
 
     def _out(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits (B, V) in float32, hidden (B, E)): the head's forward hooks apply (:func:`_lean_head`)."""
+        """(logits (B, V) in float32, hidden (B, E)): the head's forward hooks apply (:func:`lean_head`)."""
         return self.head(hidden).float(), hidden
 
     def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -377,158 +376,7 @@ def _implemented(body: nn.Module) -> bool:
         stepped_over += [layer, layer.self_attn, layer.mlp]
         kinds += [(layer, LlamaDecoderLayer), (layer.self_attn, LlamaAttention), (layer.mlp, LlamaMLP)]
         kinds += [(layer.input_layernorm, LlamaRMSNorm), (layer.post_attention_layernorm, LlamaRMSNorm)]
-    if any(type(module) is not kind for module, kind in kinds) or any(map(_wrapped, stepped_over)):
+    if any(type(module) is not kind for module, kind in kinds) or any(map(wrapped, stepped_over)):
         return False
     attn = body.layers[0].self_attn
     return attn.num_key_value_groups * cfg.num_key_value_heads == cfg.num_attention_heads
-
-
-def _wrapped(module: nn.Module) -> bool:
-    """A forward set on the instance (the bf16 path) or hooks: the module must be called as it is."""
-    return "forward" in vars(module) or bool(module._forward_hooks or module._forward_pre_hooks)
-
-
-def _as_computed(module: nn.Module) -> nn.Module:
-    """The module whose forward ``module``'s forward is: a LoRA layer whose deltas are merged into its
-    base layer's weight (PPO's rollout, :func:`engine.models.precision.merged_lora`), or whose adapters
-    are disabled and not merged, computes its base layer alone (peft's ``LoraLayer.forward``), so it
-    runs as that plain layer does (one prepacked matmul beside its neighbours); anything else is itself."""
-    from peft.tuners.lora import LoraLayer
-
-    if not isinstance(module, LoraLayer) or _wrapped(module) or module.merged == module.disable_adapters:
-        return module
-    return module.get_base_layer()
-
-
-def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A plain ``nn.Linear`` or ``LlamaRMSNorm`` as its own ops (bit for bit), a plain embedding as
-    the GPT-2 decoder runs it; anything else (LoRA, the bf16 path, hooks) as the module."""
-    from transformers.models.llama.modeling_llama import LlamaRMSNorm
-
-    module = _as_computed(module)
-    if _wrapped(module):
-        return module
-    kind = type(module)
-    if kind is nn.Linear:
-        return _lean_side_by_side(module)
-    if kind is LlamaRMSNorm:
-        weight, eps = module.weight, module.variance_epsilon
-
-        def rms_norm(x: torch.Tensor) -> torch.Tensor:  # LlamaRMSNorm.forward, op for op
-            h = x.to(torch.float32)
-            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-            return weight * h.to(x.dtype)
-
-        return rms_norm
-    return _lean_gpt2(module)
-
-
-def _lean_side_by_side(
-    *linears: nn.Module, groups: tuple[int, ...] | None = None
-) -> Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]]:
-    """Linear layers that read the same input (q, k, v; gate, up) as one matmul on their weights side
-    by side, prepacked for oneDNN (:func:`_packed`), its output columns split back by ``groups``
-    (layers per output, default one each; (2, 1): q and k side by side, then v): one call instead of
-    three. Where that does not apply (LoRA, the bf16 path, hooks; no oneDNN, a GPU) they run one by
-    one, each as :func:`_lean` runs it, a group's outputs concatenated. One layer: its output itself."""
-    linears = tuple(map(_as_computed, linears))
-    groups = groups or (1,) * len(linears)
-    weights, biases = [m.weight for m in linears], [m.bias for m in linears]
-    plain = all(type(m) is nn.Linear and not _wrapped(m) for m in linears)
-    matmul = _packed(linears[0], weights, biases) if plain else None
-    if matmul is not None and len(linears) == 1:
-        return matmul
-    if matmul is not None:
-        widths = [sum(w.shape[0] for w in part) for part in _parts(weights, groups)]
-        return lambda x: matmul(x).split(widths, dim=-1)
-    lean = [
-        (lambda x, w=m.weight, b=m.bias: F.linear(x, w, b))
-        if type(m) is nn.Linear and not _wrapped(m)
-        else _lean(m)
-        for m in linears
-    ]
-    if len(lean) == 1:
-        return lean[0]
-
-    def one_by_one(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(
-            torch.cat([f(x) for f in part], dim=-1) if len(part) > 1 else part[0](x)
-            for part in _parts(lean, groups)
-        )
-
-    return one_by_one
-
-
-def _parts(items: list, groups: tuple[int, ...]) -> list[list]:
-    """``items`` cut into consecutive parts of ``groups`` sizes."""
-    bounds = list(itertools.accumulate(groups, initial=0))
-    return [items[a:b] for a, b in itertools.pairwise(bounds)]
-
-
-def _lean_head(head: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The LM head (a fifth of SmolLM2's decode: 576 x 49152) on its prepacked weight, its forward
-    hooks (the filler-token mask, :func:`engine.models.loading.suppress_filler_tokens`) run on its
-    output as a module call runs them; any other head, or hooks of other kinds, as the module."""
-    from torch.nn.modules import module as torch_module
-
-    if (
-        type(head) is not nn.Linear
-        or "forward" in vars(head)
-        or head._forward_pre_hooks
-        or head._forward_hooks_with_kwargs
-        or head._forward_hooks_always_called
-        or torch_module._global_forward_hooks
-        or torch_module._global_forward_pre_hooks
-    ):
-        return head
-    matmul = _packed(head, [head.weight], [head.bias])
-    if matmul is None:
-        return head
-    hooks = list(head._forward_hooks.values())
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        out = matmul(x)  # (B, V)
-        for hook in hooks:
-            result = hook(head, (x,), out)
-            out = out if result is None else result
-        return out
-
-    return run
-
-
-# Linear layers' weights (side by side) in oneDNN's blocked layout, by their first module: (each
-# weight's identity and version counter when packed, the packed copy, the bias). Kept while the module
-# lives, so a model pays the packing once, not per generate call.
-_PACKED: weakref.WeakKeyDictionary[nn.Module, tuple[list, torch.Tensor, torch.Tensor | None]] = (
-    weakref.WeakKeyDictionary()
-)
-PACK_ROWS = 16  # oneDNN's layout hint: the decode steps' row count (the lab's and PPO's batches)
-
-
-def _packed(
-    first: nn.Module, weights: list[torch.Tensor], biases: list[torch.Tensor | None]
-) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """x -> x @ cat(weights).T + cat(biases), on the weights prepacked for oneDNN's matmul, or None
-    where that does not apply (not CPU float32, no oneDNN, biases on some layers only).
-
-    Why: at the decode's row counts (1-64 token rows) MKL's sgemm on an AVX2-only AMD core runs at
-    ~27 GFLOP/s (16 x 576 x 49152), oneDNN's kernels on a prepacked weight at ~30-45. The same sums
-    in another order: outputs agree within float32 rounding (~1e-6 relative), not bit for bit. The
-    packed copy is remade when a weight changes in place (its version counter: a merged LoRA).
-    """
-    if (
-        any(w.device.type != "cpu" or w.dtype != torch.float32 for w in weights)
-        or not torch.backends.mkldnn.is_available()
-        or len({b is None for b in biases}) > 1
-    ):
-        return None
-    stamp = [(id(w), w._version) for w in weights]
-    cached = _PACKED.get(first)
-    if cached is None or cached[0] != stamp:
-        with torch.no_grad():
-            weight = torch.cat([w.detach() for w in weights]) if len(weights) > 1 else weights[0].detach()
-            bias = None if biases[0] is None else torch.cat([b.detach() for b in biases])
-            cached = (stamp, torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS), bias)
-        _PACKED[first] = cached
-    _, packed, bias = cached
-    return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
