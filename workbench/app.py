@@ -23,5 +23,5 @@ navigation = {
     ]
     for section, specs in sections().items()
 }
-st.navigation(navigation).run()
+st.navigation(navigation, expanded=True).run()  # every page in the sidebar: no "View more" hiding Learn
 warm_up_lab()  # after the page's run, so that the page does not wait for torch
