@@ -54,3 +54,34 @@ def test_bench_app_notches_the_lab_on_the_world_model_or_smollm2():
     with pytest.raises(SystemExit) as exc:
         parser.parse_args(["--model", "gpt9"])
     assert exc.value.code == 2
+
+
+def test_bench_app_says_in_one_line_what_a_page_did_not_show(monkeypatch, tmp_path):
+    """A page that never shows what the bench waits for (a link it cannot click, a title that never
+    comes) is a one-line ConfigError, not Playwright's traceback."""
+    import argparse
+    import contextlib
+    import types
+
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    from engine.bench import app
+    from engine.config import ConfigError
+
+    browser = types.SimpleNamespace(close=lambda: None)
+    fake = types.SimpleNamespace(chromium=types.SimpleNamespace(launch=lambda **_: browser))
+    monkeypatch.setattr(playwright_api, "sync_playwright", lambda: contextlib.nullcontext(fake))
+    monkeypatch.setattr(app, "CHROMIUM", __file__)  # any existing file
+    monkeypatch.setattr(app, "_cold_start", lambda *_: {"health_s": 1.0, "cold_start_s": 2.0})
+    monkeypatch.setattr(app, "streamlit_server", lambda *_: contextlib.nullcontext(("http://x", None, None)))
+    monkeypatch.setattr(app, "wait_healthy", lambda *_: None)
+
+    def stuck(*_):
+        raise playwright_api.TimeoutError(
+            "Locator.click: Timeout 30000ms exceeded.\nCall log:\n  - waiting for x"
+        )
+
+    monkeypatch.setattr(app, "_pages", stuck)
+    parser = argparse.ArgumentParser()
+    app.add_arguments(parser)
+    with pytest.raises(ConfigError, match=r"^bench app: Locator.click: Timeout 30000ms exceeded.$"):
+        app.main(parser.parse_args([]))

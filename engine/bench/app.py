@@ -175,6 +175,7 @@ def main(args: argparse.Namespace) -> int:
     from engine.models.precision import cpu_kind
 
     try:
+        from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
     except ImportError as exc:
         raise ConfigError("bench app needs playwright: `bash scripts/setup.sh --test` installs it") from exc
@@ -193,8 +194,11 @@ def main(args: argparse.Namespace) -> int:
         cold = _cold_start(browser, app, env, tmp_path)
         with streamlit_server(app, env, tmp_path / "app-warm.log") as (url, _, process):
             wait_healthy(url, process, tmp_path / "app-warm.log")
-            pages = _pages(browser, url, args.repeats)
-            sliders, first_batch = _lab_sliders(browser, url, args.notches, args.model)
+            try:
+                pages = _pages(browser, url, args.repeats)
+                sliders, first_batch = _lab_sliders(browser, url, args.notches, args.model)
+            except PlaywrightError as exc:  # a page that did not show what the bench waits for
+                raise ConfigError(f"bench app: {str(exc).splitlines()[0]}") from None
         browser.close()
     result = {
         **cold,
