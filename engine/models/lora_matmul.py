@@ -8,6 +8,9 @@ their backward nodes cost more than the matmuls they wrap. Folding the adapter i
 N = 16 x 38 rows) leaves one matmul forward and one for the input gradient; the adapter's gradients
 are four rank-r matmuls, the same as autograd's. Used by the lean GPT-2 forward
 (:func:`engine.models.decoders.gpt2.gpt2_hidden_states`) for every unmerged, enabled peft LoRA layer.
+
+Also here, for every lean path (GPT-2 and Llama): :func:`wrapped` (a module that must be called as it
+is) and :func:`as_computed` (the plain layer a merged or disabled LoRA layer's forward is).
 """
 
 from __future__ import annotations
@@ -16,6 +19,23 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+
+
+def wrapped(module: nn.Module) -> bool:
+    """A forward set on the instance (the bf16 path) or hooks: the module must be called as it is."""
+    return "forward" in vars(module) or bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def as_computed(module: nn.Module) -> nn.Module:
+    """The module whose forward ``module``'s forward is: a LoRA layer whose deltas are merged into its
+    base layer's weight (PPO's rollout, :func:`engine.models.precision.merged_lora`), or whose adapters
+    are disabled and not merged, computes its base layer alone (peft's ``LoraLayer.forward``), so it
+    runs as that plain layer does (one prepacked matmul beside its neighbours); anything else is itself."""
+    from peft.tuners.lora import LoraLayer
+
+    if not isinstance(module, LoraLayer) or wrapped(module) or module.merged == module.disable_adapters:
+        return module
+    return module.get_base_layer()
 
 
 class LoraParts(NamedTuple):
@@ -46,7 +66,7 @@ def lora_parts(module: nn.Module) -> LoraParts | None:
         return None
     if not (isinstance(dropout, nn.Identity) or (isinstance(dropout, nn.Dropout) and not dropout.training)):
         return None
-    if "forward" in vars(base) or base._forward_hooks or base._forward_pre_hooks or base.weight.requires_grad:
+    if wrapped(base) or base.weight.requires_grad:
         return None
     if type(base) is Conv1D:
         weight = base.weight  # (I, O)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.models.loading import backbone_and_head
-from engine.models.lora_matmul import lora_matmul, lora_parts
+from engine.models.lora_matmul import as_computed, lora_matmul, lora_parts, wrapped
 from engine.models.precision import TanhGelu, tanh_gelu
 
 
@@ -203,19 +203,12 @@ def _attend(
 
 def _lean_lora(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """:func:`_lean`, and a peft LoRA wrapper as one matmul (:func:`~engine.models.lora_matmul.
-    lora_parts`) or, with its adapters disabled and unmerged (the reference policy), as its base layer
-    (what peft's forward then calls)."""
+    lora_parts`) or, merged or with its adapters disabled (the reference policy), as the base layer
+    its forward then is (:func:`~engine.models.lora_matmul.as_computed`)."""
     parts = lora_parts(module)
     if parts is not None:
         return lambda x: lora_matmul(x, parts)
-    base = getattr(module, "base_layer", None)
-    if (
-        base is not None
-        and getattr(module, "disable_adapters", False)
-        and not getattr(module, "merged", True)
-    ):
-        return _lean(base)
-    return _lean(module)
+    return _lean(as_computed(module))
 
 
 def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -231,7 +224,7 @@ def _lean(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """
     from transformers.pytorch_utils import Conv1D
 
-    if "forward" in vars(module) or module._forward_hooks or module._forward_pre_hooks:
+    if wrapped(module):
         return module
     base = _merged_base(module)
     if base is not None:

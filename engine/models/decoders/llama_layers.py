@@ -14,23 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.models.decoders.gpt2 import _lean as _lean_gpt2
-
-
-def wrapped(module: nn.Module) -> bool:
-    """A forward set on the instance (the bf16 path) or hooks: the module must be called as it is."""
-    return "forward" in vars(module) or bool(module._forward_hooks or module._forward_pre_hooks)
-
-
-def as_computed(module: nn.Module) -> nn.Module:
-    """The module whose forward ``module``'s forward is: a LoRA layer whose deltas are merged into its
-    base layer's weight (PPO's rollout, :func:`engine.models.precision.merged_lora`), or whose adapters
-    are disabled and not merged, computes its base layer alone (peft's ``LoraLayer.forward``), so it
-    runs as that plain layer does (one prepacked matmul beside its neighbours); anything else is itself."""
-    from peft.tuners.lora import LoraLayer
-
-    if not isinstance(module, LoraLayer) or wrapped(module) or module.merged == module.disable_adapters:
-        return module
-    return module.get_base_layer()
+from engine.models.lora_matmul import as_computed, wrapped
 
 
 def lean_layer(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
