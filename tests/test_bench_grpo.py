@@ -48,6 +48,11 @@ def test_engine_side_json_contract(capsys):
     assert result["seconds_per_step"] == result["per_step"][1]["total_s"]  # the median of the one kept step
     assert result["cpu"]["kind"] and result["versions"]["engine"]["torch"]
     assert result["threads"]["engine"] == 1
+    # one more step, recorded for its matrix products and timed alone; TRL's side absent here
+    floor = result["matmul"]["engine"]
+    assert floor["products"] > 0 and floor["unreplayed"] == 0 and floor["gflop"] > 0 and floor["seconds"] > 0
+    assert result["matmul"]["trl"] is None and result["matmul_floor_ratio"] is None
+    assert result["process_peak_rss_mb"]["engine"] >= result["peak_rss_mb"]
     settings = result["settings"]
     assert (settings["loss_type"], settings["num_iterations"], settings["kl_loss_coef"]) == ("dapo", 1, 0.0)
     assert settings["sequences_per_step"] == 4 and settings["optimizer_steps_per_step"] == 1

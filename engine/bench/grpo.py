@@ -21,7 +21,11 @@ entropy of every token for its metrics, and runs its Trainer's loop. The engine 
 entropy-after-update pass and no gold judge here (``probe_every`` 0, ``measure_entropy_change`` off).
 
 Each side runs in its own process, started by this one, and its peak RSS is that process's
-``ru_maxrss`` (``os.wait4``): the same measure on both sides. TRL runs in its own environment
+``ru_maxrss`` at the end of its timed steps: the same measure on both sides. Each side then runs one
+more step, recorded by torch's profiler for its matrix products, which are timed alone afterwards
+(:mod:`engine.bench.matmul_floor`): ``matmul`` gives each side's products (count, GFLOP, seconds alone)
+and ``matmul_floor_ratio`` the engine's products' seconds over TRL's step, the ratio the engine would
+reach if nothing but its matrix products took time. TRL runs in its own environment
 (``scripts/trl_baseline/setup_trl_venv.sh``: made at ``--trl-venv`` on first use, about 90 s; TRL is not a
 project dependency). The first step of each side is a warm-up, discarded; the figures are the medians of
 the others, in wall-clock seconds and in the process's CPU seconds (the steadier figure on a shared
@@ -36,6 +40,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -165,6 +170,7 @@ def engine_side(s: dict[str, Any]) -> dict[str, Any]:
     import torch
     import transformers
 
+    from engine.bench.matmul_floor import matmul_floor, record_products
     from engine.ppo.build import PromptItem, Sources, build_trainer
     from engine.store import RunWriter
 
@@ -198,9 +204,14 @@ def engine_side(s: dict[str, Any]) -> dict[str, Any]:
                     "other_s": m["time/step"] - phases,
                 }
             )
+        peak_rss_mb = peak_rss_mb_so_far()
+        extra = s["steps"] + 1  # one more step, recorded (after the peak: the recording takes memory)
+        products = record_products(lambda: trainer.log_step(trainer.iteration(extra)))
     return {
         "engine": "engine.ppo.trainer.PPOTrainer (algorithm grpo)",
         "per_step": per_step,
+        "peak_rss_mb": peak_rss_mb,
+        "matmul": matmul_floor(products),
         "base_precision": trainer.base_precision,
         "trainable_parameters": sum(p.numel() for p in trainer.trainable_parameters()),
         "threads": torch.get_num_threads(),
@@ -220,6 +231,11 @@ class Measured:
     returncode: int
     peak_rss_mb: float
     wall_s: float
+
+
+def peak_rss_mb_so_far() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports ``ru_maxrss`` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run_measured(cmd: list[str], log_path: Path) -> Measured:
@@ -337,7 +353,8 @@ def main(args: argparse.Namespace) -> int:
     trl_seconds = trl_split.pop("total_s") if trl_split else None
     trl_cpu_seconds = trl_split.pop("cpu_s") if trl_split else None
     ratio = seconds / trl_seconds if trl_seconds else None
-    trl_peak = trl_proc.peak_rss_mb if trl_proc else None
+    peak, trl_peak = engine["peak_rss_mb"], trl["peak_rss_mb"] if trl else None
+    floor = engine["matmul"]["seconds"]
     result = {
         "protocol": settings["protocol"],
         "engine": engine["engine"],
@@ -351,10 +368,14 @@ def main(args: argparse.Namespace) -> int:
         "cpu_seconds_per_step": cpu_seconds,
         "trl_cpu_seconds_per_step": trl_cpu_seconds,
         "cpu_seconds_ratio": cpu_seconds / trl_cpu_seconds if trl_cpu_seconds else None,
-        "peak_rss_mb": engine_proc.peak_rss_mb,
+        "peak_rss_mb": peak,
         "trl_peak_rss_mb": trl_peak,
         "target": f"seconds_per_step_ratio <= {TARGET_RATIO} and peak_rss_mb <= trl_peak_rss_mb",
-        "target_met": (ratio <= TARGET_RATIO and engine_proc.peak_rss_mb <= trl_peak) if trl else None,
+        "target_met": (ratio <= TARGET_RATIO and peak <= trl_peak) if trl else None,
+        # the step's matrix products timed alone, each side's recorded in one more step
+        "matmul": {"engine": engine["matmul"], "trl": trl["matmul"] if trl else None},
+        # the ratio the engine would reach if everything but its matrix products took no time
+        "matmul_floor_ratio": floor / trl_seconds if trl_seconds else None,
         "split_seconds": split,
         "trl_split_seconds": trl_split,
         "steps": args.steps,
@@ -363,6 +384,11 @@ def main(args: argparse.Namespace) -> int:
         "trl_per_step": trl["per_step"] if trl else None,
         "trl_generated_tokens_per_completion": trl["generated_tokens_per_completion"] if trl else None,
         "process_wall_s": {"engine": engine_proc.wall_s, "trl": trl_proc.wall_s if trl_proc else None},
+        # each process's peak over its whole life, the recorded step included
+        "process_peak_rss_mb": {
+            "engine": engine_proc.peak_rss_mb,
+            "trl": trl_proc.peak_rss_mb if trl_proc else None,
+        },
         "base_precision": engine["base_precision"],
         "trainable_parameters": {
             "engine": engine["trainable_parameters"],
@@ -384,11 +410,14 @@ def main(args: argparse.Namespace) -> int:
     elif trl:
         print(
             f"{result['protocol']}: engine {seconds:.3f} s/step, TRL {trl_seconds:.3f} s/step (ratio {ratio:.2f}, "
-            f"target {TARGET_RATIO}); peak RSS {engine_proc.peak_rss_mb:.0f} MiB vs {trl_peak:.0f} MiB"
+            f"target {TARGET_RATIO}); peak RSS {peak:.0f} MiB vs {trl_peak:.0f} MiB; the engine's matrix "
+            f"products alone {floor:.3f} s/step (ratio {floor / trl_seconds:.2f}), TRL's "
+            f"{trl['matmul']['seconds']:.3f} s/step"
         )
     else:
         print(
-            f"{result['protocol']}: engine {seconds:.3f} s/step, peak RSS {engine_proc.peak_rss_mb:.0f} MiB"
+            f"{result['protocol']}: engine {seconds:.3f} s/step (its matrix products alone {floor:.3f}), "
+            f"peak RSS {peak:.0f} MiB"
         )
     return 0
 

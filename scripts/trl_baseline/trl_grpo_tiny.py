@@ -24,6 +24,8 @@ Timing: each optimizer step from one ``on_step_end`` to the next (the first, wit
 is the bench's warm-up), in wall-clock and in this process's CPU seconds (all its threads); inside it ``model.generate`` (generation), ``_calculate_rewards`` (the RM) and
 ``_generate_and_score_completions`` (the whole rollout: generation, decoding, rewards, advantages); the
 rest of the step is the update (the forward and backward passes of the chunks and the optimizer step).
+Peak RSS is taken at the end of the timed steps; one more step follows, recorded by torch's profiler for
+its matrix products, which are then timed alone (``engine.bench.matmul_floor``, as on the engine side).
 
 Usage:  python trl_grpo_tiny.py --settings SETTINGS.json --out OUT.json
 """
@@ -31,6 +33,7 @@ Usage:  python trl_grpo_tiny.py --settings SETTINGS.json --out OUT.json
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -105,6 +108,7 @@ def main():
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from engine.bench.matmul_floor import matmul_floor, products_of, recording
     from engine.reward import load_reward_model
 
     batch = s["prompts_per_step"] * s["samples_per_prompt"]
@@ -125,7 +129,7 @@ def main():
         disable_tqdm=True,
         log_completions=False,
         gradient_checkpointing=False,  # TRL's default is on; the engine keeps activations (no recompute)
-        max_steps=s["steps"],
+        max_steps=s["steps"] + 1,  # the last one recorded for its matrix products, not timed
         per_device_train_batch_size=batch // s["chunks"],
         gradient_accumulation_steps=s["chunks"],  # one optimizer step = the whole batch, generated at once
         num_generations=s["samples_per_prompt"],
@@ -179,6 +183,8 @@ def main():
         def __init__(self):
             self.last = self.last_cpu = None
             self.steps = []
+            self.peak_rss_mb = None  # at the end of the timed steps
+            self.recorder = self.products = None
 
         def on_train_begin(self, args_, state, control, **kw):
             self.last, self.last_cpu = time.perf_counter(), time.process_time()
@@ -187,6 +193,10 @@ def main():
         def on_step_end(self, args_, state, control, **kw):
             now, now_cpu = time.perf_counter(), time.process_time()
             seen = phases.take()
+            if self.recorder is not None:  # the step after the timed ones: its matrix products
+                self.recorder.stop()
+                self.products = products_of(self.recorder.events())
+                return
             total = now - self.last
             rollout = seen.get("rollout_s", 0.0)
             self.steps.append(
@@ -200,6 +210,10 @@ def main():
                     "update_s": total - rollout,
                 }
             )
+            if len(self.steps) == s["steps"]:
+                self.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+                self.recorder = recording()
+                self.recorder.start()
             self.last, self.last_cpu = now, now_cpu
 
     timer = StepTimer()
@@ -209,6 +223,8 @@ def main():
     result = {
         "engine": "trl.GRPOTrainer",
         "per_step": timer.steps,
+        "peak_rss_mb": timer.peak_rss_mb,
+        "matmul": matmul_floor(timer.products),
         "generated_tokens_per_completion": generated_widths,
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "trl_config": {
