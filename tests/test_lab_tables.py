@@ -63,3 +63,20 @@ def test_sweep_figure_puts_rm_and_gold_on_separate_axes():
     rm = next(t for t in fig.data if t.name == "mean RM score")
     gold = next(t for t in fig.data if t.name.startswith("mean gold score"))
     assert rm.yaxis != gold.yaxis and list(rm.y) == [-1, -6, -11]
+
+
+def test_signal_boxes_put_candidates_on_a_log_axis_when_all_positive():
+    from workbench.figures.lab import signal_distributions_figure
+
+    names = ("entropy", "sampling_entropy", "max_prob", "sampled_prob", "n_candidates")
+    current = {n: np.array([0.2, 0.8]) for n in names} | {"n_candidates": np.array([1.0, 3.0, 40.0])}
+    reference = {n: np.array([0.5, 1.0]) for n in names} | {"n_candidates": np.full(3, 49152.0)}
+    fig = signal_distributions_figure(current, reference)
+    axes = [fig.layout[f"yaxis{'' if i == 1 else i}"].type for i in range(1, len(names) + 1)]
+    assert axes[names.index("n_candidates")] == "log"
+    assert all(t != "log" for i, t in enumerate(axes) if names[i] != "n_candidates")
+    assert any(a.text == "n candidates (log axis)" for a in fig.layout.annotations)
+    # an empty selection (no real token) keeps the linear axis: a log axis has nothing to show
+    empty = {n: np.array([]) for n in names}
+    fig = signal_distributions_figure(empty, empty)
+    assert fig.layout[f"yaxis{len(names)}"].type != "log"

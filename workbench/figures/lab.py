@@ -22,8 +22,13 @@ MARGIN = {"t": 40, "b": 20, "l": 20, "r": 20}
 def signal_distributions_figure(
     current: dict[str, np.ndarray], reference: dict[str, np.ndarray]
 ) -> go.Figure:
-    """Box plots of each signal over real tokens, these settings next to the reference settings."""
-    fig = make_subplots(rows=1, cols=len(SIGNALS), subplot_titles=[SIGNAL_LABELS[s] for s in SIGNALS])
+    """Box plots of each signal over real tokens, these settings next to the reference settings.
+
+    The number of candidates is drawn on a log axis: unfiltered it is the whole vocabulary (49152 on
+    SmolLM2) at every position, and a nucleus of 1 to 50 tokens would be a flat line at 0 beside it."""
+    log_axis = {s: s == "n_candidates" and _positive(current[s], reference[s]) for s in SIGNALS}
+    titles = [SIGNAL_LABELS[s] + (" (log axis)" if log_axis[s] else "") for s in SIGNALS]
+    fig = make_subplots(rows=1, cols=len(SIGNALS), subplot_titles=titles)
     for col, name in enumerate(SIGNALS, start=1):
         for (label, hue), values in zip(SETTINGS, (current, reference), strict=True):
             fig.add_trace(
@@ -31,8 +36,16 @@ def signal_distributions_figure(
                        boxmean=True),
                 row=1, col=col,
             )  # fmt: skip
+        if log_axis[name]:
+            fig.update_yaxes(type="log", row=1, col=col)
     fig.update_layout(height=320, margin=MARGIN, legend={"orientation": "h", "y": -0.1})
     return fig
+
+
+def _positive(*arrays: np.ndarray) -> bool:
+    """Whether every value is > 0 and there is at least one (a log axis can show them all)."""
+    values = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays])
+    return values.size > 0 and bool(np.all(values > 0))
 
 
 def reward_figure(frame: pd.DataFrame, column: str) -> go.Figure:
