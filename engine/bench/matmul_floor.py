@@ -5,7 +5,8 @@ cannot take less time than those products take on their own, so their seconds bo
 can get ahead of the other: ``bench grpo`` records the products of one step on each side and reports
 both sums. Recording uses torch's profiler (each top-level ``mm``, ``addmm``, ``bmm`` and ``baddbmm``
 with its operands' shapes, strides, dtypes and scalars); timing builds operands laid out as they were
-in the step and runs each distinct product on its own, in this process and its thread setting.
+in the step and runs each distinct product on its own, in this process and its thread setting. CPU
+steps only: the profiler's records carry no device, and the operands are made on the CPU.
 
 Imports only torch and the standard library: the TRL side runs this module in its own environment.
 """
