@@ -179,3 +179,52 @@ def test_the_real_rm_scores_smollm2_samples_from_its_26_shared_layers():
     gen = batch.generation
     own = lab.reward_model(rm_source).model(gen.sequences, gen.attention_mask)
     np.testing.assert_allclose(batch.rewards, own.numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["adapter", "classifier"])
+def test_a_tied_trunk_is_the_policys_weights_and_scores_as_before(tiny_llama_dir, kind):
+    """Tied, the RM's shared layers hold the policy's own tensors (one copy in memory); its scores,
+    through the trunk or its own forward, are what they were; sampling's merge and restore of the
+    policy's base (which bumps the tensors' versions) leaves it intact."""
+    from engine.models.precision import merged_lora
+
+    policy, tok = _policy(tiny_llama_dir)
+    rm = _adapter_rm(tiny_llama_dir) if kind == "adapter" else _classifier_rm(tiny_llama_dir)
+    ro = _rollout(policy, tok)
+    before = rm(ro.sequences, ro.attention_mask)  # (B,)
+    own_count = sum(p.numel() for p in rm.parameters())
+    trunk = shared_trunk(rm, policy, tie=True)
+    assert trunk is not None and trunk.layers == (1 if kind == "adapter" else 2)
+    policy_weights = {id(p) for p in policy.parameters()}
+    rm_body = rm.body if kind == "adapter" else rm.model.model
+    shared = [rm_body.embed_tokens, *rm_body.layers[: trunk.layers]]
+    assert all(
+        id(p) in policy_weights for part in shared for n, p in part.named_parameters() if "lora_" not in n
+    )
+    above = [p for n, p in rm.named_parameters() if id(p) not in policy_weights]
+    assert above and sum(p.numel() for p in rm.parameters()) == own_count  # the RM's own top and head
+    with merged_lora(policy):
+        pass  # the rollout's merge and bit-for-bit restore
+    assert trunk.intact()
+    torch.testing.assert_close(rm(ro.sequences, ro.attention_mask), before, atol=0, rtol=0)
+    _, hidden = reference_pass(policy, ro, trunk=trunk)
+    torch.testing.assert_close(
+        trunk.score(hidden, ro.sequences, ro.attention_mask), before, atol=1e-5, rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("refresh_every", [0, 5])
+def test_the_trainer_ties_the_trunk_only_where_no_rm_refresh_trains_it(tiny_llama_dir, refresh_every):
+    from dataclasses import replace
+
+    policy, tok = _policy(tiny_llama_dir)
+    rm = _adapter_rm(tiny_llama_dir)
+    config = tiny_config()
+    config = replace(config, model=replace(config.model, rm_refresh_every=refresh_every, rm_labeller="human"))
+    trainer = PPOTrainer(
+        config, LoadedModel(policy, tok, "policy", None), LoadedModel(rm, tok, "rm", None),
+        [PromptItem(f"p{i}", "family", t) for i, t in enumerate(PROMPTS)],
+    )  # fmt: skip
+    assert trainer.trunk is not None
+    embedding = trainer.model.get_input_embeddings().weight
+    assert (rm.body.embed_tokens.weight is embedding) == (refresh_every == 0)

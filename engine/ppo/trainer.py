@@ -96,7 +96,9 @@ class PPOTrainer:
             frozen_matmuls_in_bf16(self.model, self.base_precision)
         same_base = (reward is not None and self.base_precision == "fp32"
                      and same_vocabulary(self.tokenizer, reward.tokenizer))  # fmt: skip
-        self.trunk = shared_trunk(reward.model, self.model) if same_base else None  # the RM's base layers
+        # the RM's base layers, tied to the policy's (one copy in memory) unless an RM refresh trains them
+        tie = config.model.rm_refresh_every == 0
+        self.trunk = shared_trunk(reward.model, self.model, tie=tie) if same_base else None
         if value_head is None and config.uses_value_head:
             torch.manual_seed(config.run.seed)
             value_head = ValueHead(hidden_size(self.model))
