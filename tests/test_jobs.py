@@ -265,7 +265,11 @@ def test_a_failed_write_stops_the_job_with_one_error_line_and_resume_finishes(tm
 
 
 def _mount(*args: str) -> bool:
-    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+    return _mount_run(*args).returncode == 0
+
+
+def _mount_run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["mount", *args], capture_output=True, text=True)
 
 
 class ReadOnlySwitch:
@@ -278,7 +282,14 @@ class ReadOnlySwitch:
         if not _mount("--bind", str(path), str(path)):
             pytest.skip("cannot bind-mount here (the RLIMIT_FSIZE test covers a failed write)")
         self.mounted.append(path)
-        assert _mount("-o", "remount,ro,bind", str(path), str(path))
+        # The kernel refuses to make a mount read-only while a file is open for writing through it
+        # (EBUSY), and the job writes every step: try again until a moment between two writes.
+        for _ in range(100):
+            done = _mount_run("-o", "remount,ro,bind", str(path), str(path))
+            if done.returncode == 0:
+                return
+            time.sleep(0.02)
+        pytest.fail(f"could not remount {path} read-only: {done.stderr.strip()}")
 
     def off(self, path: Path) -> None:
         subprocess.run(["umount", str(path)], check=True)
