@@ -52,8 +52,8 @@ class Product:
 
     @property
     def flop(self) -> int:
-        """2 m k n multiply-adds, times the batch for ``bmm`` and ``baddbmm`` (an add's own bias
-        term, m n, not counted: torch's profiler counts the same)."""
+        """2 m k n (m k n multiply-adds), times the batch for ``bmm`` and ``baddbmm`` (an add's own
+        bias term, m n, not counted: torch's profiler counts the same)."""
         left, right = self.shapes[-2], self.shapes[-1]  # (..., m, k), (..., k, n)
         return 2 * math.prod(left) * right[-1]
 
