@@ -102,9 +102,8 @@ def top_p_keep(z: torch.Tensor, top_p: float) -> torch.Tensor:
         top_probs, order = torch.topk(undecided, k, dim=-1)  # (n, k), descending
         mass = torch.cumsum(top_probs, dim=-1)
         done = (mass[:, -1] >= top_p) | (k == vocab)  # (n,); a sync point, once per widening
-        keep[rows[done]] = torch.zeros_like(keep[rows[done]]).scatter(
-            -1, order[done], (mass - top_probs)[done] < top_p
-        )
+        finished = rows[done]  # their keep rows are still all False: scatter the kept tokens into them
+        keep[finished] = keep[finished].scatter(-1, order[done], (mass - top_probs)[done] < top_p)
         rows, k = rows[~done], min(k * 8, vocab)
     return keep.view(probs.shape)
 

@@ -54,6 +54,10 @@ def test_bench_app_notches_the_lab_on_the_world_model_or_smollm2():
     with pytest.raises(SystemExit) as exc:
         parser.parse_args(["--model", "gpt9"])
     assert exc.value.code == 2
+    # the bench clicks the lab's model picker by its label (the engine never imports the workbench)
+    from workbench.lab_inputs import REAL
+
+    assert app.REAL_MODEL_RADIO == REAL
 
 
 def test_bench_app_says_in_one_line_what_a_page_did_not_show(monkeypatch, tmp_path):

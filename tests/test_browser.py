@@ -128,9 +128,8 @@ def test_page_renders_without_exception_or_asking_another_host(browser, app_url,
     page = _open(browser, f"{app_url}/{_url_path(spec)}", on_request=requested.append)
     try:
         assert page.locator('[data-testid="stSidebarNav"]').count() == 1
-        links = page.locator(
-            '[data-testid="stSidebarNav"] a'
-        )  # every page reachable, none behind "View more"
+        # every page reachable, none behind "View more"
+        links = page.locator('[data-testid="stSidebarNav"] a')
         assert links.count() == len(available_pages()) and all(
             links.nth(i).is_visible() for i in range(links.count())
         )

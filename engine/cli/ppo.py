@@ -46,7 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    # engine.ppo.job imports torch (seconds): a bad flag is said before it
     from engine.runs import new_run_id, run_dir_of
 
     given = {f.name for s in SECTION_TYPES.values() for f in dataclasses.fields(s) if hasattr(args, f.name)}
@@ -59,12 +58,12 @@ def main(args: argparse.Namespace) -> int:
             )
         config = config_from_args(args) if "steps" in given else None
         run_dir = run_dir_of(args.resume, args.runs_dir)
-        from engine.ppo.job import run_job
-
-        return run_job(config, run_dir, resume=True, progress=not args.no_progress)
-    config = config_from_args(args, preset_config(args.preset) if args.preset else None)
-    run_dir = run_dir_of(args.run_id or new_run_id(), args.runs_dir)
-    log.info("run %s -> %s", run_dir.name, Path(run_dir))
+    else:
+        config = config_from_args(args, preset_config(args.preset) if args.preset else None)
+        run_dir = run_dir_of(args.run_id or new_run_id(), args.runs_dir)
+        log.info("run %s -> %s", run_dir.name, Path(run_dir))
+    # imported after the settings are checked: engine.ppo.job imports torch (seconds), a bad flag is
+    # said before it
     from engine.ppo.job import run_job
 
-    return run_job(config, run_dir, resume=False, progress=not args.no_progress)
+    return run_job(config, run_dir, resume=bool(args.resume), progress=not args.no_progress)

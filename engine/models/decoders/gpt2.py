@@ -65,10 +65,8 @@ class Gpt2Decoder:
         return cls(body, head, torch.cat([prompt_mask.bool(), response], dim=1))
 
     def _bias(self, keep: torch.Tensor) -> torch.Tensor:
-        """(B, L, S) True = may attend -> the additive bias (B * nH, L, S): 0 or the dtype's minimum."""
-        dtype = self.caches[0][0].dtype
-        bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device)
-        return bias.masked_fill(~keep, torch.finfo(dtype).min).repeat_interleave(self.n_head, 0)
+        """:func:`_additive_bias` in the cache's dtype, one copy per head."""
+        return _additive_bias(keep, self.caches[0][0].dtype, self.n_head)
 
     def prefill(self, prompt_ids: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded prompts (B, P) at positions (B, P) -> the last position's logits (B, V) in float32
@@ -100,10 +98,8 @@ class Gpt2Decoder:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`prefill` row by row: every row's prompt pass."""
         width = prompt_ids.shape[1]
-        causal = torch.ones((width, width), dtype=torch.bool, device=prompt_ids.device).tril()
-        keep = causal[None] & self.key_mask[:, None, :width]  # (B, P, P); a padding query sees no key,
-        # softmax makes its weights uniform, and as a key it is masked for every real query
-        h = self._forward(self.wte(prompt_ids) + self.wpe(positions), self._bias(keep))  # (B, P, E)
+        bias = _causal_bias(self.key_mask[:, :width], self.caches[0][0].dtype, self.n_head)  # (B * nH, P, P)
+        h = self._forward(self.wte(prompt_ids) + self.wpe(positions), bias)  # (B, P, E)
         return self._out(self.ln_f(h[:, -1]))
 
     def step(self, token: torch.Tensor, position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,14 +164,7 @@ def gpt2_hidden_states(
     batch, length = input_ids.shape
     nh = body.config.n_head
     dim = body.config.n_embd // nh
-    causal = torch.ones((length, length), dtype=torch.bool, device=input_ids.device).tril()
-    keep = causal[None] & attention_mask.bool()[:, None, :]  # (B, L, L); a padding query sees no key,
-    # its softmax weights are uniform, and as a key it is masked for every real query
-    dtype = body.wte.weight.dtype
-    bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill_(
-        ~keep, torch.finfo(dtype).min
-    )
-    bias = bias.repeat_interleave(nh, 0)  # (B * nH, L, L)
+    bias = _causal_bias(attention_mask.bool(), body.wte.weight.dtype, nh)  # (B * nH, L, L)
     h = _lean(body.wte)(input_ids) + _lean(body.wpe)(position_ids)  # (B, L, E)
     for b in body.h:
         ln_1, c_attn, attn_proj, ln_2, c_fc, mlp_proj = (
@@ -188,6 +177,21 @@ def gpt2_hidden_states(
         h = h + attn_proj(_attend(q, k.transpose(1, 2), v, bias, dim**-0.5, batch))
         h = h + mlp_proj(_gelu_with_grad(b.mlp.act)(c_fc(ln_2(h))))  # GPT2MLP, dropout off
     return _lean(body.ln_f)(h)
+
+
+def _causal_bias(key_mask: torch.Tensor, dtype: torch.dtype, n_head: int) -> torch.Tensor:
+    """Causal attention over positions whose keys are real (``key_mask`` (B, L), True = real) as the
+    additive bias (B * nH, L, L). A padding query sees no key, so its softmax weights are uniform;
+    as a key it is masked for every real query."""
+    length = key_mask.shape[1]
+    causal = torch.ones((length, length), dtype=torch.bool, device=key_mask.device).tril()
+    return _additive_bias(causal[None] & key_mask[:, None, :], dtype, n_head)
+
+
+def _additive_bias(keep: torch.Tensor, dtype: torch.dtype, n_head: int) -> torch.Tensor:
+    """(B, L, S) True = may attend -> the additive bias (B * nH, L, S): 0 or the dtype's minimum."""
+    bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device)
+    return bias.masked_fill_(~keep, torch.finfo(dtype).min).repeat_interleave(n_head, 0)
 
 
 def _attend(

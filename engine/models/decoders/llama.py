@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.models.decoders.llama_layers import lean_head, lean_layer, lean_side_by_side, wrapped
+from engine.models.decoders.llama_layers import lean_head, lean_layer, lean_side_by_side
 from engine.models.loading import backbone_and_head
+from engine.models.lora_matmul import wrapped
 
 
 class LlamaDecoder:
@@ -23,11 +24,10 @@ class LlamaDecoder:
     Plain layers (``nn.Linear``, ``LlamaRMSNorm``, ``nn.Embedding``) run as their functional ops, the
     plain linear layers that read one input (q, k, v; gate, up) as one matmul, on CPU on weights
     prepacked for oneDNN (:func:`~engine.models.decoders.llama_layers.packed_linear`), and so does a
-    LoRA layer merged into its base weight or with its adapters disabled
-    (:func:`~engine.models.decoders.llama_layers.as_computed`); a wrapped one (an active LoRA, the
-    bf16 path's patched forward, hooks) is called as the module it is; the LM head's forward hooks
-    always apply.
-    The arithmetic differs from transformers' in two places: the matmuls' kernel on CPU, and attention (two batched
+    LoRA layer merged into its base weight or with its adapters disabled (:func:`~engine.models.lora_matmul.
+    as_computed`); a wrapped one (an active LoRA, the bf16 path's patched forward, hooks) is called as
+    the module it is; the LM head's forward hooks always apply. The arithmetic differs from
+    transformers' in two places: the matmuls' kernel on CPU, and attention (two batched
     matmuls with the mask as an additive bias, the query heads of one key/value head stacked as rows,
     no copies of the keys, against the SDPA kernel), so logits agree within float32 rounding (~1e-6),
     not bit for bit (tests/test_llama_decoder.py).
